@@ -1,0 +1,35 @@
+/*
+ * platform.h - what each platform directory (posix/, win/) provides to the client
+ * library. Shared files call only these.
+ */
+#ifndef SB_CLIENT_PLATFORM_H
+#define SB_CLIENT_PLATFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "streambroker.h"
+
+/*
+ * Dials a stream server. kind is SB__ADDR_UNIX or SB__ADDR_PIPE (the other platform's
+ * kind gives SB_ENOTSUP). While the server is busy (POSIX: EAGAIN from a full listen
+ * backlog; Windows: ERROR_PIPE_BUSY), retries with capped exponential backoff until
+ * timeout_ms has passed, then SB_EBUSY. An absent server is SB_ENOSERVER at once.
+ * for_process: the handle is made inheritable (and on Windows it is opened
+ * synchronous, never overlapped, as child stdio needs); otherwise it is not inherited.
+ */
+int sb__dial(int kind, const char* path, uint32_t timeout_ms, int for_process,
+             sb_os_handle_t* out);
+/* Writes all of buf, blocking. SB_EPIPE when the server is gone; never SIGPIPE. */
+int sb__handle_write(sb_os_handle_t h, const void* buf, size_t len);
+void sb__handle_close(sb_os_handle_t h);
+/* Sleeps about ms milliseconds. */
+void sb__sleep_ms(uint32_t ms);
+/* A monotonic clock in milliseconds. */
+uint64_t sb__now_ms(void);
+
+/* Backoff shared by both dialers: first delay, and the cap, in milliseconds. */
+#define SB__DIAL_BACKOFF_FIRST_MS 1u
+#define SB__DIAL_BACKOFF_CAP_MS 100u
+
+#endif

@@ -1,0 +1,112 @@
+/* posix/dial.c - the client's Unix socket dialer. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../platform.h"
+#include "../protocol.h"
+
+void sb__sleep_ms(uint32_t ms) {
+  struct timespec ts;
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+uint64_t sb__now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int sb__errno_to_sb(int e) {
+  switch (e) {
+  case ENOENT:
+  case ECONNREFUSED:
+  case ENOTSOCK:
+    return SB_ENOSERVER;
+  case EACCES:
+  case EPERM:
+    return SB_EACCES;
+  case EPIPE:
+  case ECONNRESET:
+    return SB_EPIPE;
+  case ENOMEM:
+  case ENOBUFS:
+    return SB_ENOMEM;
+  default:
+    return SB_EIO;
+  }
+}
+
+/*
+ * The socket is connected non-blocking so that a full listen backlog shows as EAGAIN
+ * (Linux) instead of blocking without limit; then it is made blocking again, since the
+ * public API's writes block.
+ */
+int sb__dial(int kind, const char* path, uint32_t timeout_ms, int for_process,
+             sb_os_handle_t* out) {
+  struct sockaddr_un sa;
+  uint64_t deadline = sb__now_ms() + timeout_ms;
+  uint32_t delay = SB__DIAL_BACKOFF_FIRST_MS;
+  int fd, flags, e;
+  if (kind != SB__ADDR_UNIX)
+    return SB_ENOTSUP;
+  if (strlen(path) >= sizeof(sa.sun_path))
+    return SB_EADDRESS;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path));
+  for (;;) {
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+      return sb__errno_to_sb(errno);
+    if (connect(fd, (struct sockaddr*)&sa, sizeof(sa)) == 0)
+      break;
+    e = errno;
+    close(fd);
+    if (e != EAGAIN && e != EINTR)
+      return sb__errno_to_sb(e);
+    if (sb__now_ms() >= deadline)
+      return SB_EBUSY;
+    sb__sleep_ms(delay);
+    delay = delay * 2 > SB__DIAL_BACKOFF_CAP_MS ? SB__DIAL_BACKOFF_CAP_MS : delay * 2;
+  }
+  flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0 ||
+      (for_process && fcntl(fd, F_SETFD, 0) < 0)) {
+    e = errno;
+    close(fd);
+    return sb__errno_to_sb(e);
+  }
+  /* The server never writes; say so, so nothing can ever block on our side. */
+  shutdown(fd, SHUT_RD);
+  *out = fd;
+  return 0;
+}
+
+int sb__handle_write(sb_os_handle_t h, const void* buf, size_t len) {
+  const char* p = buf;
+  while (len > 0) {
+    ssize_t n = send(h, p, len, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return sb__errno_to_sb(errno);
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+void sb__handle_close(sb_os_handle_t h) {
+  if (h >= 0)
+    close(h);
+}

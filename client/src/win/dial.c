@@ -1,0 +1,126 @@
+/* win/dial.c - the client's named pipe dialer. */
+#include <windows.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../platform.h"
+#include "../protocol.h"
+
+void sb__sleep_ms(uint32_t ms) {
+  Sleep(ms);
+}
+
+uint64_t sb__now_ms(void) {
+  return GetTickCount64();
+}
+
+static int sb__win_to_sb(DWORD e) {
+  switch (e) {
+  case ERROR_FILE_NOT_FOUND:
+  case ERROR_PATH_NOT_FOUND:
+  case ERROR_BAD_PATHNAME:
+    return SB_ENOSERVER;
+  case ERROR_ACCESS_DENIED:
+    return SB_EACCES;
+  case ERROR_PIPE_BUSY:
+  case ERROR_SEM_TIMEOUT:
+    return SB_EBUSY;
+  case ERROR_NO_DATA:
+  case ERROR_BROKEN_PIPE:
+  case ERROR_PIPE_NOT_CONNECTED:
+    return SB_EPIPE;
+  case ERROR_NOT_ENOUGH_MEMORY:
+  case ERROR_OUTOFMEMORY:
+    return SB_ENOMEM;
+  case ERROR_INVALID_NAME:
+    return SB_EADDRESS;
+  default:
+    return SB_EIO;
+  }
+}
+
+/* "\\.\pipe\" + name as UTF-16; NULL on failure. */
+static WCHAR* sb__pipe_path(const char* name) {
+  static const char prefix[] = "\\\\.\\pipe\\";
+  size_t plen = sizeof(prefix) - 1, nlen = strlen(name);
+  char* utf8 = malloc(plen + nlen + 1);
+  WCHAR* wide = NULL;
+  int n;
+  if (utf8 == NULL)
+    return NULL;
+  memcpy(utf8, prefix, plen);
+  memcpy(utf8 + plen, name, nlen + 1);
+  n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, utf8, -1, NULL, 0);
+  if (n > 0 && (wide = malloc((size_t)n * sizeof(WCHAR))) != NULL &&
+      MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, utf8, -1, wide, n) != n) {
+    free(wide);
+    wide = NULL;
+  }
+  free(utf8);
+  return wide;
+}
+
+/*
+ * Write-only, anonymous impersonation level (the server learns nothing it could
+ * impersonate us with), never overlapped (so the handle can be a child's stdout).
+ * While every pipe instance is busy, WaitNamedPipeW sleeps until one is free or the
+ * current backoff step ends, whichever is first.
+ */
+int sb__dial(int kind, const char* path, uint32_t timeout_ms, int for_process,
+             sb_os_handle_t* out) {
+  WCHAR* wpath;
+  HANDLE h;
+  DWORD e;
+  uint64_t start = sb__now_ms();
+  uint32_t delay = SB__DIAL_BACKOFF_FIRST_MS;
+  if (kind != SB__ADDR_PIPE)
+    return SB_ENOTSUP;
+  if ((wpath = sb__pipe_path(path)) == NULL)
+    return SB_EADDRESS;
+  for (;;) {
+    h = CreateFileW(wpath, GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
+                    SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS, NULL);
+    if (h != INVALID_HANDLE_VALUE)
+      break;
+    e = GetLastError();
+    if (e != ERROR_PIPE_BUSY) {
+      free(wpath);
+      return sb__win_to_sb(e);
+    }
+    uint64_t waited = sb__now_ms() - start;
+    if (waited >= timeout_ms) {
+      free(wpath);
+      return SB_EBUSY;
+    }
+    uint64_t left = timeout_ms - waited;
+    DWORD step = (DWORD)(left < delay ? left : delay);
+    if (!WaitNamedPipeW(wpath, step ? step : 1) && GetLastError() != ERROR_SEM_TIMEOUT)
+      sb__sleep_ms(step);
+    delay = delay * 2 > SB__DIAL_BACKOFF_CAP_MS ? SB__DIAL_BACKOFF_CAP_MS : delay * 2;
+  }
+  free(wpath);
+  if (for_process && !SetHandleInformation(h, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT)) {
+    e = GetLastError();
+    CloseHandle(h);
+    return sb__win_to_sb(e);
+  }
+  *out = h;
+  return 0;
+}
+
+int sb__handle_write(sb_os_handle_t h, const void* buf, size_t len) {
+  const char* p = buf;
+  while (len > 0) {
+    DWORD chunk = len > 0x10000000u ? 0x10000000u : (DWORD)len, n = 0;
+    if (!WriteFile(h, p, chunk, &n, NULL))
+      return sb__win_to_sb(GetLastError());
+    p += n;
+    len -= n;
+  }
+  return 0;
+}
+
+void sb__handle_close(sb_os_handle_t h) {
+  if (h != NULL && h != INVALID_HANDLE_VALUE)
+    CloseHandle(h);
+}

@@ -1,0 +1,11 @@
+/* win/stdio.c - the C runtime's stdin/stdout translate CRLF unless told not to. */
+#include <fcntl.h>
+#include <io.h>
+#include <stdio.h>
+
+#include "../tools.h"
+
+void sb__tool_binary_stdio(void) {
+  _setmode(_fileno(stdin), _O_BINARY);
+  _setmode(_fileno(stdout), _O_BINARY);
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# dev.sh - set up a Debian machine, build, run and test streambroker.
+#
+#   bash installer/dev.sh run    install what is missing, build, run streambrokerd in the
+#                                foreground on the default config
+#   bash installer/dev.sh test   install what is missing, build for Linux (plain and
+#                                ASan+UBSan with the fuzzers) and for Windows, run all
+#                                tests (the Windows ones under Wine)
+#   bash installer/dev.sh build  build for Linux only
+#
+# Build trees go to build/ (override with SB_BUILD_DIR). Needs root, or sudo, to install
+# packages; nothing is installed when everything is present already.
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${SB_BUILD_DIR:-$top/build}
+jobs=$(nproc 2>/dev/null || echo 2)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else log "need root to run: $*"; exit 1
+  fi
+}
+
+# Installs the Debian packages given that are not installed yet.
+need_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+      missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+linux_deps() {
+  need_packages build-essential cmake ninja-build pkg-config libuv1-dev libsqlite3-dev \
+    libcjson-dev sqlite3
+}
+
+test_deps() {
+  linux_deps
+  need_packages clang libclang-rt-14-dev llvm python3
+}
+
+windows_deps() {
+  need_packages gcc-mingw-w64-x86-64 wine wine64 wixl msitools
+  bash "$top/installer/build-windows-deps.sh"
+}
+
+configure() { # dir, cmake args...
+  local dir=$1
+  shift
+  cmake -S "$top" -B "$dir" -G Ninja "$@" >/dev/null
+}
+
+build_linux() {
+  configure "$build/linux" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_WERROR=ON "$@"
+  cmake --build "$build/linux" -j "$jobs"
+}
+
+cmd=${1:-}
+case "$cmd" in
+run)
+  linux_deps
+  build_linux -DSB_BUILD_TESTS=OFF
+  bin="$build/linux/bin/streambrokerd"
+  if [ ! -x "$bin" ]; then
+    log "streambrokerd is not built yet: the service is not part of this tree so far."
+    log "built: $(ls "$build/linux/bin" | tr '\n' ' ')"
+    exit 1
+  fi
+  log "starting $bin --config $top/config/streambroker.json (Ctrl+C stops it)"
+  exec "$bin" --config "$top/config/streambroker.json"
+  ;;
+build)
+  linux_deps
+  build_linux
+  ;;
+test)
+  test_deps
+  windows_deps
+  start=$(date +%s)
+  log "Linux build"
+  build_linux
+  log "Linux ASan+UBSan build with the libFuzzer targets (clang)"
+  CC=clang configure "$build/asan" -DCMAKE_BUILD_TYPE=Debug -DSB_WERROR=ON \
+    -DSB_SANITIZE=ON -DSB_FUZZ=ON
+  cmake --build "$build/asan" -j "$jobs"
+  log "Windows cross-build (mingw-w64)"
+  configure "$build/windows" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSB_WERROR=ON \
+    -DCMAKE_TOOLCHAIN_FILE="$top/installer/mingw-w64-x86_64.cmake"
+  cmake --build "$build/windows" -j "$jobs"
+
+  status=0
+  log "tests: Linux"
+  ctest --test-dir "$build/linux" --output-on-failure -j "$jobs" || status=1
+  log "tests: Linux, ASan+UBSan, and fuzzing"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir "$build/asan" --output-on-failure -j "$jobs" || status=1
+  log "tests: Windows, under Wine"
+  ctest --test-dir "$build/windows" --output-on-failure -j "$jobs" || status=1
+  log "all tests done in $(( $(date +%s) - start )) s: $([ $status -eq 0 ] && echo passed || echo FAILED)"
+  exit $status
+  ;;
+*)
+  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+  ;;
+esac

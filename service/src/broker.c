@@ -1,0 +1,185 @@
+/* broker.c - the control pipe listener, the stream limits, and an orderly stop. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define SB__STOP_TIMEOUT_MS 15000
+
+static void on_stopped_check(sb__broker_t* b) {
+  if (b->stopping && b->streams == NULL && b->pending_closes == 0 && b->on_stopped) {
+    void (*cb)(sb__broker_t*) = b->on_stopped;
+    b->on_stopped = NULL;
+    uv_timer_stop(&b->stop_timer);
+    cb(b);
+  }
+}
+
+static void on_handle_closed(uv_handle_t* h) {
+  sb__broker_t* b = h->data;
+  b->pending_closes--;
+  on_stopped_check(b);
+}
+
+/* Refuses a connection that a limit does not admit: accepted, logged, closed. */
+static void on_refused_closed(uv_handle_t* h) {
+  free(h);
+}
+
+uint64_t sb__broker_client_streams(sb__broker_t* b, int64_t pid) {
+  uint64_t n = 0;
+  sb__stream_t* s;
+  if (pid < 0)
+    return 0;
+  for (s = b->streams; s; s = s->next)
+    n += s->peer_pid == pid;
+  return n;
+}
+
+static void on_connection(uv_stream_t* server, int status) {
+  sb__broker_t* b = SB_CONTAINER_OF(server, sb__broker_t, listener);
+  sb__stream_t* s;
+  int r;
+  if (status < 0) {
+    SB_LOG_E("listener", "accept: %s", uv_strerror(status));
+    return;
+  }
+  s = sb__xcalloc(1, sizeof(*s));
+  uv_pipe_init(b->loop, &s->client, 0);
+  if ((r = uv_accept(server, (uv_stream_t*)&s->client)) != 0) {
+    SB_LOG_E("listener", "accept: %s", uv_strerror(r));
+    uv_close((uv_handle_t*)&s->client, on_refused_closed);
+    return;
+  }
+  sb__peer_credentials(&s->client, &s->peer_pid, &s->peer_uid, &s->peer_gid);
+  if (b->stopping || b->nstreams >= b->cfg.max_streams ||
+      sb__broker_client_streams(b, s->peer_pid) >= b->cfg.max_streams_per_client) {
+    b->counters.refused_limit++;
+    SB_LOG_W("listener", "refused a connection from pid %lld: %s",
+             (long long)s->peer_pid,
+             b->stopping                           ? "the service is stopping"
+             : b->nstreams >= b->cfg.max_streams ? "max_streams reached"
+                                                   : "max_streams_per_client reached");
+    uv_close((uv_handle_t*)&s->client, on_refused_closed);
+    return;
+  }
+  s->broker = b;
+  s->id = ++b->next_id;
+  s->next = b->streams;
+  if (b->streams)
+    b->streams->prev = s;
+  b->streams = s;
+  b->nstreams++;
+  sb__stream_start(b, s);
+}
+
+void sb__broker_stream_gone(sb__broker_t* b, sb__stream_t* s) {
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    b->streams = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  b->nstreams--;
+  on_stopped_check(b);
+}
+
+static void on_signal(uv_signal_t* sig, int signum) {
+  sb__broker_t* b = sig->data;
+  SB_LOG_I("broker", "signal %d: stopping", signum);
+  sb__broker_stop(b);
+}
+
+static void on_stop_async(uv_async_t* a) {
+  sb__broker_stop(a->data);
+}
+
+static void on_stop_timeout(uv_timer_t* t) {
+  sb__broker_t* b = t->data;
+  sb__stream_t* s;
+  for (s = b->streams; s; s = s->next)
+    SB_LOG_E("broker", "stream %llu \"%s\" still open at shutdown: %llu bytes read",
+             (unsigned long long)s->id, s->props.name ? s->props.name : "(handshake)",
+             (unsigned long long)s->bytes);
+  SB_LOG_E("broker", "stop timed out after %d ms with %llu streams open",
+           SB__STOP_TIMEOUT_MS, (unsigned long long)b->nstreams);
+  if (b->on_stopped) {
+    void (*cb)(sb__broker_t*) = b->on_stopped;
+    b->on_stopped = NULL;
+    cb(b);
+  }
+}
+
+int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) {
+  char path[1024];
+  int r;
+  b->loop = loop;
+  b->cfg = *cfg;
+  if ((r = sb__listener_bind_path(cfg->control_pipe, path, sizeof(path))) != 0) {
+    SB_LOG_E("listener", "control_pipe \"%s\": %s", cfg->control_pipe, sb_strerror(r));
+    return r;
+  }
+  if ((r = sb__listener_prepare(path)) != 0)
+    return r;
+  uv_pipe_init(loop, &b->listener, 0);
+  b->listener.data = b;
+  b->listening = 1;
+  if ((r = uv_pipe_bind(&b->listener, path)) != 0) {
+    SB_LOG_E("listener", "bind %s: %s", path, uv_strerror(r));
+    return r == UV_EADDRINUSE ? SB_EEXIST : sb__uv_err(r);
+  }
+  if ((r = sb__listener_secure(&b->listener, path)) != 0)
+    return r;
+  if ((r = uv_listen((uv_stream_t*)&b->listener, 511, on_connection)) != 0) {
+    SB_LOG_E("listener", "listen %s: %s", path, uv_strerror(r));
+    return sb__uv_err(r);
+  }
+  uv_signal_init(loop, &b->sigint);
+  uv_signal_init(loop, &b->sigterm);
+  b->sigint.data = b->sigterm.data = b;
+  uv_signal_start(&b->sigint, on_signal, SIGINT);
+  uv_signal_start(&b->sigterm, on_signal, SIGTERM);
+  uv_unref((uv_handle_t*)&b->sigint);
+  uv_unref((uv_handle_t*)&b->sigterm);
+  uv_async_init(loop, &b->stop_async, on_stop_async);
+  b->stop_async.data = b;
+  uv_unref((uv_handle_t*)&b->stop_async);
+  uv_timer_init(loop, &b->stop_timer);
+  b->stop_timer.data = b;
+  SB_LOG_I("listener", "serving %s (%s)", cfg->control_pipe,
+           cfg->upstream ? cfg->upstream : "archive mode");
+  return 0;
+}
+
+/*
+ * Stopping closes the broker's own handles, then asks every stream to finish: a
+ * stream stops reading its client and its sink writes out what was read. The last
+ * stream gone (or the stop timeout) runs on_stopped.
+ */
+void sb__broker_stop(sb__broker_t* b) {
+  sb__stream_t *s, *next;
+  if (b->stopping)
+    return;
+  b->stopping = 1;
+  uv_timer_start(&b->stop_timer, on_stop_timeout, SB__STOP_TIMEOUT_MS, 0);
+  uv_unref((uv_handle_t*)&b->stop_timer);
+  if (b->listening) {
+    b->pending_closes++;
+    uv_close((uv_handle_t*)&b->listener, on_handle_closed);
+    b->listening = 0;
+  }
+  b->pending_closes += 3;
+  uv_close((uv_handle_t*)&b->sigint, on_handle_closed);
+  uv_close((uv_handle_t*)&b->sigterm, on_handle_closed);
+  uv_close((uv_handle_t*)&b->stop_async, on_handle_closed);
+  for (s = b->streams; s; s = next) {
+    next = s->next;
+    sb__stream_stop(s);
+  }
+  on_stopped_check(b);
+}
+
+/* Closes the stop timer; the last handle, after on_stopped. */
+void sb__broker_close(sb__broker_t* b) {
+  uv_close((uv_handle_t*)&b->stop_timer, NULL);
+}

@@ -1,0 +1,96 @@
+/* posix/listener.c - the control socket's directory, stale sockets, modes, peers. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../internal.h"
+
+int sb__listener_bind_path(const char* address, char* out, size_t size) {
+  int kind;
+  const char* path;
+  if (sb__address_parse(address, &kind, &path) != 0 || kind != SB__ADDR_UNIX ||
+      strlen(path) >= size)
+    return SB_EADDRESS;
+  memcpy(out, path, strlen(path) + 1);
+  return 0;
+}
+
+/*
+ * A socket file left by a dead instance refuses connections: it is removed. One that
+ * accepts belongs to a live instance: we refuse to start rather than steal its name.
+ * Anything that is not a socket is left alone and is an error.
+ */
+int sb__listener_prepare(const char* path) {
+  char dir[1024];
+  char* slash;
+  struct stat st;
+  struct sockaddr_un sa;
+  int fd, r, e;
+  if (strlen(path) >= sizeof(dir) || strlen(path) >= sizeof(sa.sun_path))
+    return SB_EADDRESS;
+  strcpy(dir, path);
+  slash = strrchr(dir, '/');
+  if (slash != NULL && slash != dir) {
+    *slash = '\0';
+    if ((r = sb__mkdir_p(dir)) != 0) {
+      SB_LOG_E("listener", "creating %s: %s", dir, sb_strerror(r));
+      return r;
+    }
+  }
+  if (lstat(path, &st) != 0)
+    return 0;
+  if (!S_ISSOCK(st.st_mode)) {
+    SB_LOG_E("listener", "%s exists and is not a socket; not touching it", path);
+    return SB_EEXIST;
+  }
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  strcpy(sa.sun_path, path);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return SB_EIO;
+  r = connect(fd, (struct sockaddr*)&sa, sizeof(sa));
+  e = errno;
+  close(fd);
+  if (r == 0 || e == EAGAIN) {
+    SB_LOG_E("listener", "%s: another instance is serving it", path);
+    return SB_EEXIST;
+  }
+  if (e != ECONNREFUSED) {
+    SB_LOG_E("listener", "probing %s: %s", path, strerror(e));
+    return SB_EIO;
+  }
+  SB_LOG_I("listener", "removing the stale socket %s of a stopped instance", path);
+  if (unlink(path) != 0 && errno != ENOENT) {
+    SB_LOG_E("listener", "unlink %s: %s", path, strerror(errno));
+    return SB_EACCES;
+  }
+  return 0;
+}
+
+/* Mode 0660 before listen: the directory (0750) and the group decide who connects. */
+int sb__listener_secure(uv_pipe_t* pipe, const char* path) {
+  (void)pipe;
+  if (chmod(path, 0660) != 0) {
+    SB_LOG_E("listener", "chmod %s: %s", path, strerror(errno));
+    return SB_EACCES;
+  }
+  return 0;
+}
+
+void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* gid) {
+  uv_os_fd_t fd;
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  *pid = *uid = *gid = -1;
+  if (uv_fileno((uv_handle_t*)pipe, &fd) != 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    return;
+  *pid = cred.pid;
+  *uid = cred.uid;
+  *gid = cred.gid;
+}

@@ -1,0 +1,229 @@
+/*
+ * stream.c - one client connection: the handshake under a deadline and size limits,
+ * then the stream's data, checked (datagram framing) and passed to its sink with flow
+ * control: a sink that falls behind pauses reading from its client.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char* const sb__type_name[] = {"text", "binary", "datagram"};
+
+static void stream_maybe_free(sb__stream_t* s) {
+  sb__broker_t* b = s->broker;
+  if (s->pending_closes > 0 || s->sink != NULL || !s->closing)
+    return;
+  sb__broker_stream_gone(b, s);
+  sb__handshake_destroy(&s->hs);
+  sb__props_free(&s->props);
+  free(s);
+}
+
+static void on_closed(uv_handle_t* h) {
+  sb__stream_t* s = h->data;
+  s->pending_closes--;
+  stream_maybe_free(s);
+}
+
+/* Closes the client side (connection and deadline timer). The stream itself lives on
+ * until its sink is done. */
+static void stream_close_client(sb__stream_t* s) {
+  if (s->closing)
+    return;
+  s->closing = 1;
+  s->reading = 0;
+  s->pending_closes += 2;
+  uv_close((uv_handle_t*)&s->client, on_closed);
+  uv_close((uv_handle_t*)&s->deadline, on_closed);
+}
+
+/* The client's data has ended (EOF, error, or the broker stopping): the sink finishes. */
+static void stream_end(sb__stream_t* s) {
+  if (s->client_eof)
+    return;
+  s->client_eof = 1;
+  if (s->reading)
+    uv_read_stop((uv_stream_t*)&s->client);
+  s->reading = 0;
+  stream_close_client(s);
+  if (s->sink)
+    s->sink->finish(s->sink);
+}
+
+static void bad_handshake(sb__stream_t* s, int err) {
+  sb__broker_t* b = s->broker;
+  if (-err > 0 && -err < (int)(sizeof(b->counters.bad_handshakes) /
+                               sizeof(b->counters.bad_handshakes[0])))
+    b->counters.bad_handshakes[-err]++;
+  SB_LOG_W("session", "connection %llu from pid %lld: bad handshake after %llu bytes: %s (%s)",
+           (unsigned long long)s->id, (long long)s->peer_pid,
+           (unsigned long long)s->hs.consumed, sb_strerror(err), sb_err_name(err));
+  stream_end(s);
+}
+
+static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
+  sb__stream_t* s = h->data;
+  (void)suggested;
+  buf->base = s->broker->read_slab;
+  buf->len = sizeof(s->broker->read_slab);
+}
+
+/*
+ * Data after the handshake. Datagram streams are parsed only to check the framing
+ * and count datagrams; the bytes go to the sink unchanged, framing included. A
+ * framing error ends the stream after the last good byte.
+ */
+static void stream_data(sb__stream_t* s, const char* data, size_t len) {
+  sb__broker_t* b = s->broker;
+  size_t good = len;
+  int err = 0;
+  if (s->props.type == SB_DATAGRAM) {
+    sb__dgram_event_t ev;
+    size_t off = 0;
+    for (;;) {
+      int64_t r = sb__dgram_next(&s->dgram, (const uint8_t*)data + off, len - off, &ev);
+      if (r < 0) {
+        err = (int)r;
+        good = off;
+        break;
+      }
+      off += (size_t)r;
+      if (ev.kind == SB__DGRAM_END)
+        s->datagrams++;
+      else if (ev.kind == SB__DGRAM_NONE)
+        break;
+    }
+  }
+  if (good > 0) {
+    s->bytes += good;
+    b->counters.bytes_in += good;
+    s->sink->write(s->sink, sb__chunk_new(data, good));
+    if (s->sink && s->sink->queued > b->cfg.upstream_high_watermark && s->reading) {
+      uv_read_stop((uv_stream_t*)&s->client);
+      s->reading = 0;
+    }
+  }
+  if (err) {
+    b->counters.client_errors++;
+    SB_LOG_W("stream", "stream %llu \"%s\": %s after %llu datagrams; the stream ends there",
+             (unsigned long long)s->id, s->props.name, sb_strerror(err),
+             (unsigned long long)s->datagrams);
+    stream_end(s);
+  }
+}
+
+static void handshake_done(sb__stream_t* s) {
+  sb__broker_t* b = s->broker;
+  s->handshaken = 1;
+  uv_timer_stop(&s->deadline);
+  sb__dgram_init(&s->dgram, b->cfg.max_datagram_size);
+  b->counters.streams_opened++;
+  SB_LOG_I("stream", "stream %llu \"%s\" opened: %s, %s, pid %lld", (unsigned long long)s->id,
+           s->props.name, sb__type_name[s->props.type], s->props.content_type,
+           (long long)s->peer_pid);
+  s->sink = b->cfg.upstream ? sb__upstream_sink_create(s)
+                            : sb__archive_sink_create(s, b->cfg.archive_dir);
+  if (s->sink == NULL) {
+    b->counters.client_errors++;
+    stream_end(s);
+  }
+}
+
+static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
+  sb__stream_t* s = h->data;
+  const char* p = buf->base;
+  size_t len = n > 0 ? (size_t)n : 0;
+  if (n < 0) {
+    if (!s->handshaken) {
+      bad_handshake(s, n == UV_EOF ? sb__handshake_eof(&s->hs) : sb__uv_err((int)n));
+      return;
+    }
+    if (n != UV_EOF) {
+      s->broker->counters.client_errors++;
+      SB_LOG_W("stream", "stream %llu \"%s\": client connection: %s; %llu bytes read",
+               (unsigned long long)s->id, s->props.name, uv_strerror((int)n),
+               (unsigned long long)s->bytes);
+    } else if (s->props.type == SB_DATAGRAM && sb__dgram_eof(&s->dgram) != 0) {
+      SB_LOG_W("stream", "stream %llu \"%s\": client ended inside a datagram",
+               (unsigned long long)s->id, s->props.name);
+    }
+    stream_end(s);
+    return;
+  }
+  if (!s->handshaken) {
+    size_t used;
+    int r = sb__handshake_feed(&s->hs, (const uint8_t*)p, len, &used, &s->props);
+    if (r < 0) {
+      bad_handshake(s, r);
+      return;
+    }
+    if (r == 0)
+      return;
+    handshake_done(s);
+    if (s->client_eof)
+      return;
+    p += used;
+    len -= used;
+  }
+  if (len > 0)
+    stream_data(s, p, len);
+}
+
+static void on_deadline(uv_timer_t* t) {
+  sb__stream_t* s = t->data;
+  s->broker->counters.handshake_timeouts++;
+  SB_LOG_W("session", "connection %llu from pid %lld: no complete handshake within %llu ms "
+           "(%llu bytes received)",
+           (unsigned long long)s->id, (long long)s->peer_pid,
+           (unsigned long long)s->broker->cfg.handshake_timeout_ms,
+           (unsigned long long)s->hs.consumed);
+  stream_end(s);
+}
+
+void sb__stream_start(sb__broker_t* b, sb__stream_t* s) {
+  int r;
+  s->client.data = s;
+  s->opened = sb__time_now();
+  sb__handshake_init(&s->hs, b->cfg.max_frame_size);
+  uv_timer_init(b->loop, &s->deadline);
+  s->deadline.data = s;
+  uv_timer_start(&s->deadline, on_deadline, b->cfg.handshake_timeout_ms, 0);
+  if ((r = uv_read_start((uv_stream_t*)&s->client, on_alloc, on_read)) != 0) {
+    SB_LOG_E("session", "connection %llu: read: %s", (unsigned long long)s->id,
+             uv_strerror(r));
+    stream_end(s);
+    return;
+  }
+  s->reading = 1;
+}
+
+void sb__stream_stop(sb__stream_t* s) {
+  stream_end(s);
+  stream_maybe_free(s);
+}
+
+void sb__stream_sink_drained(sb__stream_t* s) {
+  if (s->client_eof || s->reading || s->closing)
+    return;
+  if (uv_read_start((uv_stream_t*)&s->client, on_alloc, on_read) == 0)
+    s->reading = 1;
+}
+
+void sb__stream_sink_done(sb__stream_t* s, int err) {
+  sb__broker_t* b = s->broker;
+  sb__sink_t* sink = s->sink;
+  b->counters.streams_closed++;
+  if (err == 0)
+    SB_LOG_I("stream", "stream %llu \"%s\" closed: %llu bytes%s", (unsigned long long)s->id,
+             s->props.name, (unsigned long long)s->bytes,
+             s->props.type == SB_DATAGRAM ? " (datagram framing included)" : "");
+  else
+    SB_LOG_E("stream", "stream %llu \"%s\" ended with an error: %s",
+             (unsigned long long)s->id, s->props.name, sb_strerror(err));
+  s->sink = NULL;
+  sink->destroy(sink);
+  /* A sink may be done before the client is (it failed): stop the client too. */
+  stream_end(s);
+  stream_maybe_free(s);
+}

@@ -1,0 +1,37 @@
+/* win/listener.c - the control pipe's name and the client's process id. */
+#include <windows.h>
+#include <string.h>
+
+#include "../internal.h"
+
+int sb__listener_bind_path(const char* address, char* out, size_t size) {
+  int kind;
+  const char* name;
+  if (sb__address_parse(address, &kind, &name) != 0 || kind != SB__ADDR_PIPE ||
+      strlen(name) + 10 > size)
+    return SB_EADDRESS;
+  strcpy(out, "\\\\.\\pipe\\");
+  strcat(out, name);
+  return 0;
+}
+
+/* libuv creates the first instance with FILE_FLAG_FIRST_PIPE_INSTANCE: a second
+ * instance of the service (or a squatter) makes bind fail, so nothing to probe. */
+int sb__listener_prepare(const char* path) {
+  (void)path;
+  return 0;
+}
+
+int sb__listener_secure(uv_pipe_t* pipe, const char* path) {
+  (void)pipe;
+  (void)path;
+  return 0;
+}
+
+void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* gid) {
+  uv_os_fd_t h;
+  ULONG client_pid = 0;
+  *pid = *uid = *gid = -1;
+  if (uv_fileno((uv_handle_t*)pipe, &h) == 0 && GetNamedPipeClientProcessId(h, &client_pid))
+    *pid = client_pid;
+}

@@ -1,0 +1,525 @@
+/* helpers.c - recording server and program runner for integration tests. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "task.h"
+
+void sb_it_program(const char* name, char* out, size_t size) {
+  char self[4096];
+  size_t len = sizeof(self);
+  char* slash;
+  ASSERT_OK(uv_exepath(self, &len));
+  slash = strrchr(self, '/');
+  if (strrchr(self, '\\') > slash)
+    slash = strrchr(self, '\\');
+  ASSERT_NOT_NULL(slash);
+  slash[1] = '\0';
+  /* The same suffix as this program's own: ".exe" on Windows, none elsewhere. */
+  snprintf(out, size, "%s%s%s", self, name,
+           len > 4 && strcmp(self + len - 4, ".exe") == 0 ? ".exe" : "");
+}
+
+static void on_conn_close(uv_handle_t* h) {
+  (void)h;
+}
+
+static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
+  static char slab[65536];
+  (void)h;
+  (void)suggested;
+  buf->base = slab;
+  buf->len = sizeof(slab);
+}
+
+static void on_conn_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+  struct sb_it_conn* c = (struct sb_it_conn*)s;
+  sb_it_recorder_t* r = s->data;
+  if (n > 0) {
+    sb__buf_append(&c->data, buf->base, (size_t)n);
+    ASSERT_OK(c->data.err);
+    return;
+  }
+  if (n < 0) {
+    /* EOF, or a reset from a client that went away: the recording ends either way. */
+    uv_read_stop(s);
+    c->closed = 1;
+    r->nclosed++;
+  }
+}
+
+static void on_connection(uv_stream_t* server, int status) {
+  sb_it_recorder_t* r = server->data;
+  struct sb_it_conn* c;
+  ASSERT_OK(status);
+  if (!r->accept)
+    return;
+  ASSERT_LT(r->nconns, SB_IT_MAX_CONNS);
+  c = &r->conns[r->nconns];
+  ASSERT_OK(uv_pipe_init(server->loop, &c->pipe, 0));
+  ASSERT_OK(uv_accept(server, (uv_stream_t*)&c->pipe));
+  c->pipe.data = r;
+  r->nconns++;
+  ASSERT_OK(uv_read_start((uv_stream_t*)&c->pipe, on_alloc, on_conn_read));
+}
+
+int sb_it_recorder_start(sb_it_recorder_t* r, uv_loop_t* loop, const char* bind_path,
+                         int backlog, int accept) {
+  int err;
+  memset(r, 0, sizeof(*r));
+  r->accept = accept;
+  ASSERT_OK(uv_pipe_init(loop, &r->server, 0));
+  r->server.data = r;
+  if ((err = uv_pipe_bind(&r->server, bind_path)) != 0)
+    return err;
+  return uv_listen((uv_stream_t*)&r->server, backlog, on_connection);
+}
+
+void sb_it_recorder_close(sb_it_recorder_t* r) {
+  int i;
+  uv_close((uv_handle_t*)&r->server, NULL);
+  for (i = 0; i < r->nconns; i++) {
+    uv_close((uv_handle_t*)&r->conns[i].pipe, on_conn_close);
+  }
+  uv_run(r->server.loop, UV_RUN_DEFAULT);
+  for (i = 0; i < r->nconns; i++)
+    sb__buf_free(&r->conns[i].data);
+}
+
+struct sb_it_run {
+  uv_process_t proc;
+  uv_pipe_t in, out, err;
+  uv_write_t write;
+  uv_shutdown_t shutdown;
+  uv_timer_t timer;
+  sb_it_result_t* res;
+  int exited, out_done, err_done, timed_out, closed;
+};
+
+static void on_run_close(uv_handle_t* h) {
+  struct sb_it_run* run = h->data;
+  run->closed++;
+}
+
+static void on_exit_cb(uv_process_t* p, int64_t status, int sig) {
+  struct sb_it_run* run = (struct sb_it_run*)p;
+  run->res->exit_status = status;
+  run->res->term_signal = sig;
+  run->exited = 1;
+}
+
+static void on_out_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+  struct sb_it_run* run = s->data;
+  int is_out = s == (uv_stream_t*)&run->out;
+  if (n > 0) {
+    sb__buf_append(is_out ? &run->res->out : &run->res->err, buf->base, (size_t)n);
+  } else if (n < 0) {
+    uv_read_stop(s);
+    if (is_out)
+      run->out_done = 1;
+    else
+      run->err_done = 1;
+  }
+}
+
+static void on_written(uv_write_t* w, int status) {
+  struct sb_it_run* run = w->data;
+  (void)status; /* a child that exits early closes its stdin; that is its business */
+  run->shutdown.data = run;
+  if (uv_shutdown(&run->shutdown, (uv_stream_t*)&run->in, NULL) != 0)
+    uv_close((uv_handle_t*)&run->in, on_run_close);
+}
+
+static void on_timeout(uv_timer_t* t) {
+  struct sb_it_run* run = t->data;
+  run->timed_out = 1;
+}
+
+/* Copies the environment without LOGDOG_ variables, then appends extra. */
+static char** make_env(const char* const* extra) {
+  uv_env_item_t* items = NULL;
+  int count = 0, i, n = 0, nextra = 0;
+  char** env;
+  while (extra && extra[nextra])
+    nextra++;
+  ASSERT_OK(uv_os_environ(&items, &count));
+  env = calloc((size_t)(count + nextra + 1), sizeof(*env));
+  ASSERT_NOT_NULL(env);
+  for (i = 0; i < count; i++) {
+    size_t len;
+    if (strncmp(items[i].name, "LOGDOG_", 7) == 0)
+      continue;
+    len = strlen(items[i].name) + strlen(items[i].value) + 2;
+    env[n] = malloc(len);
+    ASSERT_NOT_NULL(env[n]);
+    snprintf(env[n], len, "%s=%s", items[i].name, items[i].value);
+    n++;
+  }
+  for (i = 0; i < nextra; i++) {
+    env[n] = malloc(strlen(extra[i]) + 1);
+    ASSERT_NOT_NULL(env[n]);
+    strcpy(env[n++], extra[i]);
+  }
+  uv_os_free_environ(items, count);
+  return env;
+}
+
+void sb_it_run(uv_loop_t* loop, const char* const* argv, const char* const* env,
+               const void* in, size_t in_len, sb_it_recorder_t* rec, int wait_conns,
+               sb_it_result_t* res) {
+  struct sb_it_run run;
+  uv_process_options_t opts;
+  uv_stdio_container_t stdio[3];
+  uv_buf_t buf = uv_buf_init((char*)in, (unsigned)in_len);
+  char** envp = make_env(env);
+  int i, r;
+
+  memset(&run, 0, sizeof(run));
+  memset(res, 0, sizeof(*res));
+  memset(&opts, 0, sizeof(opts));
+  run.res = res;
+  ASSERT_OK(uv_pipe_init(loop, &run.in, 0));
+  ASSERT_OK(uv_pipe_init(loop, &run.out, 0));
+  ASSERT_OK(uv_pipe_init(loop, &run.err, 0));
+  run.in.data = run.out.data = run.err.data = &run;
+  stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+  stdio[0].data.stream = (uv_stream_t*)&run.in;
+  stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[1].data.stream = (uv_stream_t*)&run.out;
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t*)&run.err;
+  opts.file = argv[0];
+  opts.args = (char**)argv;
+  opts.env = envp;
+  opts.stdio = stdio;
+  opts.stdio_count = 3;
+  opts.exit_cb = on_exit_cb;
+  r = uv_spawn(loop, &run.proc, &opts);
+  if (r != 0)
+    sb_test_fail(__FILE__, __LINE__, "spawn %s: %s", argv[0], uv_strerror(r));
+  run.proc.data = &run;
+  ASSERT_OK(uv_read_start((uv_stream_t*)&run.out, on_alloc, on_out_read));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&run.err, on_alloc, on_out_read));
+  run.write.data = &run;
+  ASSERT_OK(uv_write(&run.write, (uv_stream_t*)&run.in, &buf, 1, on_written));
+  ASSERT_OK(uv_timer_init(loop, &run.timer));
+  run.timer.data = &run;
+  ASSERT_OK(uv_timer_start(&run.timer, on_timeout, 60000, 0));
+  while (!(run.exited && run.out_done && run.err_done &&
+           (rec == NULL || rec->nclosed >= wait_conns)) &&
+         !run.timed_out)
+    uv_run(loop, UV_RUN_ONCE);
+  if (run.timed_out)
+    sb_test_fail(__FILE__, __LINE__, "%s did not finish within 60 s (exited %d)", argv[0],
+                 run.exited);
+  run.closed = 0;
+  uv_close((uv_handle_t*)&run.timer, on_run_close);
+  uv_close((uv_handle_t*)&run.proc, on_run_close);
+  if (!uv_is_closing((uv_handle_t*)&run.in))
+    uv_close((uv_handle_t*)&run.in, on_run_close);
+  else
+    run.closed++; /* closed already, after a failed shutdown */
+  uv_close((uv_handle_t*)&run.out, on_run_close);
+  uv_close((uv_handle_t*)&run.err, on_run_close);
+  /* run lives on this stack frame: every close must finish before it returns. */
+  while (run.closed < 5)
+    uv_run(loop, UV_RUN_ONCE);
+  for (i = 0; envp[i]; i++)
+    free(envp[i]);
+  free(envp);
+  sb__buf_putc(&res->out, '\0');
+  sb__buf_putc(&res->err, '\0');
+  res->out.len--;
+  res->err.len--;
+}
+
+void sb_it_result_free(sb_it_result_t* res) {
+  sb__buf_free(&res->out);
+  sb__buf_free(&res->err);
+}
+
+int sb_it_contains(const char* haystack, size_t len, const char* needle) {
+  size_t n = strlen(needle), i;
+  for (i = 0; i + n <= len; i++) {
+    if (memcmp(haystack + i, needle, n) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+size_t sb_it_count(const char* haystack, size_t len, const char* needle) {
+  size_t n = strlen(needle), i, count = 0;
+  for (i = 0; i + n <= len; i++) {
+    if (memcmp(haystack + i, needle, n) == 0) {
+      count++;
+      i += n - 1;
+    }
+  }
+  return count;
+}
+
+void sb_it_tempdir(const char* tag, char* out, size_t size) {
+  char tmp[512];
+  size_t len = sizeof(tmp);
+  uv_fs_t req;
+  static unsigned serial;
+  ASSERT_OK(uv_os_tmpdir(tmp, &len));
+  snprintf(out, size, "%s/sbit-%d-%u-%s", tmp, (int)uv_os_getpid(), ++serial, tag);
+  ASSERT_OK(uv_fs_mkdir(NULL, &req, out, 0700, NULL));
+  uv_fs_req_cleanup(&req);
+}
+
+char* sb_it_read_file(const char* path, size_t* len) {
+  FILE* f = fopen(path, "rb");
+  sb__buf_t b = {0};
+  char chunk[65536];
+  size_t n;
+  if (f == NULL)
+    return NULL;
+  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+    sb__buf_append(&b, chunk, n);
+  fclose(f);
+  sb__buf_putc(&b, '\0');
+  ASSERT_OK(b.err);
+  *len = b.len - 1;
+  return b.data;
+}
+
+void sb_it_write_file(const char* path, const void* data, size_t len) {
+  FILE* f = fopen(path, "wb");
+  ASSERT_NOT_NULL(f);
+  ASSERT_EQ(fwrite(data, 1, len, f), len);
+  ASSERT_EQ(fclose(f), 0);
+}
+
+/* Appends s to b as the inside of a JSON string (paths on Windows have backslashes). */
+static void json_escape(sb__buf_t* b, const char* s) {
+  for (; *s; s++) {
+    if (*s == '\\' || *s == '"')
+      sb__buf_putc(b, '\\');
+    sb__buf_putc(b, *s);
+  }
+}
+
+static void on_daemon_exit(uv_process_t* p, int64_t status, int sig) {
+  sb_it_daemon_t* d = p->data;
+  d->exit_status = status;
+  d->term_signal = sig;
+  d->running = 0;
+}
+
+static void on_daemon_err(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+  sb_it_daemon_t* d = s->data;
+  if (n > 0) {
+    sb__buf_append(&d->log, buf->base, (size_t)n);
+    if (getenv("SB_TEST_VERBOSE"))
+      fwrite(buf->base, 1, (size_t)n, stderr);
+  } else if (n < 0) {
+    uv_read_stop(s);
+    d->err_done = 1;
+  }
+}
+
+static void on_daemon_closed(uv_handle_t* h) {
+  sb_it_daemon_t* d = h->data;
+  d->closed++;
+}
+
+static void daemon_spawn(sb_it_daemon_t* d) {
+  char prog[4096];
+  const char* argv[4];
+  char** envp = make_env(NULL);
+  uv_process_options_t opts;
+  uv_stdio_container_t stdio[3];
+  int r, i;
+  sb_it_program("streambrokerd", prog, sizeof(prog));
+  argv[0] = prog;
+  argv[1] = "--config";
+  argv[2] = d->config_path;
+  argv[3] = NULL;
+  memset(&opts, 0, sizeof(opts));
+  ASSERT_OK(uv_pipe_init(d->loop, &d->err, 0));
+  d->err.data = d;
+  stdio[0].flags = UV_IGNORE;
+  stdio[1].flags = UV_IGNORE;
+  stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  stdio[2].data.stream = (uv_stream_t*)&d->err;
+  opts.file = prog;
+  opts.args = (char**)argv;
+  opts.env = envp;
+  opts.stdio = stdio;
+  opts.stdio_count = 3;
+  opts.exit_cb = on_daemon_exit;
+  r = uv_spawn(d->loop, &d->proc, &opts);
+  if (r != 0)
+    sb_test_fail(__FILE__, __LINE__, "spawn %s: %s", prog, uv_strerror(r));
+  d->proc.data = d;
+  d->running = 1;
+  d->err_done = 0;
+  d->closed = 0;
+  ASSERT_OK(uv_read_start((uv_stream_t*)&d->err, on_alloc, on_daemon_err));
+  for (i = 0; envp[i]; i++)
+    free(envp[i]);
+  free(envp);
+}
+
+void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                        const char* upstream, const char* extra_json) {
+  sb__buf_t cfg = {0};
+  memset(d, 0, sizeof(*d));
+  d->loop = loop;
+  sb_it_tempdir(tag, d->dir, sizeof(d->dir));
+  sb_it_address(tag, d->address, d->bind_path, sizeof(d->address));
+  snprintf(d->config_path, sizeof(d->config_path), "%s/streambroker.json", d->dir);
+  snprintf(d->archive_dir, sizeof(d->archive_dir), "%s/archive", d->dir);
+  sb__buf_append(&cfg, "{\n  \"control_pipe\": \"", 20);
+  json_escape(&cfg, d->address);
+  sb__buf_append(&cfg, "\",\n  \"data_dir\": \"", 18);
+  json_escape(&cfg, d->dir);
+  sb__buf_append(&cfg, "\",\n  \"archive_dir\": \"", 21);
+  json_escape(&cfg, d->archive_dir);
+  sb__buf_append(&cfg, "\",\n  \"log_level\": \"debug\"", 26);
+  if (upstream) {
+    sb__buf_append(&cfg, ",\n  \"upstream\": \"", 17);
+    json_escape(&cfg, upstream);
+    sb__buf_putc(&cfg, '"');
+  }
+  if (extra_json) {
+    sb__buf_append(&cfg, ",\n  ", 4);
+    sb__buf_append(&cfg, extra_json, strlen(extra_json));
+  }
+  sb__buf_append(&cfg, "\n}\n", 3);
+  ASSERT_OK(cfg.err);
+  sb_it_write_file(d->config_path, cfg.data, cfg.len);
+  sb__buf_free(&cfg);
+  daemon_spawn(d);
+  sb_it_daemon_wait_log(d, "serving ", 1, 30000);
+}
+
+void sb_it_daemon_restart(sb_it_daemon_t* d) {
+  size_t before = sb_it_count(d->log.data, d->log.len, "serving ");
+  ASSERT(!d->running);
+  if (d->closed < 2) {
+    uv_close((uv_handle_t*)&d->proc, on_daemon_closed);
+    if (!uv_is_closing((uv_handle_t*)&d->err))
+      uv_close((uv_handle_t*)&d->err, on_daemon_closed);
+    while (d->closed < 2)
+      uv_run(d->loop, UV_RUN_ONCE);
+  }
+  daemon_spawn(d);
+  sb_it_daemon_wait_log(d, "serving ", before + 1, 30000);
+}
+
+static void on_wait_timeout(uv_timer_t* t) {
+  *(int*)t->data = 1;
+}
+
+static void on_wait_timer_closed(uv_handle_t* h) {
+  *(int*)h->data = 1;
+}
+
+void sb_it_daemon_wait_log(sb_it_daemon_t* d, const char* needle, size_t count,
+                           uint64_t ms) {
+  uv_timer_t timer;
+  int timed_out = 0, closed = 0;
+  ASSERT_OK(uv_timer_init(d->loop, &timer));
+  timer.data = &timed_out;
+  ASSERT_OK(uv_timer_start(&timer, on_wait_timeout, ms, 0));
+  while (sb_it_count(d->log.data, d->log.len, needle) < count && !timed_out &&
+         (d->running || !d->err_done))
+    uv_run(d->loop, UV_RUN_ONCE);
+  timer.data = &closed;
+  uv_close((uv_handle_t*)&timer, on_wait_timer_closed);
+  while (!closed)
+    uv_run(d->loop, UV_RUN_ONCE);
+  if (sb_it_count(d->log.data, d->log.len, needle) < count) {
+    sb_it_daemon_dump(d);
+    sb_test_fail(__FILE__, __LINE__, "streambrokerd (%s): %zu of %zu \"%s\" in its log %s",
+                 d->address, sb_it_count(d->log.data, d->log.len, needle), count, needle,
+                 d->running ? "after the timeout" : "when it exited");
+  }
+}
+
+void sb_it_daemon_kill(sb_it_daemon_t* d, int signum) {
+  if (d->running)
+    ASSERT_OK(uv_process_kill(&d->proc, signum));
+}
+
+void sb_it_daemon_wait_exit(sb_it_daemon_t* d, uint64_t ms) {
+  uv_timer_t timer;
+  int timed_out = 0, closed = 0;
+  ASSERT_OK(uv_timer_init(d->loop, &timer));
+  timer.data = &timed_out;
+  ASSERT_OK(uv_timer_start(&timer, on_wait_timeout, ms, 0));
+  while ((d->running || !d->err_done) && !timed_out)
+    uv_run(d->loop, UV_RUN_ONCE);
+  timer.data = &closed;
+  uv_close((uv_handle_t*)&timer, on_wait_timer_closed);
+  while (!closed)
+    uv_run(d->loop, UV_RUN_ONCE);
+  if (d->running) {
+    sb_it_daemon_dump(d);
+    sb_test_fail(__FILE__, __LINE__, "streambrokerd (%s) did not exit within %llu ms",
+                 d->address, (unsigned long long)ms);
+  }
+}
+
+void sb_it_daemon_close(sb_it_daemon_t* d) {
+  if (d->running) {
+    uv_process_kill(&d->proc, SIGKILL);
+    sb_it_daemon_wait_exit(d, 30000);
+  }
+  if (d->closed < 2) {
+    uv_close((uv_handle_t*)&d->proc, on_daemon_closed);
+    if (!uv_is_closing((uv_handle_t*)&d->err))
+      uv_close((uv_handle_t*)&d->err, on_daemon_closed);
+    while (d->closed < 2)
+      uv_run(d->loop, UV_RUN_ONCE);
+  }
+  sb__buf_free(&d->log);
+}
+
+void sb_it_daemon_dump(sb_it_daemon_t* d) {
+  fprintf(stderr, "---- streambrokerd %s log ----\n%.*s---- end ----\n", d->address,
+          (int)d->log.len, d->log.data ? d->log.data : "");
+}
+
+struct sb_it_thread {
+  uv_async_t done;
+  void (*fn)(void*);
+  void* arg;
+  int finished;
+};
+
+static void thread_main(void* arg) {
+  struct sb_it_thread* t = arg;
+  t->fn(t->arg);
+  uv_async_send(&t->done);
+}
+
+static void on_thread_done(uv_async_t* a) {
+  struct sb_it_thread* t = a->data;
+  t->finished = 1;
+}
+
+static void on_async_closed(uv_handle_t* h) {
+  struct sb_it_thread* t = h->data;
+  t->finished = 2;
+}
+
+void sb_it_run_thread(uv_loop_t* loop, void (*fn)(void*), void* arg) {
+  struct sb_it_thread t;
+  uv_thread_t tid;
+  memset(&t, 0, sizeof(t));
+  t.fn = fn;
+  t.arg = arg;
+  ASSERT_OK(uv_async_init(loop, &t.done, on_thread_done));
+  t.done.data = &t;
+  ASSERT_OK(uv_thread_create(&tid, thread_main, &t));
+  while (!t.finished)
+    uv_run(loop, UV_RUN_ONCE);
+  ASSERT_OK(uv_thread_join(&tid));
+  uv_close((uv_handle_t*)&t.done, on_async_closed);
+  while (t.finished != 2)
+    uv_run(loop, UV_RUN_ONCE);
+}

@@ -1,0 +1,112 @@
+/*
+ * helpers.h - what integration tests share: unique addresses, a recording server that
+ * keeps every byte each connection sent, and running a real program with stdin, stdout
+ * and stderr of the test's own.
+ */
+#ifndef SB_IT_HELPERS_H
+#define SB_IT_HELPERS_H
+
+#include <uv.h>
+
+#include "protocol.h"
+
+#define SB_IT_MAX_CONNS 64
+
+/* A listening pipe (Unix socket or named pipe) that records each connection. */
+typedef struct {
+  uv_pipe_t server;
+  int accept; /* 0: leave connections pending, so the server looks busy */
+  struct sb_it_conn {
+    uv_pipe_t pipe;
+    sb__buf_t data;
+    int closed;
+  } conns[SB_IT_MAX_CONNS];
+  int nconns;
+  int nclosed;
+} sb_it_recorder_t;
+
+/* A fresh address for this process: "unix:/tmp/..." or "net.pipe:...", and the path
+ * to bind (the socket path or \\.\pipe\ name). */
+void sb_it_address(const char* tag, char* address, char* bind_path, size_t size);
+/* 1 on Windows (named pipes, no POSIX signals), 0 elsewhere. */
+int sb_it_is_windows(void);
+/* Path of a program built next to the test program ("sbcat" gets ".exe" on Windows). */
+void sb_it_program(const char* name, char* out, size_t size);
+
+int sb_it_recorder_start(sb_it_recorder_t* r, uv_loop_t* loop, const char* bind_path,
+                         int backlog, int accept);
+/* Closes the server and every connection. */
+void sb_it_recorder_close(sb_it_recorder_t* r);
+
+typedef struct {
+  int64_t exit_status;
+  int term_signal;
+  sb__buf_t out;
+  sb__buf_t err;
+} sb_it_result_t;
+
+/*
+ * Runs argv[0] (a path) with extra environment entries env (NULL-terminated, may be
+ * NULL; the rest of the test's environment is kept, minus the LOGDOG_ variables),
+ * feeds it stdin, and runs the loop until it exited, its output closed, and rec (if not
+ * NULL) has wait_conns closed connections. Fails the test on a 60 s timeout.
+ */
+void sb_it_run(uv_loop_t* loop, const char* const* argv, const char* const* env,
+               const void* in, size_t in_len, sb_it_recorder_t* rec, int wait_conns,
+               sb_it_result_t* res);
+void sb_it_result_free(sb_it_result_t* res);
+/* Whether haystack (len bytes) contains the NUL-terminated needle. */
+int sb_it_contains(const char* haystack, size_t len, const char* needle);
+/* How many times needle occurs in haystack. */
+size_t sb_it_count(const char* haystack, size_t len, const char* needle);
+
+/* A fresh, empty directory for this test under the system's temp directory. */
+void sb_it_tempdir(const char* tag, char* out, size_t size);
+/* Reads a whole file; NULL when it cannot be read. */
+char* sb_it_read_file(const char* path, size_t* len);
+/* Writes a whole file; fails the test on error. */
+void sb_it_write_file(const char* path, const void* data, size_t len);
+
+/* A streambrokerd process with a directory, a config and a control pipe of its own. */
+typedef struct {
+  uv_loop_t* loop;
+  uv_process_t proc;
+  uv_pipe_t err;
+  sb__buf_t log; /* everything it wrote to stderr */
+  int running, err_done, closed;
+  int64_t exit_status;
+  int term_signal;
+  char dir[512];
+  char address[256];
+  char bind_path[256];
+  char config_path[600];
+  char archive_dir[600];
+} sb_it_daemon_t;
+
+/*
+ * Writes DIR/streambroker.json with control_pipe, data_dir, archive_dir, upstream (NULL
+ * for archive mode), log_level debug and the members in extra_json (text such as
+ * "\"max_streams\": 10", or NULL), starts streambrokerd on it and waits until it
+ * logs that it is serving. Fails the test if it does not within 30 s.
+ */
+void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                        const char* upstream, const char* extra_json);
+/* Starts it again on the same config (after it exited). */
+void sb_it_daemon_restart(sb_it_daemon_t* d);
+/* Runs the loop until the log holds count occurrences of needle; fails after ms. */
+void sb_it_daemon_wait_log(sb_it_daemon_t* d, const char* needle, size_t count,
+                           uint64_t ms);
+/* Sends a signal (SIGTERM is TerminateProcess on Windows). */
+void sb_it_daemon_kill(sb_it_daemon_t* d, int signum);
+/* Runs the loop until it exited; fails after ms. */
+void sb_it_daemon_wait_exit(sb_it_daemon_t* d, uint64_t ms);
+/* Kills it if running and closes its handles. */
+void sb_it_daemon_close(sb_it_daemon_t* d);
+/* Prints its log to stderr (for a failing test's output). */
+void sb_it_daemon_dump(sb_it_daemon_t* d);
+
+/* Runs fn(arg) on a thread while the loop runs (daemons' logs keep being read), and
+ * returns when fn has returned. */
+void sb_it_run_thread(uv_loop_t* loop, void (*fn)(void*), void* arg);
+
+#endif

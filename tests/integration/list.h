@@ -1,0 +1,11 @@
+/* list.h - every integration test, from the per-area lists. */
+#ifndef SB_ITEST_LIST_H
+#define SB_ITEST_LIST_H
+
+#include "list_broker.h"
+#include "list_sbcat.h"
+
+#define TEST_LIST(X) TEST_LIST_SBCAT(X) TEST_LIST_BROKER(X)
+TEST_LIST(TEST_DECLARE)
+
+#endif
