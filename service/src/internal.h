@@ -256,6 +256,8 @@ int sb__upstream_dial(const char* address, uv_file* fd);
 /* Platform defaults for paths. */
 const char* sb__default_control_pipe(void);
 const char* sb__default_data_dir(void);
+/* Where the config file is read from when --config is not given. */
+const char* sb__default_config_path(void);
 /* Raises the open-file limit as far as allowed (POSIX); no-op elsewhere. */
 void sb__raise_fd_limit(void);
 /* Creates a directory and its parents (mode 0750 on POSIX). 0 or SB_E*. */

@@ -174,6 +174,7 @@ void sb_it_run(uv_loop_t* loop, const char* const* argv, const char* const* env,
   char** envp = make_env(env);
   int i, r;
 
+  sb_it_platform_init();
   memset(&run, 0, sizeof(run));
   memset(res, 0, sizeof(*res));
   memset(&opts, 0, sizeof(opts));
@@ -292,6 +293,10 @@ void sb_it_write_file(const char* path, const void* data, size_t len) {
   ASSERT_EQ(fclose(f), 0);
 }
 
+static void append_str(sb__buf_t* b, const char* s) {
+  sb__buf_append(b, s, strlen(s));
+}
+
 /* Appends s to b as the inside of a JSON string (paths on Windows have backslashes). */
 static void json_escape(sb__buf_t* b, const char* s) {
   for (; *s; s++) {
@@ -366,29 +371,32 @@ static void daemon_spawn(sb_it_daemon_t* d) {
 void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
                         const char* upstream, const char* extra_json) {
   sb__buf_t cfg = {0};
+  sb_it_platform_init();
   memset(d, 0, sizeof(*d));
   d->loop = loop;
   sb_it_tempdir(tag, d->dir, sizeof(d->dir));
   sb_it_address(tag, d->address, d->bind_path, sizeof(d->address));
   snprintf(d->config_path, sizeof(d->config_path), "%s/streambroker.json", d->dir);
   snprintf(d->archive_dir, sizeof(d->archive_dir), "%s/archive", d->dir);
-  sb__buf_append(&cfg, "{\n  \"control_pipe\": \"", 20);
+  append_str(&cfg, "{\n  \"control_pipe\": \"");
   json_escape(&cfg, d->address);
-  sb__buf_append(&cfg, "\",\n  \"data_dir\": \"", 18);
+  append_str(&cfg, "\",\n  \"data_dir\": \"");
   json_escape(&cfg, d->dir);
-  sb__buf_append(&cfg, "\",\n  \"archive_dir\": \"", 21);
+  append_str(&cfg, "\",\n  \"archive_dir\": \"");
   json_escape(&cfg, d->archive_dir);
-  sb__buf_append(&cfg, "\",\n  \"log_level\": \"debug\"", 26);
+  append_str(&cfg, "\"");
+  if (extra_json == NULL || strstr(extra_json, "\"log_level\"") == NULL)
+    append_str(&cfg, ",\n  \"log_level\": \"debug\"");
   if (upstream) {
-    sb__buf_append(&cfg, ",\n  \"upstream\": \"", 17);
+    append_str(&cfg, ",\n  \"upstream\": \"");
     json_escape(&cfg, upstream);
     sb__buf_putc(&cfg, '"');
   }
   if (extra_json) {
-    sb__buf_append(&cfg, ",\n  ", 4);
+    append_str(&cfg, ",\n  ");
     sb__buf_append(&cfg, extra_json, strlen(extra_json));
   }
-  sb__buf_append(&cfg, "\n}\n", 3);
+  append_str(&cfg, "\n}\n");
   ASSERT_OK(cfg.err);
   sb_it_write_file(d->config_path, cfg.data, cfg.len);
   sb__buf_free(&cfg);

@@ -28,6 +28,9 @@ typedef struct {
 /* A fresh address for this process: "unix:/tmp/..." or "net.pipe:...", and the path
  * to bind (the socket path or \\.\pipe\ name). */
 void sb_it_address(const char* tag, char* address, char* bind_path, size_t size);
+/* Process set-up for tests that run programs (POSIX: SIGPIPE ignored, so a child
+ * that exits before reading its stdin does not kill the test). Idempotent. */
+void sb_it_platform_init(void);
 /* 1 on Windows (named pipes, no POSIX signals), 0 elsewhere. */
 int sb_it_is_windows(void);
 /* Path of a program built next to the test program ("sbcat" gets ".exe" on Windows). */

@@ -212,7 +212,7 @@ TEST_IMPL(broker_forwards_all_stream_types) {
     snprintf(path, sizeof(path), "%s/it/sbcat/dgram.log", up.archive_dir);
     got = sb_it_read_file(path, &len);
     ASSERT_NOT_NULL(got);
-    ASSERT_MEM_EQ(got, len, "\x03one\x03two\x00\x04" "four", 13);
+    ASSERT_MEM_EQ(got, len, "\x03one\x03two\x00\x04" "four", 14);
     free(got);
   }
   /* The front broker archived nothing itself: it had an upstream. */

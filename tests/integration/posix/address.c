@@ -1,4 +1,5 @@
 /* posix/address.c - test addresses are Unix sockets under /tmp. */
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -12,4 +13,8 @@ void sb_it_address(const char* tag, char* address, char* bind_path, size_t size)
 
 int sb_it_is_windows(void) {
   return 0;
+}
+
+void sb_it_platform_init(void) {
+  signal(SIGPIPE, SIG_IGN);
 }

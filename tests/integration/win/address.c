@@ -12,3 +12,6 @@ void sb_it_address(const char* tag, char* address, char* bind_path, size_t size)
 int sb_it_is_windows(void) {
   return 1;
 }
+
+void sb_it_platform_init(void) {
+}
