@@ -150,8 +150,9 @@ print_uris() {
   return $rc
 }
 
+# Sets uris to print_uris of all the packages, adding deb-src entries when needed.
 ensure_deb_src() {
-  print_uris "${packages[@]}" >/dev/null 2>&1 && return 0
+  uris=$(print_uris "${packages[@]}" 2>/dev/null) && return 0
   if [ ! -s "$src_list" ]; then
     local stanzas
     stanzas=$(deb_src_stanzas)
@@ -173,7 +174,7 @@ ensure_deb_src() {
   as_root apt-get update -qq -o Dir::Etc::SourceList="$src_list" \
     -o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0 >/dev/null ||
     as_root apt-get update -qq >/dev/null
-  print_uris "${packages[@]}" >/dev/null ||
+  uris=$(print_uris "${packages[@]}") ||
     die "apt-get source still finds no source for ${packages[*]} (see $src_list)"
 }
 
@@ -182,7 +183,6 @@ need_tools
 ensure_deb_src
 
 # Source versions as apt would fetch them now (from the .dsc names, without epoch).
-uris=$(print_uris "${packages[@]}")
 declare -A ver
 for p in "${packages[@]}"; do
   ver[$p]=$(printf '%s\n' "$uris" | awk -v p="$p" '

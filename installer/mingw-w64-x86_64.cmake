@@ -45,18 +45,17 @@ set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 
-# No MinGW runtime DLLs at run time: libgcc (and libstdc++, libwinpthread) linked in.
+# No MinGW runtime DLLs at run time: executables are linked fully static (libgcc,
+# libwinpthread, libstdc++ included); DLLs, should there be any, get libgcc and
+# libstdc++ linked in.
 set(CMAKE_EXE_LINKER_FLAGS_INIT "-static -static-libgcc")
-set(CMAKE_SHARED_LINKER_FLAGS_INIT "-static-libgcc")
-set(CMAKE_MODULE_LINKER_FLAGS_INIT "-static-libgcc")
-if(CMAKE_CXX_COMPILER)
-  string(APPEND CMAKE_EXE_LINKER_FLAGS_INIT " -static-libstdc++")
-  string(APPEND CMAKE_SHARED_LINKER_FLAGS_INIT " -static-libstdc++")
-  string(APPEND CMAKE_MODULE_LINKER_FLAGS_INIT " -static-libstdc++")
-endif()
+set(CMAKE_SHARED_LINKER_FLAGS_INIT "-static-libgcc -static-libstdc++")
+set(CMAKE_MODULE_LINKER_FLAGS_INIT "-static-libgcc -static-libstdc++")
 
-# Windows system libraries a static libuv (1.44) needs; link them after libuv.
-set(SB_WIN_UV_LIBS psapi user32 advapi32 iphlpapi userenv ws2_32 dbghelp ole32 uuid shell32)
+# Windows system libraries a static libuv needs (those its CMakeLists.txt names for
+# 1.44; psapi is unused with MinGW but harmless). Link them after libuv. Newer libuv
+# (1.45+) also wants dbghelp ole32 shell32.
+set(SB_WIN_UV_LIBS psapi user32 advapi32 iphlpapi userenv ws2_32)
 
 # Run test programs (and try_run) under Wine.
 get_filename_component(_sb_wine_run "${CMAKE_CURRENT_LIST_DIR}/../tests/windows/wine-run.sh"

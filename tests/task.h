@@ -10,6 +10,13 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+
+/* The printf dialect the format checks assume: mingw's C99 one on Windows. */
+#if defined(__MINGW32__)
+#define SB_PRINTF_FORMAT gnu_printf
+#else
+#define SB_PRINTF_FORMAT printf
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +25,7 @@
 
 void sb_test_fail(const char* file, int line, const char* fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4), noreturn))
+    __attribute__((format(SB_PRINTF_FORMAT, 3, 4), noreturn))
 #endif
     ;
 void sb_test_hexdump(const char* label, const void* data, size_t len);

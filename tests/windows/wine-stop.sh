@@ -1,7 +1,24 @@
 #!/usr/bin/env bash
-# wine-stop.sh - stops the wineserver of this test run's prefix, and no other.
-set -u
-: "${SB_WINEPREFIX:?SB_WINEPREFIX must name the Wine prefix for this test run}"
-[ -d "$SB_WINEPREFIX" ] || exit 0
-WINEPREFIX=$SB_WINEPREFIX wineserver -k 2>/dev/null
+# wine-stop.sh [PREFIX] - stops the wineserver (and so every Windows process) of one Wine
+# prefix: PREFIX, else $SB_WINEPREFIX. Other prefixes are left alone. Succeeds when no
+# server is running there, or when the prefix does not exist.
+set -uo pipefail
+
+me="wine-stop.sh"
+prefix=${1:-${SB_WINEPREFIX:-}}
+if [ -z "$prefix" ]; then
+  echo "$me: no prefix: pass one or set SB_WINEPREFIX" >&2
+  exit 2
+fi
+case "$prefix" in /*) ;; *) prefix="$PWD/$prefix" ;; esac
+prefix=${prefix%/}
+[ -d "$prefix" ] || exit 0
+
+wineserver=/usr/lib/wine/wineserver
+[ -x "$wineserver" ] || wineserver=$(command -v wineserver) || exit 0
+
+# wineserver -k talks to this prefix's server only (its socket is found from
+# WINEPREFIX); it fails harmlessly when none is running.
+WINEPREFIX=$prefix "$wineserver" -k >/dev/null 2>&1 || true
+WINEPREFIX=$prefix timeout 30 "$wineserver" -w >/dev/null 2>&1 || true
 exit 0
