@@ -335,8 +335,14 @@ static int sb__decode_member(sb__json_t* j, const char* key, size_t key_len,
     return 0;
   }
   if (sb__json_key_equal(key, key_len, "timestamp")) {
+    const char* q;
     if (sb__json_null(j))
       return 0;
+    /* Go parses a time from the raw bytes between the quotes: any escape fails. */
+    for (q = j->p + 1; q < j->end && *q != '"'; q++) {
+      if (*q == '\\')
+        return SB_ETIMESTAMP;
+    }
     if ((r = sb__decode_string(j, &s, &len, SB_ETIMESTAMP)) < 0)
       return r;
     r = sb__time_parse(s, len, &out->timestamp);

@@ -607,6 +607,8 @@ TEST_IMPL(handshake_decode_go_semantics) {
   ASSERT_ERR(decode_json("{\"name\":\"a\",\"type\":\"Text\"}", &p), SB_ETYPE);
   ASSERT_ERR(decode_json("{\"name\":\"a\",\"type\":1}", &p), SB_ETYPE);
   ASSERT_ERR(decode_json("{\"name\":\"a\",\"timestamp\":5}", &p), SB_ETIMESTAMP);
+  ASSERT_ERR(decode_json("{\"name\":\"a\",\"timestamp\":\"\\u0032016-02-03T04:05:06Z\"}", &p),
+             SB_ETIMESTAMP);
   ASSERT_ERR(decode_json("{\"name\":\"a\",\"tags\":[]}", &p), SB_ETAG);
   ASSERT_ERR(decode_json("{\"name\":\"a\",\"tags\":{\"k\":1}}", &p), SB_ETAG);
   ASSERT_ERR(decode_json("{\"name\":\"a\",\"contentType\":[]}", &p), SB_ECONTENTTYPE);

@@ -3,6 +3,8 @@
 
 #include "../protocol.h"
 
+/* FILETIME counts 100 ns ticks since 1601-01-01; 11644473600 s separate it from 1970.
+ * The precise variant (Windows 8+) is the one that is not rounded to the tick timer. */
 sb__time_t sb__time_now(void) {
   FILETIME ft;
   ULARGE_INTEGER u;
@@ -10,7 +12,6 @@ sb__time_t sb__time_now(void) {
   GetSystemTimePreciseAsFileTime(&ft);
   u.LowPart = ft.dwLowDateTime;
   u.HighPart = ft.dwHighDateTime;
-  /* 100 ns ticks since 1601-01-01; 11644473600 s separate it from 1970. */
   t.sec = (int64_t)(u.QuadPart / 10000000u) - INT64_C(11644473600);
   t.nsec = (int32_t)(u.QuadPart % 10000000u) * 100;
   return t;
