@@ -1,7 +1,9 @@
 /*
- * config.c - streambroker.json. One table of keys drives parsing, validation, the
- * printed key table (config/KEYS.md) and the printed defaults.
+ * config.c - streambroker.json. One table of keys (redis config.c style) drives the
+ * defaults, parsing, validation, the printed key table (config/KEYS.md) and the
+ * printed default config.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,61 +13,101 @@
 
 #include "internal.h"
 
+/* Larger config files are refused before parsing (a config is a few hundred bytes). */
+#define SB__CONFIG_MAX_SIZE (1u << 20)
+
 typedef enum {
-  SB__KEY_ADDRESS,  /* string: an address of this platform's kind */
-  SB__KEY_UPSTREAM, /* like ADDRESS, or null */
-  SB__KEY_PATH,     /* string, non-empty */
-  SB__KEY_OPTPATH,  /* string, may be empty */
-  SB__KEY_UINT,     /* integer within [min, max] */
-  SB__KEY_LEVEL     /* one of the log level names */
+  SB__KEY_STRING, /* a JSON string (with the flags below) */
+  SB__KEY_UINT,   /* a JSON number with an integer value within [min, max] */
+  SB__KEY_ENUM    /* a JSON string among values[]; stored as its index, an int */
 } sb__key_type_t;
+
+enum {
+  SB__KEY_NULLABLE = 1, /* null is allowed and stored as NULL */
+  SB__KEY_ADDRESS = 2,  /* an address of this platform's kind */
+  SB__KEY_NONEMPTY = 4  /* "" is refused */
+};
 
 typedef struct {
   const char* name;
   sb__key_type_t type;
-  size_t offset;
-  uint64_t min, max, def; /* for SB__KEY_UINT */
-  const char* def_text;   /* string default; NULL: the platform's, or null */
+  unsigned flags;
+  size_t offset;                     /* of the field in sb__config_t */
+  uint64_t min, max, def;            /* UINT; ENUM: def is the index of the default */
+  const char* def_string;            /* STRING default; NULL: def_platform(), or null */
+  const char* (*def_platform)(void); /* STRING default that depends on the platform */
+  const char* def_doc;       /* the table's default column, when platform-bound */
+  const char* const* values; /* ENUM names, NULL-terminated, index = value */
+  const char* allowed_doc;   /* the table's allowed column, for STRING keys */
   const char* meaning;
 } sb__key_t;
 
-#define SB__OFF(field) offsetof(sb__config_t, field)
+/* The names of SB_LOG_* by value (log.c parses the same names; a test keeps the two
+ * equal). */
+static const char* const sb__level_values[] = {"error", "warn", "info", "debug", NULL};
 
+/* One row per key of sb__config_t; the JSON name is the field's name. */
+#define SB__UINT(field, lo, hi, dflt, text)                                            \
+  {                                                                                    \
+    .name = #field, .type = SB__KEY_UINT, .offset = offsetof(sb__config_t, field),     \
+    .min = lo, .max = hi, .def = dflt, .meaning = text                                 \
+  }
+#define SB__ENUM(field, names, dflt, text)                                             \
+  {                                                                                    \
+    .name = #field, .type = SB__KEY_ENUM, .offset = offsetof(sb__config_t, field),     \
+    .values = names, .def = dflt, .meaning = text                                      \
+  }
+/* dflt: a fixed default (NULL: null); or platform(), documented in the table as doc. */
+#define SB__STRING(field, flag_bits, dflt, platform, doc, allowed, text)               \
+  {                                                                                    \
+    .name = #field, .type = SB__KEY_STRING, .flags = flag_bits,                        \
+    .offset = offsetof(sb__config_t, field), .def_string = dflt,                       \
+    .def_platform = platform, .def_doc = doc, .allowed_doc = allowed, .meaning = text  \
+  }
+
+/* clang-format off */
 static const sb__key_t sb__keys[] = {
-    {"control_pipe", SB__KEY_ADDRESS, SB__OFF(control_pipe), 0, 0, 0, NULL,
-     "Address clients connect to: unix:PATH (Linux) or net.pipe:NAME (Windows). "
-     "Default unix:/run/streambroker/streambroker.sock, net.pipe:streambroker."},
-    {"upstream", SB__KEY_UPSTREAM, SB__OFF(upstream), 0, 0, 0, NULL,
-     "Address of the upstream stream server every stream is forwarded to; null "
-     "archives streams under archive_dir instead."},
-    {"data_dir", SB__KEY_PATH, SB__OFF(data_dir), 0, 0, 0, NULL,
-     "Directory of the service's state. Default /var/lib/streambroker, "
-     "%ProgramData%\\StreamBroker."},
-    {"archive_dir", SB__KEY_OPTPATH, SB__OFF(archive_dir), 0, 0, 0, "",
-     "Directory of archived streams (archive mode); empty means DATA_DIR/archive."},
-    {"handshake_timeout_ms", SB__KEY_UINT, SB__OFF(handshake_timeout_ms), 100, 600000, 5000,
-     NULL, "A client must send its whole handshake within this time."},
-    {"max_frame_size", SB__KEY_UINT, SB__OFF(max_frame_size), 64, 1048576, 1048576, NULL,
-     "Largest handshake JSON accepted, in bytes (the protocol's limit is 1 MiB)."},
-    {"max_datagram_size", SB__KEY_UINT, SB__OFF(max_datagram_size), 1, 10485760, 10485760,
-     NULL, "Largest datagram accepted, in bytes (the protocol's limit is 10 MiB)."},
-    {"max_streams", SB__KEY_UINT, SB__OFF(max_streams), 1, 1000000, 4096, NULL,
-     "Open streams in total; further connections are refused and counted."},
-    {"max_streams_per_client", SB__KEY_UINT, SB__OFF(max_streams_per_client), 1, 1000000,
-     1024, NULL, "Open streams of one client process."},
-    {"backoff_initial_ms", SB__KEY_UINT, SB__OFF(backoff_initial_ms), 1, 60000, 100, NULL,
-     "First delay before dialing a busy or absent upstream again; it doubles each try."},
-    {"backoff_max_ms", SB__KEY_UINT, SB__OFF(backoff_max_ms), 1, 30000, 10000, NULL,
-     "Cap of that delay (at least backoff_initial_ms). Each delay is jittered."},
-    {"upstream_high_watermark", SB__KEY_UINT, SB__OFF(upstream_high_watermark), 4096,
-     1073741824, 1048576, NULL,
-     "Bytes queued to one stream's upstream or archive file before the stream stops "
-     "reading its client, until half of it is written."},
-    {"log_level", SB__KEY_LEVEL, SB__OFF(log_level), 0, 0, SB_LOG_INFO, "info",
-     "error, warn, info or debug."},
-    {"log_file", SB__KEY_OPTPATH, SB__OFF(log_file), 0, 0, 0, "",
-     "File the log is appended to; empty means standard error."},
+  SB__STRING(control_pipe, SB__KEY_ADDRESS, NULL, sb__default_control_pipe,
+    "`\"unix:/run/streambroker/streambroker.sock\"` (Linux), "
+    "`\"net.pipe:streambroker\"` (Windows)",
+    "`unix:/ABSOLUTE/PATH` (Linux, 104 bytes at most), `net.pipe:NAME` (Windows)",
+    "Address the service listens on for clients."),
+  SB__STRING(upstream, SB__KEY_ADDRESS | SB__KEY_NULLABLE, NULL, NULL, NULL,
+    "an address as for `control_pipe`, or `null`",
+    "Address of the stream server every stream is forwarded to; `null` writes the "
+    "streams to `archive_dir` instead (archive mode)."),
+  SB__STRING(data_dir, SB__KEY_NONEMPTY, NULL, sb__default_data_dir,
+    "`\"/var/lib/streambroker\"` (Linux), `\"%ProgramData%\\StreamBroker\"` (Windows)",
+    "a path, not empty",
+    "Directory of the service's state and spool."),
+  SB__STRING(archive_dir, 0, "", NULL, NULL,
+    "a path; `\"\"` means DATA_DIR/archive",
+    "Directory of the archived streams in archive mode."),
+  SB__UINT(handshake_timeout_ms, 100, 600000, 5000,
+    "A client must send its whole handshake within this time, in milliseconds."),
+  SB__UINT(max_frame_size, 64, 1048576, 1048576,
+    "Largest handshake JSON accepted, in bytes (the protocol's limit is 1 MiB)."),
+  SB__UINT(max_datagram_size, 1, 10485760, 10485760,
+    "Largest datagram accepted, in bytes (the protocol's limit is 10 MiB)."),
+  SB__UINT(max_streams, 1, 1000000, 4096,
+    "Open streams in total; further connections are refused, logged and counted."),
+  SB__UINT(max_streams_per_client, 1, 1000000, 1024,
+    "Open streams of one client process; further ones are refused likewise."),
+  SB__UINT(backoff_initial_ms, 1, 60000, 100,
+    "First delay before dialing a busy or absent upstream again, in milliseconds; it "
+    "doubles with each failed dial."),
+  SB__UINT(backoff_max_ms, 1, 30000, 10000,
+    "Cap of that delay, in milliseconds; at least `backoff_initial_ms`."),
+  SB__UINT(upstream_high_watermark, 4096, 1073741824, 1048576,
+    "Bytes queued to one stream's upstream or archive file before the stream stops "
+    "reading its client, until half of them are written."),
+  SB__ENUM(log_level, sb__level_values, SB_LOG_INFO,
+    "Most detailed level logged."),
+  SB__STRING(log_file, 0, "", NULL, NULL,
+    "a path; `\"\"` means standard error",
+    "File the log is appended to."),
 };
+/* clang-format on */
 
 #define SB__NKEYS (sizeof(sb__keys) / sizeof(sb__keys[0]))
 
@@ -77,12 +119,34 @@ static uint64_t* sb__uint_field(sb__config_t* cfg, const sb__key_t* k) {
   return (uint64_t*)((char*)cfg + k->offset);
 }
 
+static int* sb__enum_field(sb__config_t* cfg, const sb__key_t* k) {
+  return (int*)((char*)cfg + k->offset);
+}
+
 static const char* sb__default_string(const sb__key_t* k) {
-  if (k->type == SB__KEY_ADDRESS)
-    return sb__default_control_pipe();
-  if (k->type == SB__KEY_PATH)
-    return sb__default_data_dir();
-  return k->def_text;
+  return k->def_platform ? k->def_platform() : k->def_string;
+}
+
+static char* sb__dup_or_null(const char* s) {
+  return s ? sb__xstrdup(s) : NULL;
+}
+
+/* archive_dir "" stands for DATA_DIR/archive; consumers only ever see the result. */
+static char* sb__derived_archive_dir(const char* data_dir) {
+  return sb__path_join(data_dir, "archive");
+}
+
+static int sb__archive_dir_is_derived(const sb__config_t* cfg) {
+  char* derived;
+  int r;
+  if (cfg->archive_dir == NULL || cfg->archive_dir[0] == '\0')
+    return 1;
+  if (cfg->data_dir == NULL)
+    return 0;
+  derived = sb__derived_archive_dir(cfg->data_dir);
+  r = strcmp(derived, cfg->archive_dir) == 0;
+  free(derived);
+  return r;
 }
 
 void sb__config_defaults(sb__config_t* cfg) {
@@ -90,27 +154,44 @@ void sb__config_defaults(sb__config_t* cfg) {
   memset(cfg, 0, sizeof(*cfg));
   for (i = 0; i < SB__NKEYS; i++) {
     const sb__key_t* k = &sb__keys[i];
-    const char* s = sb__default_string(k);
     if (k->type == SB__KEY_UINT)
       *sb__uint_field(cfg, k) = k->def;
-    else if (k->type == SB__KEY_LEVEL)
-      cfg->log_level = (int)k->def;
+    else if (k->type == SB__KEY_ENUM)
+      *sb__enum_field(cfg, k) = (int)k->def;
     else
-      *sb__str_field(cfg, k) = s ? sb__xstrdup(s) : NULL;
+      *sb__str_field(cfg, k) = sb__dup_or_null(sb__default_string(k));
   }
   free(cfg->archive_dir);
-  cfg->archive_dir = sb__path_join(cfg->data_dir, "archive");
+  cfg->archive_dir = sb__derived_archive_dir(cfg->data_dir);
 }
 
 void sb__config_free(sb__config_t* cfg) {
   size_t i;
   for (i = 0; i < SB__NKEYS; i++) {
     const sb__key_t* k = &sb__keys[i];
-    if (k->type != SB__KEY_UINT && k->type != SB__KEY_LEVEL) {
+    if (k->type == SB__KEY_STRING) {
       free(*sb__str_field(cfg, k));
       *sb__str_field(cfg, k) = NULL;
     }
   }
+}
+
+/* A deep copy, so that a failed parse can leave the caller's config untouched. */
+static void sb__config_copy(sb__config_t* dst, const sb__config_t* src) {
+  size_t i;
+  *dst = *src;
+  for (i = 0; i < SB__NKEYS; i++) {
+    if (sb__keys[i].type == SB__KEY_STRING) {
+      char** f = sb__str_field(dst, &sb__keys[i]);
+      *f = sb__dup_or_null(*f);
+    }
+  }
+}
+
+/* ---- positions ---- */
+
+static int sb__is_ws(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
 /* 1-based line of the byte at offset off. */
@@ -123,14 +204,14 @@ static int sb__line_at(const char* text, size_t off) {
 }
 
 /*
- * cJSON keeps no positions, so the lines of the top-level keys come from a scan of the
- * raw text: strings (with escapes) and nesting are tracked, and each string that
- * starts at depth 1 in key position records its line, in order. cJSON keeps members
- * in text order too, so the n-th member has the n-th line.
+ * cJSON keeps no positions, so the line of each top-level key comes from a scan of the
+ * raw text, which cJSON has already accepted: strings (with their escapes) are
+ * skipped, nesting is tracked, and each string that starts at depth 1 where a key is
+ * expected records its line. cJSON keeps members in text order, duplicates included,
+ * so the n-th member's key is on lines[n]. Returns the number of lines recorded.
  */
-static int* sb__key_lines(const char* text, size_t len, size_t* count) {
-  int* lines = NULL;
-  size_t n = 0, cap = 0, i;
+static size_t sb__key_lines(const char* text, size_t len, int* lines, size_t max) {
+  size_t n = 0, i;
   int depth = 0, expect_key = 0, line = 1;
   for (i = 0; i < len; i++) {
     char c = text[i];
@@ -138,17 +219,15 @@ static int* sb__key_lines(const char* text, size_t len, size_t* count) {
       line++;
     } else if (c == '"') {
       if (depth == 1 && expect_key) {
-        if (n == cap) {
-          cap = cap ? cap * 2 : 16;
-          lines = sb__xrealloc(lines, cap * sizeof(*lines));
-        }
-        lines[n++] = line;
+        if (n < max)
+          lines[n] = line;
+        n++;
         expect_key = 0;
       }
       for (i++; i < len && text[i] != '"'; i++) {
         if (text[i] == '\\')
           i++;
-        else if (text[i] == '\n')
+        else if (text[i] == '\n') /* cJSON lets raw control characters through */
           line++;
       }
     } else if (c == '{' || c == '[') {
@@ -160,12 +239,15 @@ static int* sb__key_lines(const char* text, size_t len, size_t* count) {
       expect_key = 1;
     }
   }
-  *count = n;
-  return lines;
+  return n < max ? n : max;
 }
 
-static int sb__fail(char* err, size_t size, const char* origin, int line, const char* key,
-                    const char* what) {
+/* ---- errors ---- */
+
+static int sb__fail(char* err, size_t size, const char* origin, int line,
+                    const char* key, const char* what) {
+  if (err == NULL || size == 0)
+    return SB_ECONFIG;
   if (key)
     snprintf(err, size, "%s:%d: key \"%s\": %s", origin, line, key, what);
   else
@@ -173,59 +255,126 @@ static int sb__fail(char* err, size_t size, const char* origin, int line, const 
   return SB_ECONFIG;
 }
 
-/* Checks an address against this platform's kind. */
-static int sb__check_address(const char* s) {
+/*
+ * cJSON's error offset is where it gave up, which after a missing token is often the
+ * whitespace or newline that follows the culprit: back up to the last character
+ * before it, so that the line named is the one to fix, and quote a short piece of
+ * that line (one line, printable ASCII only) around it.
+ */
+static int sb__syntax_error(const char* text, size_t len, size_t off,
+                            const char* origin, char* err, size_t size) {
+  char what[96], quote[44];
+  size_t p = off > len ? len : off, from, to, i, n = 0;
+  if (p == len || sb__is_ws(text[p])) {
+    size_t q = p;
+    while (q > 0 && sb__is_ws(text[q - 1]))
+      q--;
+    p = q > 0 ? q - 1 : len;
+  }
+  if (p >= len || sb__is_ws(text[p]))
+    return sb__fail(err, size, origin, sb__line_at(text, p), NULL,
+                    "invalid JSON near the end of the text");
+  from = p;
+  while (from > 0 && p - from < 20 && text[from - 1] != '\n' && text[from - 1] != '\r')
+    from--;
+  to = p;
+  while (to < len && to - p < 20 && text[to] != '\n' && text[to] != '\r')
+    to++;
+  while (from < to && sb__is_ws(text[from]))
+    from++;
+  for (i = from; i < to; i++) {
+    unsigned char c = (unsigned char)text[i];
+    quote[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+  }
+  quote[n] = '\0';
+  snprintf(what, sizeof(what), "invalid JSON near '%s'", quote);
+  return sb__fail(err, size, origin, sb__line_at(text, p), NULL, what);
+}
+
+static const char* sb__json_kind(const cJSON* v) {
+  if (cJSON_IsArray(v))
+    return "an array";
+  if (cJSON_IsString(v))
+    return "a string";
+  if (cJSON_IsNumber(v))
+    return "a number";
+  if (cJSON_IsBool(v))
+    return "a boolean";
+  if (cJSON_IsNull(v))
+    return "null";
+  return "an object";
+}
+
+/* ---- values ---- */
+
+static int sb__address_ok(const char* s) {
   int kind, want;
   const char* path;
   if (sb__address_parse(s, &kind, &path) != 0 ||
       sb__address_parse(sb__default_control_pipe(), &want, &path) != 0)
-    return -1;
-  return kind == want ? 0 : -1;
+    return 0;
+  return kind == want;
 }
 
-static int sb__set_key(sb__config_t* cfg, const sb__key_t* k, const cJSON* v, char* what,
-                       size_t what_size) {
+static void sb__address_what(char* what, size_t size) {
+  int kind = 0;
+  const char* path;
+  sb__address_parse(sb__default_control_pipe(), &kind, &path);
+  snprintf(what, size, "must be an address %s",
+           kind == SB__ADDR_UNIX ? "unix:/ABSOLUTE/PATH (104 bytes at most)"
+                                 : "net.pipe:NAME");
+}
+
+static void sb__enum_what(const sb__key_t* k, char* what, size_t size) {
+  size_t i, o = (size_t)snprintf(what, size, "must be one of ");
+  for (i = 0; k->values[i] != NULL && o < size; i++)
+    o += (size_t)snprintf(what + o, size - o, "%s\"%s\"", i ? ", " : "", k->values[i]);
+}
+
+/* Sets one key from its JSON value; on error writes what is wrong and returns -1. */
+static int sb__set_key(sb__config_t* cfg, const sb__key_t* k, const cJSON* v,
+                       char* what, size_t size) {
   char** sp;
-  switch (k->type) {
-  case SB__KEY_UINT: {
-    double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d != floor(d) || d < (double)k->min || d > (double)k->max) {
-      snprintf(what, what_size, "must be an integer from %llu to %llu",
+  size_t i;
+  if (k->type == SB__KEY_UINT) {
+    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+    /* 1e3 is the integer 1000; 1.5 and 2.5e-1 are not integers. */
+    if (!cJSON_IsNumber(v) || !isfinite(d) || d != floor(d) || d < (double)k->min ||
+        d > (double)k->max) {
+      snprintf(what, size, "must be an integer from %llu to %llu",
                (unsigned long long)k->min, (unsigned long long)k->max);
       return -1;
     }
     *sb__uint_field(cfg, k) = (uint64_t)d;
     return 0;
   }
-  case SB__KEY_LEVEL:
-    if (!cJSON_IsString(v) || sb__log_level_parse(v->valuestring) < 0) {
-      snprintf(what, what_size, "must be one of \"error\", \"warn\", \"info\", \"debug\"");
-      return -1;
+  if (k->type == SB__KEY_ENUM) {
+    for (i = 0; cJSON_IsString(v) && k->values[i] != NULL; i++) {
+      if (strcmp(k->values[i], v->valuestring) == 0) {
+        *sb__enum_field(cfg, k) = (int)i;
+        return 0;
+      }
     }
-    cfg->log_level = sb__log_level_parse(v->valuestring);
-    return 0;
-  default:
-    break;
+    sb__enum_what(k, what, size);
+    return -1;
   }
   sp = sb__str_field(cfg, k);
-  if (k->type == SB__KEY_UPSTREAM && cJSON_IsNull(v)) {
+  if ((k->flags & SB__KEY_NULLABLE) && cJSON_IsNull(v)) {
     free(*sp);
     *sp = NULL;
     return 0;
   }
   if (!cJSON_IsString(v)) {
-    snprintf(what, what_size, "must be a string%s",
-             k->type == SB__KEY_UPSTREAM ? " or null" : "");
+    snprintf(what, size, "must be a string%s",
+             k->flags & SB__KEY_NULLABLE ? " or null" : "");
     return -1;
   }
-  if ((k->type == SB__KEY_ADDRESS || k->type == SB__KEY_UPSTREAM) &&
-      sb__check_address(v->valuestring) != 0) {
-    snprintf(what, what_size, "must be an address like %s (\"%s\" is not)",
-             sb__default_control_pipe(), v->valuestring);
+  if ((k->flags & SB__KEY_ADDRESS) && !sb__address_ok(v->valuestring)) {
+    sb__address_what(what, size);
     return -1;
   }
-  if (k->type == SB__KEY_PATH && v->valuestring[0] == '\0') {
-    snprintf(what, what_size, "must not be empty");
+  if ((k->flags & SB__KEY_NONEMPTY) && v->valuestring[0] == '\0') {
+    snprintf(what, size, "must not be empty");
     return -1;
   }
   free(*sp);
@@ -233,70 +382,100 @@ static int sb__set_key(sb__config_t* cfg, const sb__key_t* k, const cJSON* v, ch
   return 0;
 }
 
-int sb__config_parse(sb__config_t* cfg, const char* text, size_t len, const char* origin,
-                     char* err, size_t err_size) {
+static const sb__key_t* sb__key_find(const char* name) {
+  size_t i;
+  for (i = 0; i < SB__NKEYS; i++) {
+    if (strcmp(sb__keys[i].name, name) == 0)
+      return &sb__keys[i];
+  }
+  return NULL;
+}
+
+/*
+ * Each member is checked in text order, so the first problem in the file is the one
+ * reported; checks that involve two keys come after, at the line of the later key.
+ * The keys are applied to a copy, so a failed parse leaves cfg as it was.
+ */
+int sb__config_parse(sb__config_t* cfg, const char* text, size_t len,
+                     const char* origin, char* err, size_t err_size) {
   const char* end = NULL;
   cJSON *root, *m, *prev;
-  size_t nlines = 0, idx = 0, i;
-  int* lines;
-  int r = 0, line, archive_set = 0;
-  char what[256];
+  sb__config_t next;
+  size_t nmembers, nlines, idx, i;
+  int* lines = NULL;
+  int r = 0, derived, archive_given = 0, line_initial = 0, line_max = 0;
+  char what[160];
+
   root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-  if (root == NULL) {
-    size_t off = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
-    char near[24];
-    size_t n = len - off < sizeof(near) - 1 ? len - off : sizeof(near) - 1;
-    memcpy(near, text + off, n);
-    near[n] = '\0';
-    for (i = 0; i < n; i++)
-      if (near[i] == '\n' || near[i] == '\r')
-        near[i] = ' ';
-    snprintf(what, sizeof(what), "invalid JSON near \"%s\"", near);
-    return sb__fail(err, err_size, origin, sb__line_at(text, off), NULL, what);
+  if (root == NULL)
+    return sb__syntax_error(text, len, end ? (size_t)(end - text) : 0, origin, err,
+                            err_size);
+  /* cJSON stops after the value; only whitespace may follow it. */
+  for (i = (size_t)(end - text); i < len && sb__is_ws(text[i]); i++)
+    ;
+  if (i < len) {
+    cJSON_Delete(root);
+    return sb__syntax_error(text, len, i, origin, err, err_size);
   }
   if (!cJSON_IsObject(root)) {
+    for (i = 0; i < len && sb__is_ws(text[i]); i++)
+      ;
+    snprintf(what, sizeof(what), "the config must be a JSON object, not %s",
+             sb__json_kind(root));
     cJSON_Delete(root);
-    return sb__fail(err, err_size, origin, 1, NULL, "the config must be a JSON object");
+    return sb__fail(err, err_size, origin, sb__line_at(text, i), NULL, what);
   }
-  lines = sb__key_lines(text, len, &nlines);
-  for (m = root->child; m != NULL && r == 0; m = m->next, idx++) {
-    const sb__key_t* k = NULL;
-    line = idx < nlines ? lines[idx] : 1;
-    for (prev = root->child; prev != m; prev = prev->next) {
-      if (strcmp(prev->string, m->string) == 0)
-        break;
-    }
+
+  nmembers = (size_t)cJSON_GetArraySize(root);
+  lines = sb__xcalloc(nmembers + 1, sizeof(*lines));
+  nlines = sb__key_lines(text, len, lines, nmembers);
+  derived = sb__archive_dir_is_derived(cfg);
+  sb__config_copy(&next, cfg);
+
+  for (m = root->child, idx = 0; m != NULL; m = m->next, idx++) {
+    const sb__key_t* k;
+    int line = idx < nlines ? lines[idx] : 1;
+    for (prev = root->child; prev != m && strcmp(prev->string, m->string) != 0;)
+      prev = prev->next;
     if (prev != m) {
       r = sb__fail(err, err_size, origin, line, m->string, "duplicate key");
       break;
     }
-    for (i = 0; i < SB__NKEYS; i++) {
-      if (strcmp(sb__keys[i].name, m->string) == 0)
-        k = &sb__keys[i];
-    }
-    if (k == NULL) {
+    if ((k = sb__key_find(m->string)) == NULL) {
       r = sb__fail(err, err_size, origin, line, m->string, "unknown key");
       break;
     }
-    if (sb__set_key(cfg, k, m, what, sizeof(what)) != 0) {
+    if (sb__set_key(&next, k, m, what, sizeof(what)) != 0) {
       r = sb__fail(err, err_size, origin, line, m->string, what);
       break;
     }
-    if (k->offset == SB__OFF(archive_dir))
-      archive_set = cfg->archive_dir[0] != '\0';
+    if (k->offset == offsetof(sb__config_t, archive_dir))
+      archive_given = 1;
+    else if (k->offset == offsetof(sb__config_t, backoff_initial_ms))
+      line_initial = line;
+    else if (k->offset == offsetof(sb__config_t, backoff_max_ms))
+      line_max = line;
   }
-  if (r == 0 && cfg->backoff_max_ms < cfg->backoff_initial_ms) {
-    line = 1;
-    for (m = root->child, idx = 0; m != NULL; m = m->next, idx++) {
-      if (strcmp(m->string, "backoff_max_ms") == 0 && idx < nlines)
-        line = lines[idx];
-    }
-    r = sb__fail(err, err_size, origin, line, "backoff_max_ms",
-                 "must be at least backoff_initial_ms");
+
+  if (r == 0 && next.backoff_max_ms < next.backoff_initial_ms) {
+    snprintf(what, sizeof(what), "must be at least backoff_initial_ms (%llu)",
+             (unsigned long long)next.backoff_initial_ms);
+    r = sb__fail(err, err_size, origin,
+                 line_max > line_initial ? line_max : line_initial, "backoff_max_ms",
+                 what);
   }
-  if (r == 0 && !archive_set) {
-    free(cfg->archive_dir);
-    cfg->archive_dir = sb__path_join(cfg->data_dir, "archive");
+  if (r == 0 && next.data_dir != NULL &&
+      ((!archive_given && derived) || next.archive_dir == NULL ||
+       next.archive_dir[0] == '\0')) {
+    free(next.archive_dir);
+    next.archive_dir = sb__derived_archive_dir(next.data_dir);
+  }
+
+  if (r == 0) {
+    sb__config_free(cfg);
+    *cfg = next;
+  } else {
+    sb__config_free(&next);
   }
   free(lines);
   cJSON_Delete(root);
@@ -305,101 +484,120 @@ int sb__config_parse(sb__config_t* cfg, const char* text, size_t len, const char
 
 int sb__config_load(sb__config_t* cfg, const char* path, char* err, size_t err_size) {
   FILE* f = fopen(path, "rb");
-  sb__buf_t text = {0};
-  char chunk[4096];
-  size_t n;
-  int r;
+  char* text = NULL;
+  size_t len = 0, cap = 0, n;
+  int r, e;
   if (f == NULL) {
-    snprintf(err, err_size, "%s: cannot open the config file", path);
-    return SB_ENOENT;
+    e = errno;
+    if (e == ENOENT) {
+      snprintf(err, err_size, "%s: no such file", path);
+      return SB_ENOENT;
+    }
+    snprintf(err, err_size, "%s: %s", path, strerror(e));
+    return SB_EIO;
   }
-  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && text.len < (1u << 20))
-    sb__buf_append(&text, chunk, n);
-  if (ferror(f) || text.err) {
+  errno = 0;
+  do {
+    if (cap - len < 4096) {
+      cap = cap ? cap * 2 : 8192;
+      text = sb__xrealloc(text, cap);
+    }
+    n = fread(text + len, 1, cap - len, f);
+    len += n;
+  } while (n > 0 && len <= SB__CONFIG_MAX_SIZE);
+  e = errno ? errno : EIO;
+  if (ferror(f)) {
     fclose(f);
-    sb__buf_free(&text);
-    snprintf(err, err_size, "%s: cannot read the config file", path);
+    free(text);
+    snprintf(err, err_size, "%s: %s", path, strerror(e));
     return SB_EIO;
   }
   fclose(f);
-  r = sb__config_parse(cfg, text.data ? text.data : "", text.len, path, err, err_size);
-  sb__buf_free(&text);
+  if (len > SB__CONFIG_MAX_SIZE) {
+    free(text);
+    snprintf(err, err_size, "%s: larger than %u bytes", path, SB__CONFIG_MAX_SIZE);
+    return SB_ECONFIG;
+  }
+  r = sb__config_parse(cfg, text, len, path, err, err_size);
+  free(text);
   return r;
 }
 
-static const char* sb__type_text(const sb__key_t* k) {
-  switch (k->type) {
-  case SB__KEY_ADDRESS:
-    return "address";
-  case SB__KEY_UPSTREAM:
-    return "address or null";
-  case SB__KEY_UINT:
+/* ---- documentation ---- */
+
+static const char* sb__type_doc(const sb__key_t* k) {
+  if (k->type == SB__KEY_UINT)
     return "integer";
-  case SB__KEY_LEVEL:
-    return "string";
-  default:
-    return "path";
-  }
+  if (k->flags & SB__KEY_NULLABLE)
+    return "string or null";
+  return "string";
 }
 
+/* The key table as Markdown. It must not depend on the platform: config/KEYS.md holds
+ * this very output, and the unit test compares them on every platform. */
 void sb__config_write_table(FILE* out) {
-  size_t i;
-  fprintf(out, "| key | type | default | allowed | meaning |\n");
-  fprintf(out, "| --- | --- | --- | --- | --- |\n");
+  size_t i, j;
+  fputs("| key | type | default | allowed | meaning |\n", out);
+  fputs("| --- | --- | --- | --- | --- |\n", out);
   for (i = 0; i < SB__NKEYS; i++) {
     const sb__key_t* k = &sb__keys[i];
-    char def[64], allowed[64];
-    switch (k->type) {
-    case SB__KEY_UINT:
-      snprintf(def, sizeof(def), "%llu", (unsigned long long)k->def);
-      snprintf(allowed, sizeof(allowed), "%llu to %llu", (unsigned long long)k->min,
-               (unsigned long long)k->max);
-      break;
-    case SB__KEY_LEVEL:
-      snprintf(def, sizeof(def), "`\"%s\"`", k->def_text);
-      snprintf(allowed, sizeof(allowed), "error, warn, info, debug");
-      break;
-    case SB__KEY_UPSTREAM:
-      snprintf(def, sizeof(def), "`null`");
-      snprintf(allowed, sizeof(allowed), "address, null");
-      break;
-    case SB__KEY_ADDRESS:
-    case SB__KEY_PATH:
-      snprintf(def, sizeof(def), "per platform");
-      snprintf(allowed, sizeof(allowed), "%s", k->type == SB__KEY_PATH ? "non-empty" : "address");
-      break;
-    default:
-      snprintf(def, sizeof(def), "`\"\"`");
-      snprintf(allowed, sizeof(allowed), "any");
+    fprintf(out, "| `%s` | %s | ", k->name, sb__type_doc(k));
+    if (k->type == SB__KEY_UINT) {
+      fprintf(out, "%llu | %llu to %llu", (unsigned long long)k->def,
+              (unsigned long long)k->min, (unsigned long long)k->max);
+    } else if (k->type == SB__KEY_ENUM) {
+      fprintf(out, "`\"%s\"` | ", k->values[k->def]);
+      for (j = 0; k->values[j] != NULL; j++)
+        fprintf(out, "%s`\"%s\"`", j ? ", " : "", k->values[j]);
+    } else {
+      if (k->def_doc != NULL)
+        fputs(k->def_doc, out);
+      else if (k->def_string == NULL)
+        fputs("`null`", out);
+      else
+        fprintf(out, "`\"%s\"`", k->def_string);
+      fprintf(out, " | %s", k->allowed_doc);
     }
-    fprintf(out, "| `%s` | %s | %s | %s | %s |\n", k->name, sb__type_text(k), def, allowed,
-            k->meaning);
+    fprintf(out, " | %s |\n", k->meaning);
   }
 }
 
+/* JSON string escaping for paths and addresses: quotes, backslashes and control
+ * characters; UTF-8 is written as it is. */
+static void sb__write_json_string(FILE* out, const char* s) {
+  fputc('"', out);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      fprintf(out, "\\%c", c);
+    else if (c < 0x20)
+      fprintf(out, "\\u%04x", c);
+    else
+      fputc(c, out);
+  }
+  fputc('"', out);
+}
+
+/* Every key with its default, in table order, indented by two spaces (cJSON_Print
+ * would indent with tabs). archive_dir is written as "", which stands for
+ * DATA_DIR/archive, so the file stays right when data_dir is edited. */
 void sb__config_write_defaults(FILE* out) {
-  sb__config_t cfg;
-  cJSON* root = cJSON_CreateObject();
-  char* text;
   size_t i;
-  sb__config_defaults(&cfg);
+  fputs("{\n", out);
   for (i = 0; i < SB__NKEYS; i++) {
     const sb__key_t* k = &sb__keys[i];
-    if (k->type == SB__KEY_UINT)
-      cJSON_AddNumberToObject(root, k->name, (double)*sb__uint_field(&cfg, k));
-    else if (k->type == SB__KEY_LEVEL)
-      cJSON_AddStringToObject(root, k->name, k->def_text);
-    else if (k->offset == SB__OFF(archive_dir))
-      cJSON_AddStringToObject(root, k->name, "");
-    else if (*sb__str_field(&cfg, k) == NULL)
-      cJSON_AddNullToObject(root, k->name);
-    else
-      cJSON_AddStringToObject(root, k->name, *sb__str_field(&cfg, k));
+    const char* s;
+    fprintf(out, "  \"%s\": ", k->name);
+    if (k->type == SB__KEY_UINT) {
+      fprintf(out, "%llu", (unsigned long long)k->def);
+    } else if (k->type == SB__KEY_ENUM) {
+      sb__write_json_string(out, k->values[k->def]);
+    } else if ((s = sb__default_string(k)) == NULL) {
+      fputs("null", out);
+    } else {
+      sb__write_json_string(out, s);
+    }
+    fputs(i + 1 < SB__NKEYS ? ",\n" : "\n", out);
   }
-  text = cJSON_Print(root);
-  if (text != NULL)
-    fprintf(out, "%s\n", text);
-  free(text);
-  cJSON_Delete(root);
-  sb__config_free(&cfg);
+  fputs("}\n", out);
 }

@@ -11,6 +11,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The printf dialect the format checks assume: mingw's C99 one on Windows. */
+#if defined(__MINGW32__)
+#define SB_PRINTF_FORMAT gnu_printf
+#else
+#define SB_PRINTF_FORMAT printf
+#endif
+
 #include <uv.h>
 
 #include "protocol.h"
@@ -34,7 +41,7 @@ void sb__log_close(void);
 /* One line: "2026-11-25T02:00:00.123Z info  listener: ...". */
 void sb__log(int level, const char* module, const char* fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
+    __attribute__((format(SB_PRINTF_FORMAT, 3, 4)))
 #endif
     ;
 #define SB_LOG_E(mod, ...) sb__log(SB_LOG_ERROR, mod, __VA_ARGS__)
@@ -202,11 +209,17 @@ typedef struct sb__broker_s {
   uv_timer_t stop_timer; /* bounds how long a stop may wait for streams */
   int pending_closes;    /* broker handles being closed */
   void (*on_stopped)(struct sb__broker_s* b); /* after every stream is closed */
-  /* Every client read lands here first (libuv calls the read callback before the next
-   * allocation), then is copied into a chunk of its exact size: memory per idle
-   * stream stays small whatever the stream count. */
-  char read_slab[65536];
+  /* Every client read lands in this one spare chunk (libuv calls the read callback
+   * before the next allocation). A large read hands the chunk itself to the sink and
+   * a new spare is made; a small one is copied into a chunk of its exact size. So
+   * memory per idle stream stays small whatever the stream count, and bulk data is
+   * never copied. */
+  sb__chunk_t* spare;
 } sb__broker_t;
+
+/* Size of a client read, and the least a read must fill to be handed over whole. */
+#define SB__READ_SIZE (256u * 1024u)
+#define SB__READ_KEEP (64u * 1024u)
 
 /* Binds the control pipe and starts accepting. Returns 0 or SB_E* after logging. */
 int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg);

@@ -17,8 +17,10 @@ static const char usage[] =
     "       streambrokerd --print-config-keys  the table of config keys (Markdown)\n"
     "       streambrokerd --print-default-config  every key with its default (JSON)\n"
     "       streambrokerd --version\n"
-    "Without --config the built-in defaults apply. Ctrl+C, SIGINT or SIGTERM stop it:\n"
-    "what was read from clients is written out first.\n";
+    "Without --config it reads the platform's config file when there is one\n"
+    "(/etc/streambroker/streambroker.json; %ProgramData%\\StreamBroker\\streambroker.json),\n"
+    "else the built-in defaults apply. Ctrl+C, SIGINT or SIGTERM stop it: what was\n"
+    "read from clients is written out first.\n";
 
 static int exit_code;
 
@@ -38,6 +40,7 @@ static int load(sb__config_t* cfg, const char* path) {
     return 0;
   if (sb__config_load(cfg, path, err, sizeof(err)) != 0) {
     fprintf(stderr, "streambrokerd: %s\n", err);
+    sb__config_free(cfg);
     return 3;
   }
   return 0;
@@ -78,6 +81,13 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (config_path == NULL) {
+    FILE* f = fopen(sb__default_config_path(), "rb");
+    if (f != NULL) {
+      fclose(f);
+      config_path = sb__default_config_path();
+    }
+  }
   if ((r = load(&cfg, config_path)) != 0)
     return r;
   if ((r = sb__log_open(cfg.log_file, cfg.log_level)) != 0) {

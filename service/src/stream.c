@@ -63,10 +63,24 @@ static void bad_handshake(sb__stream_t* s, int err) {
 }
 
 static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
-  sb__stream_t* s = h->data;
+  sb__broker_t* b = ((sb__stream_t*)h->data)->broker;
   (void)suggested;
-  buf->base = s->broker->read_slab;
-  buf->len = sizeof(s->broker->read_slab);
+  if (b->spare == NULL)
+    b->spare = sb__xmalloc(sizeof(sb__chunk_t) + SB__READ_SIZE);
+  buf->base = b->spare->data;
+  buf->len = SB__READ_SIZE;
+}
+
+/* The chunk for len bytes at data, which lie in the broker's spare chunk. */
+static sb__chunk_t* take_chunk(sb__broker_t* b, const char* data, size_t len) {
+  sb__chunk_t* c;
+  if (len < SB__READ_KEEP || data != b->spare->data)
+    return sb__chunk_new(data, len);
+  c = b->spare;
+  c->next = NULL;
+  c->len = len;
+  b->spare = NULL;
+  return c;
 }
 
 /*
@@ -98,7 +112,7 @@ static void stream_data(sb__stream_t* s, const char* data, size_t len) {
   if (good > 0) {
     s->bytes += good;
     b->counters.bytes_in += good;
-    s->sink->write(s->sink, sb__chunk_new(data, good));
+    s->sink->write(s->sink, take_chunk(b, data, good));
     if (s->sink && s->sink->queued > b->cfg.upstream_high_watermark && s->reading) {
       uv_read_stop((uv_stream_t*)&s->client);
       s->reading = 0;

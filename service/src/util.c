@@ -5,10 +5,11 @@
 
 #include "internal.h"
 
-/* The service cannot do anything useful without small allocations; sizes that come
- * from clients are bounded by limits before they get here. */
+/* The service can do nothing useful without small allocations (redis zmalloc does the
+ * same); sizes that come from clients are bounded by limits before they get here. */
 static void* sb__oom(size_t n) {
   fprintf(stderr, "streambrokerd: out of memory (%zu bytes)\n", n);
+  fflush(stderr);
   abort();
 }
 
@@ -18,7 +19,10 @@ void* sb__xmalloc(size_t n) {
 }
 
 void* sb__xcalloc(size_t n, size_t size) {
-  void* p = calloc(n ? n : 1, size ? size : 1);
+  void* p;
+  if (size != 0 && n > (size_t)-1 / size)
+    return sb__oom((size_t)-1);
+  p = calloc(n ? n : 1, size ? size : 1);
   return p ? p : sb__oom(n * size);
 }
 
@@ -41,6 +45,8 @@ sb__chunk_t* sb__chunk_new(const void* data, size_t len) {
   return c;
 }
 
+/* The one place libuv's codes become ours; anything unexpected is an I/O error that
+ * the caller logs with libuv's own name for it. */
 int sb__uv_err(int e) {
   switch (e) {
   case 0:
@@ -72,9 +78,6 @@ int sb__uv_err(int e) {
     return SB_EBUSY;
   case UV_ECONNREFUSED:
     return SB_ENOSERVER;
-  case UV_EMFILE:
-  case UV_ENFILE:
-    return SB_ELIMIT;
   default:
     return SB_EIO;
   }

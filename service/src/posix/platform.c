@@ -1,4 +1,4 @@
-/* posix/platform.c - default paths, file limits and directories on POSIX. */
+/* posix/platform.c - default paths, the open-file limit and directories on POSIX. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,45 +19,62 @@ const char* sb__default_config_path(void) {
   return "/etc/streambroker/streambroker.json";
 }
 
-/* Each stream holds two descriptors (client and upstream): the default soft limit of
- * 1024 would cap the service near 500 streams. */
+/* Each stream holds two descriptors (its client and its upstream or archive file), so
+ * the usual soft limit of 1024 would cap the service near 500 streams; the hard limit
+ * is what the administrator allows. */
 void sb__raise_fd_limit(void) {
   struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
     rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+      SB_LOG_W("platform", "setrlimit(RLIMIT_NOFILE, %llu): %s",
+               (unsigned long long)rl.rlim_max, strerror(errno));
   }
 }
 
+/* A directory that already exists is success whatever mkdir says about it (EEXIST,
+ * but also EACCES or EROFS for a parent such as /var that we may not write). */
 static int sb__mkdir_one(const char* path) {
   struct stat st;
+  int e;
   if (mkdir(path, 0750) == 0)
     return 0;
-  if (errno == EEXIST && stat(path, &st) == 0)
+  e = errno;
+  if (stat(path, &st) == 0)
     return S_ISDIR(st.st_mode) ? 0 : SB_EEXIST;
-  switch (errno) {
+  switch (e) {
   case EACCES:
   case EPERM:
   case EROFS:
     return SB_EACCES;
   case ENOSPC:
+#ifdef EDQUOT
+  case EDQUOT:
+#endif
     return SB_ENOSPC;
   case ENOENT:
+  case ENOTDIR:
     return SB_ENOENT;
+  case ENAMETOOLONG:
+    return SB_EINVAL;
   default:
     return SB_EIO;
   }
 }
 
+/* Creates each ancestor in turn (the root and doubled slashes are skipped). */
 int sb__mkdir_p(const char* path) {
-  char* p = sb__xstrdup(path);
-  char* s;
+  char* p;
+  size_t i;
   int r = 0;
-  for (s = p + 1; *s && r == 0; s++) {
-    if (*s == '/') {
-      *s = '\0';
+  if (path == NULL || path[0] == '\0')
+    return SB_EINVAL;
+  p = sb__xstrdup(path);
+  for (i = 1; p[i] != '\0' && r == 0; i++) {
+    if (p[i] == '/' && p[i - 1] != '/') {
+      p[i] = '\0';
       r = sb__mkdir_one(p);
-      *s = '/';
+      p[i] = '/';
     }
   }
   if (r == 0)
@@ -66,19 +83,22 @@ int sb__mkdir_p(const char* path) {
   return r;
 }
 
+/* One '/' between the parts however many each brings; an empty part gives the other
+ * one unchanged. */
 char* sb__path_join(const char* a, const char* b) {
   size_t la = strlen(a), lb = strlen(b);
-  char* out = sb__xmalloc(la + lb + 2);
-  while (la > 1 && a[la - 1] == '/')
+  char* out;
+  if (la == 0 || lb == 0)
+    return sb__xstrdup(la == 0 ? b : a);
+  while (la > 0 && a[la - 1] == '/')
     la--;
   while (lb > 0 && b[0] == '/') {
     b++;
     lb--;
   }
+  out = sb__xmalloc(la + lb + 2);
   memcpy(out, a, la);
   out[la] = '/';
   memcpy(out + la + 1, b, lb + 1);
-  if (la == 1 && a[0] == '/')
-    memmove(out + 1, out + 2, lb + 1);
   return out;
 }

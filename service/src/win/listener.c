@@ -15,10 +15,20 @@ int sb__listener_bind_path(const char* address, char* out, size_t size) {
   return 0;
 }
 
-/* libuv creates the first instance with FILE_FLAG_FIRST_PIPE_INSTANCE: a second
- * instance of the service (or a squatter) makes bind fail, so nothing to probe. */
+/*
+ * libuv creates the first instance with FILE_FLAG_FIRST_PIPE_INSTANCE, so on Windows a
+ * second instance fails to bind; the probe here says why in plain words, and also
+ * holds where that flag is not enforced (Wine): a pipe of that name that exists, busy
+ * or free, belongs to someone else.
+ */
 int sb__listener_prepare(const char* path) {
-  (void)path;
+  WCHAR wide[300];
+  if (MultiByteToWideChar(CP_UTF8, 0, path, -1, wide, 300) == 0)
+    return SB_EADDRESS;
+  if (WaitNamedPipeW(wide, 1) || GetLastError() == ERROR_SEM_TIMEOUT) {
+    SB_LOG_E("listener", "%s: another instance is serving it", path);
+    return SB_EEXIST;
+  }
   return 0;
 }
 

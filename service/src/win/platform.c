@@ -1,95 +1,193 @@
 /* win/platform.c - default paths and directories on Windows. */
 #include <windows.h>
+#include <knownfolders.h>
 #include <shlobj.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../internal.h"
 
+static uv_once_t sb__paths_once = UV_ONCE_INIT;
+static char* sb__data_dir;    /* %ProgramData%\StreamBroker, UTF-8, never freed */
+static char* sb__config_path; /* sb__data_dir\streambroker.json */
+
+/* UTF-16 to a new UTF-8 string, or NULL. */
+static char* sb__utf8(const WCHAR* w) {
+  int n = WideCharToMultiByte(CP_UTF8, 0, w, -1, NULL, 0, NULL, NULL);
+  char* s;
+  if (n <= 0)
+    return NULL;
+  s = sb__xmalloc((size_t)n);
+  if (WideCharToMultiByte(CP_UTF8, 0, w, -1, s, n, NULL, NULL) != n) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+/* UTF-8 to a new UTF-16 string, or NULL for invalid UTF-8. */
+static WCHAR* sb__utf16(const char* s) {
+  int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
+  WCHAR* w;
+  if (n <= 0)
+    return NULL;
+  w = sb__xmalloc((size_t)n * sizeof(WCHAR));
+  if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
+    free(w);
+    return NULL;
+  }
+  return w;
+}
+
+/*
+ * ProgramData is asked of the shell (it may have been moved off C:), then of the
+ * environment, else the usual place. Computed once: the paths are handed out as
+ * plain const char* for the life of the process, possibly to several threads.
+ */
+static void sb__paths_init(void) {
+  PWSTR known = NULL;
+  WCHAR env[MAX_PATH];
+  char* base = NULL;
+  DWORD n;
+  if (SHGetKnownFolderPath(&FOLDERID_ProgramData, 0, NULL, &known) == S_OK)
+    base = sb__utf8(known);
+  CoTaskMemFree(known);
+  if (base == NULL) {
+    n = GetEnvironmentVariableW(L"PROGRAMDATA", env, MAX_PATH);
+    if (n > 0 && n < MAX_PATH)
+      base = sb__utf8(env);
+  }
+  if (base == NULL)
+    base = sb__xstrdup("C:\\ProgramData");
+  sb__data_dir = sb__path_join(base, "StreamBroker");
+  sb__config_path = sb__path_join(sb__data_dir, "streambroker.json");
+  free(base);
+}
+
 const char* sb__default_control_pipe(void) {
   return "net.pipe:streambroker";
 }
 
-/* %ProgramData%\StreamBroker, asked of the system once. */
 const char* sb__default_data_dir(void) {
-  static char dir[MAX_PATH * 3];
-  if (dir[0] == '\0') {
-    PWSTR wide = NULL;
-    char base[MAX_PATH * 3] = "C:\\ProgramData";
-    if (SHGetKnownFolderPath(&FOLDERID_ProgramData, 0, NULL, &wide) == S_OK) {
-      WideCharToMultiByte(CP_UTF8, 0, wide, -1, base, (int)sizeof(base), NULL, NULL);
-    }
-    CoTaskMemFree(wide);
-    snprintf(dir, sizeof(dir), "%s\\StreamBroker", base);
-  }
-  return dir;
+  uv_once(&sb__paths_once, sb__paths_init);
+  return sb__data_dir;
 }
 
 const char* sb__default_config_path(void) {
-  static char path[MAX_PATH * 3 + 32];
-  if (path[0] == '\0')
-    snprintf(path, sizeof(path), "%s\\streambroker.json", sb__default_data_dir());
-  return path;
+  uv_once(&sb__paths_once, sb__paths_init);
+  return sb__config_path;
 }
 
+/* Windows has no per-process handle limit to raise. */
 void sb__raise_fd_limit(void) {
 }
 
-static int sb__mkdir_one(const char* path) {
-  WCHAR wide[32768];
+static int sb__is_sep(WCHAR c) {
+  return c == L'\\' || c == L'/';
+}
+
+static size_t sb__skip_seps(const WCHAR* p, size_t i) {
+  while (sb__is_sep(p[i]))
+    i++;
+  return i;
+}
+
+static size_t sb__skip_part(const WCHAR* p, size_t i) {
+  while (p[i] != 0 && !sb__is_sep(p[i]))
+    i++;
+  return i;
+}
+
+/*
+ * The length of the path's root, which names a volume and is never created: "C:\",
+ * "\", "\\server\share\", "\\?\C:\", "\\?\UNC\server\share\" or "\\?\Volume{...}\".
+ */
+static size_t sb__root_len(const WCHAR* p) {
+  size_t i = 0;
+  if (sb__is_sep(p[0]) && sb__is_sep(p[1])) {
+    if ((p[2] == L'?' || p[2] == L'.') && sb__is_sep(p[3])) {
+      if (p[4] != 0 && p[5] == L':')
+        return sb__skip_seps(p, 6);
+      if (_wcsnicmp(p + 4, L"UNC", 3) != 0 || !sb__is_sep(p[7]))
+        return sb__skip_seps(p, sb__skip_part(p, 4));
+      i = 8;
+    } else {
+      i = 2;
+    }
+    i = sb__skip_seps(p, sb__skip_part(p, i));    /* server */
+    return sb__skip_seps(p, sb__skip_part(p, i)); /* share */
+  }
+  if (p[0] != 0 && p[1] == L':')
+    i = 2;
+  return sb__skip_seps(p, i);
+}
+
+/* A directory that already exists is success whatever CreateDirectoryW says. */
+static int sb__mkdir_one(const WCHAR* path) {
   DWORD attr, e;
-  if (MultiByteToWideChar(CP_UTF8, 0, path, -1, wide, 32768) == 0)
-    return SB_EINVAL;
-  if (CreateDirectoryW(wide, NULL))
+  if (CreateDirectoryW(path, NULL))
     return 0;
   e = GetLastError();
-  if (e == ERROR_ALREADY_EXISTS) {
-    attr = GetFileAttributesW(wide);
-    return attr != INVALID_FILE_ATTRIBUTES && (attr & FILE_ATTRIBUTE_DIRECTORY) ? 0
-                                                                                 : SB_EEXIST;
-  }
+  attr = GetFileAttributesW(path);
+  if (attr != INVALID_FILE_ATTRIBUTES)
+    return (attr & FILE_ATTRIBUTE_DIRECTORY) ? 0 : SB_EEXIST;
   switch (e) {
   case ERROR_ACCESS_DENIED:
+  case ERROR_WRITE_PROTECT:
     return SB_EACCES;
   case ERROR_DISK_FULL:
+  case ERROR_HANDLE_DISK_FULL:
     return SB_ENOSPC;
   case ERROR_PATH_NOT_FOUND:
+  case ERROR_FILE_NOT_FOUND:
+  case ERROR_BAD_NETPATH:
     return SB_ENOENT;
+  case ERROR_INVALID_NAME:
+  case ERROR_FILENAME_EXCED_RANGE:
+    return SB_EINVAL;
   default:
     return SB_EIO;
   }
 }
 
-/* Both separators count, and a drive ("C:") or the root is never created. */
+/* Creates each ancestor below the root in turn; both separators count. */
 int sb__mkdir_p(const char* path) {
-  char* p = sb__xstrdup(path);
-  char* s;
+  WCHAR* w;
+  size_t i, root;
   int r = 0;
-  for (s = p; *s && r == 0; s++) {
-    if ((*s == '/' || *s == '\\') && s > p && s[-1] != ':' && s[-1] != '/' &&
-        s[-1] != '\\') {
-      char c = *s;
-      *s = '\0';
-      r = sb__mkdir_one(p);
-      *s = c;
+  if (path == NULL || path[0] == '\0')
+    return SB_EINVAL;
+  if ((w = sb__utf16(path)) == NULL)
+    return SB_EINVAL;
+  root = sb__root_len(w);
+  for (i = root + 1; w[root] != 0 && w[i] != 0 && r == 0; i++) {
+    if (sb__is_sep(w[i]) && !sb__is_sep(w[i - 1])) {
+      WCHAR c = w[i];
+      w[i] = 0;
+      r = sb__mkdir_one(w);
+      w[i] = c;
     }
   }
   if (r == 0)
-    r = sb__mkdir_one(p);
-  free(p);
+    r = sb__mkdir_one(w);
+  free(w);
   return r;
 }
 
+/* One '\' between the parts however many separators of either kind each brings; an
+ * empty part gives the other one unchanged. */
 char* sb__path_join(const char* a, const char* b) {
   size_t la = strlen(a), lb = strlen(b);
-  char* out = sb__xmalloc(la + lb + 2);
+  char* out;
+  if (la == 0 || lb == 0)
+    return sb__xstrdup(la == 0 ? b : a);
   while (la > 0 && (a[la - 1] == '/' || a[la - 1] == '\\'))
     la--;
   while (lb > 0 && (b[0] == '/' || b[0] == '\\')) {
     b++;
     lb--;
   }
+  out = sb__xmalloc(la + lb + 2);
   memcpy(out, a, la);
   out[la] = '\\';
   memcpy(out + la + 1, b, lb + 1);
