@@ -331,5 +331,7 @@ int main(int argc, char** argv) {
   sb_it_daemon_wait_exit(&broker, 60000);
   sb_it_daemon_close(&broker);
   discard_stop(&d);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ASSERT_OK(uv_loop_close(&loop));
   return 0;
 }

@@ -264,10 +264,16 @@ void sb_it_tempdir(const char* tag, char* out, size_t size) {
   size_t len = sizeof(tmp);
   uv_fs_t req;
   static unsigned serial;
+  int r;
   ASSERT_OK(uv_os_tmpdir(tmp, &len));
-  snprintf(out, size, "%s/sbit-%d-%u-%s", tmp, (int)uv_os_getpid(), ++serial, tag);
-  ASSERT_OK(uv_fs_mkdir(NULL, &req, out, 0700, NULL));
-  uv_fs_req_cleanup(&req);
+  /* Process ids repeat (quickly under Wine), so the clock makes the name unique. */
+  do {
+    snprintf(out, size, "%s/sbit-%d-%llx-%u-%s", tmp, (int)uv_os_getpid(),
+             (unsigned long long)(uv_hrtime() / 1000), ++serial, tag);
+    r = uv_fs_mkdir(NULL, &req, out, 0700, NULL);
+    uv_fs_req_cleanup(&req);
+  } while (r == UV_EEXIST);
+  ASSERT_OK(r);
 }
 
 char* sb_it_read_file(const char* path, size_t* len) {
