@@ -80,7 +80,7 @@ typedef enum {
 typedef struct {
   const char* p;
   const char* end;
-  unsigned max_depth; /* nesting limit for sb__json_skip; 10000 like Go */
+  unsigned max_depth; /* nesting limit of the whole document, as Go's: 10000 */
 } sb__json_t;
 
 void sb__json_init(sb__json_t* j, const char* text, size_t len);
@@ -95,7 +95,8 @@ int sb__json_peek(sb__json_t* j);
  * character (< 0x20) is an error. Returns 0, SB_EJSON or SB_ENOMEM.
  */
 int sb__json_string(sb__json_t* j, char** out, size_t* out_len);
-/* Skips one complete value of any kind (validating it). Returns 0 or SB_EJSON. */
+/* Skips one complete value of any kind (validating it). Returns 0 or SB_EJSON (or
+ * SB_ENOMEM, only with max_depth raised above its default). */
 int sb__json_skip(sb__json_t* j);
 /*
  * Object iteration. sb__json_object_begin consumes '{'. sb__json_object_next reads the
