@@ -272,7 +272,7 @@ static void ar_drop_pending(sb__archive_t* ar) {
     ar->head = c->next;
     ar->sink.queued -= c->len - ar->head_off;
     ar->head_off = 0;
-    free(c);
+    sb__chunk_free(c);
   }
   ar->tail = NULL;
 }
@@ -437,7 +437,7 @@ static void ar_consume(sb__archive_t* ar, size_t n) {
     n -= avail;
     ar->head = c->next;
     ar->head_off = 0;
-    free(c);
+    sb__chunk_free(c);
   }
   if (ar->head == NULL)
     ar->tail = NULL;
@@ -606,7 +606,7 @@ static void ar_complete(sb__archive_t* ar, int r) {
 static void ar_write(sb__sink_t* sink, sb__chunk_t* c) {
   sb__archive_t* ar = ar_of(sink);
   if (ar->failed || ar->finishing || c->len == 0) {
-    free(c);
+    sb__chunk_free(c);
     return;
   }
   c->next = NULL;

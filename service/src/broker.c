@@ -182,6 +182,6 @@ void sb__broker_stop(sb__broker_t* b) {
 /* Closes the stop timer; the last handle, after on_stopped. */
 void sb__broker_close(sb__broker_t* b) {
   uv_close((uv_handle_t*)&b->stop_timer, NULL);
-  free(b->spare);
+  sb__chunk_free(b->spare);
   b->spare = NULL;
 }

@@ -108,14 +108,23 @@ typedef struct {
 
 /* ---- sink: where a stream's data goes (upstream.c, archive.c) ---- */
 
-/* A piece of stream data, owned by whoever holds it; freed with free(). */
+/* A piece of stream data, owned by whoever holds it; freed with sb__chunk_free(). */
 typedef struct sb__chunk_s {
   struct sb__chunk_s* next;
   size_t len;
+  size_t cap; /* SB__READ_SIZE for a read buffer, which is recycled; else 0 */
   char data[];
 } sb__chunk_t;
 
+/* A chunk holding a copy of data. */
 sb__chunk_t* sb__chunk_new(const void* data, size_t len);
+/*
+ * A read buffer of SB__READ_SIZE bytes. Freed read buffers are kept (a few dozen at
+ * most) and handed out again: fresh memory for every read would cost a page fault per
+ * page. Loop thread only.
+ */
+sb__chunk_t* sb__chunk_new_read(void);
+void sb__chunk_free(sb__chunk_t* c);
 
 typedef struct sb__sink_s sb__sink_t;
 typedef struct sb__stream_s sb__stream_t;
@@ -218,8 +227,8 @@ typedef struct sb__broker_s {
 } sb__broker_t;
 
 /* Size of a client read, and the least a read must fill to be handed over whole. */
-#define SB__READ_SIZE (256u * 1024u)
-#define SB__READ_KEEP (64u * 1024u)
+#define SB__READ_SIZE (128u * 1024u)
+#define SB__READ_KEEP (32u * 1024u)
 
 /* Binds the control pipe and starts accepting. Returns 0 or SB_E* after logging. */
 int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg);

@@ -66,7 +66,7 @@ static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
   sb__broker_t* b = ((sb__stream_t*)h->data)->broker;
   (void)suggested;
   if (b->spare == NULL)
-    b->spare = sb__xmalloc(sizeof(sb__chunk_t) + SB__READ_SIZE);
+    b->spare = sb__chunk_new_read();
   buf->base = b->spare->data;
   buf->len = SB__READ_SIZE;
 }

@@ -73,7 +73,7 @@ static void up_drop_pending(sb__upstream_t* up) {
     sb__chunk_t* c = up->head;
     up->head = c->next;
     up->sink.queued -= c->len;
-    free(c);
+    sb__chunk_free(c);
   }
   up->tail = NULL;
 }
@@ -112,7 +112,7 @@ static void on_write(uv_write_t* req, int status) {
   up->sink.queued -= w->chunk->len;
   if (status == 0)
     up->sink.stream->broker->counters.bytes_out += w->chunk->len;
-  free(w->chunk);
+  sb__chunk_free(w->chunk);
   free(w);
   if (up->closing)
     return;
@@ -133,7 +133,7 @@ static void up_send(sb__upstream_t* up, sb__chunk_t* c) {
   w->req.data = up;
   if ((r = uv_write(&w->req, (uv_stream_t*)&up->pipe, &buf, 1, on_write)) != 0) {
     up->sink.queued -= c->len;
-    free(c);
+    sb__chunk_free(c);
     free(w);
     up_fail(up, sb__uv_err(r));
   }
@@ -206,7 +206,7 @@ static void up_dial(sb__upstream_t* up) {
 static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
   sb__upstream_t* up = up_of(sink);
   if (up->failed || up->closing) {
-    free(c);
+    sb__chunk_free(c);
     return;
   }
   sink->queued += c->len;

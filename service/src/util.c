@@ -40,9 +40,41 @@ sb__chunk_t* sb__chunk_new(const void* data, size_t len) {
   sb__chunk_t* c = sb__xmalloc(sizeof(*c) + len);
   c->next = NULL;
   c->len = len;
+  c->cap = 0;
   if (len > 0)
     memcpy(c->data, data, len);
   return c;
+}
+
+#define SB__READ_POOL_MAX 32
+
+static sb__chunk_t* sb__read_pool;
+static unsigned sb__read_pool_len;
+
+sb__chunk_t* sb__chunk_new_read(void) {
+  sb__chunk_t* c = sb__read_pool;
+  if (c != NULL) {
+    sb__read_pool = c->next;
+    sb__read_pool_len--;
+  } else {
+    c = sb__xmalloc(sizeof(*c) + SB__READ_SIZE);
+    c->cap = SB__READ_SIZE;
+  }
+  c->next = NULL;
+  c->len = 0;
+  return c;
+}
+
+void sb__chunk_free(sb__chunk_t* c) {
+  if (c == NULL)
+    return;
+  if (c->cap == SB__READ_SIZE && sb__read_pool_len < SB__READ_POOL_MAX) {
+    c->next = sb__read_pool;
+    sb__read_pool = c;
+    sb__read_pool_len++;
+    return;
+  }
+  free(c);
 }
 
 /* The one place libuv's codes become ours; anything unexpected is an I/O error that

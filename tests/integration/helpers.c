@@ -312,8 +312,37 @@ static void json_escape(sb__buf_t* b, const char* s) {
   }
 }
 
+/* Daemons still running when a test program exits (a failed assertion exits at
+ * once) are killed, so no test leaves a service behind. */
+#define SB_IT_MAX_DAEMONS 16
+static int live_pids[SB_IT_MAX_DAEMONS];
+
+static void kill_live_daemons(void) {
+  int i;
+  for (i = 0; i < SB_IT_MAX_DAEMONS; i++) {
+    if (live_pids[i] > 0)
+      uv_kill(live_pids[i], SIGKILL);
+  }
+}
+
+static void track_pid(int old_pid, int new_pid) {
+  static int registered;
+  int i;
+  if (!registered) {
+    atexit(kill_live_daemons);
+    registered = 1;
+  }
+  for (i = 0; i < SB_IT_MAX_DAEMONS; i++) {
+    if (live_pids[i] == old_pid) {
+      live_pids[i] = new_pid;
+      return;
+    }
+  }
+}
+
 static void on_daemon_exit(uv_process_t* p, int64_t status, int sig) {
   sb_it_daemon_t* d = p->data;
+  track_pid(p->pid, 0);
   d->exit_status = status;
   d->term_signal = sig;
   d->running = 0;
@@ -365,6 +394,7 @@ static void daemon_spawn(sb_it_daemon_t* d) {
   if (r != 0)
     sb_test_fail(__FILE__, __LINE__, "spawn %s: %s", prog, uv_strerror(r));
   d->proc.data = d;
+  track_pid(0, d->proc.pid);
   d->running = 1;
   d->err_done = 0;
   d->closed = 0;
