@@ -1,6 +1,7 @@
 /* posix/listener.c - the control socket's directory, stale sockets, modes, peers. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -29,7 +30,9 @@ int sb__listener_prepare(const char* path) {
   char* slash;
   struct stat st;
   struct sockaddr_un sa;
-  int fd, r, e;
+  char address[sizeof(sa.sun_path) + 8];
+  uv_file fd;
+  int r;
   if (strlen(path) >= sizeof(dir) || strlen(path) >= sizeof(sa.sun_path))
     return SB_EADDRESS;
   strcpy(dir, path);
@@ -47,22 +50,18 @@ int sb__listener_prepare(const char* path) {
     SB_LOG_E("listener", "%s exists and is not a socket; not touching it", path);
     return SB_EEXIST;
   }
-  memset(&sa, 0, sizeof(sa));
-  sa.sun_family = AF_UNIX;
-  strcpy(sa.sun_path, path);
-  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0)
-    return SB_EIO;
-  r = connect(fd, (struct sockaddr*)&sa, sizeof(sa));
-  e = errno;
-  close(fd);
-  if (r == 0 || e == EAGAIN) {
+  /* The upstream dialer's single non-blocking connect is exactly the probe needed. */
+  snprintf(address, sizeof(address), "unix:%s", path);
+  r = sb__upstream_dial(address, &fd);
+  if (r == 0)
+    close(fd);
+  if (r == 0 || r == SB_EBUSY) {
     SB_LOG_E("listener", "%s: another instance is serving it", path);
     return SB_EEXIST;
   }
-  if (e != ECONNREFUSED) {
-    SB_LOG_E("listener", "probing %s: %s", path, strerror(e));
-    return SB_EIO;
+  if (r != SB_ENOSERVER) {
+    SB_LOG_E("listener", "probing %s: %s", path, sb_strerror(r));
+    return r;
   }
   SB_LOG_I("listener", "removing the stale socket %s of a stopped instance", path);
   if (unlink(path) != 0 && errno != ENOENT) {
