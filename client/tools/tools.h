@@ -2,7 +2,15 @@
 #ifndef SB_TOOLS_H
 #define SB_TOOLS_H
 
+#include "streambroker.h"
+
 /* Puts stdin and stdout in binary mode, so no byte is translated on the way. */
 void sb__tool_binary_stdio(void);
+/*
+ * A C runtime descriptor for an OS handle from sb_stream_open_for_process, as libuv's
+ * stdio options take (POSIX: the descriptor itself). Ownership passes to the result;
+ * -1 on failure.
+ */
+int sb__tool_handle_fd(sb_os_handle_t h);
 
 #endif

@@ -4,8 +4,9 @@
 
 #include "list_broker.h"
 #include "list_sbcat.h"
+#include "list_sbrun.h"
 
-#define TEST_LIST(X) TEST_LIST_SBCAT(X) TEST_LIST_BROKER(X)
+#define TEST_LIST(X) TEST_LIST_SBCAT(X) TEST_LIST_SBRUN(X) TEST_LIST_BROKER(X)
 TEST_LIST(TEST_DECLARE)
 
 #endif

@@ -1,0 +1,35 @@
+/*
+ * child.c - a program for sbrun to run in tests:
+ *   sb_child write OUT_HEX ERR_HEX CODE   writes the bytes to stdout and stderr (binary
+ *                                         mode), exits with CODE
+ *   sb_child env                          prints LOGDOG_STREAM_SERVER_PATH to stdout
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "task.h"
+#include "tools.h"
+
+int main(int argc, char** argv) {
+  sb__tool_binary_stdio();
+  if (argc == 5 && strcmp(argv[1], "write") == 0) {
+    size_t n;
+    unsigned char* out = sb_test_unhex(argv[2], &n);
+    fwrite(out, 1, n, stdout);
+    fflush(stdout);
+    free(out);
+    out = sb_test_unhex(argv[3], &n);
+    fwrite(out, 1, n, stderr);
+    fflush(stderr);
+    free(out);
+    return atoi(argv[4]);
+  }
+  if (argc == 2 && strcmp(argv[1], "env") == 0) {
+    const char* v = getenv("LOGDOG_STREAM_SERVER_PATH");
+    fputs(v ? v : "(unset)", stdout);
+    return 0;
+  }
+  fprintf(stderr, "usage: sb_child write OUT_HEX ERR_HEX CODE | env\n");
+  return 2;
+}
