@@ -128,12 +128,15 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
     SB_LOG_E("listener", "bind %s: %s", path, uv_strerror(r));
     return r == UV_EADDRINUSE ? SB_EEXIST : sb__uv_err(r);
   }
-  if ((r = sb__listener_secure(&b->listener, path)) != 0)
+  if ((r = sb__listener_secure(&b->listener, path, 0)) != 0)
     return r;
   if ((r = uv_listen((uv_stream_t*)&b->listener, 511, on_connection)) != 0) {
     SB_LOG_E("listener", "listen %s: %s", path, uv_strerror(r));
     return sb__uv_err(r);
   }
+  b->started_ms = uv_now(loop);
+  if ((r = sb__admin_start(b)) != 0)
+    return r;
   uv_signal_init(loop, &b->sigint);
   uv_signal_init(loop, &b->sigterm);
   b->sigint.data = b->sigterm.data = b;
@@ -167,6 +170,11 @@ void sb__broker_stop(sb__broker_t* b) {
     b->pending_closes++;
     uv_close((uv_handle_t*)&b->listener, on_handle_closed);
     b->listening = 0;
+  }
+  if (b->admin_listening) {
+    b->pending_closes++;
+    uv_close((uv_handle_t*)&b->admin, on_handle_closed);
+    b->admin_listening = 0;
   }
   b->pending_closes += 3;
   uv_close((uv_handle_t*)&b->sigint, on_handle_closed);

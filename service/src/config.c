@@ -72,6 +72,12 @@ static const sb__key_t sb__keys[] = {
     "`\"net.pipe:streambroker\"` (Windows)",
     "`unix:/ABSOLUTE/PATH` (Linux, 104 bytes at most), `net.pipe:NAME` (Windows)",
     "Address the service listens on for clients."),
+  SB__STRING(admin_pipe, SB__KEY_ADDRESS, NULL, sb__default_admin_pipe,
+    "`\"unix:/run/streambroker/admin.sock\"` (Linux), "
+    "`\"net.pipe:streambroker-admin\"` (Windows)",
+    "an address as for `control_pipe`",
+    "Address of the administrators' status pipe (`sbctl`); only the service's own "
+    "user may connect on Linux."),
   SB__STRING(upstream, SB__KEY_ADDRESS | SB__KEY_NULLABLE, NULL, NULL, NULL,
     "an address as for `control_pipe`, or `null`",
     "Address of the stream server every stream is forwarded to; `null` writes the "

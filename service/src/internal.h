@@ -55,6 +55,7 @@ int sb__log_level_parse(const char* name);
 
 typedef struct {
   char* control_pipe;            /* address we listen on: unix:PATH or net.pipe:NAME */
+  char* admin_pipe;              /* address of the administrators' status pipe */
   char* upstream;                /* address we forward to; NULL: archive mode */
   char* data_dir;                /* spool and state */
   char* archive_dir;             /* archive mode's files; default DATA_DIR/archive */
@@ -208,6 +209,9 @@ typedef struct sb__broker_s {
   sb__config_t cfg;
   uv_pipe_t listener;
   int listening;
+  uv_pipe_t admin; /* admin.c */
+  int admin_listening;
+  uint64_t started_ms; /* uv_now at start, for uptime */
   uv_signal_t sigint, sigterm;
   int stopping;
   sb__stream_t* streams; /* live streams */
@@ -249,6 +253,16 @@ void sb__stream_stop(sb__stream_t* s);
 /* Number of open streams of a client process. */
 uint64_t sb__broker_client_streams(sb__broker_t* b, int64_t pid);
 
+/* ---- admin.c: the administrators' pipe ---- */
+
+/*
+ * Binds admin_pipe (only the service's own user may connect) and answers one JSON
+ * request per connection, one line each way: {"command":"status"} gives version,
+ * uptime, upstream, open streams and every counter; {"command":"streams"} lists the
+ * open streams with their client pid and bytes. Returns 0 or SB_E* after logging.
+ */
+int sb__admin_start(sb__broker_t* b);
+
 /* ---- listener: platform parts (posix/listener.c, win/listener.c) ---- */
 
 /*
@@ -257,7 +271,8 @@ uint64_t sb__broker_client_streams(sb__broker_t* b, int64_t pid);
  * instance serves it) and secures it after bind (POSIX: mode 0660).
  */
 int sb__listener_prepare(const char* path);
-int sb__listener_secure(uv_pipe_t* pipe, const char* path);
+/* admin_only: only the service's own user (POSIX: mode 0600; else 0660). */
+int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only);
 /* The bind path for an address of this platform's kind (SB_EADDRESS otherwise). */
 int sb__listener_bind_path(const char* address, char* out, size_t size);
 /* The peer's pid, uid and gid (-1 when unknown). */
@@ -277,6 +292,7 @@ int sb__upstream_dial(const char* address, uv_file* fd);
 
 /* Platform defaults for paths. */
 const char* sb__default_control_pipe(void);
+const char* sb__default_admin_pipe(void);
 const char* sb__default_data_dir(void);
 /* Where the config file is read from when --config is not given. */
 const char* sb__default_config_path(void);

@@ -412,10 +412,17 @@ void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
   d->loop = loop;
   sb_it_tempdir(tag, d->dir, sizeof(d->dir));
   sb_it_address(tag, d->address, d->bind_path, sizeof(d->address));
+  {
+    char admin_tag[64], admin_bind[256];
+    snprintf(admin_tag, sizeof(admin_tag), "%s-admin", tag);
+    sb_it_address(admin_tag, d->admin_address, admin_bind, sizeof(admin_bind));
+  }
   snprintf(d->config_path, sizeof(d->config_path), "%s/streambroker.json", d->dir);
   snprintf(d->archive_dir, sizeof(d->archive_dir), "%s/archive", d->dir);
   append_str(&cfg, "{\n  \"control_pipe\": \"");
   json_escape(&cfg, d->address);
+  append_str(&cfg, "\",\n  \"admin_pipe\": \"");
+  json_escape(&cfg, d->admin_address);
   append_str(&cfg, "\",\n  \"data_dir\": \"");
   json_escape(&cfg, d->dir);
   append_str(&cfg, "\",\n  \"archive_dir\": \"");

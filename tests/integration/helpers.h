@@ -82,6 +82,7 @@ typedef struct {
   char dir[512];
   char address[256];
   char bind_path[256];
+  char admin_address[256]; /* its admin_pipe */
   char config_path[600];
   char archive_dir[600];
 } sb_it_daemon_t;

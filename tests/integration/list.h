@@ -2,11 +2,13 @@
 #ifndef SB_ITEST_LIST_H
 #define SB_ITEST_LIST_H
 
+#include "list_admin.h"
 #include "list_broker.h"
 #include "list_sbcat.h"
 #include "list_sbrun.h"
 
-#define TEST_LIST(X) TEST_LIST_SBCAT(X) TEST_LIST_SBRUN(X) TEST_LIST_BROKER(X)
+#define TEST_LIST(X)                                                                   \
+  TEST_LIST_SBCAT(X) TEST_LIST_SBRUN(X) TEST_LIST_BROKER(X) TEST_LIST_ADMIN(X)
 TEST_LIST(TEST_DECLARE)
 
 #endif

@@ -507,7 +507,8 @@ TEST_IMPL(config_shipped_file_matches_defaults) {
   ASSERT_NOT_NULL(defaults);
   s = shipped->child;
   for (d = defaults->child; d != NULL; d = d->next) {
-    if (strcmp(d->string, "control_pipe") == 0 || strcmp(d->string, "data_dir") == 0)
+    if (strcmp(d->string, "control_pipe") == 0 || strcmp(d->string, "admin_pipe") == 0 ||
+        strcmp(d->string, "data_dir") == 0)
       continue;
     if (s == NULL || strcmp(s->string, d->string) != 0)
       sb_test_fail(__FILE__, __LINE__,

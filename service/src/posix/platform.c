@@ -11,6 +11,10 @@ const char* sb__default_control_pipe(void) {
   return "unix:/run/streambroker/streambroker.sock";
 }
 
+const char* sb__default_admin_pipe(void) {
+  return "unix:/run/streambroker/admin.sock";
+}
+
 const char* sb__default_data_dir(void) {
   return "/var/lib/streambroker";
 }

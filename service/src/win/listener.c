@@ -32,9 +32,11 @@ int sb__listener_prepare(const char* path) {
   return 0;
 }
 
-int sb__listener_secure(uv_pipe_t* pipe, const char* path) {
+/* The pipes keep libuv's default security descriptor for now. */
+int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only) {
   (void)pipe;
   (void)path;
+  (void)admin_only;
   return 0;
 }
 

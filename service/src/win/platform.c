@@ -68,6 +68,10 @@ const char* sb__default_control_pipe(void) {
   return "net.pipe:streambroker";
 }
 
+const char* sb__default_admin_pipe(void) {
+  return "net.pipe:streambroker-admin";
+}
+
 const char* sb__default_data_dir(void) {
   uv_once(&sb__paths_once, sb__paths_init);
   return sb__data_dir;

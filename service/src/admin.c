@@ -1,0 +1,210 @@
+/*
+ * admin.c - the administrators' pipe: one JSON request line in, one JSON reply line
+ * out, then the connection closes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+
+#define SB__ADMIN_MAX_REQUEST 4096
+
+typedef struct {
+  uv_pipe_t pipe;
+  uv_write_t write;
+  sb__broker_t* broker;
+  sb__buf_t request;
+  char* reply;
+  int answered;
+} sb__admin_conn_t;
+
+static void on_conn_closed(uv_handle_t* h) {
+  sb__admin_conn_t* c = h->data;
+  sb__buf_free(&c->request);
+  free(c->reply);
+  free(c);
+}
+
+static void on_written(uv_write_t* w, int status) {
+  sb__admin_conn_t* c = w->data;
+  (void)status;
+  uv_close((uv_handle_t*)&c->pipe, on_conn_closed);
+}
+
+static void add_u64(cJSON* o, const char* name, uint64_t v) {
+  cJSON_AddNumberToObject(o, name, (double)v);
+}
+
+static cJSON* status_reply(sb__broker_t* b) {
+  const sb__counters_t* k = &b->counters;
+  cJSON* r = cJSON_CreateObject();
+  cJSON* c = cJSON_CreateObject();
+  cJSON* bad = cJSON_CreateObject();
+  sb__stream_t* s;
+  uint64_t live = 0;
+  int e;
+  cJSON_AddStringToObject(r, "version", SB_VERSION_STRING);
+  add_u64(r, "uptime_s", (uv_now(b->loop) - b->started_ms) / 1000);
+  cJSON_AddStringToObject(r, "control_pipe", b->cfg.control_pipe);
+  if (b->cfg.upstream)
+    cJSON_AddStringToObject(r, "upstream", b->cfg.upstream);
+  else
+    cJSON_AddNullToObject(r, "upstream");
+  cJSON_AddStringToObject(r, "mode", b->cfg.upstream ? "forward" : "archive");
+  for (s = b->streams; s; s = s->next)
+    live += s->handshaken;
+  add_u64(r, "streams_open", live);
+  add_u64(r, "connections_open", b->nstreams);
+  add_u64(c, "streams_opened", k->streams_opened);
+  add_u64(c, "streams_closed", k->streams_closed);
+  add_u64(c, "bytes_in", k->bytes_in);
+  add_u64(c, "bytes_out", k->bytes_out);
+  add_u64(c, "handshake_timeouts", k->handshake_timeouts);
+  add_u64(c, "refused_limit", k->refused_limit);
+  add_u64(c, "client_errors", k->client_errors);
+  add_u64(c, "upstream_dials", k->upstream_dials);
+  add_u64(c, "upstream_dial_failures", k->upstream_dial_failures);
+  add_u64(c, "upstream_errors", k->upstream_errors);
+  add_u64(c, "archive_errors", k->archive_errors);
+  /* Bad handshakes by reason, under the error's name. */
+  for (e = 1; e < (int)(sizeof(k->bad_handshakes) / sizeof(k->bad_handshakes[0])); e++) {
+    if (k->bad_handshakes[e] > 0)
+      add_u64(bad, sb_err_name(-e), k->bad_handshakes[e]);
+  }
+  cJSON_AddItemToObject(c, "bad_handshakes", bad);
+  cJSON_AddItemToObject(r, "counters", c);
+  return r;
+}
+
+static cJSON* streams_reply(sb__broker_t* b) {
+  cJSON* r = cJSON_CreateObject();
+  cJSON* list = cJSON_CreateArray();
+  static const char* const types[] = {"text", "binary", "datagram"};
+  sb__stream_t* s;
+  char opened[SB__TIME_BUF];
+  for (s = b->streams; s; s = s->next) {
+    cJSON* o;
+    if (!s->handshaken)
+      continue;
+    o = cJSON_CreateObject();
+    add_u64(o, "id", s->id);
+    cJSON_AddStringToObject(o, "name", s->props.name);
+    cJSON_AddStringToObject(o, "type", types[s->props.type]);
+    cJSON_AddNumberToObject(o, "pid", (double)s->peer_pid);
+    if (s->peer_uid >= 0)
+      cJSON_AddNumberToObject(o, "uid", (double)s->peer_uid);
+    add_u64(o, "bytes", s->bytes);
+    if (s->props.type == SB_DATAGRAM)
+      add_u64(o, "datagrams", s->datagrams);
+    if (sb__time_format(s->opened, opened) > 0)
+      cJSON_AddStringToObject(o, "opened", opened);
+    cJSON_AddItemToArray(list, o);
+  }
+  cJSON_AddItemToObject(r, "streams", list);
+  return r;
+}
+
+/* Answers the request in c->request (one line, or all of it at EOF). */
+static void answer(sb__admin_conn_t* c) {
+  cJSON* req = cJSON_ParseWithLength(c->request.data ? c->request.data : "", c->request.len);
+  const cJSON* cmd = cJSON_GetObjectItemCaseSensitive(req, "command");
+  cJSON* reply;
+  char* text;
+  uv_buf_t buf;
+  c->answered = 1;
+  if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, "status") == 0) {
+    reply = status_reply(c->broker);
+  } else if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, "streams") == 0) {
+    reply = streams_reply(c->broker);
+  } else {
+    reply = cJSON_CreateObject();
+    cJSON_AddStringToObject(reply, "error",
+                            "unknown request: send {\"command\": \"status\"} or "
+                            "{\"command\": \"streams\"}");
+  }
+  cJSON_Delete(req);
+  text = cJSON_PrintUnformatted(reply);
+  cJSON_Delete(reply);
+  if (text == NULL)
+    abort();
+  c->reply = sb__xmalloc(strlen(text) + 2);
+  strcpy(c->reply, text);
+  strcat(c->reply, "\n");
+  cJSON_free(text);
+  uv_read_stop((uv_stream_t*)&c->pipe);
+  buf = uv_buf_init(c->reply, (unsigned)strlen(c->reply));
+  c->write.data = c;
+  if (uv_write(&c->write, (uv_stream_t*)&c->pipe, &buf, 1, on_written) != 0)
+    uv_close((uv_handle_t*)&c->pipe, on_conn_closed);
+}
+
+static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
+  static char slab[SB__ADMIN_MAX_REQUEST];
+  (void)h;
+  (void)suggested;
+  buf->base = slab;
+  buf->len = sizeof(slab);
+}
+
+static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
+  sb__admin_conn_t* c = h->data;
+  if (n > 0) {
+    const char* nl = memchr(buf->base, '\n', (size_t)n);
+    sb__buf_append(&c->request, buf->base, nl ? (size_t)(nl - buf->base) : (size_t)n);
+    if (c->request.len > SB__ADMIN_MAX_REQUEST) {
+      SB_LOG_W("admin", "request over %d bytes; connection closed", SB__ADMIN_MAX_REQUEST);
+      uv_close((uv_handle_t*)&c->pipe, on_conn_closed);
+    } else if (nl != NULL) {
+      answer(c);
+    }
+    return;
+  }
+  if (n < 0) {
+    if (n == UV_EOF && c->request.len > 0)
+      answer(c);
+    else
+      uv_close((uv_handle_t*)&c->pipe, on_conn_closed);
+  }
+}
+
+static void on_connection(uv_stream_t* server, int status) {
+  sb__broker_t* b = server->data;
+  sb__admin_conn_t* c;
+  if (status < 0)
+    return;
+  c = sb__xcalloc(1, sizeof(*c));
+  c->broker = b;
+  uv_pipe_init(b->loop, &c->pipe, 0);
+  c->pipe.data = c;
+  if (uv_accept(server, (uv_stream_t*)&c->pipe) != 0 ||
+      uv_read_start((uv_stream_t*)&c->pipe, on_alloc, on_read) != 0)
+    uv_close((uv_handle_t*)&c->pipe, on_conn_closed);
+}
+
+int sb__admin_start(sb__broker_t* b) {
+  char path[1024];
+  int r;
+  if ((r = sb__listener_bind_path(b->cfg.admin_pipe, path, sizeof(path))) != 0) {
+    SB_LOG_E("admin", "admin_pipe \"%s\": %s", b->cfg.admin_pipe, sb_strerror(r));
+    return r;
+  }
+  if ((r = sb__listener_prepare(path)) != 0)
+    return r;
+  uv_pipe_init(b->loop, &b->admin, 0);
+  b->admin.data = b;
+  b->admin_listening = 1;
+  if ((r = uv_pipe_bind(&b->admin, path)) != 0) {
+    SB_LOG_E("admin", "bind %s: %s", path, uv_strerror(r));
+    return r == UV_EADDRINUSE ? SB_EEXIST : sb__uv_err(r);
+  }
+  if ((r = sb__listener_secure(&b->admin, path, 1)) != 0)
+    return r;
+  if ((r = uv_listen((uv_stream_t*)&b->admin, 16, on_connection)) != 0) {
+    SB_LOG_E("admin", "listen %s: %s", path, uv_strerror(r));
+    return sb__uv_err(r);
+  }
+  SB_LOG_I("admin", "status on %s", b->cfg.admin_pipe);
+  return 0;
+}
