@@ -199,7 +199,7 @@ int sb__admin_start(sb__broker_t* b) {
     SB_LOG_E("admin", "bind %s: %s", path, uv_strerror(r));
     return r == UV_EADDRINUSE ? SB_EEXIST : sb__uv_err(r);
   }
-  if ((r = sb__listener_secure(&b->admin, path, 1)) != 0)
+  if ((r = sb__listener_secure(&b->admin, path, 1, NULL)) != 0)
     return r;
   if ((r = uv_listen((uv_stream_t*)&b->admin, 16, on_connection)) != 0) {
     SB_LOG_E("admin", "listen %s: %s", path, uv_strerror(r));

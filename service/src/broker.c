@@ -128,7 +128,7 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
     SB_LOG_E("listener", "bind %s: %s", path, uv_strerror(r));
     return r == UV_EADDRINUSE ? SB_EEXIST : sb__uv_err(r);
   }
-  if ((r = sb__listener_secure(&b->listener, path, 0)) != 0)
+  if ((r = sb__listener_secure(&b->listener, path, 0, cfg->control_pipe_sddl)) != 0)
     return r;
   if ((r = uv_listen((uv_stream_t*)&b->listener, 511, on_connection)) != 0) {
     SB_LOG_E("listener", "listen %s: %s", path, uv_strerror(r));

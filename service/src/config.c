@@ -112,6 +112,12 @@ static const sb__key_t sb__keys[] = {
   SB__STRING(log_file, 0, "", NULL, NULL,
     "a path; `\"\"` means standard error",
     "File the log is appended to."),
+  SB__STRING(control_pipe_sddl, 0, "", NULL, NULL,
+    "an SDDL string; `\"\"` means the default",
+    "Windows only: security descriptor of the control pipe. The default, "
+    "`" SB__DEFAULT_CONTROL_SDDL "`, denies network logons and gives SYSTEM and "
+    "Administrators full control and Authenticated Users read and write. Ignored on "
+    "Linux, where the socket's mode and directory decide."),
 };
 /* clang-format on */
 

@@ -70,6 +70,8 @@ typedef struct {
                                        stream stops reading its client */
   int log_level;                 /* SB_LOG_* */
   char* log_file;                /* NULL or "": stderr */
+  char* control_pipe_sddl;       /* Windows: the control pipe's security descriptor;
+                                    "": the default (SB__DEFAULT_CONTROL_SDDL) */
 } sb__config_t;
 
 /* Fills every key with its default (platform defaults for paths). */
@@ -263,6 +265,12 @@ uint64_t sb__broker_client_streams(sb__broker_t* b, int64_t pid);
  */
 int sb__admin_start(sb__broker_t* b);
 
+/* The pipes' security descriptors on Windows: network logons denied; SYSTEM and
+ * Administrators full control; Authenticated Users read and write (control pipe only).
+ * The DACL is protected: nothing is inherited. */
+#define SB__DEFAULT_CONTROL_SDDL "D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGW;;;AU)"
+#define SB__ADMIN_SDDL "D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GA;;;BA)"
+
 /* ---- listener: platform parts (posix/listener.c, win/listener.c) ---- */
 
 /*
@@ -271,8 +279,14 @@ int sb__admin_start(sb__broker_t* b);
  * instance serves it) and secures it after bind (POSIX: mode 0660).
  */
 int sb__listener_prepare(const char* path);
-/* admin_only: only the service's own user (POSIX: mode 0600; else 0660). */
-int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only);
+/*
+ * Secures a bound pipe before it listens. POSIX: mode 0600 for the admin pipe (only
+ * the service's user), else 0660. Windows: sets the DACL of the SDDL string given
+ * (sddl NULL or "": SB__ADMIN_SDDL for the admin pipe, else SB__DEFAULT_CONTROL_SDDL)
+ * on the pipe libuv created. SB_ECONFIG for an invalid SDDL, after logging.
+ */
+int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only,
+                        const char* sddl);
 /* The bind path for an address of this platform's kind (SB_EADDRESS otherwise). */
 int sb__listener_bind_path(const char* address, char* out, size_t size);
 /* The peer's pid, uid and gid (-1 when unknown). */

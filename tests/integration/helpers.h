@@ -31,6 +31,9 @@ void sb_it_address(const char* tag, char* address, char* bind_path, size_t size)
 /* Process set-up for tests that run programs (POSIX: SIGPIPE ignored, so a child
  * that exits before reading its stdin does not kill the test). Idempotent. */
 void sb_it_platform_init(void);
+/* What guards the pipe at address: POSIX, the socket file's mode in octal ("660");
+ * Windows, the pipe's DACL as SDDL, read back with GetSecurityInfo. -1 on failure. */
+int sb_it_pipe_security(const char* address, char* out, size_t size);
 /* 1 on Windows (named pipes, no POSIX signals), 0 elsewhere. */
 int sb_it_is_windows(void);
 /* Path of a program built next to the test program ("sbcat" gets ".exe" on Windows). */

@@ -4,6 +4,8 @@
 
 #define TEST_LIST_ADMIN(X)                                                             \
   X(admin_status_and_streams)                                                          \
-  X(admin_sbctl_errors)
+  X(admin_sbctl_errors)                                                                \
+  X(admin_pipes_are_restricted)                                                        \
+  X(admin_bad_sddl_refused)
 
 #endif

@@ -95,3 +95,58 @@ TEST_IMPL(admin_sbctl_errors) {
   sb_it_result_free(&res);
   ASSERT_OK(uv_loop_close(&loop));
 }
+
+/* The control pipe admits local users, the admin pipe administrators only. Wine does
+ * not enforce descriptors, so on Windows the DACL is read back and checked. */
+TEST_IMPL(admin_pipes_are_restricted) {
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  char control[512], admin[512];
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&d, &loop, "secure", NULL, NULL);
+  ASSERT_OK(sb_it_pipe_security(d.address, control, sizeof(control)));
+  ASSERT_OK(sb_it_pipe_security(d.admin_address, admin, sizeof(admin)));
+  if (!sb_it_is_windows()) {
+    ASSERT_STR_EQ(control, "660");
+    ASSERT_STR_EQ(admin, "600");
+  } else {
+    /* Network logons denied; SYSTEM and Administrators allowed (Wine does not keep
+     * the protected flag, so "D:P" is not required of the read-back);
+     * Authenticated Users on the control pipe only. */
+    if (strncmp(control, "D:", 2) != 0 || strstr(control, "(D;") == NULL ||
+        strstr(control, ";;;NU)") == NULL || strstr(control, ";;;SY)") == NULL ||
+        strstr(control, ";;;BA)") == NULL || strstr(control, ";;;AU)") == NULL)
+      sb_test_fail(__FILE__, __LINE__, "control pipe DACL: %s", control);
+    if (strncmp(admin, "D:", 2) != 0 || strstr(admin, ";;;NU)") == NULL ||
+        strstr(admin, ";;;BA)") == NULL || strstr(admin, ";;;AU)") != NULL)
+      sb_test_fail(__FILE__, __LINE__, "admin pipe DACL: %s", admin);
+  }
+  sb_it_daemon_close(&d);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+TEST_IMPL(admin_bad_sddl_refused) {
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  char prog[4096], cfg[700], text[1200];
+  const char* argv[] = {prog, "--config", cfg, NULL};
+  sb_it_result_t res;
+  if (!sb_it_is_windows())
+    TEST_SKIP("control_pipe_sddl applies to Windows named pipes only");
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&d, &loop, "sddl", NULL, NULL);
+  sb_it_daemon_close(&d);
+  /* The same config with a broken descriptor: the service refuses to start. */
+  snprintf(cfg, sizeof(cfg), "%s/bad.json", d.dir);
+  snprintf(text, sizeof(text),
+           "{\"control_pipe\": \"%s\", \"admin_pipe\": \"%s\", \"data_dir\": \"x\","
+           " \"control_pipe_sddl\": \"D:(nonsense\"}",
+           d.address, d.admin_address);
+  sb_it_write_file(cfg, text, strlen(text));
+  sb_it_program("streambrokerd", prog, sizeof(prog));
+  sb_it_run(&loop, argv, NULL, "", 0, NULL, 0, &res);
+  ASSERT_EQ(res.exit_status, 4);
+  ASSERT(sb_it_contains(res.err.data, res.err.len, "invalid security descriptor"));
+  sb_it_result_free(&res);
+  ASSERT_OK(uv_loop_close(&loop));
+}

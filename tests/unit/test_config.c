@@ -543,8 +543,8 @@ TEST_IMPL(config_write_defaults_parses) {
   ASSERT(
       strstr(text, "\n  \"archive_dir\": \"\",\n  \"handshake_timeout_ms\": 5000,\n") !=
       NULL);
-  ASSERT(strstr(text, "\n  \"log_level\": \"info\",\n  \"log_file\": \"\"\n}\n") !=
-         NULL);
+  ASSERT(strstr(text, "\n  \"log_level\": \"info\",\n  \"log_file\": \"\",\n"
+                     "  \"control_pipe_sddl\": \"\"\n}\n") != NULL);
   ASSERT_NULL(strchr(text, '\t'));
   ASSERT_OK(parse(&cfg, text, err, sizeof(err)));
   ASSERT_STR_EQ(cfg.control_pipe, def.control_pipe);

@@ -73,8 +73,10 @@ int sb__listener_prepare(const char* path) {
 
 /* Mode 0660 before listen (0600 for the admin pipe): the directory (0750) and the
  * group decide who connects. */
-int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only) {
+int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only,
+                        const char* sddl) {
   (void)pipe;
+  (void)sddl;
   if (chmod(path, admin_only ? 0600 : 0660) != 0) {
     SB_LOG_E("listener", "chmod %s: %s", path, strerror(errno));
     return SB_EACCES;

@@ -1,5 +1,7 @@
 /* win/listener.c - the control pipe's name and the client's process id. */
 #include <windows.h>
+#include <aclapi.h>
+#include <sddl.h>
 #include <string.h>
 
 #include "../internal.h"
@@ -32,11 +34,44 @@ int sb__listener_prepare(const char* path) {
   return 0;
 }
 
-/* The pipes keep libuv's default security descriptor for now. */
-int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only) {
-  (void)pipe;
-  (void)path;
-  (void)admin_only;
+/*
+ * libuv creates the pipe with WRITE_DAC and its default descriptor; the DACL of ours
+ * replaces it on the first instance before anyone can connect (the pipe does not
+ * listen yet), and every later instance shares the pipe's descriptor. Protected, so
+ * nothing is inherited into it.
+ */
+int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only,
+                        const char* sddl) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PACL dacl = NULL;
+  BOOL present = FALSE, defaulted = FALSE;
+  uv_os_fd_t h;
+  WCHAR wide[512];
+  DWORD e;
+  if (sddl == NULL || sddl[0] == '\0')
+    sddl = admin_only ? SB__ADMIN_SDDL : SB__DEFAULT_CONTROL_SDDL;
+  if (MultiByteToWideChar(CP_UTF8, 0, sddl, -1, wide, 512) == 0 ||
+      !ConvertStringSecurityDescriptorToSecurityDescriptorW(wide, SDDL_REVISION_1, &sd,
+                                                            NULL) ||
+      !GetSecurityDescriptorDacl(sd, &present, &dacl, &defaulted) || !present) {
+    SB_LOG_E("listener", "%s: invalid security descriptor \"%s\" (error %lu)", path, sddl,
+             GetLastError());
+    LocalFree(sd);
+    return SB_ECONFIG;
+  }
+  if (uv_fileno((uv_handle_t*)pipe, &h) != 0) {
+    LocalFree(sd);
+    return SB_EIO;
+  }
+  e = SetSecurityInfo(h, SE_KERNEL_OBJECT,
+                      DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION, NULL,
+                      NULL, dacl, NULL);
+  LocalFree(sd);
+  if (e != ERROR_SUCCESS) {
+    SB_LOG_E("listener", "SetSecurityInfo %s: error %lu", path, e);
+    return SB_EACCES;
+  }
+  SB_LOG_D("listener", "%s: security descriptor %s", path, sddl);
   return 0;
 }
 

@@ -1,5 +1,7 @@
 /* win/address.c - test addresses are named pipes. */
 #include <windows.h>
+#include <aclapi.h>
+#include <sddl.h>
 #include <stdio.h>
 
 #include "../helpers.h"
@@ -14,4 +16,29 @@ int sb_it_is_windows(void) {
 }
 
 void sb_it_platform_init(void) {
+}
+
+int sb_it_pipe_security(const char* address, char* out, size_t size) {
+  char path[300];
+  WCHAR wide[300];
+  HANDLE h;
+  PSECURITY_DESCRIPTOR sd = NULL;
+  LPSTR text = NULL;
+  int r = -1;
+  snprintf(path, sizeof(path), "\\\\.\\pipe\\%s", strchr(address, ':') + 1);
+  MultiByteToWideChar(CP_UTF8, 0, path, -1, wide, 300);
+  h = CreateFileW(wide, READ_CONTROL, 0, NULL, OPEN_EXISTING, 0, NULL);
+  if (h == INVALID_HANDLE_VALUE)
+    return -1;
+  if (GetSecurityInfo(h, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, NULL,
+                      NULL, &sd) == ERROR_SUCCESS &&
+      ConvertSecurityDescriptorToStringSecurityDescriptorA(
+          sd, SDDL_REVISION_1, DACL_SECURITY_INFORMATION, &text, NULL)) {
+    snprintf(out, size, "%s", text);
+    r = 0;
+  }
+  LocalFree(text);
+  LocalFree(sd);
+  CloseHandle(h);
+  return r;
 }
