@@ -193,3 +193,13 @@ void sb__broker_close(sb__broker_t* b) {
   sb__chunk_free(b->spare);
   b->spare = NULL;
 }
+
+/* After a failed sb__broker_start: closes what it had opened, then frees nothing else
+ * (the caller frees the broker once the loop has run the closes). */
+void sb__broker_abort(sb__broker_t* b) {
+  if (b->listening)
+    uv_close((uv_handle_t*)&b->listener, NULL);
+  if (b->admin_listening)
+    uv_close((uv_handle_t*)&b->admin, NULL);
+  b->listening = b->admin_listening = 0;
+}

@@ -244,6 +244,9 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg);
  * From another thread use uv_async_send(&b->stop_async).
  */
 void sb__broker_stop(sb__broker_t* b);
+/* After a failed sb__broker_start: closes the handles it opened. Run the loop, then
+ * free the broker. */
+void sb__broker_abort(sb__broker_t* b);
 /* Closes the broker's last handle, after on_stopped. */
 void sb__broker_close(sb__broker_t* b);
 /* Called by stream.c when a stream is gone. */
@@ -301,6 +304,32 @@ void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* 
  * Windows: write access, SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS, overlapped.
  */
 int sb__upstream_dial(const char* address, uv_file* fd);
+
+/* ---- service lifecycle (posix/service.c, win/service.c) ---- */
+
+#define SB_SERVICE_NAME "StreamBroker"
+
+/* Runs the broker until it stops; started (NULL in a console) is called once the
+ * control pipe is bound. Returns the exit status. */
+typedef int (*sb__run_fn)(void* arg, void (*started)(sb__broker_t* b));
+
+/*
+ * When the service control manager started this process, runs run(arg, ...) as the
+ * service SB_SERVICE_NAME (reporting START_PENDING, RUNNING once started is called,
+ * STOP_PENDING with checkpoints, STOPPED with a service-specific exit code on
+ * failure), sets *exit_code and returns 1. Returns 0 when there is no service
+ * manager to talk to: the caller runs in the console. POSIX: always 0.
+ */
+int sb__service_dispatch(sb__run_fn run, void* arg, int* exit_code);
+/*
+ * Registers the service (automatic start, LocalSystem, description, restart on
+ * failure) to run this executable with --config (made absolute) when given. Prints
+ * what it did or why not (not an administrator, already installed). SB_ENOTSUP on
+ * POSIX, where installer/install-linux.sh and systemd do this.
+ */
+int sb__service_install(const char* config_path);
+/* Stops (waiting up to 30 s) and removes the service. */
+int sb__service_uninstall(void);
 
 /* ---- platform (posix/platform.c, win/platform.c) ---- */
 

@@ -1,9 +1,10 @@
 /*
  * main.c - streambrokerd's command line. Everything else is in the core library.
  *
- * Exit status: 0 after a clean stop (or a valid config with --check-config), 2 for a
- * usage error, 3 for an invalid config, 4 when the service cannot start (control pipe
- * in use, directories not writable).
+ * Exit status (and, as a Windows service, the service-specific exit code): 0 after a
+ * clean stop (or a valid config with --check-config), 2 for a usage error, 3 for an
+ * invalid config, 4 when the service cannot start (control pipe in use, directories
+ * not writable).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,17 +13,19 @@
 #include "internal.h"
 
 static const char usage[] =
-    "usage: streambrokerd [--config FILE]    run the broker in the foreground\n"
+    "usage: streambrokerd [--config FILE] [--console]  run the broker\n"
+    "       streambrokerd install [--config FILE]  register the Windows service\n"
+    "       streambrokerd uninstall                 remove the Windows service\n"
     "       streambrokerd --check-config FILE  validate a config file and exit\n"
     "       streambrokerd --print-config-keys  the table of config keys (Markdown)\n"
     "       streambrokerd --print-default-config  every key with its default (JSON)\n"
     "       streambrokerd --version\n"
     "Without --config it reads the platform's config file when there is one\n"
     "(/etc/streambroker/streambroker.json; %ProgramData%\\StreamBroker\\streambroker.json),\n"
-    "else the built-in defaults apply. Ctrl+C, SIGINT or SIGTERM stop it: what was\n"
-    "read from clients is written out first.\n";
-
-static int exit_code;
+    "else the built-in defaults apply. Started by the Windows service control manager\n"
+    "it runs as the service StreamBroker; otherwise (or with --console) in the\n"
+    "foreground, where Ctrl+C, SIGINT or SIGTERM stop it: what was read from clients\n"
+    "is written out first.\n";
 
 static void on_stopped(sb__broker_t* b) {
   SB_LOG_I("broker", "stopped: %llu streams served, %llu bytes in, %llu bytes out",
@@ -40,18 +43,78 @@ static int load(sb__config_t* cfg, const char* path) {
     return 0;
   if (sb__config_load(cfg, path, err, sizeof(err)) != 0) {
     fprintf(stderr, "streambrokerd: %s\n", err);
+    SB_LOG_E("broker", "%s", err);
     sb__config_free(cfg);
     return 3;
   }
   return 0;
 }
 
-int main(int argc, char** argv) {
-  const char* config_path = NULL;
+/* The config file to use: the one given, else the platform's if it exists. */
+static const char* config_to_use(const char* given) {
+  FILE* f;
+  if (given != NULL)
+    return given;
+  f = fopen(sb__default_config_path(), "rb");
+  if (f == NULL)
+    return NULL;
+  fclose(f);
+  return sb__default_config_path();
+}
+
+/*
+ * Runs the broker until it stops. started (may be NULL) is called once the control
+ * pipe is bound, with the broker, whose stop_async other threads may signal.
+ */
+static int run(void* arg, void (*started)(sb__broker_t*)) {
+  const char* config_path = config_to_use(arg);
   sb__config_t cfg;
   sb__broker_t* broker;
   uv_loop_t* loop;
-  int i, r;
+  int r;
+
+  if ((r = load(&cfg, config_path)) != 0)
+    return r;
+  if ((r = sb__log_open(cfg.log_file, cfg.log_level)) != 0) {
+    fprintf(stderr, "streambrokerd: log_file \"%s\": %s\n", cfg.log_file, sb_strerror(r));
+    sb__config_free(&cfg);
+    return 4;
+  }
+  SB_LOG_I("broker", "streambrokerd %s starting (config: %s)", SB_VERSION_STRING,
+           config_path ? config_path : "built-in defaults");
+  sb__raise_fd_limit();
+  if (cfg.upstream == NULL && (r = sb__mkdir_p(cfg.archive_dir)) != 0) {
+    SB_LOG_E("broker", "archive_dir \"%s\": %s", cfg.archive_dir, sb_strerror(r));
+    sb__config_free(&cfg);
+    return 4;
+  }
+  loop = uv_default_loop();
+  broker = sb__xcalloc(1, sizeof(*broker));
+  broker->on_stopped = on_stopped;
+  if ((r = sb__broker_start(broker, loop, &cfg)) != 0) {
+    SB_LOG_E("broker", "cannot start: %s", sb_strerror(r));
+    fprintf(stderr, "streambrokerd: cannot start: %s\n", sb_strerror(r));
+    sb__broker_abort(broker);
+    r = 4;
+  } else {
+    if (started)
+      started(broker);
+    uv_run(loop, UV_RUN_DEFAULT);
+    SB_LOG_I("broker", "exiting");
+  }
+  /* on_stopped stopped the loop with close callbacks still due: let them run. */
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+  free(broker);
+  sb__config_free(&cfg);
+  sb__log_close();
+  return r;
+}
+
+int main(int argc, char** argv) {
+  const char* config_path = NULL;
+  sb__config_t cfg;
+  int i, r, console = 0, install = 0, uninstall = 0;
 
   for (i = 1; i < argc; i++) {
     const char* a = argv[i];
@@ -75,41 +138,26 @@ int main(int argc, char** argv) {
       return 0;
     } else if (strcmp(a, "--config") == 0 && i + 1 < argc) {
       config_path = argv[++i];
+    } else if (strcmp(a, "--console") == 0) {
+      console = 1;
+    } else if (i == 1 && strcmp(a, "install") == 0) {
+      install = 1;
+    } else if (i == 1 && strcmp(a, "uninstall") == 0) {
+      uninstall = 1;
     } else {
       fprintf(stderr, "streambrokerd: unknown option or missing value: %s\n%s", a, usage);
       return 2;
     }
   }
-
-  if (config_path == NULL) {
-    FILE* f = fopen(sb__default_config_path(), "rb");
-    if (f != NULL) {
-      fclose(f);
-      config_path = sb__default_config_path();
-    }
+  if (install || uninstall) {
+    if (config_path != NULL && (r = load(&cfg, config_path)) != 0)
+      return r;
+    if (config_path != NULL)
+      sb__config_free(&cfg);
+    r = install ? sb__service_install(config_path) : sb__service_uninstall();
+    return r == 0 ? 0 : r == SB_ENOTSUP || r == SB_EINVAL ? 2 : 1;
   }
-  if ((r = load(&cfg, config_path)) != 0)
+  if (!console && sb__service_dispatch(run, (void*)config_path, &r))
     return r;
-  if ((r = sb__log_open(cfg.log_file, cfg.log_level)) != 0) {
-    fprintf(stderr, "streambrokerd: log_file \"%s\": %s\n", cfg.log_file, sb_strerror(r));
-    return 4;
-  }
-  SB_LOG_I("broker", "streambrokerd %s starting (config: %s)", SB_VERSION_STRING,
-           config_path ? config_path : "built-in defaults");
-  sb__raise_fd_limit();
-  if (cfg.upstream == NULL && (r = sb__mkdir_p(cfg.archive_dir)) != 0) {
-    SB_LOG_E("broker", "archive_dir \"%s\": %s", cfg.archive_dir, sb_strerror(r));
-    return 4;
-  }
-  loop = uv_default_loop();
-  broker = sb__xcalloc(1, sizeof(*broker));
-  broker->on_stopped = on_stopped;
-  if ((r = sb__broker_start(broker, loop, &cfg)) != 0) {
-    SB_LOG_E("broker", "cannot start: %s", sb_strerror(r));
-    return 4;
-  }
-  uv_run(loop, UV_RUN_DEFAULT);
-  SB_LOG_I("broker", "exiting");
-  sb__log_close();
-  return exit_code;
+  return run((void*)config_path, NULL);
 }

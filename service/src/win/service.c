@@ -1,0 +1,230 @@
+/*
+ * win/service.c - streambrokerd as the Windows service StreamBroker: registration,
+ * the service control handler and the status reports.
+ *
+ * Threads: the process's main thread becomes the service control dispatcher (and runs
+ * the control handler); ServiceMain runs the broker's loop on the thread the
+ * dispatcher gives it. The handler reaches the loop only through uv_async_send.
+ */
+#include <windows.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../internal.h"
+
+#define SB__SERVICE_WNAME L"StreamBroker"
+#define SB__STOP_WAIT_HINT_MS 20000
+
+static SERVICE_STATUS_HANDLE sb__status_handle;
+static SERVICE_STATUS sb__status;
+static CRITICAL_SECTION sb__status_lock;
+static sb__broker_t* volatile sb__running_broker;
+static sb__run_fn sb__run;
+static void* sb__run_arg;
+static int sb__exit_code;
+static HANDLE sb__stop_ticker;
+
+/* Reports a state; pending states carry a wait hint and a checkpoint that grows. */
+static void report(DWORD state, DWORD win32_exit, DWORD specific_exit, DWORD wait_hint) {
+  EnterCriticalSection(&sb__status_lock);
+  sb__status.dwServiceType = SERVICE_WIN32_OWN_PROCESS;
+  sb__status.dwCurrentState = state;
+  sb__status.dwWin32ExitCode = win32_exit;
+  sb__status.dwServiceSpecificExitCode = specific_exit;
+  sb__status.dwWaitHint = wait_hint;
+  sb__status.dwControlsAccepted =
+      state == SERVICE_RUNNING
+          ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN | SERVICE_ACCEPT_PRESHUTDOWN
+          : 0;
+  if (state == SERVICE_RUNNING || state == SERVICE_STOPPED)
+    sb__status.dwCheckPoint = 0;
+  else
+    sb__status.dwCheckPoint++;
+  SetServiceStatus(sb__status_handle, &sb__status);
+  LeaveCriticalSection(&sb__status_lock);
+}
+
+/* While stopping, a checkpoint a second tells the SCM the stop is progressing. */
+static DWORD WINAPI stop_ticker(LPVOID arg) {
+  (void)arg;
+  for (;;) {
+    Sleep(1000);
+    EnterCriticalSection(&sb__status_lock);
+    if (sb__status.dwCurrentState != SERVICE_STOP_PENDING) {
+      LeaveCriticalSection(&sb__status_lock);
+      return 0;
+    }
+    sb__status.dwCheckPoint++;
+    SetServiceStatus(sb__status_handle, &sb__status);
+    LeaveCriticalSection(&sb__status_lock);
+  }
+}
+
+static DWORD WINAPI control_handler(DWORD control, DWORD type, LPVOID data, LPVOID ctx) {
+  sb__broker_t* b = sb__running_broker;
+  (void)type;
+  (void)data;
+  (void)ctx;
+  switch (control) {
+  case SERVICE_CONTROL_STOP:
+  case SERVICE_CONTROL_SHUTDOWN:
+  case SERVICE_CONTROL_PRESHUTDOWN:
+    SB_LOG_I("service", "control %lu: stopping", control);
+    report(SERVICE_STOP_PENDING, NO_ERROR, 0, SB__STOP_WAIT_HINT_MS);
+    if (sb__stop_ticker == NULL)
+      sb__stop_ticker = CreateThread(NULL, 0, stop_ticker, NULL, 0, NULL);
+    if (b != NULL)
+      uv_async_send(&b->stop_async);
+    return NO_ERROR;
+  case SERVICE_CONTROL_INTERROGATE:
+    return NO_ERROR;
+  default:
+    return ERROR_CALL_NOT_IMPLEMENTED;
+  }
+}
+
+static void on_started(sb__broker_t* b) {
+  sb__running_broker = b;
+  report(SERVICE_RUNNING, NO_ERROR, 0, 0);
+  SB_LOG_I("service", "running as the service %s", SB_SERVICE_NAME);
+}
+
+static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
+  (void)argc;
+  (void)argv;
+  sb__status_handle = RegisterServiceCtrlHandlerExW(SB__SERVICE_WNAME, control_handler, NULL);
+  if (sb__status_handle == NULL) {
+    sb__exit_code = 4;
+    return;
+  }
+  report(SERVICE_START_PENDING, NO_ERROR, 0, 10000);
+  sb__exit_code = sb__run(sb__run_arg, on_started);
+  sb__running_broker = NULL;
+  /* A failed start reports why: the service-specific code is the exit status. */
+  if (sb__exit_code != 0)
+    report(SERVICE_STOPPED, ERROR_SERVICE_SPECIFIC_ERROR, (DWORD)sb__exit_code, 0);
+  else
+    report(SERVICE_STOPPED, NO_ERROR, 0, 0);
+}
+
+int sb__service_dispatch(sb__run_fn run, void* arg, int* exit_code) {
+  SERVICE_TABLE_ENTRYW table[] = {{SB__SERVICE_WNAME, service_main}, {NULL, NULL}};
+  sb__run = run;
+  sb__run_arg = arg;
+  InitializeCriticalSection(&sb__status_lock);
+  if (!StartServiceCtrlDispatcherW(table)) {
+    /* ERROR_FAILED_SERVICE_CONTROLLER_CONNECT: started from a console, not the SCM. */
+    return 0;
+  }
+  *exit_code = sb__exit_code;
+  return 1;
+}
+
+static int open_manager(DWORD access, SC_HANDLE* scm) {
+  *scm = OpenSCManagerW(NULL, NULL, access);
+  if (*scm != NULL)
+    return 0;
+  if (GetLastError() == ERROR_ACCESS_DENIED) {
+    fprintf(stderr, "streambrokerd: the service manager refused access: run this as an "
+                    "administrator\n");
+    return SB_EACCES;
+  }
+  fprintf(stderr, "streambrokerd: OpenSCManager: error %lu\n", GetLastError());
+  return SB_EIO;
+}
+
+int sb__service_install(const char* config_path) {
+  WCHAR exe[MAX_PATH], config[MAX_PATH], command[3 * MAX_PATH];
+  WCHAR wide[MAX_PATH];
+  SC_HANDLE scm, svc;
+  SERVICE_DESCRIPTIONW desc;
+  SC_ACTION actions[3] = {{SC_ACTION_RESTART, 5000}, {SC_ACTION_RESTART, 10000},
+                          {SC_ACTION_RESTART, 30000}};
+  SERVICE_FAILURE_ACTIONSW failure;
+  SERVICE_PRESHUTDOWN_INFO preshutdown;
+  int r;
+  if (GetModuleFileNameW(NULL, exe, MAX_PATH) == 0)
+    return SB_EIO;
+  if (config_path != NULL) {
+    /* The service starts in system32: the config path must not be relative. */
+    if (MultiByteToWideChar(CP_UTF8, 0, config_path, -1, wide, MAX_PATH) == 0 ||
+        GetFullPathNameW(wide, MAX_PATH, config, NULL) == 0)
+      return SB_EINVAL;
+    _snwprintf(command, 3 * MAX_PATH, L"\"%ls\" --config \"%ls\"", exe, config);
+  } else {
+    _snwprintf(command, 3 * MAX_PATH, L"\"%ls\"", exe);
+  }
+  command[3 * MAX_PATH - 1] = 0;
+  if ((r = open_manager(SC_MANAGER_CREATE_SERVICE, &scm)) != 0)
+    return r;
+  svc = CreateServiceW(scm, SB__SERVICE_WNAME, L"StreamBroker log-stream broker",
+                       SERVICE_ALL_ACCESS, SERVICE_WIN32_OWN_PROCESS, SERVICE_AUTO_START,
+                       SERVICE_ERROR_NORMAL, command, NULL, NULL, NULL, NULL, NULL);
+  if (svc == NULL) {
+    DWORD e = GetLastError();
+    CloseServiceHandle(scm);
+    if (e == ERROR_SERVICE_EXISTS) {
+      fprintf(stderr, "streambrokerd: the service %s is already installed\n",
+              SB_SERVICE_NAME);
+      return SB_EEXIST;
+    }
+    if (e == ERROR_ACCESS_DENIED) {
+      fprintf(stderr, "streambrokerd: CreateService: access denied: run this as an "
+                      "administrator\n");
+      return SB_EACCES;
+    }
+    fprintf(stderr, "streambrokerd: CreateService: error %lu\n", e);
+    return SB_EIO;
+  }
+  desc.lpDescription = L"Brokers log streams of local programs to an upstream stream "
+                       L"server (LUCI LogDog butler protocol), or archives them.";
+  ChangeServiceConfig2W(svc, SERVICE_CONFIG_DESCRIPTION, &desc);
+  memset(&failure, 0, sizeof(failure));
+  failure.dwResetPeriod = 24 * 3600;
+  failure.cActions = 3;
+  failure.lpsaActions = actions;
+  ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &failure);
+  preshutdown.dwPreshutdownTimeout = SB__STOP_WAIT_HINT_MS;
+  ChangeServiceConfig2W(svc, SERVICE_CONFIG_PRESHUTDOWN_INFO, &preshutdown);
+  CloseServiceHandle(svc);
+  CloseServiceHandle(scm);
+  printf("installed the service %s: %ls\n", SB_SERVICE_NAME, command);
+  return 0;
+}
+
+int sb__service_uninstall(void) {
+  SC_HANDLE scm, svc;
+  SERVICE_STATUS st;
+  int r, i;
+  if ((r = open_manager(SC_MANAGER_CONNECT, &scm)) != 0)
+    return r;
+  svc = OpenServiceW(scm, SB__SERVICE_WNAME, DELETE | SERVICE_STOP | SERVICE_QUERY_STATUS);
+  if (svc == NULL) {
+    DWORD e = GetLastError();
+    CloseServiceHandle(scm);
+    if (e == ERROR_SERVICE_DOES_NOT_EXIST) {
+      fprintf(stderr, "streambrokerd: the service %s is not installed\n", SB_SERVICE_NAME);
+      return SB_ENOENT;
+    }
+    fprintf(stderr, "streambrokerd: OpenService: %s\n",
+            e == ERROR_ACCESS_DENIED ? "access denied: run this as an administrator"
+                                     : "failed");
+    return e == ERROR_ACCESS_DENIED ? SB_EACCES : SB_EIO;
+  }
+  if (QueryServiceStatus(svc, &st) && st.dwCurrentState != SERVICE_STOPPED) {
+    ControlService(svc, SERVICE_CONTROL_STOP, &st);
+    for (i = 0; i < 300 && QueryServiceStatus(svc, &st) &&
+                st.dwCurrentState != SERVICE_STOPPED;
+         i++)
+      Sleep(100);
+  }
+  r = DeleteService(svc) ? 0 : SB_EIO;
+  CloseServiceHandle(svc);
+  CloseServiceHandle(scm);
+  if (r == 0)
+    printf("removed the service %s\n", SB_SERVICE_NAME);
+  else
+    fprintf(stderr, "streambrokerd: DeleteService: error %lu\n", GetLastError());
+  return r;
+}

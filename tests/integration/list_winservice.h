@@ -1,0 +1,9 @@
+/* list_winservice.h - integration tests of test_winservice.c. */
+#ifndef SB_LIST_WINSERVICE_H
+#define SB_LIST_WINSERVICE_H
+
+#define TEST_LIST_WINSERVICE(X)                                                        \
+  X(winservice_install_start_use_stop_uninstall)                                       \
+  X(winservice_failed_start_reports_exit_code)
+
+#endif

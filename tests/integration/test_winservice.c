@@ -1,0 +1,169 @@
+/*
+ * test_winservice.c - streambrokerd as the Windows service StreamBroker, driven with
+ * Windows' own tools under Wine: install, net start, sc query, a stream through the
+ * pipe, sbctl, net stop, uninstall; and a failed start that reports its exit code.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "task.h"
+
+static void run_prog(uv_loop_t* loop, const char* const* argv, sb_it_result_t* res) {
+  sb_it_run(loop, argv, NULL, "", 0, NULL, 0, res);
+}
+
+/* Runs argv and fails the test unless its exit status is want and its output (out
+ * and err) contains needle. */
+static void expect(uv_loop_t* loop, const char* const* argv, int want, const char* needle) {
+  sb_it_result_t res;
+  run_prog(loop, argv, &res);
+  if ((want >= 0 && res.exit_status != want) ||
+      (needle && !sb_it_contains(res.out.data, res.out.len, needle) &&
+       !sb_it_contains(res.err.data, res.err.len, needle)))
+    sb_test_fail(__FILE__, __LINE__, "%s %s: exit %d, out \"%s\", err \"%s\"; want %d, \"%s\"",
+                 argv[0], argv[1] ? argv[1] : "", (int)res.exit_status, res.out.data,
+                 res.err.data, want, needle ? needle : "");
+  sb_it_result_free(&res);
+}
+
+static void on_tick(uv_timer_t* t) {
+  (*(int*)t->data)++;
+}
+
+static void on_tick_closed(uv_handle_t* h) {
+  *(int*)h->data = -1;
+}
+
+/* Waits (up to ms) until the file exists and contains needle. */
+static int wait_file(uv_loop_t* loop, const char* path, const char* needle, int ms) {
+  uv_timer_t t;
+  int ticks = 0, found = 0;
+  ASSERT_OK(uv_timer_init(loop, &t));
+  t.data = &ticks;
+  ASSERT_OK(uv_timer_start(&t, on_tick, 50, 50));
+  while (ticks * 50 < ms) {
+    size_t len;
+    char* text = sb_it_read_file(path, &len);
+    found = text != NULL && sb_it_contains(text, len, needle);
+    free(text);
+    if (found)
+      break;
+    uv_run(loop, UV_RUN_ONCE);
+  }
+  uv_close((uv_handle_t*)&t, on_tick_closed);
+  while (ticks != -1)
+    uv_run(loop, UV_RUN_ONCE);
+  return found;
+}
+
+TEST_IMPL(winservice_install_start_use_stop_uninstall) {
+  uv_loop_t loop;
+  char dir[512], cfg[700], log[700], archive[700], text[4096];
+  char address[256], bind[256], admin[256], admin_bind[256];
+  char prog[4096], sbcat[4096], sbctl[4096], path[1200];
+  const char* install[] = {prog, "install", "--config", cfg, NULL};
+  const char* uninstall[] = {prog, "uninstall", NULL};
+  const char* start[] = {"net", "start", "StreamBroker", NULL};
+  const char* stop[] = {"net", "stop", "StreamBroker", NULL};
+  const char* query[] = {"sc", "query", "StreamBroker", NULL};
+  const char* cat[] = {sbcat, "--name", "svc/hello", "--server", address, NULL};
+  const char* status[] = {sbctl, "--admin", admin, "status", NULL};
+  sb_it_result_t res;
+  size_t i;
+  if (!sb_it_is_windows())
+    TEST_SKIP("the Windows service control manager is Windows only");
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_program("streambrokerd", prog, sizeof(prog));
+  sb_it_program("sbcat", sbcat, sizeof(sbcat));
+  sb_it_program("sbctl", sbctl, sizeof(sbctl));
+  sb_it_tempdir("winsvc", dir, sizeof(dir));
+  sb_it_address("svc", address, bind, sizeof(address));
+  sb_it_address("svc-admin", admin, admin_bind, sizeof(admin));
+  snprintf(cfg, sizeof(cfg), "%s\\streambroker.json", dir);
+  snprintf(log, sizeof(log), "%s\\service.log", dir);
+  snprintf(archive, sizeof(archive), "%s\\archive", dir);
+  {
+    /* JSON strings: the backslashes of Windows paths doubled. */
+    char jdir[1100], jlog[1500];
+    size_t o = 0;
+    for (i = 0; dir[i] && o < sizeof(jdir) - 2; i++) {
+      if (dir[i] == '\\')
+        jdir[o++] = '\\';
+      jdir[o++] = dir[i];
+    }
+    jdir[o] = '\0';
+    snprintf(jlog, sizeof(jlog), "%s\\\\service.log", jdir);
+    snprintf(text, sizeof(text),
+             "{\"control_pipe\": \"%s\", \"admin_pipe\": \"%s\", \"data_dir\": \"%s\", "
+             "\"log_file\": \"%s\", \"log_level\": \"debug\"}",
+             address, admin, jdir, jlog);
+  }
+  sb_it_write_file(cfg, text, strlen(text));
+
+  /* A service left by an earlier failed run would make install fail. */
+  run_prog(&loop, uninstall, &res);
+  sb_it_result_free(&res);
+
+  expect(&loop, install, 0, "installed the service StreamBroker");
+  expect(&loop, install, 1, "already installed");
+  expect(&loop, query, 0, "STOPPED");
+  expect(&loop, start, 0, NULL);
+  expect(&loop, query, 0, "RUNNING");
+  ASSERT(wait_file(&loop, log, "running as the service StreamBroker", 20000));
+
+  /* Used like any other: a stream arrives, sbctl reports it. */
+  sb_it_run(&loop, cat, NULL, "from a service\n", 15, NULL, 0, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  sb_it_result_free(&res);
+  snprintf(path, sizeof(path), "%s\\svc\\hello.json", archive);
+  ASSERT(wait_file(&loop, path, "\"complete\":\ttrue", 20000));
+  snprintf(path, sizeof(path), "%s\\svc\\hello.log", archive);
+  ASSERT(wait_file(&loop, path, "from a service\n", 1000));
+  expect(&loop, status, 0, "1 opened, 1 closed");
+
+  /* net stop: a clean stop, logged, and the service reports STOPPED. */
+  expect(&loop, stop, 0, NULL);
+  ASSERT(wait_file(&loop, log, "stopped: 1 streams served", 20000));
+  expect(&loop, query, 0, "STOPPED");
+  expect(&loop, uninstall, 0, "removed the service StreamBroker");
+  expect(&loop, uninstall, 1, "is not installed");
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+TEST_IMPL(winservice_failed_start_reports_exit_code) {
+  uv_loop_t loop;
+  char dir[512], cfg[700], text[1024];
+  char address[256], bind[256], admin[256], admin_bind[256], prog[4096];
+  const char* install[] = {prog, "install", "--config", cfg, NULL};
+  const char* uninstall[] = {prog, "uninstall", NULL};
+  const char* start[] = {"net", "start", "StreamBroker", NULL};
+  const char* query[] = {"sc", "query", "StreamBroker", NULL};
+  sb_it_result_t res;
+  if (!sb_it_is_windows())
+    TEST_SKIP("the Windows service control manager is Windows only");
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_program("streambrokerd", prog, sizeof(prog));
+  sb_it_tempdir("winsvcfail", dir, sizeof(dir));
+  sb_it_address("svcfail", address, bind, sizeof(address));
+  sb_it_address("svcfail-admin", admin, admin_bind, sizeof(admin));
+  snprintf(cfg, sizeof(cfg), "%s\\streambroker.json", dir);
+  /* A security descriptor that does not parse: the service cannot start (exit 4). */
+  snprintf(text, sizeof(text),
+           "{\"control_pipe\": \"%s\", \"admin_pipe\": \"%s\", \"data_dir\": \"C:\\\\sbtest\","
+           " \"control_pipe_sddl\": \"D:(broken\"}",
+           address, admin);
+  sb_it_write_file(cfg, text, strlen(text));
+  run_prog(&loop, uninstall, &res);
+  sb_it_result_free(&res);
+  expect(&loop, install, 0, "installed");
+  /* Whether net start itself says so differs (Wine's does not): what matters is what
+   * the service reports. */
+  run_prog(&loop, start, &res);
+  sb_it_result_free(&res);
+  /* STOPPED, with ERROR_SERVICE_SPECIFIC_ERROR (1066) and the service's own code, 4. */
+  expect(&loop, query, 0, "STOPPED");
+  expect(&loop, query, 0, "1066");
+  expect(&loop, uninstall, 0, "removed");
+  ASSERT_OK(uv_loop_close(&loop));
+}
