@@ -73,8 +73,18 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
   uv_loop_t* loop;
   int r;
 
-  if ((r = load(&cfg, config_path)) != 0)
+  if ((r = load(&cfg, config_path)) != 0) {
+    /* A service has no console: the reason goes to a log file in the data directory,
+     * since the config that names the real one did not load. */
+    if (started != NULL) {
+      char* path = sb__path_join(sb__default_data_dir(), "streambrokerd-start.log");
+      if (sb__mkdir_p(sb__default_data_dir()) == 0 && sb__log_open(path, SB_LOG_ERROR) == 0)
+        load(&cfg, config_path);
+      free(path);
+      sb__log_close();
+    }
     return r;
+  }
   if ((r = sb__log_open(cfg.log_file, cfg.log_level)) != 0) {
     fprintf(stderr, "streambrokerd: log_file \"%s\": %s\n", cfg.log_file, sb_strerror(r));
     sb__config_free(&cfg);

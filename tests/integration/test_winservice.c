@@ -165,5 +165,24 @@ TEST_IMPL(winservice_failed_start_reports_exit_code) {
   expect(&loop, query, 0, "STOPPED");
   expect(&loop, query, 0, "1066");
   expect(&loop, uninstall, 0, "removed");
+
+  /* A config that does not load: the reason lands in the data directory's start log. */
+  {
+    const char* pd = getenv("ProgramData");
+    char startlog[700], needle[800];
+    ASSERT_NOT_NULL(pd);
+    snprintf(startlog, sizeof(startlog), "%s\\StreamBroker\\streambrokerd-start.log", pd);
+    static const char broken[] = "{\"max_streams\": 0}";
+    /* install checks the config, so it is broken after installing. */
+    sb_it_write_file(cfg, "{}", 2);
+    expect(&loop, install, 0, "installed");
+    sb_it_write_file(cfg, broken, strlen(broken));
+    run_prog(&loop, start, &res);
+    sb_it_result_free(&res);
+    expect(&loop, query, 0, "1066");
+    snprintf(needle, sizeof(needle), "key \"max_streams\": must be an integer");
+    ASSERT(wait_file(&loop, startlog, needle, 20000));
+    expect(&loop, uninstall, 0, "removed");
+  }
   ASSERT_OK(uv_loop_close(&loop));
 }
