@@ -469,20 +469,37 @@ static void on_wait_timer_closed(uv_handle_t* h) {
   *(int*)h->data = 1;
 }
 
-void sb_it_daemon_wait_log(sb_it_daemon_t* d, const char* needle, size_t count,
-                           uint64_t ms) {
+int sb_it_run_until(uv_loop_t* loop, uint64_t ms, int (*done)(void* arg), void* arg) {
   uv_timer_t timer;
-  int timed_out = 0, closed = 0;
-  ASSERT_OK(uv_timer_init(d->loop, &timer));
+  int timed_out = 0, closed = 0, r;
+  ASSERT_OK(uv_timer_init(loop, &timer));
   timer.data = &timed_out;
   ASSERT_OK(uv_timer_start(&timer, on_wait_timeout, ms, 0));
-  while (sb_it_count(d->log.data, d->log.len, needle) < count && !timed_out &&
-         (d->running || !d->err_done))
-    uv_run(d->loop, UV_RUN_ONCE);
+  while (!(r = done(arg)) && !timed_out)
+    uv_run(loop, UV_RUN_ONCE);
   timer.data = &closed;
   uv_close((uv_handle_t*)&timer, on_wait_timer_closed);
   while (!closed)
-    uv_run(d->loop, UV_RUN_ONCE);
+    uv_run(loop, UV_RUN_ONCE);
+  return r;
+}
+
+struct log_wait {
+  sb_it_daemon_t* d;
+  const char* needle;
+  size_t count;
+};
+
+static int log_has(void* arg) {
+  struct log_wait* w = arg;
+  return sb_it_count(w->d->log.data, w->d->log.len, w->needle) >= w->count ||
+         (!w->d->running && w->d->err_done);
+}
+
+void sb_it_daemon_wait_log(sb_it_daemon_t* d, const char* needle, size_t count,
+                           uint64_t ms) {
+  struct log_wait w = {d, needle, count};
+  sb_it_run_until(d->loop, ms, log_has, &w);
   if (sb_it_count(d->log.data, d->log.len, needle) < count) {
     sb_it_daemon_dump(d);
     sb_test_fail(__FILE__, __LINE__, "streambrokerd (%s): %zu of %zu \"%s\" in its log %s",
@@ -496,18 +513,13 @@ void sb_it_daemon_kill(sb_it_daemon_t* d, int signum) {
     ASSERT_OK(uv_process_kill(&d->proc, signum));
 }
 
+static int has_exited(void* arg) {
+  sb_it_daemon_t* d = arg;
+  return !d->running && d->err_done;
+}
+
 void sb_it_daemon_wait_exit(sb_it_daemon_t* d, uint64_t ms) {
-  uv_timer_t timer;
-  int timed_out = 0, closed = 0;
-  ASSERT_OK(uv_timer_init(d->loop, &timer));
-  timer.data = &timed_out;
-  ASSERT_OK(uv_timer_start(&timer, on_wait_timeout, ms, 0));
-  while ((d->running || !d->err_done) && !timed_out)
-    uv_run(d->loop, UV_RUN_ONCE);
-  timer.data = &closed;
-  uv_close((uv_handle_t*)&timer, on_wait_timer_closed);
-  while (!closed)
-    uv_run(d->loop, UV_RUN_ONCE);
+  sb_it_run_until(d->loop, ms, has_exited, d);
   if (d->running) {
     sb_it_daemon_dump(d);
     sb_test_fail(__FILE__, __LINE__, "streambrokerd (%s) did not exit within %llu ms",

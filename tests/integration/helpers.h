@@ -112,6 +112,11 @@ void sb_it_daemon_close(sb_it_daemon_t* d);
 /* Prints its log to stderr (for a failing test's output). */
 void sb_it_daemon_dump(sb_it_daemon_t* d);
 
+/* Runs the loop until done(arg) is true or ms have passed; returns done's last answer.
+ * For conditions no loop event reports (a file's contents), done is polled on each
+ * loop turn, and a timer makes a turn at least every ms. */
+int sb_it_run_until(uv_loop_t* loop, uint64_t ms, int (*done)(void* arg), void* arg);
+
 /* Runs fn(arg) on a thread while the loop runs (daemons' logs keep being read), and
  * returns when fn has returned. */
 void sb_it_run_thread(uv_loop_t* loop, void (*fn)(void*), void* arg);

@@ -27,32 +27,42 @@ static void expect(uv_loop_t* loop, const char* const* argv, int want, const cha
   sb_it_result_free(&res);
 }
 
+struct file_wait {
+  uv_timer_t tick;
+  const char* path;
+  const char* needle;
+};
+
 static void on_tick(uv_timer_t* t) {
-  (*(int*)t->data)++;
+  (void)t;
+}
+
+static int file_has(void* arg) {
+  struct file_wait* w = arg;
+  size_t len;
+  char* text = sb_it_read_file(w->path, &len);
+  int found = text != NULL && sb_it_contains(text, len, w->needle);
+  free(text);
+  return found;
 }
 
 static void on_tick_closed(uv_handle_t* h) {
-  *(int*)h->data = -1;
+  *(int*)h->data = 1;
 }
 
-/* Waits (up to ms) until the file exists and contains needle. */
+/* Waits (up to ms) until the file exists and contains needle: the service writes it
+ * in another process, so it is looked at every 50 ms. */
 static int wait_file(uv_loop_t* loop, const char* path, const char* needle, int ms) {
-  uv_timer_t t;
-  int ticks = 0, found = 0;
-  ASSERT_OK(uv_timer_init(loop, &t));
-  t.data = &ticks;
-  ASSERT_OK(uv_timer_start(&t, on_tick, 50, 50));
-  while (ticks * 50 < ms) {
-    size_t len;
-    char* text = sb_it_read_file(path, &len);
-    found = text != NULL && sb_it_contains(text, len, needle);
-    free(text);
-    if (found)
-      break;
-    uv_run(loop, UV_RUN_ONCE);
-  }
-  uv_close((uv_handle_t*)&t, on_tick_closed);
-  while (ticks != -1)
+  struct file_wait w;
+  int closed = 0, found;
+  w.path = path;
+  w.needle = needle;
+  ASSERT_OK(uv_timer_init(loop, &w.tick));
+  ASSERT_OK(uv_timer_start(&w.tick, on_tick, 50, 50));
+  found = sb_it_run_until(loop, (uint64_t)ms, file_has, &w);
+  w.tick.data = &closed;
+  uv_close((uv_handle_t*)&w.tick, on_tick_closed);
+  while (!closed)
     uv_run(loop, UV_RUN_ONCE);
   return found;
 }
