@@ -50,16 +50,46 @@ static int load(sb__config_t* cfg, const char* path) {
   return 0;
 }
 
-/* The config file to use: the one given, else the platform's if it exists. */
+static int file_exists(const char* path) {
+  FILE* f = fopen(path, "rb");
+  if (f != NULL)
+    fclose(f);
+  return f != NULL;
+}
+
+/*
+ * The config file to use: the one given, else the platform's if it exists. When it
+ * does not and the installer put streambroker.default.json beside this executable
+ * (the MSI does), that file becomes the platform's config first: installers then never
+ * own the administrator's config, so upgrades and uninstalls leave it alone.
+ */
 static const char* config_to_use(const char* given) {
-  FILE* f;
+  char exe[4096];
+  size_t len = sizeof(exe);
+  char *dir, *shipped;
   if (given != NULL)
     return given;
-  f = fopen(sb__default_config_path(), "rb");
-  if (f == NULL)
-    return NULL;
-  fclose(f);
-  return sb__default_config_path();
+  if (!file_exists(sb__default_config_path()) && uv_exepath(exe, &len) == 0) {
+    char* slash = strrchr(exe, '/');
+    char* bslash = strrchr(exe, '\\');
+    if (bslash > slash)
+      slash = bslash;
+    if (slash != NULL) {
+      *slash = '\0';
+      dir = sb__xstrdup(exe);
+      shipped = sb__path_join(dir, "streambroker.default.json");
+      if (file_exists(shipped) && sb__mkdir_p(sb__default_data_dir()) == 0) {
+        uv_fs_t req;
+        /* EXCL: a config that appeared meanwhile is never overwritten. */
+        uv_fs_copyfile(NULL, &req, shipped, sb__default_config_path(),
+                       UV_FS_COPYFILE_EXCL, NULL);
+        uv_fs_req_cleanup(&req);
+      }
+      free(shipped);
+      free(dir);
+    }
+  }
+  return file_exists(sb__default_config_path()) ? sb__default_config_path() : NULL;
 }
 
 /*

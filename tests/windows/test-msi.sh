@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# test-msi.sh BUILD_DIR - the MSI, end to end under Wine, in a Wine prefix of its own:
+# its tables; a silent install that starts the service; a stream through the installed
+# sbcat and the installed sbctl's status; an upgrade to a higher version that keeps an
+# edited config and the spool; a refused downgrade; an uninstall that removes the
+# service and the program files and leaves config and spool.
+set -euo pipefail
+build=$(cd "$1" && pwd)
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export SB_WINEPREFIX=$build/wineprefix-msi
+run() { "$top/tests/windows/wine-run.sh" "$@"; }
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+# Waits up to 30 s for a command to succeed.
+await() {
+  local i
+  for i in $(seq 1 60); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  return 1
+}
+running() { run sc query StreamBroker | grep -q RUNNING; }
+stopped_or_gone() { ! run sc query StreamBroker | grep -q RUNNING; }
+
+rm -rf "$SB_WINEPREFIX"
+trap '"$top/tests/windows/wine-stop.sh"' EXIT
+
+msi1=$(bash "$top/wix/build-msi.sh" "$build" 0.1.0 | tail -n 1)
+cp "$msi1" "$build/msi-test-0.1.0.msi"
+msi1=$build/msi-test-0.1.0.msi
+msi2=$(bash "$top/wix/build-msi.sh" "$build" 0.1.1 | tail -n 1)
+
+# Tables: the service is the MSI's, with a fixed upgrade code.
+msiinfo export "$msi1" ServiceInstall | grep -q $'StreamBroker\tStreamBroker log-stream broker\t16\t2' ||
+  fail "ServiceInstall: own process, automatic start"
+msiinfo export "$msi1" ServiceControl | grep -qP '^StreamBrokerControl\tStreamBroker\t163\t' ||
+  fail "ServiceControl: start on install, stop both, remove on uninstall"
+msiinfo export "$msi1" Property | grep -q '^UpgradeCode.{18527C75-8E14-5CF3-AEF6-22ADB2196879}' ||
+  fail "UpgradeCode"
+msiinfo export "$msi1" Component | grep -q '^Service' || fail "Component Service"
+msiinfo export "$msi1" CustomAction | grep -qi 'sc.exe' && fail "an sc.exe custom action"
+
+pd=$SB_WINEPREFIX/drive_c/ProgramData/StreamBroker
+pf="$SB_WINEPREFIX/drive_c/Program Files/streambroker"
+
+run msiexec /i "$(winepath -w "$msi1" 2>/dev/null || echo "Z:$msi1")" /qn ||
+  fail "msiexec /i exit $?"
+[ -f "$pf/streambrokerd.exe" ] && [ -f "$pf/sbcat.exe" ] && [ -f "$pf/sdk/streambroker.h" ] ||
+  fail "program files not installed"
+await running || fail "the service is not RUNNING after install"
+await test -f "$pd/streambroker.json" || fail "no config written on first start"
+
+echo "hello from the msi" |
+  run 'C:\Program Files\streambroker\sbcat.exe' --name msi/hello --server net.pipe:streambroker ||
+  fail "sbcat"
+await grep -q '"complete":.true' "$pd/archive/msi/hello.json" || fail "stream not archived"
+grep -q "hello from the msi" "$pd/archive/msi/hello.log" || fail "archived bytes"
+run 'C:\Program Files\streambroker\sbctl.exe' status | grep -q "1 opened" || fail "sbctl status"
+
+# An administrator's edit and the spool must survive the upgrade.
+sed -i 's/"log_level": "info"/"log_level": "debug"/' "$pd/streambroker.json"
+grep -q '"log_level": "debug"' "$pd/streambroker.json" || fail "editing the config"
+echo "spool stand-in" >"$pd/spool.db"
+run msiexec /i "$(winepath -w "$msi2" 2>/dev/null || echo "Z:$msi2")" /qn || fail "upgrade"
+await running || fail "the service is not RUNNING after the upgrade"
+grep -q '"log_level": "debug"' "$pd/streambroker.json" || fail "the upgrade lost the edit"
+grep -q "spool stand-in" "$pd/spool.db" || fail "the upgrade lost the spool"
+run reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s |
+  grep -q '0.1.1' || fail "0.1.1 is not the installed version"
+
+# A downgrade is refused and changes nothing.
+if run msiexec /i "$(winepath -w "$msi1" 2>/dev/null || echo "Z:$msi1")" /qn; then
+  fail "the downgrade was accepted"
+fi
+await running || fail "the service stopped after the refused downgrade"
+
+run msiexec /x "$(winepath -w "$msi2" 2>/dev/null || echo "Z:$msi2")" /qn || fail "uninstall"
+await stopped_or_gone || fail "the service still runs after uninstall"
+run sc query StreamBroker >/dev/null 2>&1 && fail "the service is still registered"
+[ ! -e "$pf/streambrokerd.exe" ] || fail "program files left after uninstall"
+[ -f "$pd/streambroker.json" ] && [ -f "$pd/spool.db" ] || fail "config or spool removed"
+grep -q '"log_level": "debug"' "$pd/streambroker.json" || fail "config changed by uninstall"
+echo "1 passed, 0 failed"
