@@ -9,6 +9,9 @@ build=$(cd "$1" && pwd)
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export SB_WINEPREFIX=$build/wineprefix-msi
 run() { "$top/tests/windows/wine-run.sh" "$@"; }
+# has PATTERN: whether standard input matches (reading all of it, so no writer gets
+# SIGPIPE under pipefail).
+has() { grep "$@" >/dev/null; }
 fail() {
   echo "FAIL: $*" >&2
   exit 1
@@ -22,8 +25,8 @@ await() {
   done
   return 1
 }
-running() { run sc query StreamBroker | grep -q RUNNING; }
-stopped_or_gone() { ! run sc query StreamBroker | grep -q RUNNING; }
+running() { run sc query StreamBroker | has RUNNING; }
+stopped_or_gone() { ! run sc query StreamBroker | has RUNNING; }
 
 rm -rf "$SB_WINEPREFIX"
 trap '"$top/tests/windows/wine-stop.sh"' EXIT
@@ -34,14 +37,14 @@ msi1=$build/msi-test-0.1.0.msi
 msi2=$(bash "$top/wix/build-msi.sh" "$build" 0.1.1 | tail -n 1)
 
 # Tables: the service is the MSI's, with a fixed upgrade code.
-msiinfo export "$msi1" ServiceInstall | grep -q $'StreamBroker\tStreamBroker log-stream broker\t16\t2' ||
+msiinfo export "$msi1" ServiceInstall | has $'StreamBroker\tStreamBroker log-stream broker\t16\t2' ||
   fail "ServiceInstall: own process, automatic start"
-msiinfo export "$msi1" ServiceControl | grep -qP '^StreamBrokerControl\tStreamBroker\t163\t' ||
+msiinfo export "$msi1" ServiceControl | has -P '^StreamBrokerControl\tStreamBroker\t163\t' ||
   fail "ServiceControl: start on install, stop both, remove on uninstall"
-msiinfo export "$msi1" Property | grep -q '^UpgradeCode.{18527C75-8E14-5CF3-AEF6-22ADB2196879}' ||
+msiinfo export "$msi1" Property | has '^UpgradeCode.{18527C75-8E14-5CF3-AEF6-22ADB2196879}' ||
   fail "UpgradeCode"
-msiinfo export "$msi1" Component | grep -q '^Service' || fail "Component Service"
-msiinfo export "$msi1" CustomAction | grep -qi 'sc.exe' && fail "an sc.exe custom action"
+msiinfo export "$msi1" Component | has '^Service' || fail "Component Service"
+msiinfo export "$msi1" CustomAction | has -i 'sc.exe' && fail "an sc.exe custom action"
 
 pd=$SB_WINEPREFIX/drive_c/ProgramData/StreamBroker
 pf="$SB_WINEPREFIX/drive_c/Program Files/streambroker"
@@ -52,13 +55,19 @@ run msiexec /i "$(winepath -w "$msi1" 2>/dev/null || echo "Z:$msi1")" /qn ||
   fail "program files not installed"
 await running || fail "the service is not RUNNING after install"
 await test -f "$pd/streambroker.json" || fail "no config written on first start"
+# The service configures its own recovery at start (wixl has no ServiceConfig). Wine
+# keeps the preshutdown timeout but not failure actions, so the former is the evidence
+# here that the call was made.
+await sh -c "'$top/tests/windows/wine-run.sh' reg query \
+  'HKLM\\System\\CurrentControlSet\\Services\\StreamBroker' /v PreshutdownTimeout |
+  grep 0x4e20 >/dev/null" || fail "the service did not configure its recovery"
 
 echo "hello from the msi" |
   run 'C:\Program Files\streambroker\sbcat.exe' --name msi/hello --server net.pipe:streambroker ||
   fail "sbcat"
 await grep -q '"complete":.true' "$pd/archive/msi/hello.json" || fail "stream not archived"
 grep -q "hello from the msi" "$pd/archive/msi/hello.log" || fail "archived bytes"
-run 'C:\Program Files\streambroker\sbctl.exe' status | grep -q "1 opened" || fail "sbctl status"
+run 'C:\Program Files\streambroker\sbctl.exe' status | has "1 opened" || fail "sbctl status"
 
 # An administrator's edit and the spool must survive the upgrade.
 sed -i 's/"log_level": "info"/"log_level": "debug"/' "$pd/streambroker.json"
@@ -69,7 +78,7 @@ await running || fail "the service is not RUNNING after the upgrade"
 grep -q '"log_level": "debug"' "$pd/streambroker.json" || fail "the upgrade lost the edit"
 grep -q "spool stand-in" "$pd/spool.db" || fail "the upgrade lost the spool"
 run reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s |
-  grep -q '0.1.1' || fail "0.1.1 is not the installed version"
+  has '0.1.1' || fail "0.1.1 is not the installed version"
 
 # A downgrade is refused and changes nothing.
 if run msiexec /i "$(winepath -w "$msi1" 2>/dev/null || echo "Z:$msi1")" /qn; then

@@ -84,10 +84,46 @@ static DWORD WINAPI control_handler(DWORD control, DWORD type, LPVOID data, LPVO
   }
 }
 
+/*
+ * Restart 5 s, 10 s and 30 s after a failure (counts reset after a day), and a
+ * preshutdown timeout as long as a stop may take. Set by install, and again by the
+ * service itself at each start, so a service registered by the MSI (whose wixl has no
+ * ServiceConfig) gets them too.
+ */
+static int set_recovery(SC_HANDLE svc) {
+  SC_ACTION actions[3] = {{SC_ACTION_RESTART, 5000}, {SC_ACTION_RESTART, 10000},
+                          {SC_ACTION_RESTART, 30000}};
+  SERVICE_FAILURE_ACTIONSW failure;
+  SERVICE_PRESHUTDOWN_INFO preshutdown;
+  memset(&failure, 0, sizeof(failure));
+  failure.dwResetPeriod = 24 * 3600;
+  failure.cActions = 3;
+  failure.lpsaActions = actions;
+  preshutdown.dwPreshutdownTimeout = SB__STOP_WAIT_HINT_MS;
+  return ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &failure) &&
+                 ChangeServiceConfig2W(svc, SERVICE_CONFIG_PRESHUTDOWN_INFO, &preshutdown)
+             ? 0
+             : SB_EIO;
+}
+
+static void set_own_recovery(void) {
+  SC_HANDLE scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT), svc = NULL;
+  if (scm != NULL)
+    svc = OpenServiceW(scm, SB__SERVICE_WNAME, SERVICE_CHANGE_CONFIG | SERVICE_START);
+  if (svc == NULL || set_recovery(svc) != 0)
+    SB_LOG_W("service", "cannot set the service's recovery actions: error %lu",
+             GetLastError());
+  if (svc != NULL)
+    CloseServiceHandle(svc);
+  if (scm != NULL)
+    CloseServiceHandle(scm);
+}
+
 static void on_started(sb__broker_t* b) {
   sb__running_broker = b;
   report(SERVICE_RUNNING, NO_ERROR, 0, 0);
   SB_LOG_I("service", "running as the service %s", SB_SERVICE_NAME);
+  set_own_recovery();
 }
 
 static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
@@ -139,10 +175,6 @@ int sb__service_install(const char* config_path) {
   WCHAR wide[MAX_PATH];
   SC_HANDLE scm, svc;
   SERVICE_DESCRIPTIONW desc;
-  SC_ACTION actions[3] = {{SC_ACTION_RESTART, 5000}, {SC_ACTION_RESTART, 10000},
-                          {SC_ACTION_RESTART, 30000}};
-  SERVICE_FAILURE_ACTIONSW failure;
-  SERVICE_PRESHUTDOWN_INFO preshutdown;
   int r;
   if (GetModuleFileNameW(NULL, exe, MAX_PATH) == 0)
     return SB_EIO;
@@ -180,13 +212,7 @@ int sb__service_install(const char* config_path) {
   desc.lpDescription = L"Brokers log streams of local programs to an upstream stream "
                        L"server (LUCI LogDog butler protocol), or archives them.";
   ChangeServiceConfig2W(svc, SERVICE_CONFIG_DESCRIPTION, &desc);
-  memset(&failure, 0, sizeof(failure));
-  failure.dwResetPeriod = 24 * 3600;
-  failure.cActions = 3;
-  failure.lpsaActions = actions;
-  ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &failure);
-  preshutdown.dwPreshutdownTimeout = SB__STOP_WAIT_HINT_MS;
-  ChangeServiceConfig2W(svc, SERVICE_CONFIG_PRESHUTDOWN_INFO, &preshutdown);
+  set_recovery(svc);
   CloseServiceHandle(svc);
   CloseServiceHandle(scm);
   printf("installed the service %s: %ls\n", SB_SERVICE_NAME, command);
