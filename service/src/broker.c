@@ -39,6 +39,7 @@ uint64_t sb__broker_client_streams(sb__broker_t* b, int64_t pid) {
 static void on_connection(uv_stream_t* server, int status) {
   sb__broker_t* b = SB_CONTAINER_OF(server, sb__broker_t, listener);
   sb__stream_t* s;
+  char why[256];
   int r;
   if (status < 0) {
     SB_LOG_E("listener", "accept: %s", uv_strerror(status));
@@ -60,6 +61,15 @@ static void on_connection(uv_stream_t* server, int status) {
              b->stopping                           ? "the service is stopping"
              : b->nstreams >= b->cfg.max_streams ? "max_streams reached"
                                                    : "max_streams_per_client reached");
+    uv_close((uv_handle_t*)&s->client, on_refused_closed);
+    return;
+  }
+  if (b->cfg.allowed_groups && b->cfg.allowed_groups[0] &&
+      !sb__peer_allowed(s->peer_uid, s->peer_gid, b->cfg.allowed_groups, why,
+                        sizeof(why))) {
+    b->counters.refused_group++;
+    SB_LOG_W("listener", "refused a connection from pid %lld: %s", (long long)s->peer_pid,
+             why);
     uv_close((uv_handle_t*)&s->client, on_refused_closed);
     return;
   }

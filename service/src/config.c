@@ -112,6 +112,11 @@ static const sb__key_t sb__keys[] = {
   SB__STRING(log_file, 0, "", NULL, NULL,
     "a path; `\"\"` means standard error",
     "File the log is appended to."),
+  SB__STRING(allowed_groups, 0, "", NULL, NULL,
+    "group names separated by commas; `\"\"` means any",
+    "Linux only: only members of these groups (by primary or supplementary group) may "
+    "open streams; others are refused with a logged reason. The socket's mode (0660) "
+    "and directory still decide who can connect at all."),
   SB__STRING(control_pipe_sddl, 0, "", NULL, NULL,
     "an SDDL string; `\"\"` means the default",
     "Windows only: security descriptor of the control pipe. The default, "

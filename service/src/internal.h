@@ -70,6 +70,8 @@ typedef struct {
                                        stream stops reading its client */
   int log_level;                 /* SB_LOG_* */
   char* log_file;                /* NULL or "": stderr */
+  char* allowed_groups;          /* POSIX: comma-separated groups whose members may open
+                                    streams; "": anyone who can reach the socket */
   char* control_pipe_sddl;       /* Windows: the control pipe's security descriptor;
                                     "": the default (SB__DEFAULT_CONTROL_SDDL) */
 } sb__config_t;
@@ -102,6 +104,7 @@ typedef struct {
   uint64_t bad_handshakes[32]; /* by -SB_E* code */
   uint64_t handshake_timeouts;
   uint64_t refused_limit;      /* connections refused by stream limits */
+  uint64_t refused_group;      /* connections refused by allowed_groups */
   uint64_t client_errors;      /* client connections that ended with an error */
   uint64_t upstream_dials;
   uint64_t upstream_dial_failures;
@@ -292,6 +295,13 @@ int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only,
                         const char* sddl);
 /* The bind path for an address of this platform's kind (SB_EADDRESS otherwise). */
 int sb__listener_bind_path(const char* address, char* out, size_t size);
+/*
+ * Whether a peer may open streams under allowed_groups (comma-separated group names;
+ * NULL or "": everyone). POSIX: its gid or one of its user's groups must be listed;
+ * otherwise why says so. Windows: always (the pipe's DACL decides).
+ */
+int sb__peer_allowed(int64_t uid, int64_t gid, const char* allowed_groups, char* why,
+                     size_t why_size);
 /* The peer's pid, uid and gid (-1 when unknown). */
 void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* gid);
 

@@ -167,6 +167,12 @@ static char** make_env(const char* const* extra) {
 void sb_it_run(uv_loop_t* loop, const char* const* argv, const char* const* env,
                const void* in, size_t in_len, sb_it_recorder_t* rec, int wait_conns,
                sb_it_result_t* res) {
+  sb_it_run_as(loop, argv, env, in, in_len, rec, wait_conns, res, -1, -1);
+}
+
+void sb_it_run_as(uv_loop_t* loop, const char* const* argv, const char* const* env,
+                  const void* in, size_t in_len, sb_it_recorder_t* rec, int wait_conns,
+                  sb_it_result_t* res, int uid, int gid) {
   struct sb_it_run run;
   uv_process_options_t opts;
   uv_stdio_container_t stdio[3];
@@ -195,6 +201,11 @@ void sb_it_run(uv_loop_t* loop, const char* const* argv, const char* const* env,
   opts.stdio = stdio;
   opts.stdio_count = 3;
   opts.exit_cb = on_exit_cb;
+  if (uid >= 0) {
+    opts.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+    opts.uid = (uv_uid_t)uid;
+    opts.gid = (uv_gid_t)gid;
+  }
   r = uv_spawn(loop, &run.proc, &opts);
   if (r != 0)
     sb_test_fail(__FILE__, __LINE__, "spawn %s: %s", argv[0], uv_strerror(r));

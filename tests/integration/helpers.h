@@ -60,6 +60,10 @@ typedef struct {
 void sb_it_run(uv_loop_t* loop, const char* const* argv, const char* const* env,
                const void* in, size_t in_len, sb_it_recorder_t* rec, int wait_conns,
                sb_it_result_t* res);
+/* The same, as user uid and group gid (POSIX, as root). */
+void sb_it_run_as(uv_loop_t* loop, const char* const* argv, const char* const* env,
+                  const void* in, size_t in_len, sb_it_recorder_t* rec, int wait_conns,
+                  sb_it_result_t* res, int uid, int gid);
 void sb_it_result_free(sb_it_result_t* res);
 /* Whether haystack (len bytes) contains the NUL-terminated needle. */
 int sb_it_contains(const char* haystack, size_t len, const char* needle);

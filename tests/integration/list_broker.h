@@ -8,6 +8,7 @@
   X(broker_bad_input_keeps_serving)                                                    \
   X(broker_refuses_second_instance)                                                    \
   X(broker_graceful_stop)                                                              \
-  X(broker_config_errors)
+  X(broker_config_errors)                                                              \
+  X(broker_allowed_groups)
 
 #endif

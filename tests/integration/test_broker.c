@@ -522,3 +522,58 @@ TEST_IMPL(broker_config_errors) {
   }
   ASSERT_OK(uv_loop_close(&loop));
 }
+
+/* allowed_groups: a client outside the listed groups is refused with a logged reason,
+ * one inside is served. Runs sbcat as nobody:nogroup, so it needs root. */
+TEST_IMPL(broker_allowed_groups) {
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  sb_it_result_t res;
+  uv_passwd_t me;
+  uv_fs_t req;
+  char sbcat[4096], path[1024];
+  const char* argv[] = {sbcat, "--name", NULL, "--server", NULL, NULL};
+  char* got;
+  size_t len;
+  int i;
+  static const struct {
+    const char* groups;
+    const char* name;
+    int allowed;
+  } cases[] = {{"root, adm", "groups/refused", 0}, {"adm,nogroup", "groups/allowed", 1}};
+  if (sb_it_is_windows())
+    TEST_SKIP("allowed_groups is for Unix sockets; Windows uses the pipe's DACL");
+  ASSERT_OK(uv_os_get_passwd(&me));
+  i = (int)me.uid;
+  uv_os_free_passwd(&me);
+  if (i != 0)
+    TEST_SKIP("running a client as another user needs root");
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_program("sbcat", sbcat, sizeof(sbcat));
+  for (i = 0; i < 2; i++) {
+    char extra[128];
+    snprintf(extra, sizeof(extra), "\"allowed_groups\": \"%s\"", cases[i].groups);
+    sb_it_daemon_start(&d, &loop, "groups", NULL, extra);
+    /* Let anyone reach the socket: only allowed_groups decides now. */
+    ASSERT_OK(uv_fs_chmod(NULL, &req, d.bind_path, 0666, NULL));
+    uv_fs_req_cleanup(&req);
+    argv[2] = cases[i].name;
+    argv[4] = d.address;
+    sb_it_run_as(&loop, argv, NULL, "as nobody\n", 10, NULL, 0, &res, 65534, 65534);
+    sb_it_result_free(&res);
+    snprintf(path, sizeof(path), "%s/%s.log", d.archive_dir, cases[i].name);
+    if (cases[i].allowed) {
+      sb_it_daemon_wait_log(&d, "\" closed: ", 1, 30000);
+      got = sb_it_read_file(path, &len);
+      ASSERT_NOT_NULL(got);
+      ASSERT_MEM_EQ(got, len, "as nobody\n", 10);
+      free(got);
+    } else {
+      sb_it_daemon_wait_log(&d, "uid 65534 (gid 65534) is in none of allowed_groups", 1,
+                            30000);
+      ASSERT_NULL(sb_it_read_file(path, &len));
+    }
+    sb_it_daemon_close(&d);
+  }
+  ASSERT_OK(uv_loop_close(&loop));
+}

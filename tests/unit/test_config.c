@@ -544,7 +544,8 @@ TEST_IMPL(config_write_defaults_parses) {
       strstr(text, "\n  \"archive_dir\": \"\",\n  \"handshake_timeout_ms\": 5000,\n") !=
       NULL);
   ASSERT(strstr(text, "\n  \"log_level\": \"info\",\n  \"log_file\": \"\",\n"
-                     "  \"control_pipe_sddl\": \"\"\n}\n") != NULL);
+                     "  \"allowed_groups\": \"\",\n  \"control_pipe_sddl\": \"\"\n}\n") !=
+         NULL);
   ASSERT_NULL(strchr(text, '\t'));
   ASSERT_OK(parse(&cfg, text, err, sizeof(err)));
   ASSERT_STR_EQ(cfg.control_pipe, def.control_pipe);

@@ -1,6 +1,9 @@
 /* posix/listener.c - the control socket's directory, stale sockets, modes, peers. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -95,4 +98,51 @@ void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* 
   *pid = cred.pid;
   *uid = cred.uid;
   *gid = cred.gid;
+}
+
+/* Whether gid is uid's primary group or one of its supplementary groups. */
+static int sb__user_in_group(uid_t uid, gid_t peer_gid, gid_t gid) {
+  struct passwd pw, *res = NULL;
+  char buf[4096];
+  gid_t groups[256];
+  int n = 256, i;
+  if (peer_gid == gid)
+    return 1;
+  if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
+    return 0;
+  if (pw.pw_gid == gid)
+    return 1;
+  if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+    return 0;
+  for (i = 0; i < n; i++) {
+    if (groups[i] == gid)
+      return 1;
+  }
+  return 0;
+}
+
+int sb__peer_allowed(int64_t uid, int64_t gid, const char* allowed_groups, char* why,
+                     size_t why_size) {
+  char* list;
+  char* name;
+  char* save = NULL;
+  int ok = 0;
+  if (allowed_groups == NULL || allowed_groups[0] == '\0')
+    return 1;
+  if (uid < 0) {
+    snprintf(why, why_size, "its credentials are unknown");
+    return 0;
+  }
+  list = sb__xstrdup(allowed_groups);
+  for (name = strtok_r(list, ", ", &save); name && !ok; name = strtok_r(NULL, ", ", &save)) {
+    struct group gr, *res = NULL;
+    char buf[4096];
+    if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) == 0 && res != NULL)
+      ok = sb__user_in_group((uid_t)uid, (gid_t)gid, gr.gr_gid);
+  }
+  free(list);
+  if (!ok)
+    snprintf(why, why_size, "uid %lld (gid %lld) is in none of allowed_groups \"%s\"",
+             (long long)uid, (long long)gid, allowed_groups);
+  return ok;
 }
