@@ -332,12 +332,14 @@ typedef int (*sb__run_fn)(void* arg, void (*started)(sb__broker_t* b));
  */
 int sb__service_dispatch(sb__run_fn run, void* arg, int* exit_code);
 /*
- * Registers the service (automatic start, LocalSystem, description, restart on
- * failure) to run this executable with --config (made absolute) when given. Prints
+ * Registers the service (automatic start, description, restart on failure) to run
+ * this executable with --config (made absolute) when given, as account (NULL:
+ * LocalSystem; password may be NULL, as for "NT AUTHORITY\LocalService"). Prints
  * what it did or why not (not an administrator, already installed). SB_ENOTSUP on
  * POSIX, where installer/install-linux.sh and systemd do this.
  */
-int sb__service_install(const char* config_path);
+int sb__service_install(const char* config_path, const char* account,
+                        const char* password);
 /* Stops (waiting up to 30 s) and removes the service. */
 int sb__service_uninstall(void);
 

@@ -14,7 +14,8 @@
 
 static const char usage[] =
     "usage: streambrokerd [--config FILE] [--console]  run the broker\n"
-    "       streambrokerd install [--config FILE]  register the Windows service\n"
+    "       streambrokerd install [--config FILE] [--account NAME [--password PW]]\n"
+    "                                               register the Windows service\n"
     "       streambrokerd uninstall                 remove the Windows service\n"
     "       streambrokerd --check-config FILE  validate a config file and exit\n"
     "       streambrokerd --print-config-keys  the table of config keys (Markdown)\n"
@@ -153,6 +154,8 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
 
 int main(int argc, char** argv) {
   const char* config_path = NULL;
+  const char* account = NULL;
+  const char* password = NULL;
   sb__config_t cfg;
   int i, r, console = 0, install = 0, uninstall = 0;
 
@@ -178,6 +181,10 @@ int main(int argc, char** argv) {
       return 0;
     } else if (strcmp(a, "--config") == 0 && i + 1 < argc) {
       config_path = argv[++i];
+    } else if (strcmp(a, "--account") == 0 && i + 1 < argc) {
+      account = argv[++i];
+    } else if (strcmp(a, "--password") == 0 && i + 1 < argc) {
+      password = argv[++i];
     } else if (strcmp(a, "--console") == 0) {
       console = 1;
     } else if (i == 1 && strcmp(a, "install") == 0) {
@@ -194,7 +201,8 @@ int main(int argc, char** argv) {
       return r;
     if (config_path != NULL)
       sb__config_free(&cfg);
-    r = install ? sb__service_install(config_path) : sb__service_uninstall();
+    r = install ? sb__service_install(config_path, account, password)
+                : sb__service_uninstall();
     return r == 0 ? 0 : r == SB_ENOTSUP || r == SB_EINVAL ? 2 : 1;
   }
   if (!console && sb__service_dispatch(run, (void*)config_path, &r))

@@ -4,6 +4,7 @@
 
 #define TEST_LIST_WINSERVICE(X)                                                        \
   X(winservice_install_start_use_stop_uninstall)                                       \
-  X(winservice_failed_start_reports_exit_code)
+  X(winservice_failed_start_reports_exit_code)                                         \
+  X(winservice_install_as_account)
 
 #endif

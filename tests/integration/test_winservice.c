@@ -196,3 +196,25 @@ TEST_IMPL(winservice_failed_start_reports_exit_code) {
   }
   ASSERT_OK(uv_loop_close(&loop));
 }
+
+TEST_IMPL(winservice_install_as_account) {
+  uv_loop_t loop;
+  char prog[4096];
+  const char* install[] = {prog, "install", "--account", "NT AUTHORITY\\LocalService",
+                           NULL};
+  const char* uninstall[] = {prog, "uninstall", NULL};
+  const char* query[] = {"reg", "query",
+                         "HKLM\\System\\CurrentControlSet\\Services\\StreamBroker",
+                         "/v", "ObjectName", NULL};
+  sb_it_result_t res;
+  if (!sb_it_is_windows())
+    TEST_SKIP("the Windows service control manager is Windows only");
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_program("streambrokerd", prog, sizeof(prog));
+  run_prog(&loop, uninstall, &res);
+  sb_it_result_free(&res);
+  expect(&loop, install, 0, "as NT AUTHORITY\\LocalService");
+  expect(&loop, query, 0, "LocalService");
+  expect(&loop, uninstall, 0, "removed");
+  ASSERT_OK(uv_loop_close(&loop));
+}

@@ -10,13 +10,16 @@ int sb__service_dispatch(sb__run_fn run, void* arg, int* exit_code) {
   return 0;
 }
 
-int sb__service_install(const char* config_path) {
+int sb__service_install(const char* config_path, const char* account,
+                        const char* password) {
   (void)config_path;
+  (void)account;
+  (void)password;
   fprintf(stderr, "streambrokerd: install and uninstall register the Windows service; on "
                   "Linux use installer/install-linux.sh (a systemd unit)\n");
   return SB_ENOTSUP;
 }
 
 int sb__service_uninstall(void) {
-  return sb__service_install(NULL);
+  return sb__service_install(NULL, NULL, NULL);
 }

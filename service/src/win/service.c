@@ -170,9 +170,10 @@ static int open_manager(DWORD access, SC_HANDLE* scm) {
   return SB_EIO;
 }
 
-int sb__service_install(const char* config_path) {
+int sb__service_install(const char* config_path, const char* account,
+                        const char* password) {
   WCHAR exe[MAX_PATH], config[MAX_PATH], command[3 * MAX_PATH];
-  WCHAR wide[MAX_PATH];
+  WCHAR wide[MAX_PATH], waccount[256], wpassword[256];
   SC_HANDLE scm, svc;
   SERVICE_DESCRIPTIONW desc;
   int r;
@@ -188,11 +189,15 @@ int sb__service_install(const char* config_path) {
     _snwprintf(command, 3 * MAX_PATH, L"\"%ls\"", exe);
   }
   command[3 * MAX_PATH - 1] = 0;
+  if ((account && MultiByteToWideChar(CP_UTF8, 0, account, -1, waccount, 256) == 0) ||
+      (password && MultiByteToWideChar(CP_UTF8, 0, password, -1, wpassword, 256) == 0))
+    return SB_EINVAL;
   if ((r = open_manager(SC_MANAGER_CREATE_SERVICE, &scm)) != 0)
     return r;
   svc = CreateServiceW(scm, SB__SERVICE_WNAME, L"StreamBroker log-stream broker",
                        SERVICE_ALL_ACCESS, SERVICE_WIN32_OWN_PROCESS, SERVICE_AUTO_START,
-                       SERVICE_ERROR_NORMAL, command, NULL, NULL, NULL, NULL, NULL);
+                       SERVICE_ERROR_NORMAL, command, NULL, NULL, NULL,
+                       account ? waccount : NULL, password ? wpassword : NULL);
   if (svc == NULL) {
     DWORD e = GetLastError();
     CloseServiceHandle(scm);
@@ -215,7 +220,8 @@ int sb__service_install(const char* config_path) {
   set_recovery(svc);
   CloseServiceHandle(svc);
   CloseServiceHandle(scm);
-  printf("installed the service %s: %ls\n", SB_SERVICE_NAME, command);
+  printf("installed the service %s as %s: %ls\n", SB_SERVICE_NAME,
+         account ? account : "LocalSystem", command);
   return 0;
 }
 
