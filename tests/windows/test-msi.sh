@@ -77,6 +77,9 @@ run msiexec /i "$(winepath -w "$msi2" 2>/dev/null || echo "Z:$msi2")" /qn || fai
 await running || fail "the service is not RUNNING after the upgrade"
 grep -q '"log_level": "debug"' "$pd/streambroker.json" || fail "the upgrade lost the edit"
 grep -q "spool stand-in" "$pd/spool.db" || fail "the upgrade lost the spool"
+# A new service process, from the upgraded files: its counters start again.
+await sh -c "'$top/tests/windows/wine-run.sh' 'C:\\Program Files\\streambroker\\sbctl.exe' \
+  status | grep '0 opened' >/dev/null" || fail "the service was not restarted by the upgrade"
 run reg query 'HKLM\Software\Microsoft\Windows\CurrentVersion\Uninstall' /s |
   has '0.1.1' || fail "0.1.1 is not the installed version"
 
