@@ -42,6 +42,8 @@ static cJSON* status_reply(sb__broker_t* b) {
   cJSON* r = cJSON_CreateObject();
   cJSON* c = cJSON_CreateObject();
   cJSON* bad = cJSON_CreateObject();
+  cJSON* refused = cJSON_CreateObject();
+  cJSON* dropped = cJSON_CreateObject();
   sb__stream_t* s;
   uint64_t live = 0;
   int e;
@@ -70,12 +72,43 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(c, "upstream_errors", k->upstream_errors);
   add_u64(c, "archive_errors", k->archive_errors);
   /* Bad handshakes by reason, under the error's name. */
-  for (e = 1; e < (int)(sizeof(k->bad_handshakes) / sizeof(k->bad_handshakes[0])); e++) {
+  for (e = 1; e < (int)(sizeof(k->bad_handshakes) / sizeof(k->bad_handshakes[0]));
+       e++) {
     if (k->bad_handshakes[e] > 0)
       add_u64(bad, sb_err_name(-e), k->bad_handshakes[e]);
   }
+  add_u64(c, "upstream_reopens", k->upstream_reopens);
+  add_u64(c, "bytes_spooled", k->bytes_spooled);
+  add_u64(c, "bytes_resent", k->bytes_resent);
+  add_u64(c, "streams_resumed", k->streams_resumed);
+  add_u64(c, "streams_refused_spool_full", k->streams_refused_full);
   cJSON_AddItemToObject(c, "bad_handshakes", bad);
+  /* Refused and dropped bytes, by reason. */
+  add_u64(refused, "spool_full", k->bytes_refused_full);
+  cJSON_AddItemToObject(c, "bytes_refused", refused);
+  add_u64(dropped, "spool_full", k->bytes_dropped_full);
+  cJSON_AddItemToObject(c, "bytes_dropped", dropped);
   cJSON_AddItemToObject(r, "counters", c);
+  if (b->spool) {
+    sb__spool_stats_t st;
+    cJSON* sp = cJSON_CreateObject();
+    sb__time_t now = sb__time_now();
+    int64_t now_ms = now.sec * 1000 + now.nsec / 1000000;
+    sb__spool_stats(b->spool, &st);
+    add_u64(sp, "bytes", st.bytes);
+    add_u64(sp, "chunks", st.chunks);
+    add_u64(sp, "max_bytes", b->cfg.spool_max_bytes);
+    cJSON_AddNumberToObject(sp, "oldest_unsent_age_s",
+                            st.oldest_unsent_ms > 0 && now_ms > st.oldest_unsent_ms
+                                ? (double)(now_ms - st.oldest_unsent_ms) / 1000.0
+                                : 0.0);
+    add_u64(sp, "commits", st.commits);
+    add_u64(sp, "transaction_errors", st.full_errors);
+    add_u64(sp, "moved_aside", st.moved_aside);
+    add_u64(sp, "dropped_bytes", st.dropped_bytes);
+    add_u64(sp, "refused_bytes", st.refused_bytes);
+    cJSON_AddItemToObject(r, "spool", sp);
+  }
   return r;
 }
 
@@ -109,7 +142,8 @@ static cJSON* streams_reply(sb__broker_t* b) {
 
 /* Answers the request in c->request (one line, or all of it at EOF). */
 static void answer(sb__admin_conn_t* c) {
-  cJSON* req = cJSON_ParseWithLength(c->request.data ? c->request.data : "", c->request.len);
+  cJSON* req =
+      cJSON_ParseWithLength(c->request.data ? c->request.data : "", c->request.len);
   const cJSON* cmd = cJSON_GetObjectItemCaseSensitive(req, "command");
   cJSON* reply;
   char* text;
@@ -155,7 +189,8 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
     const char* nl = memchr(buf->base, '\n', (size_t)n);
     sb__buf_append(&c->request, buf->base, nl ? (size_t)(nl - buf->base) : (size_t)n);
     if (c->request.len > SB__ADMIN_MAX_REQUEST) {
-      SB_LOG_W("admin", "request over %d bytes; connection closed", SB__ADMIN_MAX_REQUEST);
+      SB_LOG_W("admin", "request over %d bytes; connection closed",
+               SB__ADMIN_MAX_REQUEST);
       uv_close((uv_handle_t*)&c->pipe, on_conn_closed);
     } else if (nl != NULL) {
       answer(c);

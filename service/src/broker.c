@@ -53,14 +53,15 @@ static void on_connection(uv_stream_t* server, int status) {
     return;
   }
   sb__peer_credentials(&s->client, &s->peer_pid, &s->peer_uid, &s->peer_gid);
-  if (b->stopping || b->nstreams >= b->cfg.max_streams ||
+  if (b->stopping || b->nstreams - b->ndetached >= b->cfg.max_streams ||
       sb__broker_client_streams(b, s->peer_pid) >= b->cfg.max_streams_per_client) {
     b->counters.refused_limit++;
     SB_LOG_W("listener", "refused a connection from pid %lld: %s",
              (long long)s->peer_pid,
-             b->stopping                           ? "the service is stopping"
-             : b->nstreams >= b->cfg.max_streams ? "max_streams reached"
-                                                   : "max_streams_per_client reached");
+             b->stopping ? "the service is stopping"
+             : b->nstreams - b->ndetached >= b->cfg.max_streams
+                 ? "max_streams reached"
+                 : "max_streams_per_client reached");
     uv_close((uv_handle_t*)&s->client, on_refused_closed);
     return;
   }
@@ -68,8 +69,8 @@ static void on_connection(uv_stream_t* server, int status) {
       !sb__peer_allowed(s->peer_uid, s->peer_gid, b->cfg.allowed_groups, why,
                         sizeof(why))) {
     b->counters.refused_group++;
-    SB_LOG_W("listener", "refused a connection from pid %lld: %s", (long long)s->peer_pid,
-             why);
+    SB_LOG_W("listener", "refused a connection from pid %lld: %s",
+             (long long)s->peer_pid, why);
     uv_close((uv_handle_t*)&s->client, on_refused_closed);
     return;
   }
@@ -91,6 +92,8 @@ void sb__broker_stream_gone(sb__broker_t* b, sb__stream_t* s) {
   if (s->next)
     s->next->prev = s->prev;
   b->nstreams--;
+  if (s->client_eof)
+    b->ndetached--;
   on_stopped_check(b);
 }
 
@@ -147,6 +150,18 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
   b->started_ms = uv_now(loop);
   if ((r = sb__admin_start(b)) != 0)
     return r;
+  if (cfg->upstream != NULL) {
+    /* After the bind: a second instance never gets this far, so never opens the spool
+     * that the first one writes. */
+    sb__spool_resume_t* resume;
+    size_t nresume, i;
+    if ((r = sb__spool_open(&b->spool, loop, cfg, &resume, &nresume)) != 0)
+      return r;
+    for (i = 0; i < nresume; i++)
+      sb__stream_resume(b, &resume[i]);
+    sb__spool_resume_free(resume, nresume);
+  }
+
   uv_signal_init(loop, &b->sigint);
   uv_signal_init(loop, &b->sigterm);
   b->sigint.data = b->sigterm.data = b;
@@ -200,6 +215,10 @@ void sb__broker_stop(sb__broker_t* b) {
 /* Closes the stop timer; the last handle, after on_stopped. */
 void sb__broker_close(sb__broker_t* b) {
   uv_close((uv_handle_t*)&b->stop_timer, NULL);
+  if (b->spool) {
+    sb__spool_close(b->spool);
+    b->spool = NULL;
+  }
   sb__chunk_free(b->spare);
   b->spare = NULL;
 }
@@ -212,4 +231,8 @@ void sb__broker_abort(sb__broker_t* b) {
   if (b->admin_listening)
     uv_close((uv_handle_t*)&b->admin, NULL);
   b->listening = b->admin_listening = 0;
+  if (b->spool) {
+    sb__spool_close(b->spool);
+    b->spool = NULL;
+  }
 }

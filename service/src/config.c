@@ -45,6 +45,10 @@ typedef struct {
 /* The names of SB_LOG_* by value (log.c parses the same names; a test keeps the two
  * equal). */
 static const char* const sb__level_values[] = {"error", "warn", "info", "debug", NULL};
+/* The names of SB__DURABILITY_*, SB__SYNC_* and SB__FULL_* by value. */
+static const char* const sb__durability_values[] = {"spool", "always", NULL};
+static const char* const sb__synchronous_values[] = {"normal", "full", NULL};
+static const char* const sb__full_policy_values[] = {"refuse", "drop-oldest", NULL};
 
 /* One row per key of sb__config_t; the JSON name is the field's name. */
 #define SB__UINT(field, lo, hi, dflt, text)                                            \
@@ -107,6 +111,28 @@ static const sb__key_t sb__keys[] = {
   SB__UINT(upstream_high_watermark, 4096, 1073741824, 1048576,
     "Bytes queued to one stream's upstream or archive file before the stream stops "
     "reading its client, until half of them are written."),
+  SB__ENUM(durability, sb__durability_values, SB__DURABILITY_SPOOL,
+    "`\"spool\"`: data goes upstream as soon as it is read and is durable once its "
+    "spool transaction commits (a killed service loses what it had read but not yet "
+    "committed, a few milliseconds' worth). `\"always\"`: every byte read from a client "
+    "is committed to the spool before it is forwarded, so a killed service loses "
+    "nothing it read."),
+  SB__ENUM(synchronous, sb__synchronous_values, SB__SYNC_NORMAL,
+    "SQLite `synchronous` of the spool (WAL mode). `\"normal\"`: a committed "
+    "transaction survives a killed service, but a power loss or OS crash may undo the "
+    "last ones. `\"full\"`: every commit is flushed to disk (fsync), so it survives "
+    "power loss too, at the cost of one flush per group commit."),
+  SB__UINT(spool_max_bytes, 65536, 1125899906842624ull, 1073741824,
+    "Cap of the data held in the spool, in bytes (chunk payloads; the database file "
+    "is somewhat larger). What happens at the cap is `spool_full_policy`."),
+  SB__ENUM(spool_full_policy, sb__full_policy_values, SB__FULL_REFUSE,
+    "At the cap, or when the disk is full: `\"refuse\"` closes the client stream "
+    "whose data does not fit (logged and counted; data already accepted is kept); "
+    "`\"drop-oldest\"` drops whole oldest chunks to make room (counted per stream; "
+    "the stream is reopened upstream with the tag `streambroker.dropped`)."),
+  SB__UINT(replay_window, 65536, 1073741824, 1048576,
+    "Bytes of each stream already written upstream that stay in the spool, resent "
+    "(under the tag `streambroker.offset`) when the upstream connection breaks."),
   SB__ENUM(log_level, sb__level_values, SB_LOG_INFO,
     "Most detailed level logged."),
   SB__STRING(log_file, 0, "", NULL, NULL,

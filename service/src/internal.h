@@ -68,6 +68,11 @@ typedef struct {
   uint64_t backoff_max_ms;       /* upstream redial: cap */
   uint64_t upstream_high_watermark; /* bytes queued to one upstream or file before the
                                        stream stops reading its client */
+  int durability;                /* SB__DURABILITY_* */
+  int synchronous;               /* SB__SYNC_* */
+  uint64_t spool_max_bytes;      /* cap of chunk bytes in the spool */
+  int spool_full_policy;         /* SB__FULL_* */
+  uint64_t replay_window;        /* bytes kept after upstream writes, resent on reopen */
   int log_level;                 /* SB_LOG_* */
   char* log_file;                /* NULL or "": stderr */
   char* allowed_groups;          /* POSIX: comma-separated groups whose members may open
@@ -75,6 +80,10 @@ typedef struct {
   char* control_pipe_sddl;       /* Windows: the control pipe's security descriptor;
                                     "": the default (SB__DEFAULT_CONTROL_SDDL) */
 } sb__config_t;
+
+enum { SB__DURABILITY_SPOOL = 0, SB__DURABILITY_ALWAYS = 1 };
+enum { SB__SYNC_NORMAL = 0, SB__SYNC_FULL = 1 };
+enum { SB__FULL_REFUSE = 0, SB__FULL_DROP_OLDEST = 1 };
 
 /* Fills every key with its default (platform defaults for paths). */
 void sb__config_defaults(sb__config_t* cfg);
@@ -110,6 +119,13 @@ typedef struct {
   uint64_t upstream_dial_failures;
   uint64_t upstream_errors;
   uint64_t archive_errors;
+  uint64_t upstream_reopens;    /* connections reopened from the replay window */
+  uint64_t bytes_spooled;       /* bytes that went upstream from the spool, not live */
+  uint64_t bytes_resent;        /* bytes sent again after a reopen (the overlap) */
+  uint64_t bytes_refused_full;  /* refused: spool cap or disk full (stream closed) */
+  uint64_t bytes_dropped_full;  /* dropped by drop-oldest before reaching upstream */
+  uint64_t streams_refused_full; /* streams closed because the spool refused their data */
+  uint64_t streams_resumed;     /* streams resumed from the spool at start */
 } sb__counters_t;
 
 /* ---- sink: where a stream's data goes (upstream.c, archive.c) ---- */
@@ -118,7 +134,11 @@ typedef struct {
 typedef struct sb__chunk_s {
   struct sb__chunk_s* next;
   size_t len;
-  size_t cap; /* SB__READ_SIZE for a read buffer, which is recycled; else 0 */
+  size_t cap;   /* SB__READ_SIZE for a read buffer, which is recycled; else 0 */
+  unsigned refs; /* holders; sb__chunk_free drops one (loop thread) */
+  uint64_t off; /* the stream's byte offset of data[0] (upstream streams) */
+  int64_t mark; /* where a resend may start: the byte offset (text, binary) or the
+                   datagram index at data[0] (datagram), -1 inside a datagram */
   char data[];
 } sb__chunk_t;
 
@@ -130,6 +150,8 @@ sb__chunk_t* sb__chunk_new(const void* data, size_t len);
  * page. Loop thread only.
  */
 sb__chunk_t* sb__chunk_new_read(void);
+/* Another holder of c; each holder calls sb__chunk_free once. */
+sb__chunk_t* sb__chunk_ref(sb__chunk_t* c);
 void sb__chunk_free(sb__chunk_t* c);
 
 typedef struct sb__sink_s sb__sink_t;
@@ -148,6 +170,9 @@ struct sb__sink_s {
   void (*write)(sb__sink_t* sink, sb__chunk_t* chunk);
   void (*finish)(sb__sink_t* sink);
   void (*destroy)(sb__sink_t* sink); /* after done: frees the sink */
+  /* The service is stopping (after finish; may be called more than once); NULL when
+   * finish alone does. */
+  void (*stop)(sb__sink_t* sink);
   sb__stream_t* stream;
   uint64_t queued; /* bytes accepted but not yet written */
 };
@@ -202,10 +227,103 @@ sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir);
  */
 char* sb__archive_path(const char* name);
 
+/* ---- spool.c: the SQLite spool, written by a worker thread ---- */
+
+/*
+ * The spool is DATA_DIR/spool.db, SQLite in WAL mode, with one row per stream (its
+ * upstream handshake properties and its cursor: the bytes whose upstream write
+ * completed) and one per chunk of data (stream, sequence number, byte offset, resend
+ * mark, time, bytes). One worker thread owns the database: the loop submits jobs, the
+ * worker runs every job queued so far in one transaction (group commit), then hands
+ * them back to the loop, in submission order, through a uv_async_t, where each job's
+ * done callback runs. So a slow disk never blocks the loop, and a chunk and the cursor
+ * that follows it are committed together or not at all.
+ */
+typedef struct sb__spool_s sb__spool_t;
+
+typedef enum {
+  SB__SPOOL_OPEN,   /* a stream's row: sid, props, type */
+  SB__SPOOL_APPEND, /* a chunk of stream sid: chunk (its off, mark), seq */
+  SB__SPOOL_ACK,    /* cursor of sid := off; chunks ending at or before trim go */
+  SB__SPOOL_FORGET, /* stream sid and its chunks go (delivered, upstream closed) */
+  SB__SPOOL_READ    /* committed chunks of sid from off (window: from the oldest
+                       chunk whose mark is >= 0 instead), at most limit bytes */
+} sb__spool_op_t;
+
+typedef struct sb__spool_job_s sb__spool_job_t;
+struct sb__spool_job_s {
+  sb__spool_job_t* next;
+  sb__spool_op_t op;
+  int64_t sid;
+  uint64_t seq;         /* APPEND */
+  uint64_t off;         /* ACK: the cursor; READ: first byte wanted */
+  uint64_t trim;        /* ACK */
+  uint64_t limit;       /* READ */
+  int window;           /* READ */
+  int type;             /* OPEN: sb_stream_type_t */
+  char* props;          /* OPEN: the handshake JSON (freed with the job by its owner) */
+  sb__chunk_t* chunk;   /* APPEND: the data (a reference the owner drops in done);
+                           READ: the result, a list linked by next, each with off, mark */
+  int status;           /* in done: 0, SB_ENOSPC (cap or disk full: not stored), SB_EIO */
+  uint64_t freed;       /* ACK: chunk bytes trimmed */
+  void (*done)(sb__spool_job_t* job); /* loop thread */
+  void* data;
+};
+
+typedef struct {
+  uint64_t bytes;          /* chunk bytes in the spool */
+  uint64_t chunks;
+  int64_t oldest_unsent_ms; /* creation time (Unix ms) of the oldest unsent chunk; 0: none */
+  uint64_t dropped_bytes;  /* by drop-oldest */
+  uint64_t refused_bytes;  /* by refuse, the cap or a full disk */
+  uint64_t full_errors;    /* SQLITE_FULL and I/O errors of transactions */
+  uint64_t moved_aside;    /* damaged or foreign databases moved aside at start */
+  uint64_t commits;
+} sb__spool_stats_t;
+
+/* A stream left in the spool by an earlier run, to be resumed. */
+typedef struct {
+  int64_t sid;
+  char* props;       /* the handshake JSON */
+  uint64_t end;      /* bytes spooled: the end of its last chunk */
+  uint64_t next_seq;
+  uint64_t acked;    /* its cursor */
+} sb__spool_resume_t;
+
+/*
+ * Opens DATA_DIR/spool.db at start (loop thread, before serving): checks it
+ * (quick_check, schema version); a damaged database or one of another schema is
+ * moved aside as spool.db.bad-TIME (with its -wal and -shm) with an error logged, and
+ * a new one is made. Lists the streams to resume (free with sb__spool_resume_free),
+ * then starts the worker. Returns 0 or SB_E* after logging.
+ */
+int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
+                   sb__spool_resume_t** resume, size_t* nresume);
+void sb__spool_resume_free(sb__spool_resume_t* r, size_t n);
+/* The next free stream id. */
+int64_t sb__spool_new_sid(sb__spool_t* sp);
+/* Queues a job; its done runs on the loop thread later (never inside this call). */
+void sb__spool_submit(sb__spool_t* sp, sb__spool_job_t* job);
+void sb__spool_stats(sb__spool_t* sp, sb__spool_stats_t* out);
+/* Counts bytes refused by the loop (the stream was closed instead). */
+void sb__spool_count_refused(sb__spool_t* sp, uint64_t bytes);
+/* Runs every queued job (their done callbacks included), stops the worker, closes the
+ * database and frees sp. Loop thread; blocks until the worker is done. */
+void sb__spool_close(sb__spool_t* sp);
+
 /* ---- upstream.c ---- */
 
-/* An upstream sink: dials the upstream, writes the handshake, then the data. */
+/*
+ * An upstream sink: every chunk goes to the spool; it goes upstream as soon as it is
+ * read while the connection keeps up (durability "spool"; "always": once committed),
+ * else from the spool when the connection can take it. The connection is dialed with
+ * backoff, and reopened (tag streambroker.offset) from the replay window when it
+ * breaks. The sink is done when every byte was written upstream and the connection
+ * closed, or at a stop, once every byte is in the spool.
+ */
 sb__sink_t* sb__upstream_sink_create(sb__stream_t* s);
+/* A sink for a stream resumed from the spool (its client is gone). */
+sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r);
 
 /* ---- broker.c ---- */
 
@@ -221,6 +339,7 @@ typedef struct sb__broker_s {
   int stopping;
   sb__stream_t* streams; /* live streams */
   uint64_t nstreams;
+  uint64_t ndetached; /* of those, streams whose client is gone (draining the spool) */
   uint64_t next_id;
   sb__counters_t counters;
   uv_async_t stop_async; /* for other threads (Windows service control) */
@@ -233,6 +352,8 @@ typedef struct sb__broker_s {
    * memory per idle stream stays small whatever the stream count, and bulk data is
    * never copied. */
   sb__chunk_t* spare;
+  sb__spool_t* spool; /* NULL in archive mode */
+  uint64_t resumed;   /* streams resumed from the spool at start */
 } sb__broker_t;
 
 /* Size of a client read, and the least a read must fill to be handed over whole. */
@@ -258,6 +379,8 @@ void sb__broker_stream_gone(sb__broker_t* b, sb__stream_t* s);
 void sb__stream_start(sb__broker_t* b, sb__stream_t* s);
 /* Ends a stream early: stops reading, finishes its sink (stream.c). */
 void sb__stream_stop(sb__stream_t* s);
+/* A stream left in the spool by an earlier run, with no client, to be delivered. */
+void sb__stream_resume(sb__broker_t* b, const sb__spool_resume_t* r);
 /* Number of open streams of a client process. */
 uint64_t sb__broker_client_streams(sb__broker_t* b, int64_t pid);
 

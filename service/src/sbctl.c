@@ -64,7 +64,8 @@ static void on_connect(uv_connect_t* req, int status) {
     return;
   }
   c->write.data = c;
-  if ((c->err = uv_write(&c->write, (uv_stream_t*)&c->pipe, &buf, 1, on_written)) != 0 ||
+  if ((c->err = uv_write(&c->write, (uv_stream_t*)&c->pipe, &buf, 1, on_written)) !=
+          0 ||
       (c->err = uv_read_start((uv_stream_t*)&c->pipe, on_alloc, on_read)) != 0)
     uv_close((uv_handle_t*)&c->pipe, NULL);
 }
@@ -82,9 +83,10 @@ static const char* str(const cJSON* o, const char* name) {
 static void print_status(const cJSON* r) {
   const cJSON* c = cJSON_GetObjectItemCaseSensitive(r, "counters");
   const cJSON* bad = cJSON_GetObjectItemCaseSensitive(c, "bad_handshakes");
+  const cJSON* sp = cJSON_GetObjectItemCaseSensitive(r, "spool");
   const cJSON* e;
-  printf("streambrokerd %s, up %.0f s, serving %s\n", str(r, "version"), num(r, "uptime_s"),
-         str(r, "control_pipe"));
+  printf("streambrokerd %s, up %.0f s, serving %s\n", str(r, "version"),
+         num(r, "uptime_s"), str(r, "control_pipe"));
   if (strcmp(str(r, "mode"), "archive") == 0)
     printf("mode:            archive (no upstream configured)\n");
   else
@@ -92,7 +94,8 @@ static void print_status(const cJSON* r) {
   printf("streams open:    %.0f\n", num(r, "streams_open"));
   printf("streams:         %.0f opened, %.0f closed\n", num(c, "streams_opened"),
          num(c, "streams_closed"));
-  printf("bytes:           %.0f in, %.0f out\n", num(c, "bytes_in"), num(c, "bytes_out"));
+  printf("bytes:           %.0f in, %.0f out\n", num(c, "bytes_in"),
+         num(c, "bytes_out"));
   printf("refused:         %.0f (stream limits)\n", num(c, "refused_limit"));
   printf("errors:          %.0f client, %.0f upstream, %.0f archive\n",
          num(c, "client_errors"), num(c, "upstream_errors"), num(c, "archive_errors"));
@@ -101,6 +104,21 @@ static void print_status(const cJSON* r) {
   printf("bad handshakes:  %.0f timed out", num(c, "handshake_timeouts"));
   cJSON_ArrayForEach(e, bad) printf(", %.0f %s", e->valuedouble, e->string);
   printf("\n");
+  if (sp != NULL) {
+    printf("spool:           %.0f bytes in %.0f chunks (cap %.0f), oldest unsent %.1f "
+           "s ago\n",
+           num(sp, "bytes"), num(sp, "chunks"), num(sp, "max_bytes"),
+           num(sp, "oldest_unsent_age_s"));
+    printf("spooled:         %.0f bytes sent from the spool, %.0f resent after %.0f "
+           "reopens, %.0f streams resumed\n",
+           num(c, "bytes_spooled"), num(c, "bytes_resent"), num(c, "upstream_reopens"),
+           num(c, "streams_resumed"));
+    printf("spool full:      %.0f bytes refused (%.0f streams closed), %.0f bytes "
+           "dropped\n",
+           num(cJSON_GetObjectItemCaseSensitive(c, "bytes_refused"), "spool_full"),
+           num(c, "streams_refused_spool_full"),
+           num(cJSON_GetObjectItemCaseSensitive(c, "bytes_dropped"), "spool_full"));
+  }
 }
 
 static void print_streams(const cJSON* r) {

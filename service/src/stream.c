@@ -38,11 +38,13 @@ static void stream_close_client(sb__stream_t* s) {
   uv_close((uv_handle_t*)&s->deadline, on_closed);
 }
 
-/* The client's data has ended (EOF, error, or the broker stopping): the sink finishes. */
+/* The client's data has ended (EOF, error, or the broker stopping): the sink finishes.
+ */
 static void stream_end(sb__stream_t* s) {
   if (s->client_eof)
     return;
   s->client_eof = 1;
+  s->broker->ndetached++;
   if (s->reading)
     uv_read_stop((uv_stream_t*)&s->client);
   s->reading = 0;
@@ -56,7 +58,8 @@ static void bad_handshake(sb__stream_t* s, int err) {
   if (-err > 0 && -err < (int)(sizeof(b->counters.bad_handshakes) /
                                sizeof(b->counters.bad_handshakes[0])))
     b->counters.bad_handshakes[-err]++;
-  SB_LOG_W("session", "connection %llu from pid %lld: bad handshake after %llu bytes: %s (%s)",
+  SB_LOG_W("session",
+           "connection %llu from pid %lld: bad handshake after %llu bytes: %s (%s)",
            (unsigned long long)s->id, (long long)s->peer_pid,
            (unsigned long long)s->hs.consumed, sb_strerror(err), sb_err_name(err));
   stream_end(s);
@@ -92,6 +95,14 @@ static void stream_data(sb__stream_t* s, const char* data, size_t len) {
   sb__broker_t* b = s->broker;
   size_t good = len;
   int err = 0;
+  /* Where a resend may start: this chunk's byte offset, or for datagram streams the
+   * index of the datagram it starts with (-1 when it starts inside one). */
+  int64_t mark = (int64_t)s->bytes;
+  if (s->props.type == SB_DATAGRAM) {
+    mark = !s->dgram.in_body && !s->dgram.pending_end && s->dgram.varint.nbytes == 0
+               ? (int64_t)s->dgram.count
+               : -1;
+  }
   if (s->props.type == SB_DATAGRAM) {
     sb__dgram_event_t ev;
     size_t off = 0;
@@ -112,7 +123,9 @@ static void stream_data(sb__stream_t* s, const char* data, size_t len) {
   if (good > 0) {
     s->bytes += good;
     b->counters.bytes_in += good;
-    s->sink->write(s->sink, take_chunk(b, data, good));
+    sb__chunk_t* c = take_chunk(b, data, good);
+    c->mark = mark;
+    s->sink->write(s->sink, c);
     if (s->sink && s->sink->queued > b->cfg.upstream_high_watermark && s->reading) {
       uv_read_stop((uv_stream_t*)&s->client);
       s->reading = 0;
@@ -120,7 +133,8 @@ static void stream_data(sb__stream_t* s, const char* data, size_t len) {
   }
   if (err) {
     b->counters.client_errors++;
-    SB_LOG_W("stream", "stream %llu \"%s\": %s after %llu datagrams; the stream ends there",
+    SB_LOG_W("stream",
+             "stream %llu \"%s\": %s after %llu datagrams; the stream ends there",
              (unsigned long long)s->id, s->props.name, sb_strerror(err),
              (unsigned long long)s->datagrams);
     stream_end(s);
@@ -133,9 +147,9 @@ static void handshake_done(sb__stream_t* s) {
   uv_timer_stop(&s->deadline);
   sb__dgram_init(&s->dgram, b->cfg.max_datagram_size);
   b->counters.streams_opened++;
-  SB_LOG_I("stream", "stream %llu \"%s\" opened: %s, %s, pid %lld", (unsigned long long)s->id,
-           s->props.name, sb__type_name[s->props.type], s->props.content_type,
-           (long long)s->peer_pid);
+  SB_LOG_I("stream", "stream %llu \"%s\" opened: %s, %s, pid %lld",
+           (unsigned long long)s->id, s->props.name, sb__type_name[s->props.type],
+           s->props.content_type, (long long)s->peer_pid);
   s->sink = b->cfg.upstream ? sb__upstream_sink_create(s)
                             : sb__archive_sink_create(s, b->cfg.archive_dir);
   if (s->sink == NULL) {
@@ -187,7 +201,8 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
 static void on_deadline(uv_timer_t* t) {
   sb__stream_t* s = t->data;
   s->broker->counters.handshake_timeouts++;
-  SB_LOG_W("session", "connection %llu from pid %lld: no complete handshake within %llu ms "
+  SB_LOG_W("session",
+           "connection %llu from pid %lld: no complete handshake within %llu ms "
            "(%llu bytes received)",
            (unsigned long long)s->id, (long long)s->peer_pid,
            (unsigned long long)s->broker->cfg.handshake_timeout_ms,
@@ -214,7 +229,44 @@ void sb__stream_start(sb__broker_t* b, sb__stream_t* s) {
 
 void sb__stream_stop(sb__stream_t* s) {
   stream_end(s);
+  if (s->sink && s->sink->stop)
+    s->sink->stop(s->sink);
   stream_maybe_free(s);
+}
+
+void sb__stream_resume(sb__broker_t* b, const sb__spool_resume_t* r) {
+  sb__stream_t* s = sb__xcalloc(1, sizeof(*s));
+  int err = sb__props_decode_json(r->props, strlen(r->props), &s->props);
+  if (err != 0) {
+    SB_LOG_E("spool",
+             "stream %lld in the spool has unreadable properties (%s); left there",
+             (long long)r->sid, sb_strerror(err));
+    sb__props_free(&s->props);
+    free(s);
+    return;
+  }
+  sb__handshake_init(&s->hs, 0);
+  s->broker = b;
+  s->id = ++b->next_id;
+  s->handshaken = 1;
+  s->client_eof = 1;
+  s->closing = 1;
+  s->bytes = r->end;
+  s->peer_pid = s->peer_uid = s->peer_gid = -1;
+  s->opened = sb__time_now();
+  s->next = b->streams;
+  if (b->streams)
+    b->streams->prev = s;
+  b->streams = s;
+  b->nstreams++;
+  b->ndetached++;
+  b->counters.streams_resumed++;
+  SB_LOG_I("stream",
+           "stream %llu \"%s\" resumed from the spool: %llu bytes, %llu of them "
+           "written upstream before",
+           (unsigned long long)s->id, s->props.name, (unsigned long long)r->end,
+           (unsigned long long)r->acked);
+  s->sink = sb__upstream_sink_resume(s, r);
 }
 
 void sb__stream_sink_drained(sb__stream_t* s) {
@@ -229,8 +281,8 @@ void sb__stream_sink_done(sb__stream_t* s, int err) {
   sb__sink_t* sink = s->sink;
   b->counters.streams_closed++;
   if (err == 0)
-    SB_LOG_I("stream", "stream %llu \"%s\" closed: %llu bytes%s", (unsigned long long)s->id,
-             s->props.name, (unsigned long long)s->bytes,
+    SB_LOG_I("stream", "stream %llu \"%s\" closed: %llu bytes%s",
+             (unsigned long long)s->id, s->props.name, (unsigned long long)s->bytes,
              s->props.type == SB_DATAGRAM ? " (datagram framing included)" : "");
   else
     SB_LOG_E("stream", "stream %llu \"%s\" ended with an error: %s",

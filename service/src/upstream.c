@@ -1,33 +1,75 @@
 /*
- * upstream.c - the upstream sink: one outgoing connection per stream, dialed with
- * capped, jittered exponential backoff while the upstream is busy or absent. It writes
- * the stream's handshake (the client's properties, with the time the broker accepted
- * the stream when the client sent none), then the data, in order.
+ * upstream.c - the upstream sink: one stream's way to the upstream server, through
+ * the spool.
+ *
+ * Every chunk read from the client is appended to the spool. While the connection
+ * keeps up (connected, below the high watermark, nothing older waiting in the spool)
+ * a chunk is written upstream as soon as it is read (durability "spool") or as soon as
+ * its append committed ("always"); otherwise it waits in the spool and is read back
+ * when the connection can take it, oldest first. So the client never waits on the
+ * upstream, and each stream's bytes reach the upstream in order.
+ *
+ * Offsets (bytes of the stream's data, handshake excluded):
+ *   next_off   bytes read from the client        committed  bytes in the spool
+ *   send_off   bytes handed to the connection    acked      bytes whose write completed
+ * The spool keeps every chunk from acked - replay_window on (the replay window). When
+ * the connection breaks, the stream is reopened on a new one under the same name with
+ * the tag streambroker.offset: the offset (datagram index for datagram streams) of the
+ * oldest chunk still in the spool, and is resent from there.
+ *
+ * Dialing: capped exponential backoff with jitter while the upstream is busy or absent.
+ * On POSIX the sink also reads the connection, so that an upstream that goes away is
+ * noticed at once, and a stream ends with a shutdown and the upstream's own EOF: it has
+ * then read everything (an upstream that dies first resets the connection instead, and
+ * the stream is resent). Windows opens the pipe write-only and notices a broken pipe at
+ * the next write.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
+#define SB__SPOOL_READ_LIMIT (256u * 1024u)
+#define SB__STOP_GRACE_MS 2000
+#define SB__EOF_WAIT_MS 30000
+#define SB__TAG_OFFSET "streambroker.offset"
+#define SB__TAG_DROPPED "streambroker.dropped"
+
 typedef struct {
   sb__sink_t sink;
+  sb__broker_t* b;
+  int64_t sid;
+  char* props; /* the handshake JSON (timestamp filled in), as spooled */
   uv_pipe_t pipe;
   uv_timer_t timer;
-  sb__chunk_t *head, *tail; /* waiting for the connection */
+  uv_shutdown_t shutdown;
+  uint64_t gen; /* connection number: writes of an old connection are ignored */
   unsigned attempt;
-  int connected;
-  int pipe_open;  /* pipe handle initialised */
-  int finishing;
-  int failed;     /* error: data is dropped from now on */
-  int closing;
-  int paused;     /* queued went above the watermark; the stream waits for drained */
-  int pending_closes;
+  int pipe_open;   /* pipe handle initialised and not closed */
+  int connected;   /* the current connection may take data */
+  int hs_pending;  /* connected, waiting for the window read before its handshake */
+  int conn_ending; /* shutdown sent, waiting for the upstream's EOF */
+  int conn_done;   /* the connection ended cleanly after the last byte */
+  int reopen;      /* the next connection resends from the replay window */
+  int gap;         /* the next connection starts at gap_off (data was dropped) */
+  uint64_t gap_off;
+  int64_t gap_mark;
+  uint64_t next_off, next_seq, committed, send_off, acked, db_acked, inflight;
+  uint64_t trunc_off; /* the spool refused data from here on (UINT64_MAX: never) */
+  uint64_t dropped;   /* bytes lost to drop-oldest or refusal before going upstream */
+  int reading_spool, ack_out, jobs_out, forget_sent;
+  int finishing; /* the client is done (or gone): nothing more will be written */
+  int grace;     /* stopping: the grace timer runs */
+  int closing, pending_closes;
   int err;
 } sb__upstream_t;
 
 typedef struct {
   uv_write_t req;
-  sb__chunk_t* chunk;
+  sb__chunk_t* chunk; /* NULL for the handshake */
+  uv_buf_t buf;
+  uint64_t gen;
+  char hs[];
 } sb__upstream_write_t;
 
 static uint64_t jitter_state;
@@ -46,100 +88,415 @@ static sb__upstream_t* up_of(sb__sink_t* sink) {
   return SB_CONTAINER_OF(sink, sb__upstream_t, sink);
 }
 
+static sb__stream_t* up_stream(sb__upstream_t* up) {
+  return up->sink.stream;
+}
+
+static unsigned long long up_id(sb__upstream_t* up) {
+  return (unsigned long long)up->sink.stream->id;
+}
+
 static const char* up_name(sb__upstream_t* up) {
   return up->sink.stream->props.name;
 }
 
-static void on_up_closed(uv_handle_t* h) {
-  sb__upstream_t* up = h->data;
-  if (--up->pending_closes == 0)
-    sb__stream_sink_done(up->sink.stream, up->err);
+/* The end of the stream's data as far as the upstream is concerned. */
+static uint64_t up_end(sb__upstream_t* up) {
+  return up->next_off < up->trunc_off ? up->next_off : up->trunc_off;
 }
 
-/* Closes the timer and the connection; done follows when both are closed. */
-static void up_close(sb__upstream_t* up, int err) {
+static void up_pump(sb__upstream_t* up);
+static void up_dial(sb__upstream_t* up);
+static void up_maybe_done(sb__upstream_t* up);
+
+static sb__spool_job_t* job_new(sb__upstream_t* up, sb__spool_op_t op,
+                                void (*done)(sb__spool_job_t*)) {
+  sb__spool_job_t* j = sb__xcalloc(1, sizeof(*j));
+  j->op = op;
+  j->sid = up->sid;
+  j->done = done;
+  j->data = up;
+  up->jobs_out++;
+  return j;
+}
+
+/* ---- the final close ---- */
+
+static void on_final_closed(uv_handle_t* h) {
+  sb__upstream_t* up = h->data;
+  if (--up->pending_closes == 0)
+    sb__stream_sink_done(up_stream(up), up->err);
+}
+
+static void up_close_all(sb__upstream_t* up) {
   if (up->closing)
     return;
   up->closing = 1;
-  up->err = err;
   up->pending_closes = 1 + up->pipe_open;
-  uv_close((uv_handle_t*)&up->timer, on_up_closed);
-  if (up->pipe_open)
-    uv_close((uv_handle_t*)&up->pipe, on_up_closed);
-}
-
-static void up_drop_pending(sb__upstream_t* up) {
-  while (up->head) {
-    sb__chunk_t* c = up->head;
-    up->head = c->next;
-    up->sink.queued -= c->len;
-    sb__chunk_free(c);
-  }
-  up->tail = NULL;
-}
-
-static void up_notify(sb__upstream_t* up) {
-  if (up->paused && (up->failed || up->sink.queued <=
-                                       up->sink.stream->broker->cfg.upstream_high_watermark / 2)) {
-    up->paused = 0;
-    sb__stream_sink_drained(up->sink.stream);
+  uv_close((uv_handle_t*)&up->timer, on_final_closed);
+  if (up->pipe_open) {
+    up->pipe_open = 0;
+    up->connected = 0;
+    uv_close((uv_handle_t*)&up->pipe, on_final_closed);
   }
 }
 
-/* From now on the stream's data has nowhere to go: it is dropped and counted, and the
- * client is not made to wait. */
-static void up_fail(sb__upstream_t* up, int err) {
-  sb__stream_t* s = up->sink.stream;
-  if (up->failed)
+static void on_forgotten(sb__spool_job_t* j) {
+  sb__upstream_t* up = j->data;
+  up->jobs_out--;
+  if (j->status != 0)
+    SB_LOG_E("spool", "stream %llu \"%s\": delivered, but its spool rows stay: %s",
+             up_id(up), up_name(up), sb_strerror(j->status));
+  free(j);
+  up_maybe_done(up);
+}
+
+/*
+ * The sink is done when its stream was delivered (the connection ended after the
+ * last byte: the spool forgets the stream), or, while the service stops, as soon as
+ * every byte is in the spool and no job is out: the next start resumes it.
+ */
+static void up_maybe_done(sb__upstream_t* up) {
+  if (up->closing || !up->finishing)
     return;
-  up->failed = 1;
-  up->err = err;
-  s->broker->counters.upstream_errors++;
-  SB_LOG_E("upstream", "stream %llu \"%s\": upstream connection failed: %s; data after "
-           "byte %llu of the stream is dropped",
-           (unsigned long long)s->id, up_name(up), sb_strerror(err),
-           (unsigned long long)(s->bytes - up->sink.queued));
-  up_drop_pending(up);
+  if (up->conn_done) {
+    if (!up->forget_sent) {
+      up->forget_sent = 1;
+      sb__spool_submit(up->b->spool, job_new(up, SB__SPOOL_FORGET, on_forgotten));
+      return;
+    }
+    if (up->jobs_out == 0)
+      up_close_all(up);
+    return;
+  }
+  if (up->b->stopping && up->jobs_out == 0 && (!up->pipe_open || up->grace == 2))
+    up_close_all(up);
+}
+
+/* ---- the connection ---- */
+
+static void on_conn_closed(uv_handle_t* h) {
+  sb__upstream_t* up = h->data;
+  uint64_t delay;
+  if (up->closing)
+    return;
+  if (up->finishing && up->b->stopping) {
+    up_maybe_done(up);
+    return;
+  }
+  if (up->conn_done) {
+    up_maybe_done(up);
+    return;
+  }
+  /* Reopen: at once after a gap, else after the first backoff step. */
+  delay = up->gap ? 0 : up->b->cfg.backoff_initial_ms;
+  up->attempt = 0;
+  uv_timer_start(&up->timer, (uv_timer_cb)up_dial, delay, 0);
+}
+
+/* Ends the current connection (its pending writes are cancelled). */
+static void up_conn_close(sb__upstream_t* up) {
+  if (!up->pipe_open)
+    return;
+  up->pipe_open = 0;
+  up->connected = 0;
+  up->hs_pending = 0;
+  up->conn_ending = 0;
+  up->gen++;
   uv_timer_stop(&up->timer);
-  up_notify(up);
-  if (up->finishing)
-    up_close(up, err);
+  uv_close((uv_handle_t*)&up->pipe, on_conn_closed);
+}
+
+/* The connection broke: what it may not have delivered is resent on a new one. */
+static void up_broken(sb__upstream_t* up, int err) {
+  sb__stream_t* s = up_stream(up);
+  if (!up->pipe_open)
+    return;
+  s->broker->counters.upstream_errors++;
+  s->broker->counters.upstream_reopens++;
+  SB_LOG_W("upstream",
+           "stream %llu \"%s\": upstream connection lost after byte %llu: %s; "
+           "reopening it from the replay window",
+           up_id(up), up_name(up), (unsigned long long)up->acked, sb_strerror(err));
+  up->reopen = 1;
+  up_conn_close(up);
 }
 
 static void on_write(uv_write_t* req, int status) {
   sb__upstream_write_t* w = (sb__upstream_write_t*)req;
   sb__upstream_t* up = req->data;
-  up->sink.queued -= w->chunk->len;
-  if (status == 0)
-    up->sink.stream->broker->counters.bytes_out += w->chunk->len;
+  size_t len = w->chunk ? w->chunk->len : 0;
+  up->inflight -= len;
+  if (w->gen == up->gen && status == 0 && w->chunk) {
+    uint64_t end = w->chunk->off + len;
+    if (end > up->acked)
+      up->acked = end;
+    up->b->counters.bytes_out += len;
+  }
+  uint64_t gen = w->gen;
   sb__chunk_free(w->chunk);
   free(w);
-  if (up->closing)
+  if (gen != up->gen || up->closing)
     return;
   if (status < 0) {
-    up_fail(up, sb__uv_err(status));
+    up_broken(up, sb__uv_err(status));
     return;
   }
-  up_notify(up);
-  if (up->finishing && up->sink.queued == 0)
-    up_close(up, 0);
+  up_pump(up);
 }
 
-static void up_send(sb__upstream_t* up, sb__chunk_t* c) {
-  sb__upstream_write_t* w = sb__xmalloc(sizeof(*w));
-  uv_buf_t buf = uv_buf_init(c->data, (unsigned)c->len);
+static void up_write_buf(sb__upstream_t* up, sb__upstream_write_t* w) {
   int r;
-  w->chunk = c;
   w->req.data = up;
-  if ((r = uv_write(&w->req, (uv_stream_t*)&up->pipe, &buf, 1, on_write)) != 0) {
-    up->sink.queued -= c->len;
-    sb__chunk_free(c);
+  w->gen = up->gen;
+  if ((r = uv_write(&w->req, (uv_stream_t*)&up->pipe, &w->buf, 1, on_write)) != 0) {
+    sb__chunk_free(w->chunk);
     free(w);
-    up_fail(up, sb__uv_err(r));
+    up_broken(up, sb__uv_err(r));
   }
 }
 
-static void up_dial(sb__upstream_t* up);
+/* Writes c (a new reference) upstream; it must start at send_off. */
+static void up_send(sb__upstream_t* up, sb__chunk_t* c) {
+  sb__upstream_write_t* w = sb__xcalloc(1, sizeof(*w));
+  w->chunk = sb__chunk_ref(c);
+  w->buf = uv_buf_init(c->data, (unsigned)c->len);
+  up->send_off = c->off + c->len;
+  up->inflight += c->len;
+  up_write_buf(up, w);
+}
+
+/* Whether a chunk that starts at off may go upstream now. */
+static int up_can_send(sb__upstream_t* up, uint64_t off) {
+  return up->connected && !up->hs_pending && !up->conn_ending && !up->gap &&
+         up->send_off == off && off < up->trunc_off &&
+         up->inflight < up->b->cfg.upstream_high_watermark;
+}
+
+/* Writes the handshake; tagged with the offset mark when this is a reopen. */
+static void up_handshake(sb__upstream_t* up, int tag, int64_t mark) {
+  sb__props_t props;
+  sb__buf_t hs = {0};
+  sb__upstream_write_t* w;
+  char num[32];
+  int r = sb__props_decode_json(up->props, strlen(up->props), &props);
+  if (r == 0 && tag) {
+    snprintf(num, sizeof(num), "%lld", (long long)mark);
+    if (mark >= 0)
+      r = sb__props_set_tag(&props, SB__TAG_OFFSET, num);
+    if (r == 0 && up->dropped > 0) {
+      snprintf(num, sizeof(num), "%llu", (unsigned long long)up->dropped);
+      r = sb__props_set_tag(&props, SB__TAG_DROPPED, num);
+    }
+  }
+  if (r == 0)
+    r = sb__handshake_encode(&props, &hs);
+  sb__props_free(&props);
+  if (r != 0) {
+    /* Cannot happen for properties that decoded once. */
+    SB_LOG_E("upstream", "stream %llu: encoding the handshake: %s", up_id(up),
+             sb_strerror(r));
+    sb__buf_free(&hs);
+    abort();
+  }
+  w = sb__xcalloc(1, sizeof(*w) + hs.len);
+  memcpy(w->hs, hs.data, hs.len);
+  w->buf = uv_buf_init(w->hs, (unsigned)hs.len);
+  sb__buf_free(&hs);
+  up_write_buf(up, w);
+}
+
+/* A gap in the spool (dropped data): the stream goes on from c on a new connection,
+ * tagged with where it starts and how much was lost. */
+static void up_gap(sb__upstream_t* up, sb__chunk_t* c) {
+  sb__broker_t* b = up->b;
+  uint64_t lost = c->off - up->send_off;
+  up->dropped += lost;
+  b->counters.bytes_dropped_full += lost;
+  SB_LOG_W("upstream",
+           "stream %llu \"%s\": bytes %llu to %llu were dropped from the spool; "
+           "the stream is reopened at byte %llu",
+           up_id(up), up_name(up), (unsigned long long)up->send_off,
+           (unsigned long long)c->off, (unsigned long long)c->off);
+  up->gap = 1;
+  up->gap_off = c->off;
+  up->gap_mark = c->mark;
+  up->send_off = c->off;
+}
+
+/* Chunks from the spool, in order: those at send_off go upstream. */
+static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c, int resent) {
+  sb__chunk_t* next;
+  for (; c; c = next) {
+    next = c->next;
+    c->next = NULL;
+    if (!up->gap && up->connected && !up->hs_pending &&
+        c->off + c->len > up->send_off) {
+      if (c->off > up->send_off) {
+        if (c->mark >= 0)
+          up_gap(up, c);
+        else {
+          /* Inside a datagram whose start was dropped: skipped too. */
+          up->dropped += c->off + c->len - up->send_off;
+          up->b->counters.bytes_dropped_full += c->off + c->len - up->send_off;
+          up->send_off = c->off + c->len;
+        }
+      } else if (c->off == up->send_off) {
+        up->b->counters.bytes_spooled += c->len;
+        if (resent)
+          up->b->counters.bytes_resent += c->len;
+        up_send(up, c);
+      }
+    }
+    sb__chunk_free(c);
+  }
+}
+
+static void on_read_spool(sb__spool_job_t* j) {
+  sb__upstream_t* up = j->data;
+  sb__chunk_t* c = j->chunk;
+  up->jobs_out--;
+  up->reading_spool = 0;
+  if (up->hs_pending && j->window && up->connected) {
+    /* The reopen's start: the oldest resend point in the spool (or, when the spool
+     * holds nothing of the stream, where its data ends now). */
+    uint64_t start = c ? c->off : up->committed;
+    int64_t mark = c ? c->mark : (int64_t)start;
+    if (c == NULL && up_stream(up)->props.type == SB_DATAGRAM && start > 0)
+      mark = -1; /* a datagram index is not known here: the tag is left out */
+    up->hs_pending = 0;
+    if (start > up->send_off && up->send_off < up->acked) {
+      /* Cannot happen: trimming keeps the window behind acked. Say so. */
+      SB_LOG_E("upstream",
+               "stream %llu \"%s\": replay window starts at %llu, after byte "
+               "%llu already sent",
+               up_id(up), up_name(up), (unsigned long long)start,
+               (unsigned long long)up->send_off);
+    }
+    up->send_off = start;
+    up_handshake(up, 1, mark);
+    up_take_chunks(up, c, 1);
+  } else {
+    up_take_chunks(up, c, 0);
+  }
+  free(j);
+  up_pump(up);
+  up_maybe_done(up);
+}
+
+static void up_read_spool(sb__upstream_t* up, int window) {
+  sb__spool_job_t* j = job_new(up, SB__SPOOL_READ, on_read_spool);
+  j->off = up->send_off;
+  j->window = window;
+  j->limit = SB__SPOOL_READ_LIMIT;
+  up->reading_spool = 1;
+  sb__spool_submit(up->b->spool, j);
+}
+
+static void on_acked(sb__spool_job_t* j);
+
+static void up_schedule_ack(sb__upstream_t* up) {
+  sb__spool_job_t* j;
+  uint64_t window = up->b->cfg.replay_window;
+  if (up->ack_out || up->acked <= up->db_acked || up->closing)
+    return;
+  j = job_new(up, SB__SPOOL_ACK, on_acked);
+  j->off = up->acked;
+  j->trim = up->acked > window ? up->acked - window : 0;
+  up->db_acked = up->acked;
+  up->ack_out = 1;
+  sb__spool_submit(up->b->spool, j);
+}
+
+static void on_acked(sb__spool_job_t* j) {
+  sb__upstream_t* up = j->data;
+  up->jobs_out--;
+  up->ack_out = 0;
+  free(j);
+  up_schedule_ack(up);
+  up_maybe_done(up);
+}
+
+static void on_eof_timeout(uv_timer_t* t) {
+  sb__upstream_t* up = t->data;
+  SB_LOG_W("upstream",
+           "stream %llu \"%s\": the upstream did not close its end within %d ms "
+           "of the stream's end; closing",
+           up_id(up), up_name(up), SB__EOF_WAIT_MS);
+  up->conn_done = 1;
+  up_conn_close(up);
+}
+
+static void on_shutdown(uv_shutdown_t* req, int status) {
+  sb__upstream_t* up = req->data;
+  if (status < 0 && status != UV_ECANCELED && up->conn_ending)
+    up_broken(up, sb__uv_err(status));
+}
+
+/* Every byte is written: end the connection. POSIX: shutdown, then the upstream's EOF
+ * says it read everything. */
+static void up_conn_end(sb__upstream_t* up) {
+#ifdef _WIN32
+  up->conn_done = 1;
+  up_conn_close(up);
+#else
+  int r;
+  up->conn_ending = 1;
+  up->shutdown.data = up;
+  if ((r = uv_shutdown(&up->shutdown, (uv_stream_t*)&up->pipe, on_shutdown)) != 0) {
+    up_broken(up, sb__uv_err(r));
+    return;
+  }
+  uv_timer_start(&up->timer, on_eof_timeout, SB__EOF_WAIT_MS, 0);
+#endif
+}
+
+/* What to do next on the connection. */
+static void up_pump(sb__upstream_t* up) {
+  uint64_t hw = up->b->cfg.upstream_high_watermark;
+  if (up->closing || !up->connected || up->hs_pending || up->conn_ending)
+    return;
+  up_schedule_ack(up);
+  if (up->gap) {
+    /* Finish the current connection's writes, then reopen at the gap. */
+    if (up->inflight == 0) {
+      up->reopen = 0;
+      up_conn_close(up);
+    }
+    return;
+  }
+  if (up->finishing && up->send_off >= up_end(up) && up->committed >= up->send_off &&
+      up->inflight == 0 && up->jobs_out == up->ack_out) {
+    up_conn_end(up);
+    return;
+  }
+  if (!up->reading_spool && up->send_off < up->committed &&
+      up->send_off < up->trunc_off && up->inflight <= hw / 2)
+    up_read_spool(up, 0);
+}
+
+#ifndef _WIN32
+static void on_up_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
+  static char sink[256];
+  (void)h;
+  (void)suggested;
+  buf->base = sink;
+  buf->len = sizeof(sink);
+}
+
+static void on_up_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
+  sb__upstream_t* up = h->data;
+  (void)buf;
+  if (n >= 0)
+    return; /* a stream server sends nothing; ignore it if it does */
+  if (n == UV_EOF && up->conn_ending) {
+    up->conn_done = 1;
+    up_conn_close(up);
+    return;
+  }
+  up_broken(up, n == UV_EOF ? SB_EPIPE : sb__uv_err((int)n));
+}
+#endif
 
 static void on_retry(uv_timer_t* t) {
   up_dial(t->data);
@@ -151,17 +508,14 @@ static void on_retry(uv_timer_t* t) {
  * delay is drawn from its upper half) so that many streams do not retry in step.
  */
 static void up_dial(sb__upstream_t* up) {
-  sb__stream_t* s = up->sink.stream;
-  sb__broker_t* b = s->broker;
+  sb__broker_t* b = up->b;
   uv_file fd;
   uint64_t delay;
   int r, ur;
-  if (up->finishing && b->stopping) {
-    SB_LOG_E("upstream", "stream %llu \"%s\": upstream %s unavailable at shutdown; %llu "
-             "bytes of the stream are not delivered",
-             (unsigned long long)s->id, up_name(up), b->cfg.upstream,
-             (unsigned long long)up->sink.queued);
-    up_fail(up, SB_ECANCELED);
+  if (up->closing || up->pipe_open)
+    return;
+  if (b->stopping) {
+    up_maybe_done(up);
     return;
   }
   b->counters.upstream_dials++;
@@ -170,22 +524,31 @@ static void up_dial(sb__upstream_t* up) {
     uv_pipe_init(b->loop, &up->pipe, 0);
     up->pipe.data = up;
     up->pipe_open = 1;
+    up->gen++;
     if ((ur = uv_pipe_open(&up->pipe, fd)) != 0) {
       SB_LOG_E("upstream", "uv_pipe_open: %s", uv_strerror(ur));
-      up_fail(up, sb__uv_err(ur));
+      up_broken(up, sb__uv_err(ur));
       return;
     }
     if (up->attempt > 0)
       SB_LOG_I("upstream", "stream %llu \"%s\": connected to %s after %u retries",
-               (unsigned long long)s->id, up_name(up), b->cfg.upstream, up->attempt);
+               up_id(up), up_name(up), b->cfg.upstream, up->attempt);
+    up->attempt = 0;
     up->connected = 1;
-    while (up->head && !up->failed) {
-      sb__chunk_t* c = up->head;
-      up->head = c->next;
-      if (up->head == NULL)
-        up->tail = NULL;
-      up_send(up, c);
+#ifndef _WIN32
+    uv_read_start((uv_stream_t*)&up->pipe, on_up_alloc, on_up_read);
+#endif
+    if (up->gap) {
+      up->gap = 0;
+      up->send_off = up->gap_off;
+      up_handshake(up, 1, up->gap_mark);
+    } else if (up->reopen) {
+      up->hs_pending = 1;
+      up_read_spool(up, 1);
+    } else {
+      up_handshake(up, 0, 0);
     }
+    up_pump(up);
     return;
   }
   b->counters.upstream_dial_failures++;
@@ -194,85 +557,174 @@ static void up_dial(sb__upstream_t* up) {
     delay = b->cfg.backoff_max_ms;
   delay = delay / 2 + jitter_next() % (delay / 2 + 1);
   if (up->attempt == 0)
-    SB_LOG_W("upstream", "stream %llu \"%s\": upstream %s: %s; retrying with backoff",
-             (unsigned long long)s->id, up_name(up), b->cfg.upstream, sb_strerror(r));
+    SB_LOG_W("upstream",
+             "stream %llu \"%s\": upstream %s: %s; spooling, retrying with "
+             "backoff",
+             up_id(up), up_name(up), b->cfg.upstream, sb_strerror(r));
   else
-    SB_LOG_D("upstream", "stream %llu: retry %u in %llu ms: %s", (unsigned long long)s->id,
-             up->attempt, (unsigned long long)delay, sb_strerror(r));
+    SB_LOG_D("upstream", "stream %llu: retry %u in %llu ms: %s", up_id(up), up->attempt,
+             (unsigned long long)delay, sb_strerror(r));
   up->attempt++;
   uv_timer_start(&up->timer, on_retry, delay, 0);
 }
 
+/* ---- the sink ---- */
+
+static void on_appended(sb__spool_job_t* j) {
+  sb__upstream_t* up = j->data;
+  sb__stream_t* s = up_stream(up);
+  sb__broker_t* b = up->b;
+  sb__chunk_t* c = j->chunk;
+  uint64_t hw = b->cfg.upstream_high_watermark;
+  up->jobs_out--;
+  up->sink.queued -= c->len;
+  if (j->status != 0) {
+    if (up->trunc_off == UINT64_MAX) {
+      up->trunc_off = c->off;
+      b->counters.streams_refused_full++;
+      SB_LOG_E("spool",
+               "stream %llu \"%s\": the spool refused its data at byte %llu: %s; "
+               "the stream is closed (its data before that byte is kept)",
+               up_id(up), up_name(up), (unsigned long long)c->off,
+               sb_strerror(j->status));
+    }
+    if (c->off + c->len > up->send_off)
+      b->counters.bytes_refused_full += c->len;
+    if (!s->client_eof)
+      sb__stream_stop(s);
+  } else {
+    if (c->off + c->len > up->committed)
+      up->committed = c->off + c->len;
+    if (up_can_send(up, c->off))
+      up_send(up, c);
+  }
+  sb__chunk_free(c);
+  free(j);
+  if (up->sink.queued <= hw / 2)
+    sb__stream_sink_drained(s);
+  up_pump(up);
+  up_maybe_done(up);
+}
+
 static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
   sb__upstream_t* up = up_of(sink);
-  if (up->failed || up->closing) {
+  sb__broker_t* b = up->b;
+  sb__spool_job_t* j;
+  c->off = up->next_off;
+  up->next_off += c->len;
+  if (up->trunc_off != UINT64_MAX || up->closing) {
+    b->counters.bytes_refused_full += c->len;
     sb__chunk_free(c);
     return;
   }
+  j = job_new(up, SB__SPOOL_APPEND, on_appended);
+  j->seq = up->next_seq++;
+  j->chunk = c; /* the stream's reference passes to the job */
   sink->queued += c->len;
-  if (sink->queued > sink->stream->broker->cfg.upstream_high_watermark)
-    up->paused = 1;
-  if (up->connected) {
+  sb__spool_submit(b->spool, j);
+  if (b->cfg.durability == SB__DURABILITY_SPOOL && up_can_send(up, c->off))
     up_send(up, c);
-    return;
-  }
-  c->next = NULL;
-  if (up->tail)
-    up->tail->next = c;
-  else
-    up->head = c;
-  up->tail = c;
+}
+
+static void on_grace(uv_timer_t* t) {
+  sb__upstream_t* up = t->data;
+  SB_LOG_I("upstream",
+           "stream %llu \"%s\": not fully written upstream at stop; bytes %llu "
+           "to %llu stay in the spool",
+           up_id(up), up_name(up), (unsigned long long)up->acked,
+           (unsigned long long)up_end(up));
+  up->grace = 2;
+  up_conn_close(up);
 }
 
 static void up_finish(sb__sink_t* sink) {
   sb__upstream_t* up = up_of(sink);
   up->finishing = 1;
-  if (up->failed)
-    up_close(up, up->err);
-  else if (up->connected && sink->queued == 0)
-    up_close(up, 0);
-  else if (!up->connected && sink->stream->broker->stopping) {
-    uv_timer_stop(&up->timer);
-    up_dial(up); /* one last try, then give up */
+  if (up->b->stopping) {
+    /* The spool has (or is about to have) every byte: a connected stream gets a short
+     * grace to finish upstream, an unconnected one stops at once. */
+    if (up->pipe_open && !up->grace) {
+      up->grace = 1;
+      uv_timer_start(&up->timer, on_grace, SB__STOP_GRACE_MS, 0);
+    } else if (!up->pipe_open) {
+      uv_timer_stop(&up->timer);
+    }
   }
+  up_pump(up);
+  up_maybe_done(up);
 }
 
 static void up_destroy(sb__sink_t* sink) {
   sb__upstream_t* up = up_of(sink);
-  up_drop_pending(up);
+  free(up->props);
   free(up);
 }
 
-sb__sink_t* sb__upstream_sink_create(sb__stream_t* s) {
+static sb__upstream_t* up_new(sb__stream_t* s) {
   sb__upstream_t* up = sb__xcalloc(1, sizeof(*up));
-  sb__props_t props;
-  sb__buf_t hs = {0};
-  int r;
   up->sink.write = up_write;
   up->sink.finish = up_finish;
   up->sink.destroy = up_destroy;
+  up->sink.stop = up_finish;
   up->sink.stream = s;
+  up->b = s->broker;
+  up->trunc_off = UINT64_MAX;
   uv_timer_init(s->broker->loop, &up->timer);
   up->timer.data = up;
+  return up;
+}
+
+static void on_opened(sb__spool_job_t* j) {
+  sb__upstream_t* up = j->data;
+  up->jobs_out--;
+  if (j->status != 0) {
+    SB_LOG_E("spool", "stream %llu \"%s\": cannot record it in the spool: %s",
+             up_id(up), up_name(up), sb_strerror(j->status));
+    if (up->trunc_off == UINT64_MAX)
+      up->trunc_off = 0;
+  }
+  free(j->props);
+  free(j);
+  up_pump(up);
+  up_maybe_done(up);
+}
+
+sb__sink_t* sb__upstream_sink_create(sb__stream_t* s) {
+  sb__upstream_t* up = up_new(s);
+  sb__props_t props;
+  sb__buf_t json = {0};
+  sb__spool_job_t* j;
   if (sb__props_copy(&props, &s->props) != 0)
     abort();
   if (!props.has_timestamp) {
     props.has_timestamp = 1;
     props.timestamp = s->opened;
   }
-  r = sb__handshake_encode(&props, &hs);
+  if (sb__props_encode_json(&props, &json) != 0 || json.err)
+    abort(); /* properties that decoded always encode */
   sb__props_free(&props);
-  if (r != 0) {
-    /* Cannot happen for properties that decoded; fail the stream if it does. */
-    SB_LOG_E("upstream", "stream %llu: encoding the handshake: %s", (unsigned long long)s->id,
-             sb_strerror(r));
-    sb__buf_free(&hs);
-    up->failed = 1;
-    up->err = r;
-    return &up->sink;
-  }
-  up_write(&up->sink, sb__chunk_new(hs.data, hs.len));
-  sb__buf_free(&hs);
+  sb__buf_putc(&json, '\0');
+  up->props = sb__xstrdup(json.data);
+  sb__buf_free(&json);
+  up->sid = sb__spool_new_sid(s->broker->spool);
+  j = job_new(up, SB__SPOOL_OPEN, on_opened);
+  j->props = sb__xstrdup(up->props);
+  j->type = s->props.type;
+  sb__spool_submit(s->broker->spool, j);
+  up_dial(up);
+  return &up->sink;
+}
+
+sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r) {
+  sb__upstream_t* up = up_new(s);
+  up->props = sb__xstrdup(r->props);
+  up->sid = r->sid;
+  up->next_off = up->committed = r->end;
+  up->next_seq = r->next_seq;
+  up->acked = up->db_acked = r->acked;
+  up->send_off = r->acked;
+  up->reopen = 1;
+  up->finishing = 1;
   up_dial(up);
   return &up->sink;
 }

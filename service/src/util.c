@@ -41,6 +41,9 @@ sb__chunk_t* sb__chunk_new(const void* data, size_t len) {
   c->next = NULL;
   c->len = len;
   c->cap = 0;
+  c->refs = 1;
+  c->off = 0;
+  c->mark = -1;
   if (len > 0)
     memcpy(c->data, data, len);
   return c;
@@ -62,11 +65,19 @@ sb__chunk_t* sb__chunk_new_read(void) {
   }
   c->next = NULL;
   c->len = 0;
+  c->refs = 1;
+  c->off = 0;
+  c->mark = -1;
+  return c;
+}
+
+sb__chunk_t* sb__chunk_ref(sb__chunk_t* c) {
+  c->refs++;
   return c;
 }
 
 void sb__chunk_free(sb__chunk_t* c) {
-  if (c == NULL)
+  if (c == NULL || --c->refs > 0)
     return;
   if (c->cap == SB__READ_SIZE && sb__read_pool_len < SB__READ_POOL_MAX) {
     c->next = sb__read_pool;
