@@ -22,7 +22,8 @@ static const char usage[] =
     "       streambrokerd --print-default-config  every key with its default (JSON)\n"
     "       streambrokerd --version\n"
     "Without --config it reads the platform's config file when there is one\n"
-    "(/etc/streambroker/streambroker.json; %ProgramData%\\StreamBroker\\streambroker.json),\n"
+    "(/etc/streambroker/streambroker.json; "
+    "%ProgramData%\\StreamBroker\\streambroker.json),\n"
     "else the built-in defaults apply. Started by the Windows service control manager\n"
     "it runs as the service StreamBroker; otherwise (or with --console) in the\n"
     "foreground, where Ctrl+C, SIGINT or SIGTERM stop it: what was read from clients\n"
@@ -109,7 +110,8 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
      * since the config that names the real one did not load. */
     if (started != NULL) {
       char* path = sb__path_join(sb__default_data_dir(), "streambrokerd-start.log");
-      if (sb__mkdir_p(sb__default_data_dir()) == 0 && sb__log_open(path, SB_LOG_ERROR) == 0)
+      if (sb__mkdir_p(sb__default_data_dir()) == 0 &&
+          sb__log_open(path, SB_LOG_ERROR) == 0)
         load(&cfg, config_path);
       free(path);
       sb__log_close();
@@ -117,12 +119,14 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
     return r;
   }
   if ((r = sb__log_open(cfg.log_file, cfg.log_level)) != 0) {
-    fprintf(stderr, "streambrokerd: log_file \"%s\": %s\n", cfg.log_file, sb_strerror(r));
+    fprintf(stderr, "streambrokerd: log_file \"%s\": %s\n", cfg.log_file,
+            sb_strerror(r));
     sb__config_free(&cfg);
     return 4;
   }
   SB_LOG_I("broker", "streambrokerd %s starting (config: %s)", SB_VERSION_STRING,
            config_path ? config_path : "built-in defaults");
+  sb__process_init();
   sb__raise_fd_limit();
   if (cfg.upstream == NULL && (r = sb__mkdir_p(cfg.archive_dir)) != 0) {
     SB_LOG_E("broker", "archive_dir \"%s\": %s", cfg.archive_dir, sb_strerror(r));
@@ -192,7 +196,8 @@ int main(int argc, char** argv) {
     } else if (i == 1 && strcmp(a, "uninstall") == 0) {
       uninstall = 1;
     } else {
-      fprintf(stderr, "streambrokerd: unknown option or missing value: %s\n%s", a, usage);
+      fprintf(stderr, "streambrokerd: unknown option or missing value: %s\n%s", a,
+              usage);
       return 2;
     }
   }

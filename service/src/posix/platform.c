@@ -1,5 +1,6 @@
 /* posix/platform.c - default paths, the open-file limit and directories on POSIX. */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -26,6 +27,12 @@ const char* sb__default_config_path(void) {
 /* Each stream holds two descriptors (its client and its upstream or archive file), so
  * the usual soft limit of 1024 would cap the service near 500 streams; the hard limit
  * is what the administrator allows. */
+void sb__process_init(void) {
+  /* An upstream that dies makes writes fail with EPIPE; the default SIGPIPE would kill
+   * the service instead. */
+  signal(SIGPIPE, SIG_IGN);
+}
+
 void sb__raise_fd_limit(void) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {

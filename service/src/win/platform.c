@@ -83,6 +83,9 @@ const char* sb__default_config_path(void) {
 }
 
 /* Windows has no per-process handle limit to raise. */
+void sb__process_init(void) {
+}
+
 void sb__raise_fd_limit(void) {
 }
 
