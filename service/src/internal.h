@@ -175,6 +175,7 @@ struct sb__sink_s {
   void (*stop)(sb__sink_t* sink);
   sb__stream_t* stream;
   uint64_t queued; /* bytes accepted but not yet written */
+  int one_at_a_time; /* pause the client after each read until queued is 0 again */
 };
 
 /* ---- stream.c ---- */
@@ -474,6 +475,8 @@ const char* sb__default_admin_pipe(void);
 const char* sb__default_data_dir(void);
 /* Where the config file is read from when --config is not given. */
 const char* sb__default_config_path(void);
+/* Process-wide set-up before serving (POSIX: SIGPIPE ignored). */
+void sb__process_init(void);
 /* Raises the open-file limit as far as allowed (POSIX); no-op elsewhere. */
 void sb__raise_fd_limit(void);
 /* Creates a directory and its parents (mode 0750 on POSIX). 0 or SB_E*. */

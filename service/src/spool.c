@@ -665,7 +665,8 @@ int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
   uv_cond_init(&sp->cond);
   uv_async_init(loop, &sp->async, on_async);
   sp->async.data = sp;
-  uv_unref((uv_handle_t*)&sp->async);
+  /* Referenced: while the spool is open the loop runs, so a stop waits for the jobs
+   * still out (the broker closes the spool last). */
   if (uv_thread_create(&sp->thread, worker, sp) != 0) {
     SB_LOG_E("spool", "cannot start the spool thread");
     abort();

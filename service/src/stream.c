@@ -126,7 +126,9 @@ static void stream_data(sb__stream_t* s, const char* data, size_t len) {
     sb__chunk_t* c = take_chunk(b, data, good);
     c->mark = mark;
     s->sink->write(s->sink, c);
-    if (s->sink && s->sink->queued > b->cfg.upstream_high_watermark && s->reading) {
+    if (s->sink && s->reading &&
+        (s->sink->queued > b->cfg.upstream_high_watermark ||
+         (s->sink->one_at_a_time && s->sink->queued > 0))) {
       uv_read_stop((uv_stream_t*)&s->client);
       s->reading = 0;
     }
@@ -175,6 +177,9 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
     } else if (s->props.type == SB_DATAGRAM && sb__dgram_eof(&s->dgram) != 0) {
       SB_LOG_W("stream", "stream %llu \"%s\": client ended inside a datagram",
                (unsigned long long)s->id, s->props.name);
+    } else {
+      SB_LOG_D("stream", "stream %llu \"%s\": client finished after %llu bytes",
+               (unsigned long long)s->id, s->props.name, (unsigned long long)s->bytes);
     }
     stream_end(s);
     return;

@@ -107,6 +107,7 @@ static uint64_t up_end(sb__upstream_t* up) {
 
 static void up_pump(sb__upstream_t* up);
 static void up_dial(sb__upstream_t* up);
+static void on_retry(uv_timer_t* t);
 static void up_maybe_done(sb__upstream_t* up);
 
 static sb__spool_job_t* job_new(sb__upstream_t* up, sb__spool_op_t op,
@@ -191,7 +192,7 @@ static void on_conn_closed(uv_handle_t* h) {
   /* Reopen: at once after a gap, else after the first backoff step. */
   delay = up->gap ? 0 : up->b->cfg.backoff_initial_ms;
   up->attempt = 0;
-  uv_timer_start(&up->timer, (uv_timer_cb)up_dial, delay, 0);
+  uv_timer_start(&up->timer, on_retry, delay, 0);
 }
 
 /* Ends the current connection (its pending writes are cancelled). */
@@ -667,6 +668,9 @@ static sb__upstream_t* up_new(sb__stream_t* s) {
   up->sink.destroy = up_destroy;
   up->sink.stop = up_finish;
   up->sink.stream = s;
+  /* "always": nothing more is read from the client until what was read is committed,
+   * so what a killed service had read is, but for one read, in the spool. */
+  up->sink.one_at_a_time = s->broker->cfg.durability == SB__DURABILITY_ALWAYS;
   up->b = s->broker;
   up->trunc_off = UINT64_MAX;
   uv_timer_init(s->broker->loop, &up->timer);

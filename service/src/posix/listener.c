@@ -134,7 +134,8 @@ int sb__peer_allowed(int64_t uid, int64_t gid, const char* allowed_groups, char*
     return 0;
   }
   list = sb__xstrdup(allowed_groups);
-  for (name = strtok_r(list, ", ", &save); name && !ok; name = strtok_r(NULL, ", ", &save)) {
+  for (name = strtok_r(list, ", ", &save); name && !ok;
+       name = strtok_r(NULL, ", ", &save)) {
     struct group gr, *res = NULL;
     char buf[4096];
     if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) == 0 && res != NULL)

@@ -15,8 +15,9 @@ int sb__service_install(const char* config_path, const char* account,
   (void)config_path;
   (void)account;
   (void)password;
-  fprintf(stderr, "streambrokerd: install and uninstall register the Windows service; on "
-                  "Linux use installer/install-linux.sh (a systemd unit)\n");
+  fprintf(stderr,
+          "streambrokerd: install and uninstall register the Windows service; on "
+          "Linux use installer/install-linux.sh (a systemd unit)\n");
   return SB_ENOTSUP;
 }
 

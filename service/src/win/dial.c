@@ -27,7 +27,8 @@ int sb__upstream_dial(const char* address, uv_file* out) {
   if (MultiByteToWideChar(CP_UTF8, 0, path, -1, wpath, 300) == 0)
     return SB_EADDRESS;
   h = CreateFileW(wpath, GENERIC_WRITE | FILE_READ_ATTRIBUTES, 0, NULL, OPEN_EXISTING,
-                  FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS, NULL);
+                  FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS,
+                  NULL);
   if (h == INVALID_HANDLE_VALUE) {
     e = GetLastError();
     switch (e) {

@@ -54,8 +54,8 @@ int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only,
       !ConvertStringSecurityDescriptorToSecurityDescriptorW(wide, SDDL_REVISION_1, &sd,
                                                             NULL) ||
       !GetSecurityDescriptorDacl(sd, &present, &dacl, &defaulted) || !present) {
-    SB_LOG_E("listener", "%s: invalid security descriptor \"%s\" (error %lu)", path, sddl,
-             GetLastError());
+    SB_LOG_E("listener", "%s: invalid security descriptor \"%s\" (error %lu)", path,
+             sddl, GetLastError());
     LocalFree(sd);
     return SB_ECONFIG;
   }
@@ -64,8 +64,8 @@ int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only,
     return SB_EIO;
   }
   e = SetSecurityInfo(h, SE_KERNEL_OBJECT,
-                      DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION, NULL,
-                      NULL, dacl, NULL);
+                      DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                      NULL, NULL, dacl, NULL);
   LocalFree(sd);
   if (e != ERROR_SUCCESS) {
     SB_LOG_E("listener", "SetSecurityInfo %s: error %lu", path, e);
@@ -79,7 +79,8 @@ void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* 
   uv_os_fd_t h;
   ULONG client_pid = 0;
   *pid = *uid = *gid = -1;
-  if (uv_fileno((uv_handle_t*)pipe, &h) == 0 && GetNamedPipeClientProcessId(h, &client_pid))
+  if (uv_fileno((uv_handle_t*)pipe, &h) == 0 &&
+      GetNamedPipeClientProcessId(h, &client_pid))
     *pid = client_pid;
 }
 

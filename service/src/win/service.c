@@ -26,7 +26,8 @@ static int sb__exit_code;
 static HANDLE sb__stop_ticker;
 
 /* Reports a state; pending states carry a wait hint and a checkpoint that grows. */
-static void report(DWORD state, DWORD win32_exit, DWORD specific_exit, DWORD wait_hint) {
+static void report(DWORD state, DWORD win32_exit, DWORD specific_exit,
+                   DWORD wait_hint) {
   EnterCriticalSection(&sb__status_lock);
   sb__status.dwServiceType = SERVICE_WIN32_OWN_PROCESS;
   sb__status.dwCurrentState = state;
@@ -61,7 +62,8 @@ static DWORD WINAPI stop_ticker(LPVOID arg) {
   }
 }
 
-static DWORD WINAPI control_handler(DWORD control, DWORD type, LPVOID data, LPVOID ctx) {
+static DWORD WINAPI control_handler(DWORD control, DWORD type, LPVOID data,
+                                    LPVOID ctx) {
   sb__broker_t* b = sb__running_broker;
   (void)type;
   (void)data;
@@ -91,7 +93,8 @@ static DWORD WINAPI control_handler(DWORD control, DWORD type, LPVOID data, LPVO
  * ServiceConfig) gets them too.
  */
 static int set_recovery(SC_HANDLE svc) {
-  SC_ACTION actions[3] = {{SC_ACTION_RESTART, 5000}, {SC_ACTION_RESTART, 10000},
+  SC_ACTION actions[3] = {{SC_ACTION_RESTART, 5000},
+                          {SC_ACTION_RESTART, 10000},
                           {SC_ACTION_RESTART, 30000}};
   SERVICE_FAILURE_ACTIONSW failure;
   SERVICE_PRESHUTDOWN_INFO preshutdown;
@@ -101,7 +104,8 @@ static int set_recovery(SC_HANDLE svc) {
   failure.lpsaActions = actions;
   preshutdown.dwPreshutdownTimeout = SB__STOP_WAIT_HINT_MS;
   return ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &failure) &&
-                 ChangeServiceConfig2W(svc, SERVICE_CONFIG_PRESHUTDOWN_INFO, &preshutdown)
+                 ChangeServiceConfig2W(svc, SERVICE_CONFIG_PRESHUTDOWN_INFO,
+                                       &preshutdown)
              ? 0
              : SB_EIO;
 }
@@ -129,7 +133,8 @@ static void on_started(sb__broker_t* b) {
 static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
   (void)argc;
   (void)argv;
-  sb__status_handle = RegisterServiceCtrlHandlerExW(SB__SERVICE_WNAME, control_handler, NULL);
+  sb__status_handle =
+      RegisterServiceCtrlHandlerExW(SB__SERVICE_WNAME, control_handler, NULL);
   if (sb__status_handle == NULL) {
     sb__exit_code = 4;
     return;
@@ -195,9 +200,9 @@ int sb__service_install(const char* config_path, const char* account,
   if ((r = open_manager(SC_MANAGER_CREATE_SERVICE, &scm)) != 0)
     return r;
   svc = CreateServiceW(scm, SB__SERVICE_WNAME, L"StreamBroker log-stream broker",
-                       SERVICE_ALL_ACCESS, SERVICE_WIN32_OWN_PROCESS, SERVICE_AUTO_START,
-                       SERVICE_ERROR_NORMAL, command, NULL, NULL, NULL,
-                       account ? waccount : NULL, password ? wpassword : NULL);
+                       SERVICE_ALL_ACCESS, SERVICE_WIN32_OWN_PROCESS,
+                       SERVICE_AUTO_START, SERVICE_ERROR_NORMAL, command, NULL, NULL,
+                       NULL, account ? waccount : NULL, password ? wpassword : NULL);
   if (svc == NULL) {
     DWORD e = GetLastError();
     CloseServiceHandle(scm);
@@ -231,12 +236,14 @@ int sb__service_uninstall(void) {
   int r, i;
   if ((r = open_manager(SC_MANAGER_CONNECT, &scm)) != 0)
     return r;
-  svc = OpenServiceW(scm, SB__SERVICE_WNAME, DELETE | SERVICE_STOP | SERVICE_QUERY_STATUS);
+  svc = OpenServiceW(scm, SB__SERVICE_WNAME,
+                     DELETE | SERVICE_STOP | SERVICE_QUERY_STATUS);
   if (svc == NULL) {
     DWORD e = GetLastError();
     CloseServiceHandle(scm);
     if (e == ERROR_SERVICE_DOES_NOT_EXIST) {
-      fprintf(stderr, "streambrokerd: the service %s is not installed\n", SB_SERVICE_NAME);
+      fprintf(stderr, "streambrokerd: the service %s is not installed\n",
+              SB_SERVICE_NAME);
       return SB_ENOENT;
     }
     fprintf(stderr, "streambrokerd: OpenService: %s\n",
