@@ -6,10 +6,11 @@
 #include "list_broker.h"
 #include "list_sbcat.h"
 #include "list_sbrun.h"
+#include "list_spool.h"
 #include "list_winservice.h"
 
 #define TEST_LIST(X)                                                                   \
-  TEST_LIST_SBCAT(X) TEST_LIST_SBRUN(X) TEST_LIST_BROKER(X) TEST_LIST_ADMIN(X)             \
+  TEST_LIST_SBCAT(X) TEST_LIST_SBRUN(X) TEST_LIST_BROKER(X) TEST_LIST_ADMIN(X) TEST_LIST_SPOOL(X) \
       TEST_LIST_WINSERVICE(X)
 TEST_LIST(TEST_DECLARE)
 
