@@ -99,6 +99,9 @@ struct sb__spool_s {
   /* Worker only: */
   uint64_t bytes, chunks;
   uint64_t last_unsent_check;
+  int no_windows;   /* the last search found no chunk behind a cursor: skip it until an
+                       ACK moves one (else a spool at its cap would scan every chunk for
+                       each append) */
   int64_t next_sid; /* loop only */
 };
 
@@ -185,6 +188,19 @@ static int db_open(sb__spool_t* sp, int synchronous, char* why, size_t why_size)
   int64_t app, version;
   char* check = NULL;
   sqlite3_stmt* st;
+#ifndef _WIN32
+  {
+    /* Log data: readable by the service's user and group only (SQLite gives its -wal
+     * and -shm files the database's mode). */
+    uv_fs_t req;
+    int fd = uv_fs_open(NULL, &req, sp->path, UV_FS_O_RDWR | UV_FS_O_CREAT, 0640, NULL);
+    uv_fs_req_cleanup(&req);
+    if (fd >= 0) {
+      uv_fs_close(NULL, &req, fd, NULL);
+      uv_fs_req_cleanup(&req);
+    }
+  }
+#endif
   r = sqlite3_open_v2(sp->path, &sp->db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       NULL);
@@ -322,6 +338,8 @@ static int make_room(sb__spool_t* sp, uint64_t need, int* rc) {
     sqlite3_stmt* sel = sp->st[pass == 0 ? ST_OLDEST_ACKED : ST_OLDEST_UNSENT];
     if (pass == 1 && sp->policy != SB__FULL_DROP_OLDEST)
       break;
+    if (pass == 0 && sp->no_windows)
+      continue;
     while (sp->bytes + need > sp->cap) {
       int64_t ids[64], lens[64];
       int n = 0, i, r;
@@ -331,8 +349,11 @@ static int make_room(sb__spool_t* sp, uint64_t need, int* rc) {
         n++;
       }
       sqlite3_reset(sel);
-      if (n == 0)
+      if (n == 0) {
+        if (pass == 0)
+          sp->no_windows = 1;
         break;
+      }
       for (i = 0; i < n && sp->bytes + need > sp->cap; i++) {
         sqlite3_bind_int64(sp->st[ST_DELETE_ID], 1, ids[i]);
         if ((r = step_done(sp->st[ST_DELETE_ID])) != SQLITE_OK) {
@@ -399,6 +420,7 @@ static int run_write(sb__spool_t* sp, sb__spool_job_t* j, int64_t now) {
     sqlite3_bind_int64(st, 2, (int64_t)j->off);
     if ((r = step_done(st)) != SQLITE_OK)
       break;
+    sp->no_windows = 0;
     if (trim == 0)
       break;
     /* Keep the last resend point at or before trim, and all after it. */
