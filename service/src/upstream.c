@@ -331,8 +331,9 @@ static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c, int resent) {
   for (; c; c = next) {
     next = c->next;
     c->next = NULL;
+    /* Past a refusal (trunc_off) nothing goes upstream: the stream ends there. */
     if (!up->gap && up->connected && !up->hs_pending &&
-        c->off + c->len > up->send_off) {
+        c->off + c->len > up->send_off && c->off < up->trunc_off) {
       if (c->off > up->send_off) {
         if (c->mark >= 0)
           up_gap(up, c);
@@ -418,6 +419,7 @@ static void on_acked(sb__spool_job_t* j) {
   up_maybe_done(up);
 }
 
+#ifndef _WIN32
 static void on_eof_timeout(uv_timer_t* t) {
   sb__upstream_t* up = t->data;
   SB_LOG_W("upstream",
@@ -433,6 +435,8 @@ static void on_shutdown(uv_shutdown_t* req, int status) {
   if (status < 0 && status != UV_ECANCELED && up->conn_ending)
     up_broken(up, sb__uv_err(status));
 }
+
+#endif
 
 /* Every byte is written: end the connection. POSIX: shutdown, then the upstream's EOF
  * says it read everything. */
