@@ -10,6 +10,7 @@
   X(spool_cap_refuse_and_recover)                                                      \
   X(spool_cap_drop_oldest)                                                             \
   X(spool_corrupt_database_moved_aside)                                                \
-  X(spool_old_schema_moved_aside)
+  X(spool_old_schema_moved_aside)                                                      \
+  X(spool_disk_full)
 
 #endif
