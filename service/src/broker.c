@@ -97,6 +97,22 @@ void sb__broker_stream_gone(sb__broker_t* b, sb__stream_t* s) {
   on_stopped_check(b);
 }
 
+/* The upstream's pipe appeared: streams waiting in backoff dial now, so the spool
+ * drains at once instead of after the next backoff step. */
+static void on_upstream_appeared(void* arg) {
+  sb__broker_t* b = arg;
+  sb__stream_t* s;
+  int n = 0;
+  for (s = b->streams; s; s = s->next) {
+    if (s->sink != NULL) {
+      sb__upstream_kick(s->sink);
+      n++;
+    }
+  }
+  SB_LOG_D("upstream", "the upstream %s appeared: %d streams dial now", b->cfg.upstream,
+           n);
+}
+
 static void on_signal(uv_signal_t* sig, int signum) {
   sb__broker_t* b = sig->data;
   SB_LOG_I("broker", "signal %d: stopping", signum);
@@ -160,6 +176,8 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
     for (i = 0; i < nresume; i++)
       sb__stream_resume(b, &resume[i]);
     sb__spool_resume_free(resume, nresume);
+    b->upstream_watch =
+        sb__upstream_watch_start(loop, cfg->upstream, on_upstream_appeared, b);
   }
 
   uv_signal_init(loop, &b->sigint);
@@ -189,6 +207,8 @@ void sb__broker_stop(sb__broker_t* b) {
   if (b->stopping)
     return;
   b->stopping = 1;
+  sb__upstream_watch_stop(b->upstream_watch);
+  b->upstream_watch = NULL;
   uv_timer_start(&b->stop_timer, on_stop_timeout, SB__STOP_TIMEOUT_MS, 0);
   uv_unref((uv_handle_t*)&b->stop_timer);
   if (b->listening) {

@@ -323,6 +323,8 @@ void sb__spool_close(sb__spool_t* sp);
  * closed, or at a stop, once every byte is in the spool.
  */
 sb__sink_t* sb__upstream_sink_create(sb__stream_t* s);
+/* Dials now if the sink waits in backoff (the upstream appeared). */
+void sb__upstream_kick(sb__sink_t* sink);
 /* A sink for a stream resumed from the spool (its client is gone). */
 sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r);
 
@@ -354,6 +356,7 @@ typedef struct sb__broker_s {
    * never copied. */
   sb__chunk_t* spare;
   sb__spool_t* spool; /* NULL in archive mode */
+  void* upstream_watch; /* sb__upstream_watch_start's, or NULL */
   uint64_t resumed;   /* streams resumed from the spool at start */
 } sb__broker_t;
 
@@ -438,6 +441,17 @@ void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* 
  * Windows: write access, SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS, overlapped.
  */
 int sb__upstream_dial(const char* address, uv_file* fd);
+
+/*
+ * Watches for the upstream to appear, so that streams waiting in backoff dial at once:
+ * POSIX watches the socket's directory (inotify), Windows asks WaitNamedPipeW on a
+ * thread while sb__upstream_watch_waiting says some stream waits. appeared(arg) runs
+ * on the loop thread. Returns NULL when it cannot watch (the backoff still works).
+ */
+void* sb__upstream_watch_start(uv_loop_t* loop, const char* address,
+                               void (*appeared)(void* arg), void* arg);
+void sb__upstream_watch_waiting(void* watch);
+void sb__upstream_watch_stop(void* watch);
 
 /* ---- service lifecycle (posix/service.c, win/service.c) ---- */
 

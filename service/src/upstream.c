@@ -557,6 +557,7 @@ static void up_dial(sb__upstream_t* up) {
     return;
   }
   b->counters.upstream_dial_failures++;
+  sb__upstream_watch_waiting(b->upstream_watch);
   delay = b->cfg.backoff_initial_ms << (up->attempt < 20 ? up->attempt : 20);
   if (delay > b->cfg.backoff_max_ms)
     delay = b->cfg.backoff_max_ms;
@@ -571,6 +572,14 @@ static void up_dial(sb__upstream_t* up) {
              (unsigned long long)delay, sb_strerror(r));
   up->attempt++;
   uv_timer_start(&up->timer, on_retry, delay, 0);
+}
+
+void sb__upstream_kick(sb__sink_t* sink) {
+  sb__upstream_t* up = up_of(sink);
+  if (up->closing || up->pipe_open || !uv_is_active((uv_handle_t*)&up->timer))
+    return;
+  uv_timer_stop(&up->timer);
+  up_dial(up);
 }
 
 /* ---- the sink ---- */

@@ -1,6 +1,7 @@
 /* posix/dial.c - one non-blocking connect to the upstream's Unix socket. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -39,4 +40,82 @@ int sb__upstream_dial(const char* address, uv_file* out) {
   default:
     return SB_EIO;
   }
+}
+
+/* ---- watching for the upstream to appear: its socket's directory ---- */
+
+typedef struct {
+  uv_fs_event_t event;
+  uv_timer_t settle;
+  int closing;
+  char* base; /* the socket's file name */
+  void (*appeared)(void* arg);
+  void* arg;
+} sb__watch_t;
+
+static void on_settled(uv_timer_t* t) {
+  sb__watch_t* w = t->data;
+  w->appeared(w->arg);
+}
+
+/* The socket file appears at bind, a moment before the server listens: the streams
+ * dial 50 ms later. */
+static void on_dir_event(uv_fs_event_t* h, const char* filename, int events,
+                         int status) {
+  sb__watch_t* w = h->data;
+  (void)events;
+  if (status == 0 && (filename == NULL || strcmp(filename, w->base) == 0))
+    uv_timer_start(&w->settle, on_settled, 50, 0);
+}
+
+static void on_watch_closed(uv_handle_t* h) {
+  sb__watch_t* w = h->data;
+  if (++w->closing < 2)
+    return;
+  free(w->base);
+  free(w);
+}
+
+void* sb__upstream_watch_start(uv_loop_t* loop, const char* address,
+                               void (*appeared)(void* arg), void* arg) {
+  const char* path;
+  const char* slash;
+  char dir[sizeof(((struct sockaddr_un*)0)->sun_path)];
+  sb__watch_t* w;
+  int kind, r;
+  if (sb__address_parse(address, &kind, &path) != 0 || kind != SB__ADDR_UNIX ||
+      (slash = strrchr(path, '/')) == NULL || (size_t)(slash - path) >= sizeof(dir))
+    return NULL;
+  memcpy(dir, path, (size_t)(slash - path));
+  dir[slash - path] = '\0';
+  if (dir[0] == '\0')
+    strcpy(dir, "/");
+  w = sb__xcalloc(1, sizeof(*w));
+  w->base = sb__xstrdup(slash + 1);
+  w->appeared = appeared;
+  w->arg = arg;
+  uv_fs_event_init(loop, &w->event);
+  uv_timer_init(loop, &w->settle);
+  w->event.data = w->settle.data = w;
+  if ((r = uv_fs_event_start(&w->event, on_dir_event, dir, 0)) != 0) {
+    /* No directory yet, or no inotify: the backoff alone finds the upstream. */
+    SB_LOG_D("upstream", "cannot watch %s: %s", dir, uv_strerror(r));
+    sb__upstream_watch_stop(w);
+    return NULL;
+  }
+  uv_unref((uv_handle_t*)&w->event);
+  uv_unref((uv_handle_t*)&w->settle);
+  return w;
+}
+
+void sb__upstream_watch_waiting(void* watch) {
+  (void)watch; /* inotify reports creations whether anyone waits or not */
+}
+
+void sb__upstream_watch_stop(void* watch) {
+  sb__watch_t* w = watch;
+  if (w == NULL)
+    return;
+  uv_close((uv_handle_t*)&w->event, on_watch_closed);
+  uv_close((uv_handle_t*)&w->settle, on_watch_closed);
 }

@@ -51,3 +51,85 @@ int sb__upstream_dial(const char* address, uv_file* out) {
   *out = fd;
   return 0;
 }
+
+/* ---- watching for the upstream to appear: WaitNamedPipeW on a thread ---- */
+
+/*
+ * WaitNamedPipeW waits for an instance of an existing pipe to become free, but fails at
+ * once while the pipe does not exist; so the thread asks every 100 ms while some stream
+ * waits for the upstream, and wakes the loop when the pipe can be opened.
+ */
+typedef struct {
+  uv_async_t async;
+  uv_thread_t thread;
+  WCHAR wpath[300];
+  volatile LONG waiting;
+  volatile LONG quit;
+  void (*appeared)(void* arg);
+  void* arg;
+} sb__watch_t;
+
+static void watch_thread(void* arg) {
+  sb__watch_t* w = arg;
+  while (!w->quit) {
+    if (!w->waiting) {
+      Sleep(100);
+      continue;
+    }
+    if (WaitNamedPipeW(w->wpath, 1000)) {
+      InterlockedExchange(&w->waiting, 0);
+      uv_async_send(&w->async);
+    } else {
+      Sleep(100);
+    }
+  }
+}
+
+static void on_appeared(uv_async_t* a) {
+  sb__watch_t* w = a->data;
+  w->appeared(w->arg);
+}
+
+static void on_watch_closed(uv_handle_t* h) {
+  free(h->data);
+}
+
+void* sb__upstream_watch_start(uv_loop_t* loop, const char* address,
+                               void (*appeared)(void* arg), void* arg) {
+  const char* name;
+  char path[300];
+  sb__watch_t* w;
+  int kind;
+  if (sb__address_parse(address, &kind, &name) != 0 || kind != SB__ADDR_PIPE ||
+      strlen(name) + 10 > sizeof(path))
+    return NULL;
+  w = sb__xcalloc(1, sizeof(*w));
+  strcpy(path, "\\\\.\\pipe\\");
+  strcat(path, name);
+  MultiByteToWideChar(CP_UTF8, 0, path, -1, w->wpath, 300);
+  w->appeared = appeared;
+  w->arg = arg;
+  uv_async_init(loop, &w->async, on_appeared);
+  w->async.data = w;
+  uv_unref((uv_handle_t*)&w->async);
+  if (uv_thread_create(&w->thread, watch_thread, w) != 0) {
+    uv_close((uv_handle_t*)&w->async, on_watch_closed);
+    return NULL;
+  }
+  return w;
+}
+
+void sb__upstream_watch_waiting(void* watch) {
+  sb__watch_t* w = watch;
+  if (w != NULL)
+    InterlockedExchange(&w->waiting, 1);
+}
+
+void sb__upstream_watch_stop(void* watch) {
+  sb__watch_t* w = watch;
+  if (w == NULL)
+    return;
+  InterlockedExchange(&w->quit, 1);
+  uv_thread_join(&w->thread);
+  uv_close((uv_handle_t*)&w->async, on_watch_closed);
+}
