@@ -477,20 +477,27 @@ static void on_wait_timeout(uv_timer_t* t) {
 }
 
 static void on_wait_timer_closed(uv_handle_t* h) {
-  *(int*)h->data = 1;
+  (*(int*)h->data)++;
+}
+
+static void on_wait_tick(uv_timer_t* t) {
+  (void)t; /* a loop turn, so that done is asked again */
 }
 
 int sb_it_run_until(uv_loop_t* loop, uint64_t ms, int (*done)(void* arg), void* arg) {
-  uv_timer_t timer;
+  uv_timer_t timer, tick;
   int timed_out = 0, closed = 0, r;
   ASSERT_OK(uv_timer_init(loop, &timer));
+  ASSERT_OK(uv_timer_init(loop, &tick));
   timer.data = &timed_out;
   ASSERT_OK(uv_timer_start(&timer, on_wait_timeout, ms, 0));
+  ASSERT_OK(uv_timer_start(&tick, on_wait_tick, 50, 50));
   while (!(r = done(arg)) && !timed_out)
     uv_run(loop, UV_RUN_ONCE);
-  timer.data = &closed;
+  timer.data = tick.data = &closed;
   uv_close((uv_handle_t*)&timer, on_wait_timer_closed);
-  while (!closed)
+  uv_close((uv_handle_t*)&tick, on_wait_timer_closed);
+  while (closed < 2)
     uv_run(loop, UV_RUN_ONCE);
   return r;
 }

@@ -118,7 +118,7 @@ void sb_it_daemon_dump(sb_it_daemon_t* d);
 
 /* Runs the loop until done(arg) is true or ms have passed; returns done's last answer.
  * For conditions no loop event reports (a file's contents), done is polled on each
- * loop turn, and a timer makes a turn at least every ms. */
+ * loop turn, and a timer makes a turn at least every 50 ms. */
 int sb_it_run_until(uv_loop_t* loop, uint64_t ms, int (*done)(void* arg), void* arg);
 
 /* Runs fn(arg) on a thread while the loop runs (daemons' logs keep being read), and
