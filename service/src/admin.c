@@ -130,6 +130,8 @@ static cJSON* streams_reply(sb__broker_t* b) {
     if (s->peer_uid >= 0)
       cJSON_AddNumberToObject(o, "uid", (double)s->peer_uid);
     add_u64(o, "bytes", s->bytes);
+    add_u64(o, "bytes_refused_spool_full", s->bytes_refused);
+    add_u64(o, "bytes_dropped_spool_full", s->bytes_dropped);
     if (s->props.type == SB_DATAGRAM)
       add_u64(o, "datagrams", s->datagrams);
     if (sb__time_format(s->opened, opened) > 0)

@@ -199,6 +199,8 @@ struct sb__stream_s {
   uint64_t id;      /* per-broker serial, for logs */
   uint64_t bytes;   /* payload bytes read from the client */
   uint64_t datagrams;
+  uint64_t bytes_refused; /* not taken by the spool (cap, full disk): never delivered */
+  uint64_t bytes_dropped; /* dropped from the spool (drop-oldest) before delivery */
   int64_t peer_pid; /* -1 when unknown */
   int64_t peer_uid; /* -1 when unknown (always on Windows) */
   int64_t peer_gid;

@@ -285,7 +285,14 @@ void sb__stream_sink_done(sb__stream_t* s, int err) {
   sb__broker_t* b = s->broker;
   sb__sink_t* sink = s->sink;
   b->counters.streams_closed++;
-  if (err == 0)
+  if (err == 0 && s->bytes_refused + s->bytes_dropped > 0)
+    SB_LOG_W("stream",
+             "stream %llu \"%s\" closed: %llu bytes, of which %llu refused and %llu "
+             "dropped by the spool (full)",
+             (unsigned long long)s->id, s->props.name, (unsigned long long)s->bytes,
+             (unsigned long long)s->bytes_refused,
+             (unsigned long long)s->bytes_dropped);
+  else if (err == 0)
     SB_LOG_I("stream", "stream %llu \"%s\" closed: %llu bytes%s",
              (unsigned long long)s->id, s->props.name, (unsigned long long)s->bytes,
              s->props.type == SB_DATAGRAM ? " (datagram framing included)" : "");

@@ -314,6 +314,7 @@ static void up_gap(sb__upstream_t* up, sb__chunk_t* c) {
   uint64_t lost = c->off - up->send_off;
   up->dropped += lost;
   b->counters.bytes_dropped_full += lost;
+  up_stream(up)->bytes_dropped += lost;
   SB_LOG_W("upstream",
            "stream %llu \"%s\": bytes %llu to %llu were dropped from the spool; "
            "the stream is reopened at byte %llu",
@@ -341,6 +342,7 @@ static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c, int resent) {
           /* Inside a datagram whose start was dropped: skipped too. */
           up->dropped += c->off + c->len - up->send_off;
           up->b->counters.bytes_dropped_full += c->off + c->len - up->send_off;
+          up_stream(up)->bytes_dropped += c->off + c->len - up->send_off;
           up->send_off = c->off + c->len;
         }
       } else if (c->off == up->send_off) {
@@ -604,6 +606,7 @@ static void on_appended(sb__spool_job_t* j) {
     }
     if (c->off + c->len > up->send_off)
       b->counters.bytes_refused_full += c->len;
+    up_stream(up)->bytes_refused += c->len;
     if (!s->client_eof)
       sb__stream_stop(s);
   } else {
@@ -628,6 +631,7 @@ static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
   up->next_off += c->len;
   if (up->trunc_off != UINT64_MAX || up->closing) {
     b->counters.bytes_refused_full += c->len;
+    up_stream(up)->bytes_refused += c->len;
     sb__chunk_free(c);
     return;
   }

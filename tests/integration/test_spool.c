@@ -699,6 +699,8 @@ TEST_IMPL(spool_cap_refuse_and_recover) {
   ASSERT(got.len < 300000);
   content("cap/refused", got.len, &want);
   ASSERT(got.len == 0 || memcmp(got.data, want.data, got.len) == 0);
+  /* Counted for the stream, and said when it closed. */
+  ASSERT(sb_it_contains(b.log.data, b.log.len, "refused and 0 dropped by the spool (full)"));
   /* Room again: a new stream goes through whole. */
   ASSERT_OK(write_stream(b.address, "cap/after", 150000));
   sb_it_daemon_wait_log(&b, "\"cap/after\" closed: ", 1, 60000);
@@ -750,6 +752,7 @@ TEST_IMPL(spool_cap_drop_oldest) {
   /* What arrived after the gap is the end of the stream, intact. */
   ASSERT(memcmp(got.data + 150000 - 10000, want.data + 150000 - 10000, 10000) == 0);
   sb_it_daemon_wait_log(&b, "were dropped from the spool", 1, 10);
+  sb_it_daemon_wait_log(&b, "refused and 1", 1, 10); /* "... and 1xxxxx dropped" */
   sb__buf_free(&want);
   sb__buf_free(&got);
   sb_it_daemon_close(&b);
