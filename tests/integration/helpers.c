@@ -378,7 +378,7 @@ static void on_daemon_closed(uv_handle_t* h) {
 
 static void daemon_spawn(sb_it_daemon_t* d) {
   char prog[4096];
-  const char* argv[4];
+  const char* argv[5];
   char** envp = make_env(NULL);
   uv_process_options_t opts;
   uv_stdio_container_t stdio[3];
@@ -387,7 +387,10 @@ static void daemon_spawn(sb_it_daemon_t* d) {
   argv[0] = prog;
   argv[1] = "--config";
   argv[2] = d->config_path;
-  argv[3] = NULL;
+  /* Not the Windows service: no asking the service manager, which under Wine answers
+   * "not a service" only after some seconds. */
+  argv[3] = "--console";
+  argv[4] = NULL;
   memset(&opts, 0, sizeof(opts));
   ASSERT_OK(uv_pipe_init(d->loop, &d->err, 0));
   d->err.data = d;
