@@ -73,15 +73,16 @@ static int copy_datagrams(sb_stream_t* s) {
   return err;
 }
 
+/* Whatever arrives goes on at once: a log stream must not wait for a full buffer. */
 static int copy_bytes(sb_stream_t* s) {
   static char buf[65536];
-  size_t n;
+  long n;
   int err;
-  while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
-    if ((err = sb_stream_write(s, buf, n)) != 0)
+  while ((n = sb__tool_read_stdin(buf, sizeof(buf))) > 0) {
+    if ((err = sb_stream_write(s, buf, (size_t)n)) != 0)
       return err;
   }
-  return ferror(stdin) ? SB_EIO : 0;
+  return n < 0 ? SB_EIO : 0;
 }
 
 int main(int argc, char** argv) {
@@ -107,11 +108,10 @@ int main(int argc, char** argv) {
       status = 0;
       goto done;
     }
-    if (i + 1 >= argc)
-      {
-        status = fail_usage("unknown option or missing value: %s", a);
-        goto done;
-      }
+    if (i + 1 >= argc) {
+      status = fail_usage("unknown option or missing value: %s", a);
+      goto done;
+    }
     if (strcmp(a, "--name") == 0) {
       opts.name = argv[++i];
     } else if (strcmp(a, "--type") == 0) {
@@ -122,8 +122,7 @@ int main(int argc, char** argv) {
         opts.type = SB_BINARY;
       else if (strcmp(t, "datagram") == 0)
         opts.type = SB_DATAGRAM;
-      else
-        {
+      else {
         status = fail_usage("--type must be text, binary or datagram, not \"%s\"", t);
         goto done;
       }
@@ -132,8 +131,7 @@ int main(int argc, char** argv) {
     } else if (strcmp(a, "--tag") == 0) {
       char* kv = argv[++i];
       char* eq = strchr(kv, '=');
-      if (eq == NULL)
-        {
+      if (eq == NULL) {
         status = fail_usage("--tag takes KEY=VALUE, not \"%s\"", kv);
         goto done;
       }
@@ -155,8 +153,7 @@ int main(int argc, char** argv) {
     } else if (strcmp(a, "--timeout") == 0) {
       char* end;
       timeout = strtol(argv[++i], &end, 10);
-      if (*end != '\0' || timeout < 0)
-        {
+      if (*end != '\0' || timeout < 0) {
         status = fail_usage("--timeout takes milliseconds, not \"%s\"", argv[i]);
         goto done;
       }
@@ -167,16 +164,15 @@ int main(int argc, char** argv) {
       }
     }
   }
-  if (opts.name == NULL)
-    {
-        status = fail_usage("%s", "--name is required");
-        goto done;
-      }
+  if (opts.name == NULL) {
+    status = fail_usage("%s", "--name is required");
+    goto done;
+  }
 
   sb__tool_binary_stdio();
   if ((err = sb_client_open(&client, server)) != 0) {
-    fprintf(stderr, "sbcat: stream server %s: %s\n", server ? server : "(from environment)",
-            sb_strerror(err));
+    fprintf(stderr, "sbcat: stream server %s: %s\n",
+            server ? server : "(from environment)", sb_strerror(err));
     status = err == SB_EADDRESS || err == SB_ENAME ? 2 : 1;
     goto done;
   }
@@ -185,7 +181,8 @@ int main(int argc, char** argv) {
   err = sb_stream_open(client, &opts, &stream);
   sb_client_close(client);
   if (err != 0) {
-    fprintf(stderr, "sbcat: cannot open stream \"%s\": %s\n", opts.name, sb_strerror(err));
+    fprintf(stderr, "sbcat: cannot open stream \"%s\": %s\n", opts.name,
+            sb_strerror(err));
     status = err == SB_ENAME || err == SB_ETAG || err == SB_ETYPE ? 2 : 1;
     goto done;
   }

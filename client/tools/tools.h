@@ -12,5 +12,11 @@ void sb__tool_binary_stdio(void);
  * -1 on failure.
  */
 int sb__tool_handle_fd(sb_os_handle_t h);
+/*
+ * Reads what standard input has now, up to size bytes, waiting only while it has
+ * nothing (unlike fread, which waits to fill the buffer: a slow producer's lines
+ * would sit in sbcat). 0 at end of input, -1 on error.
+ */
+long sb__tool_read_stdin(void* buf, unsigned size);
 
 #endif

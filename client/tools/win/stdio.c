@@ -14,3 +14,8 @@ void sb__tool_binary_stdio(void) {
 int sb__tool_handle_fd(sb_os_handle_t h) {
   return _open_osfhandle((intptr_t)h, _O_BINARY);
 }
+
+long sb__tool_read_stdin(void* buf, unsigned size) {
+  int n = _read(_fileno(stdin), buf, size);
+  return n;
+}
