@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "internal.h"
 
 #define SB__SPOOL_READ_LIMIT (256u * 1024u)
@@ -251,6 +253,9 @@ static void up_write_buf(sb__upstream_t* up, sb__upstream_write_t* w) {
   w->req.data = up;
   w->gen = up->gen;
   if ((r = uv_write(&w->req, (uv_stream_t*)&up->pipe, &w->buf, 1, on_write)) != 0) {
+    /* Failed at once (Windows: a pipe whose server is gone): no callback will come. */
+    if (w->chunk != NULL)
+      up->inflight -= w->chunk->len;
     sb__chunk_free(w->chunk);
     free(w);
     up_broken(up, sb__uv_err(r));
@@ -678,12 +683,32 @@ static void up_destroy(sb__sink_t* sink) {
   free(up);
 }
 
+/* For sbctl streams: where the stream stands on its way upstream. */
+static void up_describe(sb__sink_t* sink, void* object) {
+  sb__upstream_t* up = up_of(sink);
+  cJSON* o = object;
+  const char* state = up->closing       ? "closing"
+                      : up->conn_ending ? "ending"
+                      : up->hs_pending  ? "reopening"
+                      : up->connected   ? "connected"
+                      : up->pipe_open   ? "disconnecting"
+                                        : "waiting";
+  cJSON_AddStringToObject(o, "upstream", state);
+  cJSON_AddNumberToObject(o, "bytes_spooled", (double)up->committed);
+  cJSON_AddNumberToObject(o, "bytes_sent", (double)up->send_off);
+  cJSON_AddNumberToObject(o, "bytes_acked", (double)up->acked);
+  cJSON_AddNumberToObject(o, "bytes_in_flight", (double)up->inflight);
+  cJSON_AddNumberToObject(o, "spool_jobs", up->jobs_out);
+  cJSON_AddBoolToObject(o, "finishing", up->finishing);
+}
+
 static sb__upstream_t* up_new(sb__stream_t* s) {
   sb__upstream_t* up = sb__xcalloc(1, sizeof(*up));
   up->sink.write = up_write;
   up->sink.finish = up_finish;
   up->sink.destroy = up_destroy;
   up->sink.stop = up_finish;
+  up->sink.describe = up_describe;
   up->sink.stream = s;
   /* "always": nothing more is read from the client until what was read is committed,
    * so what a killed service had read is, but for one read, in the spool. */
