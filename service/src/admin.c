@@ -136,6 +136,9 @@ static cJSON* streams_reply(sb__broker_t* b) {
       add_u64(o, "datagrams", s->datagrams);
     if (sb__time_format(s->opened, opened) > 0)
       cJSON_AddStringToObject(o, "opened", opened);
+    cJSON_AddBoolToObject(o, "client_open", !s->client_eof);
+    if (s->sink != NULL && s->sink->describe != NULL)
+      s->sink->describe(s->sink, o);
     cJSON_AddItemToArray(list, o);
   }
   cJSON_AddItemToObject(r, "streams", list);

@@ -173,6 +173,8 @@ struct sb__sink_s {
   /* The service is stopping (after finish; may be called more than once); NULL when
    * finish alone does. */
   void (*stop)(sb__sink_t* sink);
+  /* Adds the sink's state to a cJSON object (admin "streams"); may be NULL. */
+  void (*describe)(sb__sink_t* sink, void* cjson_object);
   sb__stream_t* stream;
   uint64_t queued; /* bytes accepted but not yet written */
   int one_at_a_time; /* pause the client after each read until queued is 0 again */
