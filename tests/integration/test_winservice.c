@@ -1,7 +1,9 @@
 /*
  * test_winservice.c - streambrokerd as the Windows service StreamBroker, driven with
  * Windows' own tools under Wine: install, net start, sc query, a stream through the
- * pipe, sbctl, net stop, uninstall; and a failed start that reports its exit code.
+ * pipe to an upstream, sbctl, a stream spooled while the upstream is away, net stop
+ * (the spool keeps it), net start (it is delivered), uninstall; and a failed start that
+ * reports its exit code.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,14 +17,16 @@ static void run_prog(uv_loop_t* loop, const char* const* argv, sb_it_result_t* r
 
 /* Runs argv and fails the test unless its exit status is want and its output (out
  * and err) contains needle. */
-static void expect(uv_loop_t* loop, const char* const* argv, int want, const char* needle) {
+static void expect(uv_loop_t* loop, const char* const* argv, int want,
+                   const char* needle) {
   sb_it_result_t res;
   run_prog(loop, argv, &res);
   if ((want >= 0 && res.exit_status != want) ||
       (needle && !sb_it_contains(res.out.data, res.out.len, needle) &&
        !sb_it_contains(res.err.data, res.err.len, needle)))
-    sb_test_fail(__FILE__, __LINE__, "%s %s: exit %d, out \"%s\", err \"%s\"; want %d, \"%s\"",
-                 argv[0], argv[1] ? argv[1] : "", (int)res.exit_status, res.out.data,
+    sb_test_fail(__FILE__, __LINE__,
+                 "%s %s: exit %d, out \"%s\", err \"%s\"; want %d, \"%s\"", argv[0],
+                 argv[1] ? argv[1] : "", (int)res.exit_status, res.out.data,
                  res.err.data, want, needle ? needle : "");
   sb_it_result_free(&res);
 }
@@ -78,6 +82,8 @@ TEST_IMPL(winservice_install_start_use_stop_uninstall) {
   const char* stop[] = {"net", "stop", "StreamBroker", NULL};
   const char* query[] = {"sc", "query", "StreamBroker", NULL};
   const char* cat[] = {sbcat, "--name", "svc/hello", "--server", address, NULL};
+  const char* cat2[] = {sbcat, "--name", "svc/spooled", "--server", address, NULL};
+  sb_it_daemon_t up;
   const char* status[] = {sbctl, "--admin", admin, "status", NULL};
   sb_it_result_t res;
   size_t i;
@@ -92,7 +98,9 @@ TEST_IMPL(winservice_install_start_use_stop_uninstall) {
   sb_it_address("svc-admin", admin, admin_bind, sizeof(admin));
   snprintf(cfg, sizeof(cfg), "%s\\streambroker.json", dir);
   snprintf(log, sizeof(log), "%s\\service.log", dir);
-  snprintf(archive, sizeof(archive), "%s\\archive", dir);
+  /* The upstream: an archive-mode streambrokerd in the console. */
+  sb_it_daemon_start(&up, &loop, "svcup", NULL, NULL);
+  snprintf(archive, sizeof(archive), "%s", up.archive_dir);
   {
     /* JSON strings: the backslashes of Windows paths doubled. */
     char jdir[1100], jlog[1500];
@@ -106,8 +114,9 @@ TEST_IMPL(winservice_install_start_use_stop_uninstall) {
     snprintf(jlog, sizeof(jlog), "%s\\\\service.log", jdir);
     snprintf(text, sizeof(text),
              "{\"control_pipe\": \"%s\", \"admin_pipe\": \"%s\", \"data_dir\": \"%s\", "
-             "\"log_file\": \"%s\", \"log_level\": \"debug\"}",
-             address, admin, jdir, jlog);
+             "\"log_file\": \"%s\", \"log_level\": \"debug\", \"upstream\": \"%s\", "
+             "\"backoff_max_ms\": 500}",
+             address, admin, jdir, jlog, up.address);
   }
   sb_it_write_file(cfg, text, strlen(text));
 
@@ -132,11 +141,34 @@ TEST_IMPL(winservice_install_start_use_stop_uninstall) {
   ASSERT(wait_file(&loop, path, "from a service\n", 1000));
   expect(&loop, status, 0, "1 opened, 1 closed");
 
-  /* net stop: a clean stop, logged, and the service reports STOPPED. */
+  /* The upstream goes away; a stream written meanwhile waits in the spool. */
+  sb_it_daemon_kill(&up, SIGKILL);
+  sb_it_daemon_wait_exit(&up, 30000);
+  sb_it_run(&loop, cat2, NULL, "kept in the spool\n", 18, NULL, 0, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  sb_it_result_free(&res);
+  ASSERT(
+      wait_file(&loop, log, "\"svc/spooled\": client finished after 18 bytes", 20000));
+
+  /* net stop: a clean stop, logged, the spool closed with the stream in it, and the
+   * service reports STOPPED. */
   expect(&loop, stop, 0, NULL);
-  ASSERT(wait_file(&loop, log, "stopped: 1 streams served", 20000));
+  ASSERT(wait_file(&loop, log, "stopped: 2 streams served", 20000));
+  ASSERT(wait_file(&loop, log, "spool.db closed: 18 bytes in 1 chunks", 20000));
+  expect(&loop, query, 0, "STOPPED");
+
+  /* Nothing was lost: started again, with the upstream back, it delivers the stream. */
+  sb_it_daemon_restart(&up);
+  expect(&loop, start, 0, NULL);
+  snprintf(path, sizeof(path), "%s\\svc\\spooled.json", archive);
+  ASSERT(wait_file(&loop, path, "\"complete\":\ttrue", 30000));
+  snprintf(path, sizeof(path), "%s\\svc\\spooled.log", archive);
+  ASSERT(wait_file(&loop, path, "kept in the spool\n", 1000));
+  ASSERT(wait_file(&loop, log, "1 streams to resume", 1000));
+  expect(&loop, stop, 0, NULL);
   expect(&loop, query, 0, "STOPPED");
   expect(&loop, uninstall, 0, "removed the service StreamBroker");
+  sb_it_daemon_close(&up);
   expect(&loop, uninstall, 1, "is not installed");
   ASSERT_OK(uv_loop_close(&loop));
 }
@@ -160,7 +192,8 @@ TEST_IMPL(winservice_failed_start_reports_exit_code) {
   snprintf(cfg, sizeof(cfg), "%s\\streambroker.json", dir);
   /* A security descriptor that does not parse: the service cannot start (exit 4). */
   snprintf(text, sizeof(text),
-           "{\"control_pipe\": \"%s\", \"admin_pipe\": \"%s\", \"data_dir\": \"C:\\\\sbtest\","
+           "{\"control_pipe\": \"%s\", \"admin_pipe\": \"%s\", \"data_dir\": "
+           "\"C:\\\\sbtest\","
            " \"control_pipe_sddl\": \"D:(broken\"}",
            address, admin);
   sb_it_write_file(cfg, text, strlen(text));
@@ -181,7 +214,8 @@ TEST_IMPL(winservice_failed_start_reports_exit_code) {
     const char* pd = getenv("ProgramData");
     char startlog[700], needle[800];
     ASSERT_NOT_NULL(pd);
-    snprintf(startlog, sizeof(startlog), "%s\\StreamBroker\\streambrokerd-start.log", pd);
+    snprintf(startlog, sizeof(startlog), "%s\\StreamBroker\\streambrokerd-start.log",
+             pd);
     static const char broken[] = "{\"max_streams\": 0}";
     /* install checks the config, so it is broken after installing. */
     sb_it_write_file(cfg, "{}", 2);
@@ -203,9 +237,9 @@ TEST_IMPL(winservice_install_as_account) {
   const char* install[] = {prog, "install", "--account", "NT AUTHORITY\\LocalService",
                            NULL};
   const char* uninstall[] = {prog, "uninstall", NULL};
-  const char* query[] = {"reg", "query",
-                         "HKLM\\System\\CurrentControlSet\\Services\\StreamBroker",
-                         "/v", "ObjectName", NULL};
+  const char* query[] = {
+      "reg", "query",      "HKLM\\System\\CurrentControlSet\\Services\\StreamBroker",
+      "/v",  "ObjectName", NULL};
   sb_it_result_t res;
   if (!sb_it_is_windows())
     TEST_SKIP("the Windows service control manager is Windows only");
