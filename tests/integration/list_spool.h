@@ -5,7 +5,8 @@
 #define TEST_LIST_SPOOL(X)                                                             \
   X(spool_upstream_down_then_up)                                                       \
   X(spool_upstream_killed_repeatedly)                                                  \
-  X(spool_drains_when_upstream_appears)                                                  \
+  X(spool_drains_when_upstream_appears)                                                \
+  X(spool_datagram_stream_reopened)                                                  \
   X(spool_broker_killed_in_loop)                                                       \
   X(spool_broker_killed_in_loop_always)                                                \
   X(spool_cap_refuse_and_recover)                                                      \
