@@ -105,7 +105,11 @@ static int reassemble(const char* archive_dir, const char* name, sb__buf_t* out,
                 name, seq, (long long)off, out->len);
         ASSERT(0);
       }
-      out->len = (size_t)off; /* the caller checks what it expected there */
+      /* Zeros stand for the gap; the caller checks what it expected there. */
+      char* zeros = calloc(1, (size_t)off - out->len);
+      ASSERT_NOT_NULL(zeros);
+      sb__buf_append(out, zeros, (size_t)off - out->len);
+      free(zeros);
     }
     overlap = out->len - (size_t)off;
     if (overlap > len)
@@ -817,6 +821,29 @@ TEST_IMPL(spool_drains_when_upstream_appears) {
 }
 
 /*
+ * Waits until B has delivered the stream (its "closed" line) and U has closed its
+ * file, then checks what arrived against the stream's content: all len bytes when
+ * whole, else a prefix shorter than len (a stream the spool refused).
+ */
+static void expect_arrived(uv_loop_t* loop, sb_it_daemon_t* b, const char* archive_dir,
+                           const char* name, size_t len, int whole) {
+  sb__buf_t want = {0}, got = {0};
+  char needle[256];
+  snprintf(needle, sizeof(needle), "\"%s\" closed: ", name);
+  sb_it_daemon_wait_log(b, needle, 1, 60000);
+  wait_settled1(loop, archive_dir, name);
+  reassemble(archive_dir, name, &got, 0, NULL);
+  if (whole)
+    ASSERT_EQ(got.len, len);
+  else
+    ASSERT(got.len < len);
+  content(name, got.len, &want);
+  ASSERT(got.len == 0 || memcmp(got.data, want.data, got.len) == 0);
+  sb__buf_free(&want);
+  sb__buf_free(&got);
+}
+
+/*
  * The cap with "refuse": with the upstream down, a stream that fits is kept; the one
  * that does not is closed with a logged reason, and what it had stored before is
  * kept. When the upstream is back the spool drains, and new streams work again.
@@ -824,7 +851,6 @@ TEST_IMPL(spool_drains_when_upstream_appears) {
 TEST_IMPL(spool_cap_refuse_and_recover) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
-  sb__buf_t want = {0}, got = {0};
   uv_loop_init(&loop);
   sb_it_daemon_start(&up, &loop, "spcu", NULL, NULL);
   sb_it_daemon_kill(&up, SIGTERM);
@@ -838,30 +864,15 @@ TEST_IMPL(spool_cap_refuse_and_recover) {
   write_stream(b.address, "cap/refused", 300000);
   sb_it_daemon_wait_log(&b, "the spool refused its data", 1, 30000);
   sb_it_daemon_restart(&up);
-  sb_it_daemon_wait_log(&b, "\"cap/fits\" closed: ", 1, 60000);
-  sb_it_daemon_wait_log(&b, "\"cap/refused\" closed: ", 1, 60000);
-  wait_settled1(&loop, up.archive_dir, "cap/fits");
-  wait_settled1(&loop, up.archive_dir, "cap/refused");
-  content("cap/fits", 150000, &want);
-  reassemble(up.archive_dir, "cap/fits", &got, 0, NULL);
-  ASSERT_EQ(got.len, want.len);
-  ASSERT(memcmp(got.data, want.data, want.len) == 0);
+  expect_arrived(&loop, &b, up.archive_dir, "cap/fits", 150000, 1);
   /* The refused stream: a prefix, shorter than what was written. */
-  reassemble(up.archive_dir, "cap/refused", &got, 0, NULL);
-  ASSERT(got.len < 300000);
-  content("cap/refused", got.len, &want);
-  ASSERT(got.len == 0 || memcmp(got.data, want.data, got.len) == 0);
+  expect_arrived(&loop, &b, up.archive_dir, "cap/refused", 300000, 0);
   /* Counted for the stream, and said when it closed. */
   ASSERT(sb_it_contains(b.log.data, b.log.len,
                         "refused and 0 dropped by the spool (full)"));
   /* Room again: a new stream goes through whole. */
   ASSERT_OK(write_stream(b.address, "cap/after", 150000));
-  sb_it_daemon_wait_log(&b, "\"cap/after\" closed: ", 1, 60000);
-  wait_settled1(&loop, up.archive_dir, "cap/after");
-  reassemble(up.archive_dir, "cap/after", &got, 0, NULL);
-  ASSERT_EQ(got.len, 150000);
-  sb__buf_free(&want);
-  sb__buf_free(&got);
+  expect_arrived(&loop, &b, up.archive_dir, "cap/after", 150000, 1);
   sb_it_daemon_close(&b);
   sb_it_daemon_close(&up);
   uv_loop_close(&loop);
@@ -890,14 +901,9 @@ TEST_IMPL(spool_cap_drop_oldest) {
   ASSERT_OK(write_stream(b.address, "drop/new", 150000));
   sb_it_daemon_wait_log(&b, "\"drop/new\": client finished", 1, 10000);
   sb_it_daemon_restart(&up);
+  expect_arrived(&loop, &b, up.archive_dir, "drop/new", 150000, 1);
   sb_it_daemon_wait_log(&b, "\"drop/old\" closed: ", 1, 60000);
-  sb_it_daemon_wait_log(&b, "\"drop/new\" closed: ", 1, 60000);
-  wait_settled1(&loop, up.archive_dir, "drop/new");
   wait_settled1(&loop, up.archive_dir, "drop/old");
-  content("drop/new", 150000, &want);
-  reassemble(up.archive_dir, "drop/new", &got, 0, NULL);
-  ASSERT_EQ(got.len, want.len);
-  ASSERT(memcmp(got.data, want.data, want.len) == 0);
   ASSERT(reassemble(up.archive_dir, "drop/old", &got, 1, &dropped) >= 2);
   ASSERT(dropped);
   ASSERT_EQ(got.len, 150000);
@@ -919,7 +925,6 @@ static void bad_spool(const char* tag, const void* bytes, size_t len, int sqlite
                       const char* why) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
-  sb__buf_t got = {0};
   char* path;
   uv_loop_init(&loop);
   sb_it_daemon_start(&up, &loop, "sbsu", NULL, NULL);
@@ -948,11 +953,7 @@ static void bad_spool(const char* tag, const void* bytes, size_t len, int sqlite
   sb_it_daemon_wait_log(&b, "moved aside as", 1, 10000);
   sb_it_daemon_wait_log(&b, why, 1, 10);
   ASSERT_OK(write_stream(b.address, "bad/after", 10000));
-  sb_it_daemon_wait_log(&b, "\"bad/after\" closed: ", 1, 60000);
-  wait_settled1(&loop, up.archive_dir, "bad/after");
-  reassemble(up.archive_dir, "bad/after", &got, 0, NULL);
-  ASSERT_EQ(got.len, 10000);
-  sb__buf_free(&got);
+  expect_arrived(&loop, &b, up.archive_dir, "bad/after", 10000, 1);
   free(path);
   sb_it_daemon_close(&b);
   sb_it_daemon_close(&up);
@@ -987,7 +988,6 @@ TEST_IMPL(spool_disk_full) {
 #else
   uv_loop_t loop;
   sb_it_daemon_t up, b;
-  sb__buf_t want = {0}, got = {0};
   char filler[1100];
   char* config;
   size_t config_len, chunk = 65536, left;
@@ -1042,22 +1042,12 @@ TEST_IMPL(spool_disk_full) {
   /* Space returns; the upstream too. */
   remove(filler);
   sb_it_daemon_restart(&up);
-  sb_it_daemon_wait_log(&b, "\"full/a\" closed: ", 1, 60000);
-  wait_settled1(&loop, up.archive_dir, "full/a");
-  reassemble(up.archive_dir, "full/a", &got, 0, NULL);
-  ASSERT(got.len < 2000000);
-  content("full/a", got.len, &want);
-  ASSERT(got.len == 0 || memcmp(got.data, want.data, got.len) == 0);
+  expect_arrived(&loop, &b, up.archive_dir, "full/a", 2000000, 0);
   ASSERT_OK(write_stream(b.address, "full/b", 1000000));
-  sb_it_daemon_wait_log(&b, "\"full/b\" closed: ", 1, 60000);
-  wait_settled1(&loop, up.archive_dir, "full/b");
-  reassemble(up.archive_dir, "full/b", &got, 0, NULL);
-  ASSERT_EQ(got.len, 1000000);
+  expect_arrived(&loop, &b, up.archive_dir, "full/b", 1000000, 1);
   sb_it_daemon_kill(&b, SIGTERM);
   sb_it_daemon_wait_exit(&b, 30000);
   umount(b.dir);
-  sb__buf_free(&want);
-  sb__buf_free(&got);
   sb_it_daemon_close(&b);
   sb_it_daemon_close(&up);
   uv_loop_close(&loop);
