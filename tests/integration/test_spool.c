@@ -385,6 +385,17 @@ static int32_t jitter(uint32_t* x, int lo, int hi) {
 
 /* ---- tests ---- */
 
+/* Starts U and stops it again (so its address is known but nobody serves it), then
+ * B in front of it, with extra_json. */
+static void start_upstream_down(uv_loop_t* loop, sb_it_daemon_t* up, const char* up_tag,
+                                sb_it_daemon_t* b, const char* b_tag,
+                                const char* extra_json) {
+  sb_it_daemon_start(up, loop, up_tag, NULL, NULL);
+  sb_it_daemon_kill(up, SIGKILL);
+  sb_it_daemon_wait_exit(up, 30000);
+  sb_it_daemon_start(b, loop, b_tag, up->address, extra_json);
+}
+
 /*
  * The upstream is down while clients write all three types of stream; the broker is
  * stopped (gracefully) and started again meanwhile; then the upstream comes up and
@@ -397,11 +408,8 @@ TEST_IMPL(spool_upstream_down_then_up) {
   sb_client_t* client;
   int i, n = 12;
   uv_loop_init(&loop);
-  sb_it_daemon_start(&up, &loop, "spu", NULL, NULL);
-  sb_it_daemon_kill(&up, SIGTERM);
-  sb_it_daemon_wait_exit(&up, 30000);
-  sb_it_daemon_start(&b, &loop, "spb", up.address,
-                     "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200");
+  start_upstream_down(&loop, &up, "spu", &b, "spb",
+                      "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200");
   ASSERT_OK(sb_client_open(&client, b.address));
   for (i = 0; i < n; i++) {
     char name[64];
@@ -803,11 +811,8 @@ TEST_IMPL(spool_drains_when_upstream_appears) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
   uv_loop_init(&loop);
-  sb_it_daemon_start(&up, &loop, "spau", NULL, NULL);
-  sb_it_daemon_kill(&up, SIGKILL);
-  sb_it_daemon_wait_exit(&up, 30000);
-  sb_it_daemon_start(&b, &loop, "spab", up.address,
-                     "\"backoff_initial_ms\": 30000, \"backoff_max_ms\": 30000");
+  start_upstream_down(&loop, &up, "spau", &b, "spab",
+                      "\"backoff_initial_ms\": 30000, \"backoff_max_ms\": 30000");
   write_stream(b.address, "appear/a", 10000);
   sb_it_daemon_wait_log(&b, "spooling, retrying", 1, 10000);
   sb_it_daemon_restart(&up);
@@ -852,12 +857,9 @@ TEST_IMPL(spool_cap_refuse_and_recover) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
   uv_loop_init(&loop);
-  sb_it_daemon_start(&up, &loop, "spcu", NULL, NULL);
-  sb_it_daemon_kill(&up, SIGTERM);
-  sb_it_daemon_wait_exit(&up, 30000);
-  sb_it_daemon_start(&b, &loop, "spcb", up.address,
-                     "\"spool_max_bytes\": 200000, \"backoff_initial_ms\": 20, "
-                     "\"backoff_max_ms\": 200");
+  start_upstream_down(&loop, &up, "spcu", &b, "spcb",
+                      "\"spool_max_bytes\": 200000, \"backoff_initial_ms\": 20, "
+                      "\"backoff_max_ms\": 200");
   write_stream(b.address, "cap/fits", 150000);
   sb_it_daemon_wait_log(&b, "\"cap/fits\" opened", 1, 10000);
   pause_ms(&loop, 300);
@@ -889,11 +891,8 @@ TEST_IMPL(spool_cap_drop_oldest) {
   sb__buf_t want = {0}, got = {0};
   int dropped = 0;
   uv_loop_init(&loop);
-  sb_it_daemon_start(&up, &loop, "spdu", NULL, NULL);
-  sb_it_daemon_kill(&up, SIGTERM);
-  sb_it_daemon_wait_exit(&up, 30000);
-  sb_it_daemon_start(
-      &b, &loop, "spdb", up.address,
+  start_upstream_down(
+      &loop, &up, "spdu", &b, "spdb",
       "\"spool_max_bytes\": 200000, \"spool_full_policy\": \"drop-oldest\", "
       "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200");
   write_stream(b.address, "drop/old", 150000);
@@ -996,11 +995,8 @@ TEST_IMPL(spool_disk_full) {
   if (geteuid() != 0)
     TEST_SKIP("mounting a tmpfs needs root");
   uv_loop_init(&loop);
-  sb_it_daemon_start(&up, &loop, "spfu", NULL, NULL);
-  sb_it_daemon_kill(&up, SIGTERM);
-  sb_it_daemon_wait_exit(&up, 30000);
-  sb_it_daemon_start(&b, &loop, "spfb", up.address,
-                     "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200");
+  start_upstream_down(&loop, &up, "spfu", &b, "spfb",
+                      "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200");
   sb_it_daemon_kill(&b, SIGTERM);
   sb_it_daemon_wait_exit(&b, 30000);
   config = sb_it_read_file(b.config_path, &config_len);
