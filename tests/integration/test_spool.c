@@ -582,7 +582,8 @@ typedef struct {
   char address[256];
   volatile int stop;
   volatile int done;
-  uint64_t sent;
+  volatile uint64_t sent;
+  uint64_t kill_at;
   int err;
 } dgram_writer_t;
 
@@ -597,7 +598,7 @@ static void dgram_writer_run(void* arg) {
   o.type = SB_DATAGRAM;
   w->err = sb_client_open(&client, w->address);
   if (w->err == 0 && (w->err = sb_stream_open(client, &o, &s)) == 0) {
-    while (!w->stop || w->sent < 6000) {
+    while (!w->stop || w->sent < 12000) {
       size_t n = datagram(w->sent, buf, sizeof(buf));
       if ((w->err = sb_stream_send_datagram(s, buf, n)) != 0)
         break;
@@ -609,6 +610,11 @@ static void dgram_writer_run(void* arg) {
     sb_client_close(client);
   }
   w->done = 1;
+}
+
+static int dgram_writer_reached(void* arg) {
+  dgram_writer_t* w = arg;
+  return w->sent >= w->kill_at || w->done;
 }
 
 static int dgram_writer_finished(void* arg) {
@@ -639,7 +645,10 @@ TEST_IMPL(spool_datagram_stream_reopened) {
   snprintf(w.address, sizeof(w.address), "%s", b.address);
   ASSERT_OK(uv_thread_create(&thread, dgram_writer_run, &w));
   for (kill = 0; kill < 4; kill++) {
-    pause_ms(&loop, 250);
+    /* Kills 2500 datagrams (some 90 KB) apart, so that later ones fall past the
+     * window, whatever the writer's speed (Wine's is a tenth of Linux's). */
+    w.kill_at = (uint64_t)(kill + 1) * 2500;
+    ASSERT(sb_it_run_until(&loop, 60000, dgram_writer_reached, &w));
     sb_it_daemon_kill(&up, SIGKILL);
     sb_it_daemon_wait_exit(&up, 30000);
     sb_it_daemon_restart(&up);
