@@ -31,6 +31,24 @@ static void expect(uv_loop_t* loop, const char* const* argv, int want,
   sb_it_result_free(&res);
 }
 
+/* Asks sc query until the service reports state (it writes its last log line a moment
+ * before it reports STOPPED), for up to ms. */
+static void wait_state(uv_loop_t* loop, const char* const* query, const char* state,
+                       int ms) {
+  int waited;
+  for (waited = 0; waited < ms; waited += 200) {
+    sb_it_result_t res;
+    int found;
+    run_prog(loop, query, &res);
+    found = sb_it_contains(res.out.data, res.out.len, state);
+    sb_it_result_free(&res);
+    if (found)
+      return;
+    uv_sleep(200);
+  }
+  expect(loop, query, 0, state); /* fails, saying what sc query says */
+}
+
 struct file_wait {
   uv_timer_t tick;
   const char* path;
@@ -155,7 +173,7 @@ TEST_IMPL(winservice_install_start_use_stop_uninstall) {
   expect(&loop, stop, 0, NULL);
   ASSERT(wait_file(&loop, log, "stopped: 2 streams served", 20000));
   ASSERT(wait_file(&loop, log, "spool.db closed: 18 bytes in 1 chunks", 20000));
-  expect(&loop, query, 0, "STOPPED");
+  wait_state(&loop, query, "STOPPED", 20000);
 
   /* Nothing was lost: started again, with the upstream back, it delivers the stream. */
   sb_it_daemon_restart(&up);
@@ -166,7 +184,7 @@ TEST_IMPL(winservice_install_start_use_stop_uninstall) {
   ASSERT(wait_file(&loop, path, "kept in the spool\n", 1000));
   ASSERT(wait_file(&loop, log, "1 streams to resume", 1000));
   expect(&loop, stop, 0, NULL);
-  expect(&loop, query, 0, "STOPPED");
+  wait_state(&loop, query, "STOPPED", 20000);
   expect(&loop, uninstall, 0, "removed the service StreamBroker");
   sb_it_daemon_close(&up);
   expect(&loop, uninstall, 1, "is not installed");
@@ -205,7 +223,7 @@ TEST_IMPL(winservice_failed_start_reports_exit_code) {
   run_prog(&loop, start, &res);
   sb_it_result_free(&res);
   /* STOPPED, with ERROR_SERVICE_SPECIFIC_ERROR (1066) and the service's own code, 4. */
-  expect(&loop, query, 0, "STOPPED");
+  wait_state(&loop, query, "STOPPED", 20000);
   expect(&loop, query, 0, "1066");
   expect(&loop, uninstall, 0, "removed");
 

@@ -76,7 +76,7 @@ static void watch_thread(void* arg) {
       Sleep(100);
       continue;
     }
-    if (WaitNamedPipeW(w->wpath, 1000)) {
+    if (WaitNamedPipeW(w->wpath, 250)) {
       InterlockedExchange(&w->waiting, 0);
       uv_async_send(&w->async);
     } else {
