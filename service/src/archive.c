@@ -91,6 +91,9 @@ typedef struct {
   int ending;
   int err; /* first error, for done */
   sb__time_t closed;
+  uv_work_t retry; /* a sidecar rename tried again (see AR_JSON_RENAME) */
+  int retry_result;
+  unsigned renames_tried;
 } sb__archive_t;
 
 /* ---- names to paths ---- */
@@ -507,6 +510,25 @@ static void ar_json_cleanup(sb__archive_t* ar) {
 }
 
 /* A request has completed (or failed to start): the state moves on by one step. */
+/*
+ * Windows refuses to rename over a file that someone has open (a reader of the
+ * sidecar): the rename is tried again, 20 ms apart, for up to a second.
+ */
+#define AR_RENAME_TRIES 50
+
+static void rename_retry_work(uv_work_t* w) {
+  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, retry);
+  uv_fs_t req;
+  uv_sleep(20);
+  ar->retry_result = uv_fs_rename(NULL, &req, ar->tmp_path, ar->json_path, NULL);
+  uv_fs_req_cleanup(&req);
+}
+
+static void rename_retry_done(uv_work_t* w, int status) {
+  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, retry);
+  ar_complete(ar, status < 0 ? status : ar->retry_result);
+}
+
 static void ar_complete(sb__archive_t* ar, int r) {
   uv_loop_t* loop = ar->sink.stream->broker->loop;
   int op = ar->op;
@@ -587,6 +609,15 @@ static void ar_complete(sb__archive_t* ar, int r) {
                  uv_fs_rename(loop, &ar->req, ar->tmp_path, ar->json_path, on_fs));
     return;
   case AR_JSON_RENAME:
+    if ((r == UV_EACCES || r == UV_EPERM || r == UV_EBUSY) &&
+        ar->renames_tried < AR_RENAME_TRIES) {
+      ar->renames_tried++;
+      ar->op = AR_JSON_RENAME;
+      if (uv_queue_work(loop, &ar->retry, rename_retry_work, rename_retry_done) == 0)
+        return;
+      ar->op = AR_NONE;
+    }
+    ar->renames_tried = 0;
     if (r < 0) {
       ar_fail(ar, "rename to", ar->json_path, r);
       ar_json_cleanup(ar);
