@@ -447,10 +447,56 @@ static void on_shutdown(uv_shutdown_t* req, int status) {
 
 /* Every byte is written: end the connection. POSIX: shutdown, then the upstream's EOF
  * says it read everything. */
+#ifdef _WIN32
+/* Windows: FlushFileBuffers on a pipe returns once the server has read everything, so
+ * it confirms a stream's end as the upstream's EOF does on POSIX. It blocks, so it runs
+ * on the threadpool, counted as a job so that the sink outlives it. */
+typedef struct {
+  uv_work_t work;
+  sb__upstream_t* up;
+  HANDLE pipe;
+  uint64_t gen;
+  BOOL ok;
+} sb__flush_t;
+
+static void flush_work(uv_work_t* w) {
+  sb__flush_t* f = SB_CONTAINER_OF(w, sb__flush_t, work);
+  f->ok = FlushFileBuffers(f->pipe);
+}
+
+static void flush_done(uv_work_t* w, int status) {
+  sb__flush_t* f = SB_CONTAINER_OF(w, sb__flush_t, work);
+  sb__upstream_t* up = f->up;
+  up->jobs_out--;
+  if (f->gen == up->gen && !up->closing && up->conn_ending) {
+    if (status == 0 && f->ok) {
+      up->conn_done = 1;
+      up_conn_close(up);
+    } else {
+      up_broken(up, SB_EPIPE);
+    }
+  }
+  free(f);
+  up_maybe_done(up);
+}
+#endif
+
 static void up_conn_end(sb__upstream_t* up) {
 #ifdef _WIN32
-  up->conn_done = 1;
-  up_conn_close(up);
+  sb__flush_t* f = sb__xcalloc(1, sizeof(*f));
+  uv_os_fd_t h;
+  if (uv_fileno((uv_handle_t*)&up->pipe, &h) != 0) {
+    free(f);
+    up->conn_done = 1;
+    up_conn_close(up);
+    return;
+  }
+  f->up = up;
+  f->pipe = h;
+  f->gen = up->gen;
+  up->conn_ending = 1;
+  up->jobs_out++;
+  uv_queue_work(up->b->loop, &f->work, flush_work, flush_done);
 #else
   int r;
   up->conn_ending = 1;
