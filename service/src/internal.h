@@ -310,8 +310,6 @@ int64_t sb__spool_new_sid(sb__spool_t* sp);
 /* Queues a job; its done runs on the loop thread later (never inside this call). */
 void sb__spool_submit(sb__spool_t* sp, sb__spool_job_t* job);
 void sb__spool_stats(sb__spool_t* sp, sb__spool_stats_t* out);
-/* Counts bytes refused by the loop (the stream was closed instead). */
-void sb__spool_count_refused(sb__spool_t* sp, uint64_t bytes);
 /* Runs every queued job (their done callbacks included), stops the worker, closes the
  * database and frees sp. Loop thread; blocks until the worker is done. */
 void sb__spool_close(sb__spool_t* sp);
@@ -361,7 +359,6 @@ typedef struct sb__broker_s {
   sb__chunk_t* spare;
   sb__spool_t* spool; /* NULL in archive mode */
   void* upstream_watch; /* sb__upstream_watch_start's, or NULL */
-  uint64_t resumed;   /* streams resumed from the spool at start */
 } sb__broker_t;
 
 /* Size of a client read, and the least a read must fill to be handed over whole. */

@@ -96,7 +96,6 @@ struct sb__spool_s {
   sb__spool_job_t *in_head, *in_tail;   /* queued for the worker */
   sb__spool_job_t *out_head, *out_tail; /* done, for the loop */
   int quit;
-  int busy; /* the worker holds a batch */
   sb__spool_stats_t stats;
   /* Worker only: */
   uint64_t bytes, chunks;
@@ -593,7 +592,6 @@ static void worker(void* arg) {
     batch = sp->in_head;
     last = sp->in_tail;
     sp->in_head = sp->in_tail = NULL;
-    sp->busy = 1;
     uv_mutex_unlock(&sp->mutex);
 
     run_batch(sp, batch);
@@ -604,8 +602,6 @@ static void worker(void* arg) {
     else
       sp->out_head = batch;
     sp->out_tail = last;
-    sp->busy = 0;
-    uv_cond_broadcast(&sp->cond);
     uv_mutex_unlock(&sp->mutex);
     uv_async_send(&sp->async);
   }
@@ -645,12 +641,6 @@ void sb__spool_submit(sb__spool_t* sp, sb__spool_job_t* job) {
 void sb__spool_stats(sb__spool_t* sp, sb__spool_stats_t* out) {
   uv_mutex_lock(&sp->mutex);
   *out = sp->stats;
-  uv_mutex_unlock(&sp->mutex);
-}
-
-void sb__spool_count_refused(sb__spool_t* sp, uint64_t bytes) {
-  uv_mutex_lock(&sp->mutex);
-  sp->stats.refused_bytes += bytes;
   uv_mutex_unlock(&sp->mutex);
 }
 

@@ -63,7 +63,6 @@ typedef struct {
   int finishing; /* the client is done (or gone): nothing more will be written */
   int grace;     /* stopping: the grace timer runs */
   int closing, pending_closes;
-  int err;
 } sb__upstream_t;
 
 typedef struct {
@@ -128,7 +127,7 @@ static sb__spool_job_t* job_new(sb__upstream_t* up, sb__spool_op_t op,
 static void on_final_closed(uv_handle_t* h) {
   sb__upstream_t* up = h->data;
   if (--up->pending_closes == 0)
-    sb__stream_sink_done(up_stream(up), up->err);
+    sb__stream_sink_done(up_stream(up), 0);
 }
 
 static void up_close_all(sb__upstream_t* up) {

@@ -201,7 +201,6 @@ typedef struct {
   uv_mutex_t mutex;
   char* names[MAX_NAMES];
   size_t written[MAX_NAMES]; /* bytes whose write returned */
-  int closed_ok[MAX_NAMES];
   int nnames;
   int generations;
 } writer_t;
@@ -281,7 +280,7 @@ static void writer_run(void* arg) {
         uv_sleep(1);
     }
     for (i = 0; i < w->nstreams; i++)
-      w->closed_ok[idx[i]] = sb_stream_close(streams[i]) == 0 && !failed;
+      sb_stream_close(streams[i]);
     sb_client_close(client);
     if (!failed || !w->reconnect)
       break;
