@@ -2,24 +2,38 @@
  * spool.c - the SQLite spool (see internal.h): schema, start-up check, and the worker
  * thread that runs the loop's jobs in group-committed transactions.
  *
- * Schema (PRAGMA user_version 1, application_id 'SBSP'):
+ * Schema (PRAGMA user_version 2, application_id 'SBSP'):
  *   streams(id, name, type, props, opened, acked)
  *     props: the JSON of the handshake the stream is (re)opened upstream with;
  *     acked: the cursor, bytes of the stream whose upstream write completed.
- *   chunks(id, sid, seq, off, end_off, mark, created, data)
+ *   chunks(id, sid, seq, off, end_off, mark, created, data, crc)
  *     id orders chunks oldest first across streams; (sid, end_off) is unique and
- *     indexed; mark is where a resend may start (-1: inside a datagram).
+ *     indexed; mark is where a resend may start (-1: inside a datagram); crc is the
+ *     CRC-32C of data, checked on every read (NULL for chunks of a version 1 spool,
+ *     which is upgraded in place).
  * A chunk is deleted when its stream is forgotten (delivered and closed upstream),
- * when it falls out of the replay window behind the cursor, or by the size cap.
+ * when it falls out of the replay window behind the cursor, by the size cap, or when
+ * its checksum fails (it is never forwarded).
+ *
+ * A full disk. Deleting delivered rows needs room too (WAL frames), so the spool keeps
+ * a reserve: a file of spool_reserve_bytes beside the database, made while there is
+ * room and removed when a transaction fails for want of space, or at start. With it
+ * gone, delivered data can be deleted and the WAL checkpointed and truncated, and the
+ * spool drains and takes new streams again even while other files fill the disk.
+ * Deletes that still cannot commit are kept and retried with every later batch, so
+ * delivered data never stays for good. The WAL is held to a budget (a quarter of
+ * spool_max_bytes, at most 16 MiB: wal_autocheckpoint and journal_size_limit), and
+ * that budget counts against spool_max_bytes.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <sqlite3.h>
 
+#include "crc32c.h"
 #include "internal.h"
 
-#define SB__SPOOL_SCHEMA 1
+#define SB__SPOOL_SCHEMA 2
 #define SB__SPOOL_APP_ID 0x53425350 /* "SBSP" */
 
 enum {
@@ -39,6 +53,9 @@ enum {
   ST_OLDEST_UNSENT,
   ST_DELETE_ID,
   ST_UNSENT,
+  ST_SAVEPOINT,
+  ST_RELEASE,
+  ST_ROLLBACK_TO,
   ST_COUNT
 };
 
@@ -48,8 +65,8 @@ static const char* const sb__sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_OPEN] = "INSERT OR REPLACE INTO streams(id, name, type, props, opened, acked) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-    [ST_APPEND] = "INSERT INTO chunks(sid, seq, off, end_off, mark, created, data) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_APPEND] = "INSERT INTO chunks(sid, seq, off, end_off, mark, created, data, crc) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_ACK] = "UPDATE streams SET acked = ?2 WHERE id = ?1 AND acked < ?2",
     /* Whole chunks behind the window, but never past the last resend point (mark >= 0)
      * at or before the trim offset: a resend must start on a datagram boundary. */
@@ -62,10 +79,10 @@ static const char* const sb__sql[ST_COUNT] = {
                       "AND mark >= 0 ORDER BY end_off DESC LIMIT 1",
     [ST_FORGET_CHUNKS] = "DELETE FROM chunks WHERE sid = ?1 RETURNING length(data)",
     [ST_FORGET_STREAM] = "DELETE FROM streams WHERE id = ?1",
-    [ST_READ] = "SELECT off, mark, data FROM chunks WHERE sid = ?1 AND end_off > ?2 "
-                "ORDER BY end_off",
+    [ST_READ] = "SELECT off, mark, data, crc, id FROM chunks WHERE sid = ?1 AND "
+                "end_off > ?2 ORDER BY end_off",
     [ST_READ_WINDOW] =
-        "SELECT off, mark, data FROM chunks WHERE sid = ?1 AND end_off >= "
+        "SELECT off, mark, data, crc, id FROM chunks WHERE sid = ?1 AND end_off >= "
         "(SELECT end_off FROM chunks WHERE sid = ?1 AND mark >= 0 "
         "ORDER BY end_off LIMIT 1) ORDER BY end_off",
     /* The oldest chunk already written upstream (a replay window's), then the oldest
@@ -79,7 +96,18 @@ static const char* const sb__sql[ST_COUNT] = {
     [ST_UNSENT] = "SELECT (SELECT created FROM chunks WHERE sid = s.id AND end_off > "
                   "s.acked ORDER BY end_off LIMIT 1) AS t FROM streams s "
                   "WHERE t IS NOT NULL ORDER BY t LIMIT 1",
+    [ST_SAVEPOINT] = "SAVEPOINT job",
+    [ST_RELEASE] = "RELEASE job",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO job",
 };
+
+/* A delete that could not commit (disk full): retried with every batch until it does. */
+typedef struct {
+  int64_t sid;
+  int forget;    /* the stream and all its chunks go */
+  uint64_t off;  /* ACK: the cursor */
+  uint64_t trim; /* ACK: chunks ending at or before this go */
+} sb__spool_pending_t;
 
 struct sb__spool_s {
   uv_loop_t* loop;
@@ -104,6 +132,13 @@ struct sb__spool_s {
                        ACK moves one (else a spool at its cap would scan every chunk for
                        each append) */
   int64_t next_sid; /* loop only */
+  char* reserve_path;
+  uint64_t reserve_size;   /* spool_reserve_bytes; 0: none */
+  int reserve_held;        /* the reserve file is there, whole (worker) */
+  int64_t reserve_next_try; /* when to try to make it again (Unix ms; worker) */
+  uint64_t wal_budget;     /* bytes of WAL between checkpoints, counted in the cap */
+  sb__spool_pending_t* pending; /* worker */
+  size_t npending, pending_cap;
 };
 
 static int64_t now_ms(void) {
@@ -177,15 +212,33 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS chunks("
     " id INTEGER PRIMARY KEY, sid INTEGER NOT NULL, seq INTEGER NOT NULL,"
     " off INTEGER NOT NULL, end_off INTEGER NOT NULL, mark INTEGER NOT NULL,"
-    " created INTEGER NOT NULL, data BLOB NOT NULL);"
+    " created INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER);"
     "CREATE UNIQUE INDEX IF NOT EXISTS chunks_stream ON chunks(sid, end_off);";
 
+/* Whether an SQLite error proves the file damaged or foreign, as opposed to one that
+ * says it cannot be read or written now (full disk, I/O error, locked, no memory):
+ * only the first kind moves a spool aside. */
+static int proves_damage(int rc) {
+  rc &= 0xff;
+  return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB || rc == SQLITE_FORMAT;
+}
+
+/* A failed step of db_open: 1 (move aside) when rc proves damage, else -1. */
+static int open_failed(int rc, char* why, size_t why_size, const char* what,
+                       const char* msg) {
+  snprintf(why, why_size, "%s (%s)", what, msg);
+  return proves_damage(rc) ? 1 : -1;
+}
+
 /*
- * Opens the database and checks it. Returns 0, 1 when it must be moved aside (why
- * says so), or -1 when it cannot be opened at all (logged).
+ * Opens the database and checks it. Returns 0; 1 when it must be moved aside: proven
+ * damaged, foreign or of an unknown schema (why says so); or -1 when it cannot be
+ * opened or checked now (why says why: a full disk or an I/O error), in which case
+ * the file is left as it is. Nothing is written to an existing spool here but a
+ * version 1 upgrade, so a start on a full disk does not fail on the check itself.
  */
 static int db_open(sb__spool_t* sp, int synchronous, char* why, size_t why_size) {
-  int r, i;
+  int r, i, fresh;
   int64_t app, version;
   char* check = NULL;
   sqlite3_stmt* st;
@@ -206,20 +259,19 @@ static int db_open(sb__spool_t* sp, int synchronous, char* why, size_t why_size)
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       NULL);
   if (r != SQLITE_OK) {
-    SB_LOG_E("spool", "%s: %s", sp->path, sp->db ? db_err(sp) : sqlite3_errstr(r));
+    snprintf(why, why_size, "cannot open it (%s)",
+             sp->db ? db_err(sp) : sqlite3_errstr(r));
     return -1;
   }
   sqlite3_busy_timeout(sp->db, 5000);
   sqlite3_extended_result_codes(sp->db, 1);
   /* quick_check on a file that is not a database fails at prepare (SQLITE_NOTADB). */
-  if (sqlite3_prepare_v2(sp->db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK) {
-    snprintf(why, why_size, "not a usable database (%s)", db_err(sp));
-    return 1;
-  }
+  if ((r = sqlite3_prepare_v2(sp->db, "PRAGMA quick_check", -1, &st, NULL)) !=
+      SQLITE_OK)
+    return open_failed(r, why, why_size, "not a usable database", db_err(sp));
   if ((r = sqlite3_step(st)) != SQLITE_ROW) {
-    snprintf(why, why_size, "quick_check failed (%s)", sqlite3_errstr(r));
     sqlite3_finalize(st);
-    return 1;
+    return open_failed(r, why, why_size, "quick_check failed", sqlite3_errstr(r));
   }
   check = sb__xstrdup((const char*)sqlite3_column_text(st, 0));
   sqlite3_finalize(st);
@@ -231,13 +283,24 @@ static int db_open(sb__spool_t* sp, int synchronous, char* why, size_t why_size)
   free(check);
   app = query_int(sp, "PRAGMA application_id", -1);
   version = query_int(sp, "PRAGMA user_version", -1);
-  if (query_int(sp, "SELECT count(*) FROM sqlite_master", 0) == 0) {
+  fresh = query_int(sp, "SELECT count(*) FROM sqlite_master", 0) == 0;
+  if (fresh) {
     app = SB__SPOOL_APP_ID;
     version = SB__SPOOL_SCHEMA;
   } else if (app != SB__SPOOL_APP_ID) {
     snprintf(why, why_size, "not a streambroker spool (application_id %lld)",
              (long long)app);
     return 1;
+  } else if (version == 1) {
+    /* Version 1 had no checksums: its chunks keep crc NULL and are read unchecked. */
+    if ((r = exec(sp, "BEGIN IMMEDIATE; ALTER TABLE chunks ADD COLUMN crc INTEGER; "
+                      "PRAGMA user_version=2; COMMIT")) != SQLITE_OK) {
+      exec(sp, "ROLLBACK");
+      return open_failed(r, why, why_size, "cannot upgrade it from version 1",
+                         db_err(sp));
+    }
+    SB_LOG_I("spool", "%s: upgraded from schema version 1 (chunks now checksummed)",
+             sp->path);
   } else if (version != SB__SPOOL_SCHEMA) {
     snprintf(why, why_size, "schema version %lld, this service reads version %d",
              (long long)version, SB__SPOOL_SCHEMA);
@@ -250,32 +313,34 @@ static int db_open(sb__spool_t* sp, int synchronous, char* why, size_t why_size)
    * every commit writes whole pages to the WAL, so a trickle of short lines (a commit
    * each) would write 64 KiB per line.
    */
-  {
+  if (fresh) {
     static const char* const setup[] = {"PRAGMA page_size=16384",
                                         "PRAGMA journal_mode=WAL",
                                         "PRAGMA application_id=1396855632",
-                                        "PRAGMA user_version=1",
+                                        "PRAGMA user_version=2",
                                         schema_sql,
                                         NULL};
-    for (i = 0; setup[i]; i++) {
-      if (exec(sp, setup[i]) != SQLITE_OK) {
-        snprintf(why, why_size, "cannot set up its schema (%s)", db_err(sp));
-        return 1;
-      }
-    }
-    if (exec(sp, synchronous == SB__SYNC_FULL
-                     ? "PRAGMA synchronous=FULL"
-                     : "PRAGMA synchronous=NORMAL") != SQLITE_OK) {
-      snprintf(why, why_size, "cannot set synchronous (%s)", db_err(sp));
-      return 1;
-    }
+    for (i = 0; setup[i]; i++)
+      if ((r = exec(sp, setup[i])) != SQLITE_OK)
+        return open_failed(r, why, why_size, "cannot set up its schema", db_err(sp));
+  }
+  {
+    /* Connection settings: nothing is written. */
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "PRAGMA synchronous=%s; PRAGMA wal_autocheckpoint=%llu; "
+             "PRAGMA journal_size_limit=%llu",
+             synchronous == SB__SYNC_FULL ? "FULL" : "NORMAL",
+             (unsigned long long)(sp->wal_budget / 16384),
+             (unsigned long long)sp->wal_budget);
+    if ((r = exec(sp, sql)) != SQLITE_OK)
+      return open_failed(r, why, why_size, "cannot set it up", db_err(sp));
   }
   for (i = 0; i < ST_COUNT; i++) {
-    if (sqlite3_prepare_v3(sp->db, sb__sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                           &sp->st[i], NULL) != SQLITE_OK) {
-      snprintf(why, why_size, "cannot prepare its statements (%s)", db_err(sp));
-      return 1;
-    }
+    if ((r = sqlite3_prepare_v3(sp->db, sb__sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                &sp->st[i], NULL)) != SQLITE_OK)
+      return open_failed(r, why, why_size, "cannot prepare its statements",
+                         db_err(sp));
   }
   return 0;
 }
@@ -423,6 +488,7 @@ static int run_write(sb__spool_t* sp, sb__spool_job_t* j, int64_t now) {
     sqlite3_bind_int64(st, 5, c->mark);
     sqlite3_bind_int64(st, 6, now);
     sqlite3_bind_blob(st, 7, c->data, (int)c->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, (int64_t)sb__crc32c(0, c->data, c->len));
     r = step_done(st);
     sqlite3_clear_bindings(st);
     if (r == SQLITE_OK) {
@@ -473,25 +539,66 @@ static int run_write(sb__spool_t* sp, sb__spool_job_t* j, int64_t now) {
   return r;
 }
 
+/*
+ * Reads a stream's chunks. A chunk whose checksum fails is never handed out: it is
+ * deleted, logged and counted, and the reader sees a hole there (the upstream sink
+ * reopens the stream past it, tagged streambroker.dropped). A window read starts at
+ * a resend point, so chunks before the first good one with mark >= 0 are left out.
+ * A read that fails (a damaged page) returns what it had and SB_EIO.
+ */
 static void run_read(sb__spool_t* sp, sb__spool_job_t* j) {
   sqlite3_stmt* st = sp->st[j->window ? ST_READ_WINDOW : ST_READ];
   sb__chunk_t **tail = &j->chunk, *c;
   uint64_t got = 0;
-  int r;
+  int64_t bad[64];
+  int nbad = 0, i, r = SQLITE_DONE;
   sqlite3_bind_int64(st, 1, j->sid);
   if (!j->window)
     sqlite3_bind_int64(st, 2, (int64_t)j->off);
   while (got < j->limit && (r = sqlite3_step(st)) == SQLITE_ROW) {
     const void* data = sqlite3_column_blob(st, 2);
     size_t len = (size_t)sqlite3_column_bytes(st, 2);
+    uint64_t off = (uint64_t)sqlite3_column_int64(st, 0);
+    int64_t mark = sqlite3_column_int64(st, 1);
+    if (sqlite3_column_type(st, 3) != SQLITE_NULL &&
+        (uint32_t)sqlite3_column_int64(st, 3) != sb__crc32c(0, data, len)) {
+      SB_LOG_E("spool",
+               "stream row %lld: the chunk of bytes %llu to %llu fails its checksum "
+               "(the spool file was damaged); it is deleted, not forwarded",
+               (long long)j->sid, (unsigned long long)off,
+               (unsigned long long)(off + len));
+      j->corrupt += len;
+      if (nbad < 64)
+        bad[nbad++] = sqlite3_column_int64(st, 4);
+      continue;
+    }
+    if (j->window && j->chunk == NULL && mark < 0)
+      continue;
     c = sb__chunk_new(data, len);
-    c->off = (uint64_t)sqlite3_column_int64(st, 0);
-    c->mark = sqlite3_column_int64(st, 1);
+    c->off = off;
+    c->mark = mark;
     *tail = c;
     tail = &c->next;
     got += len;
   }
+  if (r != SQLITE_ROW && r != SQLITE_DONE) {
+    SB_LOG_E("spool", "stream row %lld: reading its chunks from byte %llu: %s",
+             (long long)j->sid, (unsigned long long)j->off, sqlite3_errstr(r));
+    j->status = proves_damage(r) ? SB_EIO : SB_EBUSY;
+  }
   sqlite3_reset(st);
+  for (i = 0; i < nbad; i++) {
+    sqlite3_bind_int64(sp->st[ST_DELETE_ID], 1, bad[i]);
+    if (step_done(sp->st[ST_DELETE_ID]) == SQLITE_OK && sqlite3_changes(sp->db) > 0)
+      sp->chunks--;
+  }
+  if (j->corrupt > 0) {
+    sp->bytes -= j->corrupt < sp->bytes ? j->corrupt : sp->bytes;
+    uv_mutex_lock(&sp->mutex);
+    sp->stats.corrupt_bytes += j->corrupt;
+    sp->stats.corrupt_chunks += (uint64_t)nbad;
+    uv_mutex_unlock(&sp->mutex);
+  }
 }
 
 /* The oldest unsent chunk's age: a query per stream, so at most once a second. */
@@ -506,74 +613,269 @@ static void update_unsent(sb__spool_t* sp, int64_t now, sb__spool_stats_t* stats
   sqlite3_reset(st);
 }
 
-/*
- * One batch: every write job in one transaction, then the reads. A transaction that
- * fails (disk full, I/O error) is rolled back and its appends are refused; with
- * drop-oldest the batch is tried once more after room was made.
- */
-static void run_batch(sb__spool_t* sp, sb__spool_job_t* batch) {
-  sb__spool_job_t* j;
-  int64_t now = now_ms();
-  int attempt, r = SQLITE_OK;
-  for (attempt = 0; attempt < 2; attempt++) {
-    uint64_t bytes0 = sp->bytes, chunks0 = sp->chunks,
-             dropped0 = sp->stats.dropped_bytes;
-    r = step_done(sp->st[ST_BEGIN]);
-    for (j = batch; j && r == SQLITE_OK; j = j->next) {
-      j->status = 0;
-      j->freed = 0;
-      r = run_write(sp, j, now);
+/* ---- deletes kept for later, and the reserve ---- */
+
+/* Keeps a delete that could not commit; a later one for the same stream replaces it. */
+static void pending_add(sb__spool_t* sp, const sb__spool_job_t* j) {
+  sb__spool_pending_t* p = NULL;
+  size_t i;
+  for (i = 0; i < sp->npending; i++)
+    if (sp->pending[i].sid == j->sid)
+      p = &sp->pending[i];
+  if (p == NULL) {
+    if (sp->npending == sp->pending_cap) {
+      sp->pending_cap = sp->pending_cap ? 2 * sp->pending_cap : 16;
+      sp->pending = sb__xrealloc(sp->pending, sp->pending_cap * sizeof(*p));
     }
-    if (r == SQLITE_OK)
-      r = step_done(sp->st[ST_COMMIT]);
-    if (r == SQLITE_OK)
-      break;
+    p = &sp->pending[sp->npending++];
+    memset(p, 0, sizeof(*p));
+    p->sid = j->sid;
+  }
+  if (j->op == SB__SPOOL_FORGET) {
+    p->forget = 1;
+  } else if (!p->forget && j->off >= p->off) {
+    p->off = j->off;
+    p->trim = j->trim;
+  }
+}
+
+/* Runs the kept deletes inside the open transaction. */
+static int pending_run(sb__spool_t* sp, int64_t now) {
+  size_t i;
+  int r = SQLITE_OK;
+  for (i = 0; i < sp->npending && r == SQLITE_OK; i++) {
+    sb__spool_job_t j;
+    memset(&j, 0, sizeof(j));
+    j.sid = sp->pending[i].sid;
+    j.op = sp->pending[i].forget ? SB__SPOOL_FORGET : SB__SPOOL_ACK;
+    j.off = sp->pending[i].off;
+    j.trim = sp->pending[i].trim;
+    r = run_write(sp, &j, now);
+  }
+  return r;
+}
+
+/* Makes the reserve file (worker thread): reserve_size bytes really written, so that
+ * removing it gives them back. On failure (no room) it is removed again. */
+static void reserve_make(sb__spool_t* sp, int64_t now) {
+  static const char zeros[65536];
+  uv_fs_t req;
+  uint64_t done = 0;
+  uv_file fd;
+  int r = 0;
+  if (sp->reserve_size == 0 || sp->reserve_held || now < sp->reserve_next_try)
+    return;
+  fd = uv_fs_open(NULL, &req, sp->reserve_path,
+                  UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC, 0600, NULL);
+  uv_fs_req_cleanup(&req);
+  if (fd >= 0) {
+    while (done < sp->reserve_size) {
+      size_t n = sp->reserve_size - done < sizeof(zeros) ? (size_t)(sp->reserve_size - done)
+                                                          : sizeof(zeros);
+      uv_buf_t buf = uv_buf_init((char*)zeros, (unsigned)n);
+      r = uv_fs_write(NULL, &req, fd, &buf, 1, (int64_t)done, NULL);
+      uv_fs_req_cleanup(&req);
+      if (r <= 0)
+        break;
+      done += (uint64_t)r;
+    }
+    if (done == sp->reserve_size) {
+      r = uv_fs_fsync(NULL, &req, fd, NULL);
+      uv_fs_req_cleanup(&req);
+    }
+    uv_fs_close(NULL, &req, fd, NULL);
+    uv_fs_req_cleanup(&req);
+  } else {
+    r = fd;
+  }
+  if (done == sp->reserve_size && r >= 0) {
+    sp->reserve_held = 1;
+    SB_LOG_I("spool", "%s: reserve of %llu bytes in place", sp->reserve_path,
+             (unsigned long long)sp->reserve_size);
+    return;
+  }
+  uv_fs_unlink(NULL, &req, sp->reserve_path, NULL);
+  uv_fs_req_cleanup(&req);
+  if (sp->reserve_next_try == 0)
+    SB_LOG_W("spool", "%s: cannot make the reserve of %llu bytes (%s); trying again "
+             "every 10 s",
+             sp->reserve_path, (unsigned long long)sp->reserve_size,
+             r < 0 ? uv_strerror(r) : "no space");
+  sp->reserve_next_try = now + 10000;
+}
+
+/* Gives the reserve back to the file system. Returns 1 if there was one. */
+static int reserve_release(sb__spool_t* sp, int64_t now) {
+  uv_fs_t req;
+  int had;
+  uv_fs_unlink(NULL, &req, sp->reserve_path, NULL);
+  uv_fs_req_cleanup(&req);
+  had = sp->reserve_held;
+  sp->reserve_held = 0;
+  sp->reserve_next_try = now + 10000;
+  return had;
+}
+
+/*
+ * Room for the next try after a transaction failed for want of space: the reserve
+ * goes (its space lets deletes and the checkpoint run), the WAL is checkpointed and
+ * truncated, and with drop-oldest room is made for twice the batch in a transaction
+ * of its own.
+ */
+static void free_space(sb__spool_t* sp, sb__spool_job_t* batch, int64_t now) {
+  sb__spool_job_t* j;
+  if (reserve_release(sp, now))
+    SB_LOG_W("spool",
+             "disk full: released the %llu-byte reserve so that delivered data can be "
+             "deleted; it is made again once there is room",
+             (unsigned long long)sp->reserve_size);
+  sqlite3_wal_checkpoint_v2(sp->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+  if (sp->policy == SB__FULL_DROP_OLDEST) {
+    uint64_t need = 0, cap = sp->cap, bytes0 = sp->bytes, chunks0 = sp->chunks,
+             dropped0 = sp->stats.dropped_bytes;
+    int rr = SQLITE_OK;
+    for (j = batch; j; j = j->next)
+      if (j->op == SB__SPOOL_APPEND)
+        need += j->chunk->len;
+    sp->cap = sp->bytes > 2 * need ? sp->bytes - 2 * need : 0;
+    if (step_done(sp->st[ST_BEGIN]) == SQLITE_OK) {
+      make_room(sp, 0, &rr);
+      if (rr != SQLITE_OK || step_done(sp->st[ST_COMMIT]) != SQLITE_OK) {
+        step_done(sp->st[ST_ROLLBACK]);
+        sp->bytes = bytes0;
+        sp->chunks = chunks0;
+        sp->stats.dropped_bytes = dropped0;
+      }
+    }
+    sp->cap = cap;
+  }
+}
+
+/*
+ * Runs the batch's write jobs (after the kept deletes) in one transaction. With
+ * per_job, each job has a savepoint of its own: a job that fails is rolled back alone
+ * and gets its status, and the others commit. Returns the transaction's result.
+ */
+static int try_batch(sb__spool_t* sp, sb__spool_job_t* batch, int64_t now, int per_job,
+                     int* first_err) {
+  sb__spool_job_t* j;
+  uint64_t bytes0 = sp->bytes, chunks0 = sp->chunks, dropped0 = sp->stats.dropped_bytes;
+  size_t npending = sp->npending;
+  int r = step_done(sp->st[ST_BEGIN]);
+  if (r == SQLITE_OK && npending > 0) {
+    if (per_job)
+      step_done(sp->st[ST_SAVEPOINT]);
+    r = pending_run(sp, now);
+    if (per_job) {
+      if (r != SQLITE_OK) {
+        step_done(sp->st[ST_ROLLBACK_TO]);
+        npending = 0; /* still kept */
+        r = SQLITE_OK;
+      }
+      step_done(sp->st[ST_RELEASE]);
+    }
+  }
+  for (j = batch; j && r == SQLITE_OK; j = j->next) {
+    uint64_t b1 = sp->bytes, c1 = sp->chunks, d1 = sp->stats.dropped_bytes;
+    int rj;
+    j->status = 0;
+    j->freed = 0;
+    if (j->op == SB__SPOOL_READ)
+      continue;
+    if (per_job)
+      step_done(sp->st[ST_SAVEPOINT]);
+    rj = run_write(sp, j, now);
+    if (!per_job) {
+      r = rj;
+      continue;
+    }
+    if (rj != SQLITE_OK) {
+      step_done(sp->st[ST_ROLLBACK_TO]);
+      sp->bytes = b1;
+      sp->chunks = c1;
+      sp->stats.dropped_bytes = d1;
+      if (*first_err == SQLITE_OK)
+        *first_err = rj;
+      if (j->op == SB__SPOOL_ACK || j->op == SB__SPOOL_FORGET)
+        pending_add(sp, j); /* the loop may go on: the delete is done later */
+      else
+        j->status = is_full(rj) ? SB_ENOSPC : SB_EIO;
+    }
+    step_done(sp->st[ST_RELEASE]);
+  }
+  if (r == SQLITE_OK)
+    r = step_done(sp->st[ST_COMMIT]);
+  if (r != SQLITE_OK) {
     step_done(sp->st[ST_ROLLBACK]);
     sp->bytes = bytes0;
     sp->chunks = chunks0;
     sp->stats.dropped_bytes = dropped0;
+    if (*first_err == SQLITE_OK)
+      *first_err = r;
+    return r;
+  }
+  /* The kept deletes ran: those that were kept before this batch are done. */
+  if (npending > 0) {
+    memmove(sp->pending, sp->pending + npending,
+            (sp->npending - npending) * sizeof(*sp->pending));
+    sp->npending -= npending;
+  }
+  return SQLITE_OK;
+}
+
+/*
+ * One batch: every write job in one transaction, then the reads. A transaction that
+ * fails is rolled back and tried again with a savepoint per job, after making room
+ * when it failed for want of space: so one job that cannot be stored (a full disk, a
+ * damaged page) fails alone. Deletes that fail are kept and retried with later
+ * batches; appends and opens that fail are refused (SB_ENOSPC for want of space,
+ * else SB_EIO).
+ */
+static void run_batch(sb__spool_t* sp, sb__spool_job_t* batch) {
+  sb__spool_job_t* j;
+  int64_t now = now_ms();
+  int r, err = SQLITE_OK;
+  r = try_batch(sp, batch, now, 0, &err);
+  if (r != SQLITE_OK) {
     uv_mutex_lock(&sp->mutex);
     sp->stats.full_errors++;
     uv_mutex_unlock(&sp->mutex);
     SB_LOG_E("spool", "transaction failed: %s (%s)", sqlite3_errstr(r),
-             is_full(r)
-                 ? "disk full or I/O error: new data is refused until there is room"
-                 : "unexpected");
-    if (attempt == 0 && sp->policy == SB__FULL_DROP_OLDEST && is_full(r)) {
-      /* Room for twice the batch, in a transaction of its own. */
-      uint64_t need = 0, cap = sp->cap;
-      int rr = SQLITE_OK;
-      for (j = batch; j; j = j->next)
-        if (j->op == SB__SPOOL_APPEND)
-          need += j->chunk->len;
-      sp->cap = sp->bytes > 2 * need ? sp->bytes - 2 * need : 0;
-      if (step_done(sp->st[ST_BEGIN]) == SQLITE_OK) {
-        make_room(sp, 0, &rr);
-        if (rr != SQLITE_OK || step_done(sp->st[ST_COMMIT]) != SQLITE_OK) {
-          step_done(sp->st[ST_ROLLBACK]);
-          sp->bytes = bytes0;
-          sp->chunks = chunks0;
-          sp->stats.dropped_bytes = dropped0;
+             is_full(r) ? "disk full or I/O error: retrying job by job after making "
+                          "room; data that does not fit is refused"
+                        : "retrying job by job");
+    if (is_full(r))
+      free_space(sp, batch, now);
+    err = SQLITE_OK;
+    r = try_batch(sp, batch, now, 1, &err);
+    if (r != SQLITE_OK) {
+      for (j = batch; j; j = j->next) {
+        if (j->op == SB__SPOOL_ACK || j->op == SB__SPOOL_FORGET) {
+          pending_add(sp, j);
+          j->status = 0;
+        } else if (j->op != SB__SPOOL_READ) {
+          j->status = is_full(r) ? SB_ENOSPC : SB_EIO;
         }
       }
-      sp->cap = cap;
-      continue;
     }
-    break;
+    if (sp->npending > 0)
+      SB_LOG_W("spool", "%llu streams' delivered data could not be deleted yet (%s); "
+               "retrying with every transaction",
+               (unsigned long long)sp->npending, sqlite3_errstr(r != SQLITE_OK ? r : err));
   }
-  for (j = batch; j; j = j->next) {
-    if (r != SQLITE_OK && j->op != SB__SPOOL_READ)
-      j->status = is_full(r) ? SB_ENOSPC : SB_EIO;
+  for (j = batch; j; j = j->next)
     if (j->op == SB__SPOOL_APPEND && j->status == SB_ENOSPC)
       sp->stats.refused_bytes += j->chunk->len;
-  }
   for (j = batch; j; j = j->next)
     if (j->op == SB__SPOOL_READ)
       run_read(sp, j);
+  if (r == SQLITE_OK)
+    reserve_make(sp, now);
   uv_mutex_lock(&sp->mutex);
   sp->stats.bytes = sp->bytes;
   sp->stats.chunks = sp->chunks;
   sp->stats.commits++;
+  sp->stats.pending_deletes = sp->npending;
   update_unsent(sp, now, &sp->stats);
   uv_mutex_unlock(&sp->mutex);
 }
@@ -583,11 +885,23 @@ static void worker(void* arg) {
   for (;;) {
     sb__spool_job_t *batch, *last;
     uv_mutex_lock(&sp->mutex);
-    while (sp->in_head == NULL && !sp->quit)
-      uv_cond_wait(&sp->cond, &sp->mutex);
-    if (sp->in_head == NULL) {
+    while (sp->in_head == NULL && !sp->quit) {
+      /* Kept deletes and a missing reserve are retried every second while idle. */
+      if (sp->npending == 0 && (sp->reserve_held || sp->reserve_size == 0)) {
+        uv_cond_wait(&sp->cond, &sp->mutex);
+      } else if (uv_cond_timedwait(&sp->cond, &sp->mutex, 1000000000ull) ==
+                 UV_ETIMEDOUT) {
+        break;
+      }
+    }
+    if (sp->in_head == NULL && sp->quit) {
       uv_mutex_unlock(&sp->mutex);
       break;
+    }
+    if (sp->in_head == NULL) {
+      uv_mutex_unlock(&sp->mutex);
+      run_batch(sp, NULL);
+      continue;
     }
     batch = sp->in_head;
     last = sp->in_tail;
@@ -662,9 +976,23 @@ int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
     return r;
   }
   sp->loop = loop;
-  sp->cap = cfg->spool_max_bytes;
+  /* The WAL's budget between checkpoints: a quarter of the cap, 64 KiB to 16 MiB, in
+   * 16 KiB pages; it counts against the cap. */
+  sp->wal_budget = cfg->spool_max_bytes / 4;
+  if (sp->wal_budget > 16u * 1024 * 1024)
+    sp->wal_budget = 16u * 1024 * 1024;
+  if (sp->wal_budget < 65536)
+    sp->wal_budget = 65536;
+  sp->wal_budget -= sp->wal_budget % 16384;
+  sp->cap = cfg->spool_max_bytes - sp->wal_budget;
   sp->policy = cfg->spool_full_policy;
   sp->path = sb__path_join(cfg->data_dir, "spool.db");
+  sp->reserve_path = sb__path_join(cfg->data_dir, "spool.reserve");
+  sp->reserve_size = cfg->spool_reserve_bytes;
+  /* The reserve is given back before opening: on a full disk, its room is what lets
+   * the database open (its -shm and WAL) and deliver. */
+  reserve_release(sp, 0);
+  sp->reserve_next_try = 0;
   r = db_open(sp, cfg->synchronous, why, sizeof(why));
   if (r == 1) {
     move_aside(sp, why);
@@ -673,8 +1001,14 @@ int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
       SB_LOG_E("spool", "%s: a new spool: %s", sp->path, why);
   }
   if (r != 0) {
+    if (r < 0)
+      SB_LOG_E("spool",
+               "%s: %s; the file is kept as it is (it is not known to be damaged): "
+               "the service cannot start until it can be opened (a full disk?)",
+               sp->path, why);
     db_close(sp);
     free(sp->path);
+    free(sp->reserve_path);
     free(sp);
     return SB_EIO;
   }
@@ -685,6 +1019,7 @@ int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
   sp->stats.chunks = sp->chunks;
   update_unsent(sp, now_ms(), &sp->stats);
   load_resume(sp, resume, nresume);
+  reserve_make(sp, now_ms());
   SB_LOG_I("spool",
            "%s: %llu bytes in %llu chunks, %llu streams to resume (synchronous=%s, "
            "durability=%s)",
@@ -724,6 +1059,8 @@ void sb__spool_close(sb__spool_t* sp) {
   uv_mutex_destroy(&sp->mutex);
   uv_cond_destroy(&sp->cond);
   free(sp->path);
+  free(sp->reserve_path);
+  free(sp->pending);
   sp->async.data = sp;
   uv_close((uv_handle_t*)&sp->async, on_async_closed);
 }
