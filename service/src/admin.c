@@ -81,12 +81,15 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(c, "bytes_spooled", k->bytes_spooled);
   add_u64(c, "bytes_resent", k->bytes_resent);
   add_u64(c, "streams_resumed", k->streams_resumed);
+  add_u64(c, "upstream_refusals", k->upstream_refusals);
+  add_u64(c, "streams_given_up", k->streams_given_up);
   add_u64(c, "streams_refused_spool_full", k->streams_refused_full);
   cJSON_AddItemToObject(c, "bad_handshakes", bad);
   /* Refused and dropped bytes, by reason. */
   add_u64(refused, "spool_full", k->bytes_refused_full);
   cJSON_AddItemToObject(c, "bytes_refused", refused);
   add_u64(dropped, "spool_full", k->bytes_dropped_full);
+  add_u64(dropped, "corrupt", k->bytes_dropped_corrupt);
   cJSON_AddItemToObject(c, "bytes_dropped", dropped);
   cJSON_AddItemToObject(r, "counters", c);
   if (b->spool) {
@@ -107,6 +110,9 @@ static cJSON* status_reply(sb__broker_t* b) {
     add_u64(sp, "moved_aside", st.moved_aside);
     add_u64(sp, "dropped_bytes", st.dropped_bytes);
     add_u64(sp, "refused_bytes", st.refused_bytes);
+    add_u64(sp, "corrupt_chunks", st.corrupt_chunks);
+    add_u64(sp, "corrupt_bytes", st.corrupt_bytes);
+    add_u64(sp, "pending_deletes", st.pending_deletes);
     cJSON_AddItemToObject(r, "spool", sp);
   }
   return r;

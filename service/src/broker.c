@@ -241,6 +241,7 @@ void sb__broker_close(sb__broker_t* b) {
   }
   sb__chunk_free(b->spare);
   b->spare = NULL;
+  sb__upstream_names_free(b);
 }
 
 /* After a failed sb__broker_start: closes what it had opened, then frees nothing else

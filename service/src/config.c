@@ -99,15 +99,23 @@ static const sb__key_t sb__keys[] = {
     "Largest handshake JSON accepted, in bytes (the protocol's limit is 1 MiB)."),
   SB__UINT(max_datagram_size, 1, 10485760, 10485760,
     "Largest datagram accepted, in bytes (the protocol's limit is 10 MiB)."),
-  SB__UINT(max_streams, 1, 1000000, 4096,
+  SB__UINT(max_streams, 1, 1000000, 8192,
     "Open streams in total; further connections are refused, logged and counted."),
-  SB__UINT(max_streams_per_client, 1, 1000000, 1024,
-    "Open streams of one client process; further ones are refused likewise."),
+  SB__UINT(max_streams_per_client, 1, 1000000, 4096,
+    "Open streams of one client process; further ones are refused likewise. Another "
+    "streambrokerd in front of this one is one client: the default lets it carry "
+    "4,096 streams."),
   SB__UINT(backoff_initial_ms, 1, 60000, 100,
     "First delay before dialing a busy or absent upstream again, in milliseconds; it "
     "doubles with each failed dial."),
   SB__UINT(backoff_max_ms, 1, 30000, 10000,
     "Cap of that delay, in milliseconds; at least `backoff_initial_ms`."),
+  SB__UINT(upstream_max_refusals, 1, 1000, 5,
+    "A connection the upstream closes within a second of the dial is a refusal (a "
+    "LUCI butler refuses a stream name it has seen): the stream is reopened under its "
+    "next name (`NAME:2`, `NAME:3`, ...), with backoff. After this many refusals in a "
+    "row the stream is given up: its client is closed, it is logged, counted and "
+    "listed, and its data stays in the spool until the service starts again."),
   SB__UINT(upstream_high_watermark, 4096, 1073741824, 1048576,
     "Bytes queued to one stream's upstream or archive file before the stream stops "
     "reading its client, until half of them are written."),
@@ -122,17 +130,29 @@ static const sb__key_t sb__keys[] = {
     "transaction survives a killed service, but a power loss or OS crash may undo the "
     "last ones. `\"full\"`: every commit is flushed to disk (fsync), so it survives "
     "power loss too, at the cost of one flush per group commit."),
-  SB__UINT(spool_max_bytes, 65536, 1125899906842624ull, 1073741824,
-    "Cap of the data held in the spool, in bytes (chunk payloads; the database file "
-    "is somewhat larger). What happens at the cap is `spool_full_policy`."),
+  SB__UINT(spool_max_bytes, 131072, 1125899906842624ull, 1073741824,
+    "Cap of the spool, in bytes: chunk payloads plus the WAL's budget between "
+    "checkpoints (a quarter of the cap, 64 KiB to 16 MiB); the database file is "
+    "somewhat larger (pages, indexes). What happens at the cap is "
+    "`spool_full_policy`."),
   SB__ENUM(spool_full_policy, sb__full_policy_values, SB__FULL_REFUSE,
     "At the cap, or when the disk is full: `\"refuse\"` closes the client stream "
     "whose data does not fit (logged and counted; data already accepted is kept); "
     "`\"drop-oldest\"` drops whole oldest chunks to make room (counted per stream; "
     "the stream is reopened upstream with the tag `streambroker.dropped`)."),
-  SB__UINT(replay_window, 65536, 1073741824, 1048576,
+  SB__UINT(replay_window, 65536, 1073741824, 4194304,
     "Bytes of each stream already written upstream that stay in the spool, resent "
-    "(under the tag `streambroker.offset`) when the upstream connection breaks."),
+    "(under the tag `streambroker.offset`) when the upstream connection breaks. It must "
+    "cover what the upstream can hold read but not yet stored when it dies: for "
+    "another streambrokerd, its `upstream_high_watermark` plus one read (128 KiB) "
+    "plus the socket or pipe buffers (a few hundred KiB); the defaults (4 MiB against "
+    "1 MiB) leave room to spare."),
+  SB__UINT(spool_reserve_bytes, 0, 1073741824, 16777216,
+    "Room kept beside the spool as a file (`spool.reserve`) while the disk has it: "
+    "when the disk fills, the file is removed so that delivered data can still be "
+    "deleted and the spool drains; it is made again once there is room. At start it "
+    "is removed before the spool is opened, so a service stopped on a full disk "
+    "starts again. 0: no reserve."),
   SB__ENUM(log_level, sb__level_values, SB_LOG_INFO,
     "Most detailed level logged."),
   SB__STRING(log_file, 0, "", NULL, NULL,

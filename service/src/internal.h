@@ -73,6 +73,8 @@ typedef struct {
   uint64_t spool_max_bytes;      /* cap of chunk bytes in the spool */
   int spool_full_policy;         /* SB__FULL_* */
   uint64_t replay_window;        /* bytes kept after upstream writes, resent on reopen */
+  uint64_t spool_reserve_bytes;  /* room kept beside the spool for a full disk */
+  uint64_t upstream_max_refusals; /* refusals in a row before a stream is given up */
   int log_level;                 /* SB_LOG_* */
   char* log_file;                /* NULL or "": stderr */
   char* allowed_groups;          /* POSIX: comma-separated groups whose members may open
@@ -126,6 +128,11 @@ typedef struct {
   uint64_t bytes_dropped_full;  /* dropped by drop-oldest before reaching upstream */
   uint64_t streams_refused_full; /* streams closed because the spool refused their data */
   uint64_t streams_resumed;     /* streams resumed from the spool at start */
+  uint64_t upstream_refusals;   /* connections the upstream closed right after the
+                                   handshake (a name it refused) */
+  uint64_t streams_given_up;    /* streams refused upstream_max_refusals times in a row */
+  uint64_t bytes_dropped_corrupt; /* not delivered: their spool chunk failed its checksum
+                                     or could not be read */
 } sb__counters_t;
 
 /* ---- sink: where a stream's data goes (upstream.c, archive.c) ---- */
@@ -212,6 +219,11 @@ struct sb__stream_s {
 
 /* Called by a sink; see sb__sink_t. */
 void sb__stream_sink_drained(sb__stream_t* s);
+/* Every byte read from the client is stored (spool committed): after the client's
+ * EOF, its connection is closed only now (or at done), so that a broker in front of
+ * this one, waiting for the connection's end, forgets the stream only once it is safe
+ * here. */
+void sb__stream_sink_durable(sb__stream_t* s);
 void sb__stream_sink_done(sb__stream_t* s, int err);
 
 /* ---- archive.c ---- */
@@ -269,7 +281,11 @@ struct sb__spool_job_s {
   char* props;          /* OPEN: the handshake JSON (freed with the job by its owner) */
   sb__chunk_t* chunk;   /* APPEND: the data (a reference the owner drops in done);
                            READ: the result, a list linked by next, each with off, mark */
-  int status;           /* in done: 0, SB_ENOSPC (cap or disk full: not stored), SB_EIO */
+  int status;           /* in done: 0, SB_ENOSPC (cap or disk full: not stored), SB_EIO
+                           (not stored; READ: the spool is damaged from off on),
+                           SB_EBUSY (READ: failed for now, try again later) */
+  uint64_t corrupt;     /* READ: bytes of chunks that failed their checksum (deleted,
+                           left out of the result) */
   uint64_t freed;       /* ACK: chunk bytes trimmed */
   void (*done)(sb__spool_job_t* job); /* loop thread */
   void* data;
@@ -284,6 +300,10 @@ typedef struct {
   uint64_t full_errors;    /* SQLITE_FULL and I/O errors of transactions */
   uint64_t moved_aside;    /* damaged or foreign databases moved aside at start */
   uint64_t commits;
+  uint64_t corrupt_chunks; /* chunks that failed their checksum (never forwarded) */
+  uint64_t corrupt_bytes;
+  uint64_t pending_deletes; /* streams whose delivered data waits to be deleted (full
+                               disk) */
 } sb__spool_stats_t;
 
 /* A stream left in the spool by an earlier run, to be resumed. */
@@ -327,6 +347,8 @@ void sb__spool_close(sb__spool_t* sp);
 sb__sink_t* sb__upstream_sink_create(sb__stream_t* s);
 /* Dials now if the sink waits in backoff (the upstream appeared). */
 void sb__upstream_kick(sb__sink_t* sink);
+/* Frees the set of names sent upstream (at broker close). */
+void sb__upstream_names_free(struct sb__broker_s* b);
 /* A sink for a stream resumed from the spool (its client is gone). */
 sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r);
 
@@ -359,6 +381,7 @@ typedef struct sb__broker_s {
   sb__chunk_t* spare;
   sb__spool_t* spool; /* NULL in archive mode */
   void* upstream_watch; /* sb__upstream_watch_start's, or NULL */
+  struct sb__names_s* sent_names; /* names sent upstream since start (upstream.c) */
 } sb__broker_t;
 
 /* Size of a client read, and the least a read must fill to be handed over whole. */

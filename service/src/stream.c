@@ -38,9 +38,13 @@ static void stream_close_client(sb__stream_t* s) {
   uv_close((uv_handle_t*)&s->deadline, on_closed);
 }
 
-/* The client's data has ended (EOF, error, or the broker stopping): the sink finishes.
+/*
+ * The client's data has ended (EOF, error, or the broker stopping): the sink
+ * finishes. After a clean EOF the client's connection stays open (not read) until
+ * the sink has every byte stored (durable or done): a broker in front of this one
+ * takes the connection's end as "received", and forgets its copy then.
  */
-static void stream_end(sb__stream_t* s) {
+static void stream_end_hold(sb__stream_t* s, int hold) {
   if (s->client_eof)
     return;
   s->client_eof = 1;
@@ -48,9 +52,14 @@ static void stream_end(sb__stream_t* s) {
   if (s->reading)
     uv_read_stop((uv_stream_t*)&s->client);
   s->reading = 0;
-  stream_close_client(s);
+  if (!hold || s->sink == NULL)
+    stream_close_client(s);
   if (s->sink)
     s->sink->finish(s->sink);
+}
+
+static void stream_end(sb__stream_t* s) {
+  stream_end_hold(s, 0);
 }
 
 static void bad_handshake(sb__stream_t* s, int err) {
@@ -180,6 +189,8 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
     } else {
       SB_LOG_D("stream", "stream %llu \"%s\": client finished after %llu bytes",
                (unsigned long long)s->id, s->props.name, (unsigned long long)s->bytes);
+      stream_end_hold(s, 1);
+      return;
     }
     stream_end(s);
     return;
@@ -281,6 +292,11 @@ void sb__stream_sink_drained(sb__stream_t* s) {
     s->reading = 1;
 }
 
+void sb__stream_sink_durable(sb__stream_t* s) {
+  if (s->client_eof)
+    stream_close_client(s);
+}
+
 void sb__stream_sink_done(sb__stream_t* s, int err) {
   sb__broker_t* b = s->broker;
   sb__sink_t* sink = s->sink;
@@ -301,7 +317,9 @@ void sb__stream_sink_done(sb__stream_t* s, int err) {
              (unsigned long long)s->id, s->props.name, sb_strerror(err));
   s->sink = NULL;
   sink->destroy(sink);
-  /* A sink may be done before the client is (it failed): stop the client too. */
+  /* A sink may be done before the client is (it failed): stop the client too; and a
+   * client held open after its EOF closes now. */
   stream_end(s);
+  stream_close_client(s);
   stream_maybe_free(s);
 }

@@ -17,6 +17,22 @@
  * the tag streambroker.offset: the offset (datagram index for datagram streams) of the
  * oldest chunk still in the spool, and is resent from there.
  *
+ * Names. A LUCI butler accepts each stream name once in its lifetime and refuses a
+ * name it has seen by closing the connection right after the handshake. So a stream
+ * goes upstream under its own name only the first time the service sends that name;
+ * a second stream of the same name, and every reopen, takes the first free NAME:N
+ * (N = 2, 3, ...) with the tag streambroker.name holding the original. A connection
+ * that the upstream closes within SB__REFUSAL_MS of the dial is a refusal, unless the
+ * dial after it fails (then the upstream went away: an outage): the stream is
+ * reopened under the next name, at once the first time and with exponential backoff
+ * after that; after upstream_max_refusals refusals in a row it is given up
+ * (its client closed, its data left in the spool until the next start), logged,
+ * counted and listed.
+ *
+ * Holes. A chunk that is missing from the spool (dropped at the cap, or deleted
+ * because its checksum failed) is never skipped over silently: the stream is reopened
+ * past it, tagged streambroker.offset and streambroker.dropped.
+ *
  * Dialing: capped exponential backoff with jitter while the upstream is busy or absent.
  * On POSIX the sink also reads the connection, so that an upstream that goes away is
  * noticed at once, and a stream ends with a shutdown and the upstream's own EOF: it has
@@ -36,6 +52,14 @@
 #define SB__EOF_WAIT_MS 30000
 #define SB__TAG_OFFSET "streambroker.offset"
 #define SB__TAG_DROPPED "streambroker.dropped"
+#define SB__TAG_NAME "streambroker.name"
+/* A connection that ends this soon after its dial was refused. */
+#define SB__REFUSAL_MS 1000
+/* A read of the spool that failed for now is tried again after this. */
+#define SB__READ_RETRY_MS 1000
+/* The names sent upstream are remembered up to this many, then forgotten (a name
+ * sent again is then refused by a butler, and renamed through the refusal path). */
+#define SB__NAMES_MAX (1u << 20)
 
 typedef struct {
   sb__sink_t sink;
@@ -44,6 +68,16 @@ typedef struct {
   char* props; /* the handshake JSON (timestamp filled in), as spooled */
   uv_pipe_t pipe;
   uv_timer_t timer;
+  uv_timer_t read_timer; /* a failed spool read is tried again */
+  uint64_t conn_at;      /* uv_now when the current connection was dialed */
+  unsigned refusals;     /* refusals in a row */
+  unsigned name_n;       /* suffix of the name in use: 0 for the original */
+  char* up_name;         /* the name the stream goes upstream under now */
+  int given_up;          /* refused too often: no more dials until the next start */
+  int hole;              /* bytes before send_off never went upstream: the next chunk
+                            needs a reopen (tagged) first */
+  uint64_t corrupt;      /* bytes lost to checksum failures, not yet counted in a gap */
+  int durable_told;      /* the stream was told every byte is in the spool */
   uv_shutdown_t shutdown;
   uint64_t gen; /* connection number: writes of an old connection are ignored */
   unsigned attempt;
@@ -122,6 +156,126 @@ static sb__spool_job_t* job_new(sb__upstream_t* up, sb__spool_op_t op,
   return j;
 }
 
+/* ---- names sent upstream ---- */
+
+/* The set of names this service has sent upstream since it started (loop thread):
+ * open addressing, FNV-1a, grown at 3/4 full, emptied at SB__NAMES_MAX. */
+struct sb__names_s {
+  char** slot;
+  size_t cap, n;
+};
+
+static uint64_t names_hash(const char* s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static char** names_find(struct sb__names_s* set, const char* name) {
+  size_t i = (size_t)names_hash(name) & (set->cap - 1);
+  while (set->slot[i] && strcmp(set->slot[i], name) != 0)
+    i = (i + 1) & (set->cap - 1);
+  return &set->slot[i];
+}
+
+static int names_has(struct sb__names_s* set, const char* name) {
+  return set && set->cap && *names_find(set, name) != NULL;
+}
+
+static void names_clear(struct sb__names_s* set) {
+  size_t i;
+  for (i = 0; i < set->cap; i++)
+    free(set->slot[i]);
+  free(set->slot);
+  set->slot = NULL;
+  set->cap = set->n = 0;
+}
+
+static void names_add(sb__broker_t* b, const char* name) {
+  struct sb__names_s* set = b->sent_names;
+  char** at;
+  if (set == NULL)
+    set = b->sent_names = sb__xcalloc(1, sizeof(*set));
+  if (set->n >= SB__NAMES_MAX) {
+    SB_LOG_I("upstream", "forgetting the %zu stream names sent upstream so far", set->n);
+    names_clear(set);
+  }
+  if (set->n + 1 > set->cap / 4 * 3) {
+    struct sb__names_s grown = {0};
+    size_t i;
+    grown.cap = set->cap ? set->cap * 2 : 1024;
+    grown.slot = sb__xcalloc(grown.cap, sizeof(char*));
+    for (i = 0; i < set->cap; i++)
+      if (set->slot[i])
+        *names_find(&grown, set->slot[i]) = set->slot[i];
+    grown.n = set->n;
+    free(set->slot);
+    *set = grown;
+  }
+  at = names_find(set, name);
+  if (*at == NULL) {
+    *at = sb__xstrdup(name);
+    set->n++;
+  }
+}
+
+void sb__upstream_names_free(struct sb__broker_s* b) {
+  if (b->sent_names) {
+    names_clear(b->sent_names);
+    free(b->sent_names);
+    b->sent_names = NULL;
+  }
+}
+
+/* NAME:N, shortened so that it stays within the protocol's 4096 bytes: the cut never
+ * leaves a '/' before the suffix. Returns a new string. */
+static char* name_with_suffix(const char* name, unsigned n) {
+  char suffix[16];
+  size_t len = strlen(name), sl = (size_t)snprintf(suffix, sizeof(suffix), ":%u", n);
+  char* out;
+  if (len + sl > SB_MAX_NAME_LEN)
+    len = SB_MAX_NAME_LEN - sl;
+  while (len > 1 && name[len - 1] == '/')
+    len--;
+  out = sb__xmalloc(len + sl + 1);
+  memcpy(out, name, len);
+  memcpy(out + len, suffix, sl + 1);
+  return out;
+}
+
+/* The name for the next connection: the original if this service never sent it,
+ * else the first NAME:N not sent yet, N past the last one this stream used. */
+static void up_pick_name(sb__upstream_t* up) {
+  const char* orig = up_name(up);
+  char* name = NULL;
+  if (up->up_name == NULL && !names_has(up->b->sent_names, orig)) {
+    name = sb__xstrdup(orig);
+  } else {
+    unsigned n = up->name_n < 2 ? 2 : up->name_n + 1;
+    for (;; n++) {
+      name = name_with_suffix(orig, n);
+      if (!names_has(up->b->sent_names, name))
+        break;
+      free(name);
+    }
+    up->name_n = n;
+  }
+  free(up->up_name);
+  up->up_name = name;
+  names_add(up->b, name);
+}
+
+/* The backoff delay after `step` failures: doubling from backoff_initial_ms, capped
+ * at backoff_max_ms, drawn from the upper half (jitter). */
+static uint64_t up_backoff(sb__upstream_t* up, unsigned step) {
+  const sb__config_t* cfg = &up->b->cfg;
+  uint64_t delay = cfg->backoff_initial_ms << (step < 20 ? step : 20);
+  if (delay > cfg->backoff_max_ms)
+    delay = cfg->backoff_max_ms;
+  return delay / 2 + jitter_next() % (delay / 2 + 1);
+}
+
 /* ---- the final close ---- */
 
 static void on_final_closed(uv_handle_t* h) {
@@ -134,8 +288,9 @@ static void up_close_all(sb__upstream_t* up) {
   if (up->closing)
     return;
   up->closing = 1;
-  up->pending_closes = 1 + up->pipe_open;
+  up->pending_closes = 2 + up->pipe_open;
   uv_close((uv_handle_t*)&up->timer, on_final_closed);
+  uv_close((uv_handle_t*)&up->read_timer, on_final_closed);
   if (up->pipe_open) {
     up->pipe_open = 0;
     up->connected = 0;
@@ -161,6 +316,11 @@ static void on_forgotten(sb__spool_job_t* j) {
 static void up_maybe_done(sb__upstream_t* up) {
   if (up->closing || !up->finishing)
     return;
+  if (!up->durable_told && up->committed >= up_end(up) && up->sink.queued == 0) {
+    /* Every byte read is in the spool: the client's connection may close now. */
+    up->durable_told = 1;
+    sb__stream_sink_durable(up_stream(up));
+  }
   if (up->conn_done) {
     if (!up->forget_sent) {
       up->forget_sent = 1;
@@ -190,9 +350,18 @@ static void on_conn_closed(uv_handle_t* h) {
     up_maybe_done(up);
     return;
   }
-  /* Reopen: at once after a gap, else after the first backoff step. */
-  delay = up->gap ? 0 : up->b->cfg.backoff_initial_ms;
-  up->attempt = 0;
+  if (up->given_up)
+    return;
+  /* Reopen: at once after a gap or a first refusal (the next name is free), after
+   * growing backoff when refusals go on, else after the first backoff step. */
+  if (up->gap) {
+    delay = 0;
+  } else if (up->refusals > 0) {
+    delay = up->refusals == 1 ? 0 : up_backoff(up, up->refusals - 2);
+  } else {
+    delay = up->b->cfg.backoff_initial_ms;
+    up->attempt = 0;
+  }
   uv_timer_start(&up->timer, on_retry, delay, 0);
 }
 
@@ -212,15 +381,45 @@ static void up_conn_close(sb__upstream_t* up) {
 /* The connection broke: what it may not have delivered is resent on a new one. */
 static void up_broken(sb__upstream_t* up, int err) {
   sb__stream_t* s = up_stream(up);
+  sb__broker_t* b = up->b;
   if (!up->pipe_open)
     return;
-  s->broker->counters.upstream_errors++;
-  s->broker->counters.upstream_reopens++;
-  SB_LOG_W("upstream",
-           "stream %llu \"%s\": upstream connection lost after byte %llu: %s; "
-           "reopening it from the replay window",
-           up_id(up), up_name(up), (unsigned long long)up->acked, sb_strerror(err));
   up->reopen = 1;
+  if (uv_now(b->loop) - up->conn_at < SB__REFUSAL_MS) {
+    up->refusals++;
+    b->counters.upstream_refusals++;
+    if (up->refusals >= b->cfg.upstream_max_refusals) {
+      up->given_up = 1;
+      b->counters.streams_given_up++;
+      SB_LOG_E("upstream",
+               "stream %llu \"%s\": the upstream refused it %u times in a row (last "
+               "as \"%s\": %s); given up: its client is closed and its data stays "
+               "in the spool (bytes %llu to %llu) until the service starts again",
+               up_id(up), up_name(up), up->refusals, up->up_name, sb_strerror(err),
+               (unsigned long long)up->acked, (unsigned long long)up->committed);
+      up_conn_close(up);
+      if (!s->client_eof)
+        sb__stream_stop(s);
+      return;
+    }
+    b->counters.upstream_reopens++;
+    SB_LOG_W("upstream",
+             "stream %llu \"%s\": the upstream closed the connection %llu ms after the "
+             "dial (as \"%s\": %s): refused, or gone; reopening it from the replay "
+             "window under the next name (refusal %u of %llu)",
+             up_id(up), up_name(up), (unsigned long long)(uv_now(b->loop) - up->conn_at),
+             up->up_name, sb_strerror(err), up->refusals,
+             (unsigned long long)b->cfg.upstream_max_refusals);
+  } else {
+    up->refusals = 0;
+    up->attempt = 0;
+    b->counters.upstream_errors++;
+    b->counters.upstream_reopens++;
+    SB_LOG_W("upstream",
+             "stream %llu \"%s\": upstream connection lost after byte %llu: %s; "
+             "reopening it from the replay window",
+             up_id(up), up_name(up), (unsigned long long)up->acked, sb_strerror(err));
+  }
   up_conn_close(up);
 }
 
@@ -274,7 +473,7 @@ static void up_send(sb__upstream_t* up, sb__chunk_t* c) {
 /* Whether a chunk that starts at off may go upstream now. */
 static int up_can_send(sb__upstream_t* up, uint64_t off) {
   return up->connected && !up->hs_pending && !up->conn_ending && !up->gap &&
-         up->send_off == off && off < up->trunc_off &&
+         !up->hole && up->send_off == off && off < up->trunc_off &&
          up->inflight < up->b->cfg.upstream_high_watermark;
 }
 
@@ -285,6 +484,15 @@ static void up_handshake(sb__upstream_t* up, int tag, int64_t mark) {
   sb__upstream_write_t* w;
   char num[32];
   int r = sb__props_decode_json(up->props, strlen(up->props), &props);
+  up_pick_name(up);
+  if (r == 0 && strcmp(up->up_name, props.name) != 0) {
+    /* A stream renamed before (by a broker in front of this one) keeps the first
+     * original. */
+    if (sb__props_get_tag(&props, SB__TAG_NAME) == NULL)
+      r = sb__props_set_tag(&props, SB__TAG_NAME, props.name);
+    free(props.name);
+    props.name = sb__xstrdup(up->up_name);
+  }
   if (r == 0 && tag) {
     snprintf(num, sizeof(num), "%lld", (long long)mark);
     if (mark >= 0)
@@ -313,12 +521,20 @@ static void up_handshake(sb__upstream_t* up, int tag, int64_t mark) {
 
 /* A gap in the spool (dropped data): the stream goes on from c on a new connection,
  * tagged with where it starts and how much was lost. */
-static void up_gap(sb__upstream_t* up, sb__chunk_t* c) {
+static void up_count_lost(sb__upstream_t* up, uint64_t lost) {
   sb__broker_t* b = up->b;
-  uint64_t lost = c->off - up->send_off;
+  uint64_t corrupt = lost < up->corrupt ? lost : up->corrupt;
+  up->corrupt -= corrupt;
   up->dropped += lost;
-  b->counters.bytes_dropped_full += lost;
+  b->counters.bytes_dropped_corrupt += corrupt;
+  b->counters.bytes_dropped_full += lost - corrupt;
   up_stream(up)->bytes_dropped += lost;
+}
+
+static void up_gap(sb__upstream_t* up, sb__chunk_t* c) {
+  uint64_t lost = c->off - up->send_off;
+  up_count_lost(up, lost);
+  up->hole = 0;
   SB_LOG_W("upstream",
            "stream %llu \"%s\": bytes %llu to %llu were dropped from the spool; "
            "the stream is reopened at byte %llu",
@@ -339,15 +555,14 @@ static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c, int resent) {
     /* Past a refusal (trunc_off) nothing goes upstream: the stream ends there. */
     if (!up->gap && up->connected && !up->hs_pending &&
         c->off + c->len > up->send_off && c->off < up->trunc_off) {
-      if (c->off > up->send_off) {
-        if (c->mark >= 0)
+      if (c->off > up->send_off || (up->hole && c->off == up->send_off)) {
+        if (c->mark >= 0) {
           up_gap(up, c);
-        else {
+        } else {
           /* Inside a datagram whose start was dropped: skipped too. */
-          up->dropped += c->off + c->len - up->send_off;
-          up->b->counters.bytes_dropped_full += c->off + c->len - up->send_off;
-          up_stream(up)->bytes_dropped += c->off + c->len - up->send_off;
+          up_count_lost(up, c->off + c->len - up->send_off);
           up->send_off = c->off + c->len;
+          up->hole = 1;
         }
       } else if (c->off == up->send_off) {
         up->b->counters.bytes_spooled += c->len;
@@ -360,11 +575,41 @@ static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c, int resent) {
   }
 }
 
+static void on_read_retry(uv_timer_t* t) {
+  up_pump(t->data);
+}
+
+/*
+ * What a read of the spool found. Checksum failures were deleted by the spool and are
+ * counted here; a read that found nothing where the stream's spooled bytes should be
+ * (dropped, damaged) moves past them and makes the next chunk reopen the stream
+ * (tagged dropped); a read that failed for now is tried again a second later.
+ */
 static void on_read_spool(sb__spool_job_t* j) {
   sb__upstream_t* up = j->data;
   sb__chunk_t* c = j->chunk;
   up->jobs_out--;
   up->reading_spool = 0;
+  up->corrupt += j->corrupt;
+  if (j->status == SB_EBUSY && c == NULL) {
+    free(j);
+    if (!up->closing)
+      uv_timer_start(&up->read_timer, on_read_retry, SB__READ_RETRY_MS, 0);
+    return;
+  }
+  if (!j->window && c == NULL && up->connected && !up->hs_pending &&
+      up->send_off < up->committed) {
+    uint64_t lost = up->committed - up->send_off;
+    SB_LOG_E("upstream",
+             "stream %llu \"%s\": bytes %llu to %llu are no longer in the spool (%s); "
+             "the stream goes on after them, tagged " SB__TAG_DROPPED,
+             up_id(up), up_name(up), (unsigned long long)up->send_off,
+             (unsigned long long)up->committed,
+             j->status == SB_EIO ? "the spool is damaged there" : "dropped");
+    up_count_lost(up, lost);
+    up->send_off = up->committed;
+    up->hole = 1;
+  }
   if (up->hs_pending && j->window && up->connected) {
     /* The reopen's start: the oldest resend point in the spool (or, when the spool
      * holds nothing of the stream, where its data ends now). */
@@ -373,14 +618,19 @@ static void on_read_spool(sb__spool_job_t* j) {
     if (c == NULL && up_stream(up)->props.type == SB_DATAGRAM && start > 0)
       mark = -1; /* a datagram index is not known here: the tag is left out */
     up->hs_pending = 0;
-    if (start > up->send_off && up->send_off < up->acked) {
-      /* Cannot happen: trimming keeps the window behind acked. Say so. */
+    if (start > up->acked) {
+      /* The window lost its start (dropped at the cap, or a checksum failed): what
+       * the broken connection may not have delivered cannot all be resent. */
       SB_LOG_E("upstream",
-               "stream %llu \"%s\": replay window starts at %llu, after byte "
-               "%llu already sent",
+               "stream %llu \"%s\": the replay window starts at byte %llu, after "
+               "byte %llu the upstream may have lost; bytes between are counted as "
+               "dropped",
                up_id(up), up_name(up), (unsigned long long)start,
-               (unsigned long long)up->send_off);
+               (unsigned long long)up->acked);
+      up_count_lost(up, start - up->acked);
+      up->acked = start;
     }
+    up->hole = 0;
     up->send_off = start;
     up_handshake(up, 1, mark);
     up_take_chunks(up, c, 1);
@@ -569,7 +819,7 @@ static void up_dial(sb__upstream_t* up) {
   uv_file fd;
   uint64_t delay;
   int r, ur;
-  if (up->closing || up->pipe_open)
+  if (up->closing || up->pipe_open || up->given_up)
     return;
   if (b->stopping) {
     up_maybe_done(up);
@@ -592,11 +842,13 @@ static void up_dial(sb__upstream_t* up) {
                up_id(up), up_name(up), b->cfg.upstream, up->attempt);
     up->attempt = 0;
     up->connected = 1;
+    up->conn_at = uv_now(b->loop);
 #ifndef _WIN32
     uv_read_start((uv_stream_t*)&up->pipe, on_up_alloc, on_up_read);
 #endif
     if (up->gap) {
       up->gap = 0;
+      up->hole = 0;
       up->send_off = up->gap_off;
       up_handshake(up, 1, up->gap_mark);
     } else if (up->reopen) {
@@ -609,11 +861,11 @@ static void up_dial(sb__upstream_t* up) {
     return;
   }
   b->counters.upstream_dial_failures++;
+  /* Connections that ended at once were not refused after all: the upstream is gone
+   * (killed, restarting), and that is an outage. */
+  up->refusals = 0;
   sb__upstream_watch_waiting(b->upstream_watch);
-  delay = b->cfg.backoff_initial_ms << (up->attempt < 20 ? up->attempt : 20);
-  if (delay > b->cfg.backoff_max_ms)
-    delay = b->cfg.backoff_max_ms;
-  delay = delay / 2 + jitter_next() % (delay / 2 + 1);
+  delay = up_backoff(up, up->attempt);
   if (up->attempt == 0)
     SB_LOG_W("upstream",
              "stream %llu \"%s\": upstream %s: %s; spooling, retrying with "
@@ -628,7 +880,8 @@ static void up_dial(sb__upstream_t* up) {
 
 void sb__upstream_kick(sb__sink_t* sink) {
   sb__upstream_t* up = up_of(sink);
-  if (up->closing || up->pipe_open || !uv_is_active((uv_handle_t*)&up->timer))
+  if (up->closing || up->pipe_open || up->given_up || up->refusals > 0 ||
+      !uv_is_active((uv_handle_t*)&up->timer))
     return;
   uv_timer_stop(&up->timer);
   up_dial(up);
@@ -725,6 +978,7 @@ static void up_finish(sb__sink_t* sink) {
 static void up_destroy(sb__sink_t* sink) {
   sb__upstream_t* up = up_of(sink);
   free(up->props);
+  free(up->up_name);
   free(up);
 }
 
@@ -732,7 +986,8 @@ static void up_destroy(sb__sink_t* sink) {
 static void up_describe(sb__sink_t* sink, void* object) {
   sb__upstream_t* up = up_of(sink);
   cJSON* o = object;
-  const char* state = up->closing       ? "closing"
+  const char* state = up->given_up      ? "given-up"
+                      : up->closing     ? "closing"
                       : up->conn_ending ? "ending"
                       : up->hs_pending  ? "reopening"
                       : up->connected   ? "connected"
@@ -745,6 +1000,9 @@ static void up_describe(sb__sink_t* sink, void* object) {
   cJSON_AddNumberToObject(o, "bytes_in_flight", (double)up->inflight);
   cJSON_AddNumberToObject(o, "spool_jobs", up->jobs_out);
   cJSON_AddBoolToObject(o, "finishing", up->finishing);
+  if (up->up_name)
+    cJSON_AddStringToObject(o, "upstream_name", up->up_name);
+  cJSON_AddNumberToObject(o, "refusals", up->refusals);
 }
 
 static sb__upstream_t* up_new(sb__stream_t* s) {
@@ -762,6 +1020,8 @@ static sb__upstream_t* up_new(sb__stream_t* s) {
   up->trunc_off = UINT64_MAX;
   uv_timer_init(s->broker->loop, &up->timer);
   up->timer.data = up;
+  uv_timer_init(s->broker->loop, &up->read_timer);
+  up->read_timer.data = up;
   return up;
 }
 
@@ -769,10 +1029,21 @@ static void on_opened(sb__spool_job_t* j) {
   sb__upstream_t* up = j->data;
   up->jobs_out--;
   if (j->status != 0) {
-    SB_LOG_E("spool", "stream %llu \"%s\": cannot record it in the spool: %s",
+    sb__stream_t* s = up_stream(up);
+    SB_LOG_E("spool",
+             "stream %llu \"%s\": cannot record it in the spool: %s; the stream is "
+             "refused (its client is closed)",
              up_id(up), up_name(up), sb_strerror(j->status));
-    if (up->trunc_off == UINT64_MAX)
+    if (up->trunc_off == UINT64_MAX) {
       up->trunc_off = 0;
+      up->b->counters.streams_refused_full++;
+    }
+    if (up->next_off > 0) {
+      up->b->counters.bytes_refused_full += up->next_off;
+      s->bytes_refused += up->next_off;
+    }
+    if (!s->client_eof)
+      sb__stream_stop(s);
   }
   free(j->props);
   free(j);

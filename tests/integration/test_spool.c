@@ -43,66 +43,113 @@ static void content(const char* name, size_t len, sb__buf_t* out) {
 
 /* ---- reading back what the upstream archived ---- */
 
-static int64_t sidecar_offset(const char* json_path, int* has_dropped) {
-  size_t len;
-  char* text = sb_it_read_file(json_path, &len);
-  cJSON *doc, *tags, *off;
-  int64_t v = 0;
-  ASSERT_NOT_NULL(text);
-  doc = cJSON_ParseWithLength(text, len);
-  ASSERT_NOT_NULL(doc);
-  tags = cJSON_GetObjectItemCaseSensitive(doc, "tags");
-  off = cJSON_GetObjectItemCaseSensitive(tags, "streambroker.offset");
-  if (cJSON_IsString(off))
-    v = strtoll(off->valuestring, NULL, 10);
-  if (has_dropped && cJSON_GetObjectItemCaseSensitive(tags, "streambroker.dropped"))
-    *has_dropped = 1;
-  cJSON_Delete(doc);
-  free(text);
-  return v;
+/*
+ * The segments U archived of one stream: every sidecar in the stream's directory whose
+ * name is the stream's, or whose tag streambroker.name is (the broker sends a reopen,
+ * or a second stream of a name, as NAME:N), in the order U opened them.
+ */
+typedef struct {
+  char log_path[1024];
+  int64_t offset;       /* its streambroker.offset tag, 0 when absent */
+  int dropped;          /* it has the tag streambroker.dropped */
+  int closed;           /* its sidecar has a close time */
+  sb__time_t opened;
+} segment_t;
+
+static int segment_cmp(const void* a, const void* b) {
+  const segment_t *x = a, *y = b;
+  if (x->opened.sec != y->opened.sec)
+    return x->opened.sec < y->opened.sec ? -1 : 1;
+  if (x->opened.nsec != y->opened.nsec)
+    return x->opened.nsec < y->opened.nsec ? -1 : 1;
+  return strcmp(x->log_path, y->log_path);
+}
+
+static int segments(const char* archive_dir, const char* name, segment_t** out) {
+  char dir[1024];
+  const char* slash = strrchr(name, '/');
+  uv_fs_t req;
+  uv_dirent_t ent;
+  int n = 0, cap = 0;
+  *out = NULL;
+  if (slash)
+    snprintf(dir, sizeof(dir), "%s/%.*s", archive_dir, (int)(slash - name), name);
+  else
+    snprintf(dir, sizeof(dir), "%s", archive_dir);
+  if (uv_fs_scandir(NULL, &req, dir, 0, NULL) < 0) {
+    uv_fs_req_cleanup(&req);
+    return 0;
+  }
+  while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+    size_t nl = strlen(ent.name), len;
+    char json_path[1100];
+    char* text;
+    cJSON *doc, *tags, *v;
+    const char* orig;
+    if (nl < 6 || strcmp(ent.name + nl - 5, ".json") != 0)
+      continue;
+    snprintf(json_path, sizeof(json_path), "%s/%s", dir, ent.name);
+    if ((text = sb_it_read_file(json_path, &len)) == NULL)
+      continue;
+    doc = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (doc == NULL)
+      continue;
+    tags = cJSON_GetObjectItemCaseSensitive(doc, "tags");
+    v = cJSON_GetObjectItemCaseSensitive(tags, "streambroker.name");
+    orig = cJSON_IsString(v) ? v->valuestring
+                             : cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "name"));
+    if (orig && strcmp(orig, name) == 0) {
+      segment_t* sg;
+      if (n == cap) {
+        cap = cap ? 2 * cap : 8;
+        *out = realloc(*out, (size_t)cap * sizeof(**out));
+        ASSERT_NOT_NULL(*out);
+      }
+      sg = &(*out)[n++];
+      memset(sg, 0, sizeof(*sg));
+      snprintf(sg->log_path, sizeof(sg->log_path), "%.*s.log", (int)(strlen(json_path) - 5),
+               json_path);
+      v = cJSON_GetObjectItemCaseSensitive(tags, "streambroker.offset");
+      if (cJSON_IsString(v))
+        sg->offset = strtoll(v->valuestring, NULL, 10);
+      sg->dropped = cJSON_GetObjectItemCaseSensitive(tags, "streambroker.dropped") != NULL;
+      sg->closed = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "closed"));
+      v = cJSON_GetObjectItemCaseSensitive(doc, "opened");
+      if (cJSON_IsString(v))
+        sb__time_parse(v->valuestring, strlen(v->valuestring), &sg->opened);
+    }
+    cJSON_Delete(doc);
+  }
+  uv_fs_req_cleanup(&req);
+  if (n > 1)
+    qsort(*out, (size_t)n, sizeof(**out), segment_cmp);
+  return n;
 }
 
 /*
- * Reassembles a text or binary stream from U's archive: each file at its offset tag.
- * A segment must start within what is known so far (no gap) unless allow_gap, and
- * bytes it repeats must be the same. Returns the number of segments.
+ * Reassembles a text or binary stream from U's archive: each segment at its offset
+ * tag, in the order U opened them. A segment must start within what is known so far
+ * (no gap) unless allow_gap, and bytes it repeats must be the same. Returns the number
+ * of segments.
  */
 static int reassemble(const char* archive_dir, const char* name, sb__buf_t* out,
                       int allow_gap, int* has_dropped) {
-  int seq;
+  segment_t* seg;
+  int n = segments(archive_dir, name, &seg), i;
   out->len = 0;
-  for (seq = 0;; seq++) {
-    char log_path[1024], json_path[1024];
+  for (i = 0; i < n; i++) {
     size_t len, overlap;
-    int64_t off;
-    char* data;
-    if (seq == 0) {
-      snprintf(log_path, sizeof(log_path), "%s/%s.log", archive_dir, name);
-      snprintf(json_path, sizeof(json_path), "%s/%s.json", archive_dir, name);
-    } else {
-      snprintf(log_path, sizeof(log_path), "%s/%s+%d.log", archive_dir, name, seq);
-      snprintf(json_path, sizeof(json_path), "%s/%s+%d.json", archive_dir, name, seq);
-    }
-    data = sb_it_read_file(log_path, &len);
+    int64_t off = seg[i].offset;
+    char* data = sb_it_read_file(seg[i].log_path, &len);
     if (data == NULL)
-      return seq;
-    {
-      /* A U killed right after claiming the file never wrote its sidecar; it had
-       * written no data either (the sidecar comes first). */
-      size_t jlen;
-      char* json = sb_it_read_file(json_path, &jlen);
-      free(json);
-      if (json == NULL) {
-        ASSERT_EQ(len, 0);
-        free(data);
-        continue;
-      }
-    }
-    off = sidecar_offset(json_path, has_dropped);
+      continue;
+    if (has_dropped && seg[i].dropped)
+      *has_dropped = 1;
     if ((size_t)off > out->len) {
       if (!allow_gap) {
-        fprintf(stderr, "%s: segment %d starts at %lld, after the %zu bytes known\n",
-                name, seq, (long long)off, out->len);
+        fprintf(stderr, "%s: segment %s starts at %lld, after the %zu bytes known\n",
+                name, seg[i].log_path, (long long)off, out->len);
         ASSERT(0);
       }
       /* Zeros stand for the gap; the caller checks what it expected there. */
@@ -115,40 +162,26 @@ static int reassemble(const char* archive_dir, const char* name, sb__buf_t* out,
     if (overlap > len)
       overlap = len;
     if (overlap > 0 && memcmp(out->data + off, data, overlap) != 0) {
-      fprintf(stderr, "%s: segment %d differs from earlier bytes at offset %lld\n",
-              name, seq, (long long)off);
+      fprintf(stderr, "%s: segment %s differs from earlier bytes at offset %lld\n",
+              name, seg[i].log_path, (long long)off);
       ASSERT(0);
     }
     sb__buf_append(out, data + overlap, len - overlap);
     free(data);
   }
+  free(seg);
+  return n;
 }
 
-/* Whether the last file U archived for a stream is closed (its sidecar rewritten): U
- * closes a connection as soon as it has read it, before its file is written. (Earlier
- * files of the stream may never be: a killed U leaves them open.) */
+/* Whether the last segment U archived of a stream is closed (its sidecar rewritten):
+ * U closes a connection once it has stored it, but rewrites the sidecar after that.
+ * (Earlier segments may never be closed: a killed U leaves them open.) */
 static int settled(const char* archive_dir, const char* name, int need) {
-  int seq, closed = !need;
-  for (seq = 0;; seq++) {
-    char path[1024];
-    size_t len;
-    char* text;
-    cJSON* doc;
-    if (seq == 0)
-      snprintf(path, sizeof(path), "%s/%s.log", archive_dir, name);
-    else
-      snprintf(path, sizeof(path), "%s/%s+%d.log", archive_dir, name, seq);
-    text = sb_it_read_file(path, &len);
-    if (text == NULL)
-      return closed;
-    free(text);
-    memcpy(path + strlen(path) - 4, ".json", 6);
-    text = sb_it_read_file(path, &len);
-    doc = text ? cJSON_ParseWithLength(text, len) : NULL;
-    closed = doc && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "closed"));
-    cJSON_Delete(doc);
-    free(text);
-  }
+  segment_t* seg;
+  int n = segments(archive_dir, name, &seg);
+  int closed = n > 0 ? seg[n - 1].closed : !need;
+  free(seg);
+  return closed;
 }
 
 typedef struct {
@@ -642,7 +675,8 @@ TEST_IMPL(spool_datagram_stream_reopened) {
   uv_thread_t thread;
   char** got = NULL;
   uint64_t ngot = 0, k;
-  int seq, kill, segments = 0, past_start = 0;
+  int i, kill, nseg, nsegments = 0, past_start = 0;
+  segment_t* seg;
   uv_loop_init(&loop);
   memset(&w, 0, sizeof(w));
   sb_it_daemon_start(&up, &loop, "spgu", NULL,
@@ -669,24 +703,15 @@ TEST_IMPL(spool_datagram_stream_reopened) {
   sb_it_daemon_wait_log(&b, "\"spool/datagrams\" closed: ", 1, 120000);
   wait_settled1(&loop, up.archive_dir, "spool/datagrams");
   got = calloc(w.sent, sizeof(char*));
-  for (seq = 0;; seq++) {
-    char log_path[1024], json_path[1024];
+  nseg = segments(up.archive_dir, "spool/datagrams", &seg);
+  for (i = 0; i < nseg; i++) {
     size_t len, p = 0;
     char* data;
     uint64_t index;
-    if (seq == 0) {
-      snprintf(log_path, sizeof(log_path), "%s/spool/datagrams.log", up.archive_dir);
-      snprintf(json_path, sizeof(json_path), "%s/spool/datagrams.json", up.archive_dir);
-    } else {
-      snprintf(log_path, sizeof(log_path), "%s/spool/datagrams+%d.log", up.archive_dir,
-               seq);
-      snprintf(json_path, sizeof(json_path), "%s/spool/datagrams+%d.json",
-               up.archive_dir, seq);
-    }
-    if ((data = sb_it_read_file(log_path, &len)) == NULL)
-      break;
-    segments++;
-    index = (uint64_t)sidecar_offset(json_path, NULL);
+    if ((data = sb_it_read_file(seg[i].log_path, &len)) == NULL)
+      continue;
+    nsegments++;
+    index = (uint64_t)seg[i].offset;
     ASSERT_LE(index, ngot); /* no gap */
     if (index > 0)
       past_start++;
@@ -727,7 +752,8 @@ TEST_IMPL(spool_datagram_stream_reopened) {
     free(got[k]);
   }
   free(got);
-  ASSERT(segments > 1);
+  free(seg);
+  ASSERT(nsegments > 1);
   ASSERT(past_start > 0);
   sb_it_daemon_close(&b);
   sb_it_daemon_close(&up);
@@ -876,7 +902,8 @@ static void expect_arrived(uv_loop_t* loop, sb_it_daemon_t* b, sb_it_daemon_t* u
 }
 
 /*
- * The cap with "refuse": with the upstream down, a stream that fits is kept; the one
+ * The cap with "refuse" (265,536 bytes: 200,000 of chunks and the WAL's 65,536): with
+ * the upstream down, a stream that fits is kept; the one
  * that does not is closed with a logged reason, and what it had stored before is
  * kept. When the upstream is back the spool drains, and new streams work again.
  */
@@ -885,7 +912,7 @@ TEST_IMPL(spool_cap_refuse_and_recover) {
   sb_it_daemon_t up, b;
   uv_loop_init(&loop);
   start_upstream_down(&loop, &up, "spcu", &b, "spcb",
-                      "\"spool_max_bytes\": 200000, \"backoff_initial_ms\": 20, "
+                      "\"spool_max_bytes\": 265536, \"backoff_initial_ms\": 20, "
                       "\"backoff_max_ms\": 200");
   write_stream(b.address, "cap/fits", 150000);
   sb_it_daemon_wait_log(&b, "\"cap/fits\" opened", 1, 10000);
@@ -920,7 +947,7 @@ TEST_IMPL(spool_cap_drop_oldest) {
   uv_loop_init(&loop);
   start_upstream_down(
       &loop, &up, "spdu", &b, "spdb",
-      "\"spool_max_bytes\": 200000, \"spool_full_policy\": \"drop-oldest\", "
+      "\"spool_max_bytes\": 265536, \"spool_full_policy\": \"drop-oldest\", "
       "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200");
   write_stream(b.address, "drop/old", 150000);
   sb_it_daemon_wait_log(&b, "\"drop/old\": client finished", 1, 10000);

@@ -101,11 +101,17 @@ TEST_IMPL(config_empty_object_defaults) {
   ASSERT_UEQ(cfg.handshake_timeout_ms, 5000);
   ASSERT_UEQ(cfg.max_frame_size, 1048576);
   ASSERT_UEQ(cfg.max_datagram_size, 10485760);
-  ASSERT_UEQ(cfg.max_streams, 4096);
-  ASSERT_UEQ(cfg.max_streams_per_client, 1024);
+  ASSERT_UEQ(cfg.max_streams, 8192);
+  ASSERT_UEQ(cfg.max_streams_per_client, 4096);
   ASSERT_UEQ(cfg.backoff_initial_ms, 100);
   ASSERT_UEQ(cfg.backoff_max_ms, 10000);
   ASSERT_UEQ(cfg.upstream_high_watermark, 1048576);
+  /* A broker's replay window must cover what a default upstream broker can hold
+   * read and not stored (its watermark, one read, socket buffers). */
+  ASSERT_UEQ(cfg.replay_window, 4194304);
+  ASSERT(cfg.replay_window >= cfg.upstream_high_watermark + SB__READ_SIZE + 1048576);
+  ASSERT_UEQ(cfg.upstream_max_refusals, 5);
+  ASSERT_UEQ(cfg.spool_reserve_bytes, 16777216);
   ASSERT_EQ(cfg.log_level, SB_LOG_INFO);
   ASSERT_STR_EQ(cfg.log_file, "");
   sb__config_free(&cfg);
