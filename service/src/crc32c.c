@@ -22,8 +22,8 @@ static void crc_init(void) {
   }
   for (i = 0; i < 256; i++)
     for (j = 1; j < 8; j++)
-      sb__crc_table[j][i] =
-          (sb__crc_table[j - 1][i] >> 8) ^ sb__crc_table[0][sb__crc_table[j - 1][i] & 0xff];
+      sb__crc_table[j][i] = (sb__crc_table[j - 1][i] >> 8) ^
+                            sb__crc_table[0][sb__crc_table[j - 1][i] & 0xff];
 }
 
 uint32_t sb__crc32c(uint32_t crc, const void* data, size_t len) {

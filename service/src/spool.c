@@ -21,9 +21,12 @@
  * gone, delivered data can be deleted and the WAL checkpointed and truncated, and the
  * spool drains and takes new streams again even while other files fill the disk.
  * Deletes that still cannot commit are kept and retried with every later batch, so
- * delivered data never stays for good. The WAL is held to a budget (a quarter of
- * spool_max_bytes, at most 16 MiB: wal_autocheckpoint and journal_size_limit), and
- * that budget counts against spool_max_bytes.
+ * delivered data never stays for good. Until the reserve is back (or the disk has room
+ * again), new data goes only into pages the database file already has free: the file
+ * then never needs to grow, so checkpoints and deletes cannot fail for want of space,
+ * and new streams are taken as soon as delivered ones are deleted. The WAL is held to a
+ * budget (a quarter of spool_max_bytes, at most 16 MiB: wal_autocheckpoint and
+ * journal_size_limit), and that budget counts against spool_max_bytes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +59,7 @@ enum {
   ST_SAVEPOINT,
   ST_RELEASE,
   ST_ROLLBACK_TO,
+  ST_FREELIST,
   ST_COUNT
 };
 
@@ -65,8 +69,9 @@ static const char* const sb__sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_OPEN] = "INSERT OR REPLACE INTO streams(id, name, type, props, opened, acked) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-    [ST_APPEND] = "INSERT INTO chunks(sid, seq, off, end_off, mark, created, data, crc) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_APPEND] =
+        "INSERT INTO chunks(sid, seq, off, end_off, mark, created, data, crc) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_ACK] = "UPDATE streams SET acked = ?2 WHERE id = ?1 AND acked < ?2",
     /* Whole chunks behind the window, but never past the last resend point (mark >= 0)
      * at or before the trim offset: a resend must start on a datagram boundary. */
@@ -99,9 +104,11 @@ static const char* const sb__sql[ST_COUNT] = {
     [ST_SAVEPOINT] = "SAVEPOINT job",
     [ST_RELEASE] = "RELEASE job",
     [ST_ROLLBACK_TO] = "ROLLBACK TO job",
+    [ST_FREELIST] = "PRAGMA freelist_count",
 };
 
-/* A delete that could not commit (disk full): retried with every batch until it does. */
+/* A delete that could not commit (disk full): retried with every batch until it does.
+ */
 typedef struct {
   int64_t sid;
   int forget;    /* the stream and all its chunks go */
@@ -133,10 +140,15 @@ struct sb__spool_s {
                        each append) */
   int64_t next_sid; /* loop only */
   char* reserve_path;
-  uint64_t reserve_size;   /* spool_reserve_bytes; 0: none */
-  int reserve_held;        /* the reserve file is there, whole (worker) */
+  uint64_t reserve_size;    /* spool_reserve_bytes; 0: none */
+  int reserve_held;         /* the reserve file is there, whole (worker) */
+  int reserve_warned;       /* said once that it cannot be made */
   int64_t reserve_next_try; /* when to try to make it again (Unix ms; worker) */
-  uint64_t wal_budget;     /* bytes of WAL between checkpoints, counted in the cap */
+  uint64_t wal_budget;      /* bytes of WAL between checkpoints, counted in the cap */
+  int tight;                /* the disk filled and the reserve is not back: new data
+                               goes only into free pages the database already has, so
+                               that the file never needs to grow (worker) */
+  char* data_dir;
   sb__spool_pending_t* pending; /* worker */
   size_t npending, pending_cap;
 };
@@ -339,8 +351,7 @@ static int db_open(sb__spool_t* sp, int synchronous, char* why, size_t why_size)
   for (i = 0; i < ST_COUNT; i++) {
     if ((r = sqlite3_prepare_v3(sp->db, sb__sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                 &sp->st[i], NULL)) != SQLITE_OK)
-      return open_failed(r, why, why_size, "cannot prepare its statements",
-                         db_err(sp));
+      return open_failed(r, why, why_size, "cannot prepare its statements", db_err(sp));
   }
   return 0;
 }
@@ -417,6 +428,16 @@ static int delete_returning(sb__spool_t* sp, sqlite3_stmt* st, uint64_t* bytes) 
  */
 static int make_room(sb__spool_t* sp, uint64_t need, int* rc) {
   int pass;
+  if (need > 0 && sp->tight) {
+    /* Room the file has: its free pages, less some for the index and table pages the
+     * insert may add. */
+    uint64_t free_bytes = 0;
+    if (sqlite3_step(sp->st[ST_FREELIST]) == SQLITE_ROW)
+      free_bytes = (uint64_t)sqlite3_column_int64(sp->st[ST_FREELIST], 0) * 16384u;
+    sqlite3_reset(sp->st[ST_FREELIST]);
+    if (need + need / 8 + 65536 > free_bytes)
+      return 0;
+  }
   for (pass = 0; pass < 2 && sp->bytes + need > sp->cap; pass++) {
     sqlite3_stmt* sel = sp->st[pass == 0 ? ST_OLDEST_ACKED : ST_OLDEST_UNSENT];
     if (pass == 1 && sp->policy != SB__FULL_DROP_OLDEST)
@@ -655,53 +676,89 @@ static int pending_run(sb__spool_t* sp, int64_t now) {
   return r;
 }
 
-/* Makes the reserve file (worker thread): reserve_size bytes really written, so that
- * removing it gives them back. On failure (no room) it is removed again. */
-static void reserve_make(sb__spool_t* sp, int64_t now) {
+/* Writes the reserve file: reserve_size bytes really written, so that removing it
+ * gives them back. Returns 0, or a libuv error (the file is removed again). */
+static int reserve_write(sb__spool_t* sp) {
   static const char zeros[65536];
   uv_fs_t req;
   uint64_t done = 0;
   uv_file fd;
-  int r = 0;
-  if (sp->reserve_size == 0 || sp->reserve_held || now < sp->reserve_next_try)
-    return;
+  int r;
   fd = uv_fs_open(NULL, &req, sp->reserve_path,
                   UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC, 0600, NULL);
   uv_fs_req_cleanup(&req);
-  if (fd >= 0) {
-    while (done < sp->reserve_size) {
-      size_t n = sp->reserve_size - done < sizeof(zeros) ? (size_t)(sp->reserve_size - done)
-                                                          : sizeof(zeros);
-      uv_buf_t buf = uv_buf_init((char*)zeros, (unsigned)n);
-      r = uv_fs_write(NULL, &req, fd, &buf, 1, (int64_t)done, NULL);
-      uv_fs_req_cleanup(&req);
-      if (r <= 0)
-        break;
-      done += (uint64_t)r;
-    }
-    if (done == sp->reserve_size) {
-      r = uv_fs_fsync(NULL, &req, fd, NULL);
-      uv_fs_req_cleanup(&req);
-    }
-    uv_fs_close(NULL, &req, fd, NULL);
+  if (fd < 0)
+    return fd;
+  r = 0;
+  while (done < sp->reserve_size) {
+    size_t n = sp->reserve_size - done < sizeof(zeros)
+                   ? (size_t)(sp->reserve_size - done)
+                   : sizeof(zeros);
+    uv_buf_t buf = uv_buf_init((char*)zeros, (unsigned)n);
+    r = uv_fs_write(NULL, &req, fd, &buf, 1, (int64_t)done, NULL);
     uv_fs_req_cleanup(&req);
-  } else {
-    r = fd;
+    if (r <= 0) {
+      r = r < 0 ? r : UV_ENOSPC;
+      break;
+    }
+    done += (uint64_t)r;
+    r = 0;
   }
-  if (done == sp->reserve_size && r >= 0) {
-    sp->reserve_held = 1;
-    SB_LOG_I("spool", "%s: reserve of %llu bytes in place", sp->reserve_path,
-             (unsigned long long)sp->reserve_size);
-    return;
+  if (r == 0) {
+    r = uv_fs_fsync(NULL, &req, fd, NULL);
+    uv_fs_req_cleanup(&req);
   }
-  uv_fs_unlink(NULL, &req, sp->reserve_path, NULL);
+  uv_fs_close(NULL, &req, fd, NULL);
   uv_fs_req_cleanup(&req);
-  if (sp->reserve_next_try == 0)
-    SB_LOG_W("spool", "%s: cannot make the reserve of %llu bytes (%s); trying again "
-             "every 10 s",
-             sp->reserve_path, (unsigned long long)sp->reserve_size,
-             r < 0 ? uv_strerror(r) : "no space");
-  sp->reserve_next_try = now + 10000;
+  if (r < 0) {
+    uv_fs_unlink(NULL, &req, sp->reserve_path, NULL);
+    uv_fs_req_cleanup(&req);
+  }
+  return r;
+}
+
+/*
+ * While the reserve is missing (worker thread, each batch: a statfs): makes it once
+ * the file system has room for it, and ends the tight mode once there is room again
+ * (the reserve is back, or, on a disk too small for it, a quarter of the disk is
+ * free).
+ */
+static void reserve_check(sb__spool_t* sp, int64_t now) {
+  uv_fs_t req;
+  int64_t avail = -1, total = 0;
+  int r;
+  if ((sp->reserve_held || sp->reserve_size == 0) && !sp->tight)
+    return;
+  if (uv_fs_statfs(NULL, &req, sp->data_dir, NULL) == 0) {
+    uv_statfs_t* fs = req.ptr;
+    avail = (int64_t)(fs->f_bavail * fs->f_bsize);
+    total = (int64_t)(fs->f_blocks * fs->f_bsize);
+  }
+  uv_fs_req_cleanup(&req);
+  /* Twice its size free: room for the reserve and as much again (right after the
+   * reserve was given back, the disk's free space is the reserve itself). */
+  if (!sp->reserve_held && sp->reserve_size > 0 && now >= sp->reserve_next_try &&
+      (avail < 0 || (uint64_t)avail >= 2 * sp->reserve_size)) {
+    if ((r = reserve_write(sp)) == 0) {
+      sp->reserve_held = 1;
+      SB_LOG_I("spool", "%s: reserve of %llu bytes in place", sp->reserve_path,
+               (unsigned long long)sp->reserve_size);
+    } else {
+      sp->reserve_next_try = now + 10000;
+      if (!sp->reserve_warned)
+        SB_LOG_W("spool", "%s: cannot make the reserve of %llu bytes: %s",
+                 sp->reserve_path, (unsigned long long)sp->reserve_size,
+                 uv_strerror(r));
+      sp->reserve_warned = 1;
+    }
+  }
+  if (sp->tight &&
+      (sp->reserve_held || (avail >= 0 && ((uint64_t)avail >= 2 * sp->reserve_size ||
+                                           (sp->reserve_size > (uint64_t)total / 4 &&
+                                            avail >= total / 4))))) {
+    sp->tight = 0;
+    SB_LOG_I("spool", "room again on the disk: new data is taken as usual");
+  }
 }
 
 /* Gives the reserve back to the file system. Returns 1 if there was one. */
@@ -712,7 +769,7 @@ static int reserve_release(sb__spool_t* sp, int64_t now) {
   uv_fs_req_cleanup(&req);
   had = sp->reserve_held;
   sp->reserve_held = 0;
-  sp->reserve_next_try = now + 10000;
+  sp->reserve_next_try = now;
   return had;
 }
 
@@ -729,7 +786,9 @@ static void free_space(sb__spool_t* sp, sb__spool_job_t* batch, int64_t now) {
              "disk full: released the %llu-byte reserve so that delivered data can be "
              "deleted; it is made again once there is room",
              (unsigned long long)sp->reserve_size);
-  sqlite3_wal_checkpoint_v2(sp->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+  /* RESTART, not TRUNCATE: the WAL keeps its room on disk (up to its budget) for the
+   * transactions to come. */
+  sqlite3_wal_checkpoint_v2(sp->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
   if (sp->policy == SB__FULL_DROP_OLDEST) {
     uint64_t need = 0, cap = sp->cap, bytes0 = sp->bytes, chunks0 = sp->chunks,
              dropped0 = sp->stats.dropped_bytes;
@@ -835,6 +894,7 @@ static void run_batch(sb__spool_t* sp, sb__spool_job_t* batch) {
   sb__spool_job_t* j;
   int64_t now = now_ms();
   int r, err = SQLITE_OK;
+  reserve_check(sp, now);
   r = try_batch(sp, batch, now, 0, &err);
   if (r != SQLITE_OK) {
     uv_mutex_lock(&sp->mutex);
@@ -844,8 +904,13 @@ static void run_batch(sb__spool_t* sp, sb__spool_job_t* batch) {
              is_full(r) ? "disk full or I/O error: retrying job by job after making "
                           "room; data that does not fit is refused"
                         : "retrying job by job");
-    if (is_full(r))
+    if (is_full(r)) {
+      if (!sp->tight)
+        SB_LOG_W("spool", "disk full: new data is taken only into room the spool "
+                          "already has, until its reserve can be made again");
+      sp->tight = 1;
       free_space(sp, batch, now);
+    }
     err = SQLITE_OK;
     r = try_batch(sp, batch, now, 1, &err);
     if (r != SQLITE_OK) {
@@ -859,9 +924,11 @@ static void run_batch(sb__spool_t* sp, sb__spool_job_t* batch) {
       }
     }
     if (sp->npending > 0)
-      SB_LOG_W("spool", "%llu streams' delivered data could not be deleted yet (%s); "
+      SB_LOG_W("spool",
+               "%llu streams' delivered data could not be deleted yet (%s); "
                "retrying with every transaction",
-               (unsigned long long)sp->npending, sqlite3_errstr(r != SQLITE_OK ? r : err));
+               (unsigned long long)sp->npending,
+               sqlite3_errstr(r != SQLITE_OK ? r : err));
   }
   for (j = batch; j; j = j->next)
     if (j->op == SB__SPOOL_APPEND && j->status == SB_ENOSPC)
@@ -869,8 +936,7 @@ static void run_batch(sb__spool_t* sp, sb__spool_job_t* batch) {
   for (j = batch; j; j = j->next)
     if (j->op == SB__SPOOL_READ)
       run_read(sp, j);
-  if (r == SQLITE_OK)
-    reserve_make(sp, now);
+  reserve_check(sp, now);
   uv_mutex_lock(&sp->mutex);
   sp->stats.bytes = sp->bytes;
   sp->stats.chunks = sp->chunks;
@@ -886,8 +952,10 @@ static void worker(void* arg) {
     sb__spool_job_t *batch, *last;
     uv_mutex_lock(&sp->mutex);
     while (sp->in_head == NULL && !sp->quit) {
-      /* Kept deletes and a missing reserve are retried every second while idle. */
-      if (sp->npending == 0 && (sp->reserve_held || sp->reserve_size == 0)) {
+      /* Kept deletes, a missing reserve and the tight mode are looked at every
+       * second while idle. */
+      if (sp->npending == 0 && !sp->tight &&
+          (sp->reserve_held || sp->reserve_size == 0)) {
         uv_cond_wait(&sp->cond, &sp->mutex);
       } else if (uv_cond_timedwait(&sp->cond, &sp->mutex, 1000000000ull) ==
                  UV_ETIMEDOUT) {
@@ -988,6 +1056,7 @@ int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
   sp->policy = cfg->spool_full_policy;
   sp->path = sb__path_join(cfg->data_dir, "spool.db");
   sp->reserve_path = sb__path_join(cfg->data_dir, "spool.reserve");
+  sp->data_dir = sb__xstrdup(cfg->data_dir);
   sp->reserve_size = cfg->spool_reserve_bytes;
   /* The reserve is given back before opening: on a full disk, its room is what lets
    * the database open (its -shm and WAL) and deliver. */
@@ -1009,6 +1078,7 @@ int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
     db_close(sp);
     free(sp->path);
     free(sp->reserve_path);
+    free(sp->data_dir);
     free(sp);
     return SB_EIO;
   }
@@ -1019,7 +1089,7 @@ int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
   sp->stats.chunks = sp->chunks;
   update_unsent(sp, now_ms(), &sp->stats);
   load_resume(sp, resume, nresume);
-  reserve_make(sp, now_ms());
+  reserve_check(sp, now_ms());
   SB_LOG_I("spool",
            "%s: %llu bytes in %llu chunks, %llu streams to resume (synchronous=%s, "
            "durability=%s)",
@@ -1060,6 +1130,7 @@ void sb__spool_close(sb__spool_t* sp) {
   uv_cond_destroy(&sp->cond);
   free(sp->path);
   free(sp->reserve_path);
+  free(sp->data_dir);
   free(sp->pending);
   sp->async.data = sp;
   uv_close((uv_handle_t*)&sp->async, on_async_closed);

@@ -198,7 +198,8 @@ static void names_add(sb__broker_t* b, const char* name) {
   if (set == NULL)
     set = b->sent_names = sb__xcalloc(1, sizeof(*set));
   if (set->n >= SB__NAMES_MAX) {
-    SB_LOG_I("upstream", "forgetting the %zu stream names sent upstream so far", set->n);
+    SB_LOG_I("upstream", "forgetting the %zu stream names sent upstream so far",
+             set->n);
     names_clear(set);
   }
   if (set->n + 1 > set->cap / 4 * 3) {
@@ -407,8 +408,9 @@ static void up_broken(sb__upstream_t* up, int err) {
              "stream %llu \"%s\": the upstream closed the connection %llu ms after the "
              "dial (as \"%s\": %s): refused, or gone; reopening it from the replay "
              "window under the next name (refusal %u of %llu)",
-             up_id(up), up_name(up), (unsigned long long)(uv_now(b->loop) - up->conn_at),
-             up->up_name, sb_strerror(err), up->refusals,
+             up_id(up), up_name(up),
+             (unsigned long long)(uv_now(b->loop) - up->conn_at), up->up_name,
+             sb_strerror(err), up->refusals,
              (unsigned long long)b->cfg.upstream_max_refusals);
   } else {
     up->refusals = 0;
