@@ -21,12 +21,14 @@
  * gone, delivered data can be deleted and the WAL checkpointed and truncated, and the
  * spool drains and takes new streams again even while other files fill the disk.
  * Deletes that still cannot commit are kept and retried with every later batch, so
- * delivered data never stays for good. Until the reserve is back (or the disk has room
- * again), new data goes only into pages the database file already has free: the file
- * then never needs to grow, so checkpoints and deletes cannot fail for want of space,
- * and new streams are taken as soon as delivered ones are deleted. The WAL is held to a
- * budget (a quarter of spool_max_bytes, at most 16 MiB: wal_autocheckpoint and
- * journal_size_limit), and that budget counts against spool_max_bytes.
+ * delivered data never stays for good. The WAL budget is at most half the reserve, so
+ * the reserve's room lets a checkpoint copy the whole WAL into the database. Until the
+ * reserve is back (or the disk has room again), new data goes only into pages the
+ * database file already has free: the file then never needs to grow, so checkpoints and
+ * deletes cannot fail for want of space, and new streams are taken as soon as delivered
+ * ones are deleted. The WAL is held to a budget (a quarter of spool_max_bytes, at most
+ * 16 MiB: wal_autocheckpoint and journal_size_limit), and that budget counts against
+ * spool_max_bytes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -337,11 +339,15 @@ static int db_open(sb__spool_t* sp, int synchronous, char* why, size_t why_size)
         return open_failed(r, why, why_size, "cannot set up its schema", db_err(sp));
   }
   {
-    /* Connection settings: nothing is written. */
-    char sql[160];
+    /* Connection settings: nothing is written. secure_delete=FAST: a deleted chunk's
+     * pages go to the free list without being overwritten with zeros (Debian builds
+     * SQLite with secure_delete on), so a delete writes a few pages, not the chunk
+     * again: on a full disk, deleting delivered data must not need the room it
+     * frees. */
+    char sql[200];
     snprintf(sql, sizeof(sql),
              "PRAGMA synchronous=%s; PRAGMA wal_autocheckpoint=%llu; "
-             "PRAGMA journal_size_limit=%llu",
+             "PRAGMA journal_size_limit=%llu; PRAGMA secure_delete=FAST",
              synchronous == SB__SYNC_FULL ? "FULL" : "NORMAL",
              (unsigned long long)(sp->wal_budget / 16384),
              (unsigned long long)sp->wal_budget);
@@ -773,6 +779,18 @@ static int reserve_release(sb__spool_t* sp, int64_t now) {
   return had;
 }
 
+/* A RESTART checkpoint: the next transaction writes the WAL from its start again, in
+ * room the file already has. In the tight mode it follows every commit, so the WAL
+ * never needs to grow. */
+static void checkpoint(sb__spool_t* sp) {
+  int log = 0, done = 0;
+  int r =
+      sqlite3_wal_checkpoint_v2(sp->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done);
+  if (r != SQLITE_OK && r != SQLITE_BUSY)
+    SB_LOG_W("spool", "checkpoint: %s (%d of %d WAL frames copied)", sqlite3_errstr(r),
+             done, log);
+}
+
 /*
  * Room for the next try after a transaction failed for want of space: the reserve
  * goes (its space lets deletes and the checkpoint run), the WAL is checkpointed and
@@ -788,7 +806,7 @@ static void free_space(sb__spool_t* sp, sb__spool_job_t* batch, int64_t now) {
              (unsigned long long)sp->reserve_size);
   /* RESTART, not TRUNCATE: the WAL keeps its room on disk (up to its budget) for the
    * transactions to come. */
-  sqlite3_wal_checkpoint_v2(sp->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+  checkpoint(sp);
   if (sp->policy == SB__FULL_DROP_OLDEST) {
     uint64_t need = 0, cap = sp->cap, bytes0 = sp->bytes, chunks0 = sp->chunks,
              dropped0 = sp->stats.dropped_bytes;
@@ -900,7 +918,7 @@ static void run_batch(sb__spool_t* sp, sb__spool_job_t* batch) {
     uv_mutex_lock(&sp->mutex);
     sp->stats.full_errors++;
     uv_mutex_unlock(&sp->mutex);
-    SB_LOG_E("spool", "transaction failed: %s (%s)", sqlite3_errstr(r),
+    SB_LOG_E("spool", "transaction failed: %s (code %d: %s)", sqlite3_errstr(r), r,
              is_full(r) ? "disk full or I/O error: retrying job by job after making "
                           "room; data that does not fit is refused"
                         : "retrying job by job");
@@ -925,10 +943,10 @@ static void run_batch(sb__spool_t* sp, sb__spool_job_t* batch) {
     }
     if (sp->npending > 0)
       SB_LOG_W("spool",
-               "%llu streams' delivered data could not be deleted yet (%s); "
+               "%llu streams' delivered data could not be deleted yet (%s, code %d); "
                "retrying with every transaction",
                (unsigned long long)sp->npending,
-               sqlite3_errstr(r != SQLITE_OK ? r : err));
+               sqlite3_errstr(r != SQLITE_OK ? r : err), r != SQLITE_OK ? r : err);
   }
   for (j = batch; j; j = j->next)
     if (j->op == SB__SPOOL_APPEND && j->status == SB_ENOSPC)
@@ -936,6 +954,8 @@ static void run_batch(sb__spool_t* sp, sb__spool_job_t* batch) {
   for (j = batch; j; j = j->next)
     if (j->op == SB__SPOOL_READ)
       run_read(sp, j);
+  if (sp->tight)
+    checkpoint(sp);
   reserve_check(sp, now);
   uv_mutex_lock(&sp->mutex);
   sp->stats.bytes = sp->bytes;
@@ -1044,11 +1064,15 @@ int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
     return r;
   }
   sp->loop = loop;
-  /* The WAL's budget between checkpoints: a quarter of the cap, 64 KiB to 16 MiB, in
+  /* The WAL's budget between checkpoints: a quarter of the cap, at most 16 MiB, and at
+   * most half the reserve (a checkpoint on a full disk may have to grow the database
+   * by as much as the WAL holds: the reserve must cover it), at least 64 KiB, in
    * 16 KiB pages; it counts against the cap. */
   sp->wal_budget = cfg->spool_max_bytes / 4;
   if (sp->wal_budget > 16u * 1024 * 1024)
     sp->wal_budget = 16u * 1024 * 1024;
+  if (cfg->spool_reserve_bytes > 0 && sp->wal_budget > cfg->spool_reserve_bytes / 2)
+    sp->wal_budget = cfg->spool_reserve_bytes / 2;
   if (sp->wal_budget < 65536)
     sp->wal_budget = 65536;
   sp->wal_budget -= sp->wal_budget % 16384;

@@ -461,8 +461,7 @@ void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
   sb_it_daemon_wait_log(d, "serving ", 1, 30000);
 }
 
-void sb_it_daemon_restart(sb_it_daemon_t* d) {
-  size_t before = sb_it_count(d->log.data, d->log.len, "serving ");
+void sb_it_daemon_respawn(sb_it_daemon_t* d) {
   ASSERT(!d->running);
   if (d->closed < 2) {
     uv_close((uv_handle_t*)&d->proc, on_daemon_closed);
@@ -472,6 +471,11 @@ void sb_it_daemon_restart(sb_it_daemon_t* d) {
       uv_run(d->loop, UV_RUN_ONCE);
   }
   daemon_spawn(d);
+}
+
+void sb_it_daemon_restart(sb_it_daemon_t* d) {
+  size_t before = sb_it_count(d->log.data, d->log.len, "serving ");
+  sb_it_daemon_respawn(d);
   sb_it_daemon_wait_log(d, "serving ", before + 1, 30000);
 }
 

@@ -104,6 +104,8 @@ void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
                         const char* upstream, const char* extra_json);
 /* Starts it again on the same config (after it exited). */
 void sb_it_daemon_restart(sb_it_daemon_t* d);
+/* The same, without waiting for it to serve (it may fail to start). */
+void sb_it_daemon_respawn(sb_it_daemon_t* d);
 /* Runs the loop until the log holds count occurrences of needle; fails after ms. */
 void sb_it_daemon_wait_log(sb_it_daemon_t* d, const char* needle, size_t count,
                            uint64_t ms);

@@ -209,10 +209,12 @@ int sb_it_writer_add(sb_it_writer_t* w, const char* name) {
 void sb_it_writer_run(void* arg) {
   sb_it_writer_t* w = arg;
   int gen = 0;
+  sb__buf_t batch = {0};
   while (!w->stop || gen == 0) {
     sb_client_t* client = NULL;
     sb_stream_t* streams[64];
     int idx[64], i, failed = 0, r;
+    uint64_t kfast[64] = {0};
     size_t rounds = 0;
     uint64_t k = 0;
     if (sb_client_open(&client, w->address) != 0) {
@@ -224,7 +226,8 @@ void sb_it_writer_run(void* arg) {
       char name[128];
       sb_stream_opts_t o;
       memset(&o, 0, sizeof(o));
-      snprintf(name, sizeof(name), "spool/g%d-s%d", gen, i);
+      snprintf(name, sizeof(name), "spool/%s%sg%d-s%d", w->prefix,
+               w->prefix[0] ? "-" : "", gen, i);
       o.name = name;
       o.type = w->binary_every && i % w->binary_every == 0 ? SB_BINARY : SB_TEXT;
       if (sb_stream_open(client, &o, &streams[i]) != 0) {
@@ -251,6 +254,20 @@ void sb_it_writer_run(void* arg) {
       for (i = 0; i < w->nstreams && !failed; i++) {
         char line[256];
         size_t n = sb_it_content_line(w->names[idx[i]], k, line, sizeof(line));
+        if (w->fast) {
+          /* 64 KiB writes of whole lines, as a bulk producer writes; each stream
+           * keeps its own line count. */
+          batch.len = 0;
+          while (batch.len + 256 < 65536) {
+            n = sb_it_content_line(w->names[idx[i]], kfast[i]++, line, sizeof(line));
+            sb__buf_append(&batch, line, n);
+          }
+          if ((r = sb_stream_write(streams[i], batch.data, batch.len)) != 0)
+            failed = 1;
+          else
+            w->written[idx[i]] += batch.len;
+          continue;
+        }
         if ((r = sb_stream_write(streams[i], line, n)) != 0)
           failed = 1;
         else
@@ -263,6 +280,8 @@ void sb_it_writer_run(void* arg) {
       /* Under Wine every write is a round trip to its server and a restart takes
        * seconds: a slower writer keeps the data, and the test, to a size Wine drains
        * in reasonable time. */
+      if (w->fast)
+        continue;
       if (sb_it_is_windows())
         uv_sleep(40);
       else if (rounds % 64 == 0)
@@ -274,6 +293,7 @@ void sb_it_writer_run(void* arg) {
     if (!failed || !w->reconnect)
       break;
   }
+  sb__buf_free(&batch);
   w->done = 1;
 }
 

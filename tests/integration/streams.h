@@ -46,6 +46,8 @@ typedef struct {
   size_t written[SB_IT_MAX_NAMES]; /* bytes whose write returned */
   int nnames;
   int generations;
+  char prefix[16]; /* names are spool/PREFIX-gG-sS ("": spool/gG-sS) */
+  int fast;        /* never pause between writes */
 } sb_it_writer_t;
 
 size_t sb_it_content_line(const char* name, uint64_t k, char* out, size_t size);

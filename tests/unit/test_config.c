@@ -513,8 +513,8 @@ TEST_IMPL(config_shipped_file_matches_defaults) {
   ASSERT_NOT_NULL(defaults);
   s = shipped->child;
   for (d = defaults->child; d != NULL; d = d->next) {
-    if (strcmp(d->string, "control_pipe") == 0 || strcmp(d->string, "admin_pipe") == 0 ||
-        strcmp(d->string, "data_dir") == 0)
+    if (strcmp(d->string, "control_pipe") == 0 ||
+        strcmp(d->string, "admin_pipe") == 0 || strcmp(d->string, "data_dir") == 0)
       continue;
     if (s == NULL || strcmp(s->string, d->string) != 0)
       sb_test_fail(__FILE__, __LINE__,
@@ -549,8 +549,9 @@ TEST_IMPL(config_write_defaults_parses) {
   ASSERT(
       strstr(text, "\n  \"archive_dir\": \"\",\n  \"handshake_timeout_ms\": 5000,\n") !=
       NULL);
-  ASSERT(strstr(text, "\n  \"log_level\": \"info\",\n  \"log_file\": \"\",\n"
-                     "  \"allowed_groups\": \"\",\n  \"control_pipe_sddl\": \"\"\n}\n") !=
+  ASSERT(strstr(text,
+                "\n  \"log_level\": \"info\",\n  \"log_file\": \"\",\n"
+                "  \"allowed_groups\": \"\",\n  \"control_pipe_sddl\": \"\"\n}\n") !=
          NULL);
   ASSERT_NULL(strchr(text, '\t'));
   ASSERT_OK(parse(&cfg, text, err, sizeof(err)));
