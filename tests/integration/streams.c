@@ -492,3 +492,31 @@ void sb_it_expect_arrived(uv_loop_t* loop, sb_it_daemon_t* b, sb_it_daemon_t* up
   sb__buf_free(&want);
   sb__buf_free(&got);
 }
+
+/* Asks the broker (sbctl --json streams) until none of its streams has a spool job out:
+ * everything stored has also been handed back to the streams. */
+void sb_it_wait_spool_idle(uv_loop_t* loop, sb_it_daemon_t* d) {
+  char prog[4096];
+  const char* argv[] = {prog, "--admin", d->admin_address, "--json", "streams", NULL};
+  int tries;
+  sb_it_program("sbctl", prog, sizeof(prog));
+  for (tries = 0; tries < 200; tries++) {
+    sb_it_result_t res;
+    cJSON *doc, *streams, *st;
+    int busy = 0;
+    sb_it_run(loop, argv, NULL, "", 0, NULL, 0, &res);
+    doc = cJSON_ParseWithLength(res.out.data, res.out.len);
+    streams = cJSON_GetObjectItemCaseSensitive(doc, "streams");
+    cJSON_ArrayForEach(st, streams) {
+      cJSON* jobs = cJSON_GetObjectItemCaseSensitive(st, "spool_jobs");
+      if (cJSON_IsNumber(jobs) && jobs->valuedouble > 0)
+        busy = 1;
+    }
+    cJSON_Delete(doc);
+    sb_it_result_free(&res);
+    if (!busy)
+      return;
+    sb_it_pause_ms(loop, 50);
+  }
+  ASSERT(!"the broker's spool jobs never finished");
+}

@@ -134,4 +134,8 @@ int sb_it_write_stream(const char* address, const char* name, size_t len);
 void sb_it_expect_arrived(uv_loop_t* loop, sb_it_daemon_t* b, sb_it_daemon_t* up,
                           const char* name, size_t len, int whole);
 
+/* Asks the broker (sbctl --json streams) until none of its streams has a spool job out:
+ * everything stored has also been handed back to the streams. */
+void sb_it_wait_spool_idle(uv_loop_t* loop, sb_it_daemon_t* d);
+
 #endif

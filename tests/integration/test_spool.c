@@ -441,6 +441,12 @@ TEST_IMPL(spool_cap_refuse_and_recover) {
  * that lost them arrives with a gap, reopened at the first byte kept with the tags
  * streambroker.offset and streambroker.dropped; the newer stream arrives whole.
  */
+static int new_stored(void* arg) {
+  return sb_it_spool_int(arg, "SELECT coalesce(max(c.end_off), 0) FROM chunks c JOIN "
+                              "streams s ON s.id = c.sid WHERE s.name = 'drop/new'") ==
+         150000;
+}
+
 TEST_IMPL(spool_cap_drop_oldest) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
@@ -455,11 +461,20 @@ TEST_IMPL(spool_cap_drop_oldest) {
   sb_it_daemon_wait_log(&b, "\"drop/old\": client finished", 1, 10000);
   ASSERT_OK(sb_it_write_stream(b.address, "drop/new", 150000));
   sb_it_daemon_wait_log(&b, "\"drop/new\": client finished", 1, 10000);
+  /* Read is not stored yet: wait until the spool holds all of drop/new (so it has
+   * dropped drop/old's oldest chunks), and the streams have heard so (else a chunk
+   * just stored goes upstream from memory), before the upstream comes. */
+  ASSERT(sb_it_run_until(&loop, 10000, new_stored, &b));
+  sb_it_wait_spool_idle(&loop, &b);
   sb_it_daemon_restart(&up);
   sb_it_expect_arrived(&loop, &b, &up, "drop/new", 150000, 1);
   sb_it_daemon_wait_log(&b, "\"drop/old\" closed: ", 1, 60000);
   sb_it_wait_settled1(&loop, up.archive_dir, "drop/old");
-  ASSERT(sb_it_reassemble(up.archive_dir, "drop/old", &got, 1, &dropped) >= 2);
+  if (sb_it_reassemble(up.archive_dir, "drop/old", &got, 1, &dropped) < 2) {
+    sb_it_daemon_dump(&b);
+    sb_it_daemon_dump(&up);
+    ASSERT(!"drop/old arrived in fewer than 2 segments");
+  }
   ASSERT(dropped);
   ASSERT_EQ(got.len, 150000);
   sb_it_content("drop/old", 150000, &want);
