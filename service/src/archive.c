@@ -1224,7 +1224,7 @@ static uint64_t ar_count_datagrams(const char* path) {
     if (r <= 0)
       break;
     off += r;
-    while (used < (size_t)r) {
+    for (;;) { /* until the chunk is used up (an END may come after its last byte) */
       sb__dgram_event_t ev;
       int64_t n = sb__dgram_next(&d, (const uint8_t*)chunk + used, (size_t)r - used, &ev);
       if (n < 0)
@@ -1360,6 +1360,13 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
     text = cJSON_Print(doc);
     if (text == NULL)
       ar_need(NULL);
+    /* Written through STEM.json.tmp, which replaces a stale one. */
+    r = uv_fs_stat(NULL, &req, tmp_path, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r == 0) {
+      sc->b->counters.archive_tmp_removed++;
+      SB_LOG_W("archive", "removed %s, left by an earlier run", tmp_path);
+    }
     r = ar_write_sync(json_path, text);
     cJSON_free(text);
     item = cJSON_GetObjectItemCaseSensitive(doc, "name");
@@ -1454,7 +1461,7 @@ static void ar_scan_dir(ar_scan_t* sc, const char* dir, int depth) {
     if (r == 0) {
       sc->b->counters.archive_tmp_removed++;
       SB_LOG_W("archive", "removed %s, left by an earlier run", tmps[i]);
-    } else {
+    } else if (r != UV_ENOENT) { /* ENOENT: a recovered segment's, replaced */
       sc->b->counters.archive_errors++;
       SB_LOG_E("archive", "removing %s: %s", tmps[i], uv_strerror(r));
     }
