@@ -71,6 +71,15 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(c, "upstream_dial_failures", k->upstream_dial_failures);
   add_u64(c, "upstream_errors", k->upstream_errors);
   add_u64(c, "archive_errors", k->archive_errors);
+  add_u64(c, "archive_streams_failed", k->archive_streams_failed);
+  add_u64(c, "archive_bytes_lost", k->archive_bytes_lost);
+  add_u64(c, "archive_recovered", k->archive_recovered);
+  add_u64(c, "archive_tmp_removed", k->archive_tmp_removed);
+  add_u64(c, "archive_gaps", k->archive_gaps);
+  add_u64(c, "archive_gap_bytes", k->archive_gap_bytes);
+  add_u64(c, "archive_gap_datagrams", k->archive_gap_datagrams);
+  add_u64(c, "archive_retention_files", k->archive_retention_files);
+  add_u64(c, "archive_retention_bytes", k->archive_retention_bytes);
   /* Bad handshakes by reason, under the error's name. */
   for (e = 1; e < (int)(sizeof(k->bad_handshakes) / sizeof(k->bad_handshakes[0]));
        e++) {
@@ -92,6 +101,7 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(dropped, "corrupt", k->bytes_dropped_corrupt);
   cJSON_AddItemToObject(c, "bytes_dropped", dropped);
   cJSON_AddItemToObject(r, "counters", c);
+  sb__archive_describe(b, r);
   if (b->spool) {
     sb__spool_stats_t st;
     cJSON* sp = cJSON_CreateObject();

@@ -58,13 +58,42 @@ enum {
   AR_JSON_SYNC,
   AR_JSON_CLOSE,
   AR_JSON_RENAME,
-  AR_JSON_UNLINK
+  AR_JSON_UNLINK,
+  AR_JSON_INPLACE,
+  AR_LOG_DELAY
+};
+
+/* What the archive knows of one name: the end of its data (bytes, or datagrams for
+ * datagram streams) over every segment archived, for gaps. */
+typedef struct ar_known_s {
+  struct ar_known_s* next;
+  uint64_t end;
+  char name[];
+} ar_known_t;
+
+/* A closed segment, as retention sees it. */
+typedef struct {
+  char* stem; /* ARCHIVE_DIR/PATH or PATH+N, without the extension */
+  uint64_t bytes; /* .log and .json together */
+  int64_t time;   /* when it was closed (the .log's last change), Unix seconds */
+} ar_closed_t;
+
+struct sb__archive_state_s {
+  ar_known_t** buckets;
+  size_t nbuckets;
+  uint64_t bytes; /* files of the archive (.log and .json), as known */
+  uint64_t files;
+  ar_closed_t* closed; /* closed segments, in no order */
+  size_t nclosed, closed_cap;
+  uint64_t write_delay_ms; /* SB_TEST_ARCHIVE_WRITE_DELAY_MS */
 };
 
 typedef struct {
   sb__sink_t sink;
   uv_fs_t req;    /* the one file request; valid while op != AR_NONE */
   uv_idle_t idle; /* defers a failed submission; closing it ends the sink */
+  uv_timer_t delay; /* the test-only write delay */
+  int open_handles;
   int op;
   int deferred; /* result of a request that could not be submitted */
   char* stem;   /* ARCHIVE_DIR/PATH, platform separators */
@@ -79,9 +108,11 @@ typedef struct {
   size_t head_off; /* bytes of head already written */
   char* json;      /* sidecar text being written */
   size_t json_len, json_off;
+  uint64_t json_bytes; /* size of the sidecar on disk */
   int json_pending; /* the sidecar is to be written next */
   int json_final;   /* ... in its closing version (fsync before the rename) */
   int json_failed;  /* the current sidecar write failed: clean up the .tmp */
+  int inplace_tried; /* the closing sidecar was written over the old one instead */
   int claimed;      /* log_path is ours */
   int finishing;
   int synced;
@@ -89,11 +120,17 @@ typedef struct {
   int failed; /* data is dropped from now on */
   int paused; /* queued went above the watermark; the stream waits for drained */
   int ending;
+  int in_complete; /* inside ar_complete: finish must not step */
   int err; /* first error, for done */
+  char* err_text; /* what failed, for the log and the sidecar */
   sb__time_t closed;
   uv_work_t retry; /* a sidecar rename tried again (see AR_JSON_RENAME) */
   int retry_result;
   unsigned renames_tried;
+  ar_known_t* known; /* this name's entry */
+  uint64_t start;    /* the streambroker.offset tag: where this segment starts */
+  int gap;           /* 1: data start..gap_from never arrived; 2: nothing known */
+  uint64_t gap_from;
 } sb__archive_t;
 
 /* ---- names to paths ---- */
@@ -183,6 +220,72 @@ static size_t ar_map_segment(const char* seg, size_t n, int last, char* out) {
 }
 
 /*
+ * Long names. A file system takes at most 255 bytes per path component (Linux and
+ * Windows alike) and a whole path of PATH_MAX (4096 on Linux; Windows paths past
+ * MAX_PATH go through "\\?\" paths, see sb__path_long), while a stream name may be
+ * 4096 bytes of any number of segments. So a mapped segment longer than AR_SEG_MAX
+ * is shortened to a prefix of itself (cut between escapes), "%%" and 32 hex digits
+ * of a hash of the original segment; and a path that would have more than
+ * AR_DEPTH_MAX segments, or more than AR_REL_MAX bytes, keeps the directories that
+ * fit and puts the rest of the name into one file name of the same form (hashed from
+ * that rest, its first segment as the prefix). The normal mapping never writes "%%"
+ * ('%' is always followed by two uppercase hex digits, or stands alone), so such a
+ * name is never another name's normal one; the hash input starts with a byte saying
+ * which kind it is, so a shortened segment and a shortened rest differ too. Two names
+ * whose hashes collide still get files of their own (the exclusive create takes the
+ * next sequence number), and the sidecar always holds the full name.
+ * AR_SEG_MAX leaves room for the longest suffix, "+100000.json.tmp" (16 bytes).
+ */
+#define AR_SEG_MAX 200
+#define AR_HASH_HEX 32
+#define AR_REL_MAX 1024
+#define AR_DEPTH_MAX 32
+
+/* FNV-1a, 64 bits, with the murmur3 finalizer so that every input bit reaches every
+ * output bit; two different offset bases give 128 bits. Stable across versions and
+ * platforms: the names of existing files depend on it. */
+static uint64_t ar_fnv(uint64_t h, char kind, const char* p, size_t n) {
+  size_t i;
+  h = (h ^ (unsigned char)kind) * 0x100000001b3ull;
+  for (i = 0; i < n; i++)
+    h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+/* Writes the shortened form of the mapped text m (mlen bytes) into out (room for
+ * AR_SEG_MAX + 1): its prefix, "%%", the hash of kind and the original orig. */
+static size_t ar_shorten(const char* m, size_t mlen, char kind, const char* orig,
+                         size_t olen, char* out) {
+  static const char hex[] = "0123456789abcdef";
+  uint64_t h[2];
+  size_t i = 0, o, k;
+  h[0] = ar_fnv(0xcbf29ce484222325ull, kind, orig, olen);
+  h[1] = ar_fnv(0x84222325cbf29ce4ull, kind, orig, olen);
+  /* The prefix ends between escapes: "%XX" is never cut. */
+  while (i < mlen) {
+    size_t step = m[i] == '%' && mlen > 1 ? 3 : 1;
+    if (i + step > AR_SEG_MAX - 2 - AR_HASH_HEX)
+      break;
+    i += step;
+  }
+  memcpy(out, m, i);
+  o = i;
+  out[o++] = '%';
+  out[o++] = '%';
+  for (k = 0; k < 2; k++) {
+    int b;
+    for (b = 60; b >= 0; b -= 4)
+      out[o++] = hex[(h[k] >> b) & 15];
+  }
+  return o;
+}
+
+/*
  * The mapping, segment by segment (segments split at '/'; the result joins them with
  * '/' again):
  * - bytes outside [A-Za-z0-9_.-] become "%XX" (uppercase hex): '%', '\\', ':', space,
@@ -197,30 +300,127 @@ static size_t ar_map_segment(const char* seg, size_t n, int last, char* out) {
  * - an empty segment (leading, trailing or doubled '/') becomes "%".
  * To undo it: a segment "%" is empty; otherwise drop a leading '_', then decode each
  * "%XX". So the mapping is injective, and no result is absolute, has a "." or ".."
- * segment, a '\\' or a ':'.
+ * segment, a '\\' or a ':'. Long segments and deep or long paths are shortened as
+ * described above (those parts cannot be undone; the sidecar has the name).
  */
 char* sb__archive_path(const char* name) {
-  size_t len = strlen(name), o = 0;
+  size_t len = strlen(name), o = 0, depth = 0;
   const char* seg = name;
   char* out;
+  char* m;
   if (len > (SIZE_MAX - 8) / 5)
     abort();
   /* Each byte takes at most 3, each segment 1 more (prefix, or "%" when empty) and
-   * each separator 1: at most len + 1 segments. */
+   * each separator 1: at most len + 1 segments. Shortening only makes it shorter. */
   out = sb__xmalloc(5 * len + 8);
+  m = sb__xmalloc(3 * len + AR_SEG_MAX + 2);
   for (;;) {
     const char* end = strchr(seg, '/');
     int last = end == NULL;
+    size_t n, mlen;
     if (last)
       end = name + len;
-    o += ar_map_segment(seg, (size_t)(end - seg), last, out + o);
+    n = (size_t)(end - seg);
+    mlen = ar_map_segment(seg, n, last, m);
+    if (!last && (depth + 2 > AR_DEPTH_MAX ||
+                  o + (mlen > AR_SEG_MAX ? AR_SEG_MAX : mlen) + 1 + AR_SEG_MAX >
+                      AR_REL_MAX)) {
+      /* No room for this directory: the rest of the name becomes one file name. */
+      o += ar_shorten(m, mlen, 'R', seg, len - (size_t)(seg - name), out + o);
+      break;
+    }
+    if (mlen > AR_SEG_MAX)
+      o += ar_shorten(m, mlen, 'S', seg, n, out + o);
+    else {
+      memcpy(out + o, m, mlen);
+      o += mlen;
+    }
     if (last)
       break;
     out[o++] = '/';
+    depth++;
     seg = end + 1;
   }
   out[o] = '\0';
+  free(m);
   return out;
+}
+
+/* ---- what the archive knows: names' ends, sizes ---- */
+
+static uint64_t ar_name_hash(const char* name) {
+  return ar_fnv(0xcbf29ce484222325ull, 'K', name, strlen(name));
+}
+
+static sb__archive_state_t* ar_state(sb__broker_t* b) {
+  sb__archive_state_t* st = b->archive;
+  if (st == NULL) {
+    const char* delay = getenv("SB_TEST_ARCHIVE_WRITE_DELAY_MS");
+    st = b->archive = sb__xcalloc(1, sizeof(*st));
+    st->nbuckets = 1024;
+    st->buckets = sb__xcalloc(st->nbuckets, sizeof(*st->buckets));
+    /* For tests only: every data write of the archive waits this long before it is
+     * submitted (a timer; the loop never sleeps), so that a test can make an archive
+     * upstream slow and kill it mid-stream. */
+    if (delay != NULL && delay[0] != '\0') {
+      st->write_delay_ms = strtoull(delay, NULL, 10);
+      SB_LOG_W("archive", "SB_TEST_ARCHIVE_WRITE_DELAY_MS: every write waits %llu ms "
+               "(for tests only)", (unsigned long long)st->write_delay_ms);
+    }
+  }
+  return st;
+}
+
+/* The entry of a name, made (end 0) when create and absent. */
+static ar_known_t* ar_known(sb__archive_state_t* st, const char* name, int create) {
+  size_t at = (size_t)(ar_name_hash(name) % st->nbuckets), n;
+  ar_known_t* k;
+  for (k = st->buckets[at]; k != NULL; k = k->next)
+    if (strcmp(k->name, name) == 0)
+      return k;
+  if (!create)
+    return NULL;
+  n = strlen(name);
+  k = sb__xmalloc(sizeof(*k) + n + 1);
+  memcpy(k->name, name, n + 1);
+  k->end = 0;
+  k->next = st->buckets[at];
+  st->buckets[at] = k;
+  return k;
+}
+
+static void ar_known_end(ar_known_t* k, uint64_t end) {
+  if (k != NULL && end > k->end)
+    k->end = end;
+}
+
+static void ar_add_closed(sb__archive_state_t* st, const char* stem, uint64_t bytes,
+                          int64_t time) {
+  if (st->nclosed == st->closed_cap) {
+    st->closed_cap = st->closed_cap ? 2 * st->closed_cap : 64;
+    st->closed = sb__xrealloc(st->closed, st->closed_cap * sizeof(*st->closed));
+  }
+  st->closed[st->nclosed].stem = sb__xstrdup(stem);
+  st->closed[st->nclosed].bytes = bytes;
+  st->closed[st->nclosed].time = time;
+  st->nclosed++;
+}
+
+/* The streambroker.offset tag: 1 with *out set, 0 when absent, -1 when not a
+ * decimal number (logged by the caller). */
+static int ar_offset_tag(const char* v, uint64_t* out) {
+  uint64_t x = 0;
+  if (v == NULL)
+    return 0;
+  if (*v == '\0')
+    return -1;
+  for (; *v; v++) {
+    if (*v < '0' || *v > '9' || x > (UINT64_MAX - 9) / 10)
+      return -1;
+    x = x * 10 + (uint64_t)(*v - '0');
+  }
+  *out = x;
+  return 1;
 }
 
 /* ---- the sink ---- */
@@ -280,22 +480,36 @@ static void ar_drop_pending(sb__archive_t* ar) {
   ar->tail = NULL;
 }
 
-/* Any file error: logged and counted where it happens; the first one is what done
- * reports. Data from then on is dropped (and the client not kept waiting), but the
- * files are still closed and the sidecar rewritten to say the archive is incomplete. */
+/*
+ * Any file error: logged (the call, the path and the system's text) and counted where
+ * it happens; the first one is what done reports and what the sidecar's "error" says.
+ * Data that cannot be archived must not be taken from the client as if it were: the
+ * client's connection is closed at once (as the upstream sink does), so its next
+ * write fails. The files are still closed and the sidecar rewritten to say the
+ * archive is incomplete, and why.
+ */
 static void ar_fail(sb__archive_t* ar, const char* what, const char* path, int r) {
   sb__stream_t* s = ar->sink.stream;
   s->broker->counters.archive_errors++;
   SB_LOG_E("archive", "stream %llu \"%s\": %s %s: %s", ar_id(ar), s->props.name, what,
            path, uv_strerror(r));
-  if (ar->err == 0)
+  if (ar->err == 0) {
+    size_t n = strlen(what) + strlen(path) + strlen(uv_strerror(r)) + 8;
     ar->err = sb__uv_err(r);
+    ar->err_text = sb__xmalloc(n);
+    snprintf(ar->err_text, n, "%s %s: %s", what, path, uv_strerror(r));
+  }
   if (!ar->failed) {
     ar->failed = 1;
+    s->broker->counters.archive_streams_failed++;
     if (ar->claimed && (!ar->finishing || ar->head))
-      SB_LOG_E("archive", "stream %llu: data after byte %llu is dropped", ar_id(ar),
-               (unsigned long long)ar->offset);
+      SB_LOG_E("archive",
+               "stream %llu: data after byte %llu is not archived; the client's "
+               "connection is closed",
+               ar_id(ar), (unsigned long long)ar->offset);
     ar_drop_pending(ar);
+    if (!s->client_eof)
+      sb__stream_stop(s); /* finish comes back here; ar_complete steps after */
     ar_notify(ar);
   }
 }
@@ -337,6 +551,20 @@ static void ar_add_time(cJSON* obj, const char* key, int has, sb__time_t t) {
     ar_need(cJSON_AddNullToObject(obj, key));
 }
 
+/* "gap": {"from": E, "to": X, "unit": "bytes" | "datagrams"}, and "nothing_before":
+ * true when the archive held nothing of the name. */
+static void ar_add_gap(cJSON* root, int gap, uint64_t from, uint64_t to, int dgram) {
+  cJSON* g;
+  if (gap == 0)
+    return;
+  g = ar_need(cJSON_AddObjectToObject(root, "gap"));
+  ar_need(cJSON_AddNumberToObject(g, "from", (double)from));
+  ar_need(cJSON_AddNumberToObject(g, "to", (double)to));
+  ar_need(cJSON_AddStringToObject(g, "unit", dgram ? "datagrams" : "bytes"));
+  if (gap == 2)
+    ar_need(cJSON_AddBoolToObject(g, "nothing_before", 1));
+}
+
 /* The sidecar's text (cJSON_free), in its opening (final 0) or closing version. */
 static char* ar_sidecar(sb__archive_t* ar, int final) {
   static const char* const types[] = {"text", "binary", "datagram"};
@@ -370,9 +598,17 @@ static char* ar_sidecar(sb__archive_t* ar, int final) {
     ar_need(cJSON_AddNumberToObject(client, "uid", (double)s->peer_uid));
   if (s->peer_gid >= 0)
     ar_need(cJSON_AddNumberToObject(client, "gid", (double)s->peer_gid));
+  ar_add_gap(root, ar->gap, ar->gap_from, ar->start, p->type == SB_DATAGRAM);
   ar_need(cJSON_AddBoolToObject(root, "complete", final && ar->err == 0));
-  if (ar->err != 0)
-    ar_need(cJSON_AddStringToObject(root, "error", sb_strerror(ar->err)));
+  if (ar->err != 0) {
+    ar_need(cJSON_AddStringToObject(root, "error",
+                                    ar->err_text ? ar->err_text : sb_strerror(ar->err)));
+    /* What the .log holds of what the client sent. */
+    ar_need(cJSON_AddNumberToObject(root, "archived_bytes", (double)ar->offset));
+    if (final)
+      ar_need(cJSON_AddNumberToObject(root, "lost_bytes",
+                                      (double)(s->bytes - (uint64_t)ar->offset)));
+  }
   text = cJSON_Print(root);
   cJSON_Delete(root);
   if (text == NULL)
@@ -380,8 +616,8 @@ static char* ar_sidecar(sb__archive_t* ar, int final) {
   return text;
 }
 
-/* Starts writing the sidecar: PATH.json.tmp, then renamed over PATH.json. */
-static void ar_json_start(sb__archive_t* ar, int final) {
+/* Makes the sidecar text (ar->json) for the opening or closing version. */
+static void ar_json_text(sb__archive_t* ar, int final) {
   char* text = ar_sidecar(ar, final);
   size_t n = strlen(text);
   free(ar->json);
@@ -390,6 +626,11 @@ static void ar_json_start(sb__archive_t* ar, int final) {
   ar->json[n++] = '\n';
   cJSON_free(text);
   ar->json_len = n;
+}
+
+/* Starts writing the sidecar: PATH.json.tmp, then renamed over PATH.json. */
+static void ar_json_start(sb__archive_t* ar, int final) {
+  ar_json_text(ar, final);
   ar->json_off = 0;
   ar->json_final = final;
   ar->json_failed = 0;
@@ -424,12 +665,21 @@ static void ar_submit_data_write(sb__archive_t* ar) {
                            ar->offset, on_fs));
 }
 
+static void on_delay(uv_timer_t* t) {
+  sb__archive_t* ar = SB_CONTAINER_OF(t, sb__archive_t, delay);
+  if (ar->head != NULL && !ar->failed)
+    ar_submit_data_write(ar);
+  else
+    ar_complete(ar, 0);
+}
+
 /* Written bytes leave the queue; fully written chunks are freed. */
 static void ar_consume(sb__archive_t* ar, size_t n) {
   sb__stream_t* s = ar->sink.stream;
   ar->offset += (int64_t)n;
   ar->sink.queued -= n;
   s->broker->counters.bytes_out += n;
+  s->broker->archive->bytes += n;
   while (n > 0 && ar->head) {
     sb__chunk_t* c = ar->head;
     size_t avail = c->len - ar->head_off;
@@ -446,19 +696,49 @@ static void ar_consume(sb__archive_t* ar, size_t n) {
     ar->tail = NULL;
 }
 
-static void on_idle_closed(uv_handle_t* h) {
-  sb__archive_t* ar = SB_CONTAINER_OF(h, sb__archive_t, idle);
-  sb__stream_sink_done(ar->sink.stream, ar->err);
+static void on_handle_closed(uv_handle_t* h) {
+  sb__archive_t* ar = h->data;
+  if (--ar->open_handles == 0)
+    sb__stream_sink_done(ar->sink.stream, ar->err);
+}
+
+/* The end: what was lost is counted, a closed segment is known to retention, and the
+ * handles close; done comes from the last close callback. */
+static void ar_end(sb__archive_t* ar) {
+  sb__stream_t* s = ar->sink.stream;
+  sb__archive_state_t* st = s->broker->archive;
+  ar->ending = 1;
+  if (ar->err != 0) {
+    uint64_t lost = s->bytes - (uint64_t)ar->offset;
+    s->broker->counters.archive_bytes_lost += lost;
+    SB_LOG_E("archive",
+             "stream %llu \"%s\": archive incomplete: %llu of %llu bytes in %s, %llu "
+             "lost (%s)",
+             ar_id(ar), s->props.name, (unsigned long long)ar->offset,
+             (unsigned long long)s->bytes, ar->claimed ? ar->log_path : "no file",
+             (unsigned long long)lost, ar->err_text ? ar->err_text : "");
+  }
+  if (ar->claimed)
+    ar_add_closed(st, ar->log_path, (uint64_t)ar->offset + ar->json_bytes,
+                  ar->closed.sec);
+  /* ar_add_closed keeps the stem: cut ".log" off the copy it made. */
+  if (ar->claimed) {
+    char* stem = st->closed[st->nclosed - 1].stem;
+    stem[strlen(stem) - 4] = '\0';
+  }
+  uv_close((uv_handle_t*)&ar->idle, on_handle_closed);
+  uv_close((uv_handle_t*)&ar->delay, on_handle_closed);
 }
 
 /*
  * Decides the next request from the state; called whenever nothing is in flight. The
  * order is: claim the .log, write the opening sidecar, write data as it comes, and
  * after finish: fsync and close the .log, write the closing sidecar, then end. Done is
- * reported from the idle handle's close callback: after finish, never inside it, and
- * with no request left in flight.
+ * reported from the handles' close callbacks: after finish, never inside it, with no
+ * request left in flight, and only once the data is fsynced.
  */
 static void ar_step(sb__archive_t* ar) {
+  sb__archive_state_t* st = ar->sink.stream->broker->archive;
   uv_loop_t* loop = ar->sink.stream->broker->loop;
   if (ar->op != AR_NONE || ar->ending)
     return;
@@ -477,7 +757,12 @@ static void ar_step(sb__archive_t* ar) {
     return;
   }
   if (ar->head && !ar->failed) {
-    ar_submit_data_write(ar);
+    if (st->write_delay_ms > 0) {
+      ar->op = AR_LOG_DELAY;
+      uv_timer_start(&ar->delay, on_delay, st->write_delay_ms, 0);
+    } else {
+      ar_submit_data_write(ar);
+    }
     return;
   }
   if (!ar->finishing)
@@ -495,8 +780,7 @@ static void ar_step(sb__archive_t* ar) {
     ar_step(ar);
     return;
   }
-  ar->ending = 1;
-  uv_close((uv_handle_t*)&ar->idle, on_idle_closed);
+  ar_end(ar);
 }
 
 /* The sidecar step that follows a failure: close the .tmp if open, else remove it. */
@@ -509,7 +793,6 @@ static void ar_json_cleanup(sb__archive_t* ar) {
     ar_submitted(ar, AR_JSON_UNLINK, uv_fs_unlink(loop, &ar->req, ar->tmp_path, on_fs));
 }
 
-/* A request has completed (or failed to start): the state moves on by one step. */
 /*
  * Windows refuses to rename over a file that someone has open (a reader of the
  * sidecar): the rename is tried again, 20 ms apart, for up to a second.
@@ -529,15 +812,51 @@ static void rename_retry_done(uv_work_t* w, int status) {
   ar_complete(ar, status < 0 ? status : ar->retry_result);
 }
 
+/*
+ * When the closing sidecar cannot be written beside the old one (a full disk has no
+ * block for the .tmp), it is written over the opening one, whose block is already
+ * there: not atomic, but a half-written sidecar is what the scan at start repairs,
+ * and a sidecar that says the archive failed is worth more than none. Threadpool.
+ */
+static void inplace_work(uv_work_t* w) {
+  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, retry);
+  uv_fs_t req;
+  uv_buf_t buf = uv_buf_init(ar->json, (unsigned)ar->json_len);
+  int fd, r;
+  fd = uv_fs_open(NULL, &req, ar->json_path, UV_FS_O_WRONLY, 0, NULL);
+  uv_fs_req_cleanup(&req);
+  if (fd < 0) {
+    ar->retry_result = fd;
+    return;
+  }
+  r = uv_fs_write(NULL, &req, fd, &buf, 1, 0, NULL);
+  uv_fs_req_cleanup(&req);
+  if (r >= 0 && (size_t)r != ar->json_len)
+    r = UV_ENOSPC;
+  if (r >= 0) {
+    r = uv_fs_ftruncate(NULL, &req, fd, (int64_t)ar->json_len, NULL);
+    uv_fs_req_cleanup(&req);
+  }
+  if (r >= 0) {
+    r = uv_fs_fsync(NULL, &req, fd, NULL);
+    uv_fs_req_cleanup(&req);
+  }
+  uv_fs_close(NULL, &req, fd, NULL);
+  uv_fs_req_cleanup(&req);
+  ar->retry_result = r < 0 ? r : 0;
+}
+
 static void ar_complete(sb__archive_t* ar, int r) {
   uv_loop_t* loop = ar->sink.stream->broker->loop;
   int op = ar->op;
   ar->op = AR_NONE;
+  ar->in_complete = 1;
   switch (op) {
   case AR_LOG_OPEN:
     if (r >= 0) {
       ar->log_fd = (uv_file)r;
       ar->claimed = 1;
+      ar->sink.stream->broker->archive->files += 2;
       SB_LOG_I("archive", "stream %llu \"%s\": archived to %s", ar_id(ar),
                ar->sink.stream->props.name, ar->log_path);
       ar_json_start(ar, 0);
@@ -545,14 +864,16 @@ static void ar_complete(sb__archive_t* ar, int r) {
       ar->seq++;
       ar_set_paths(ar);
     } else {
-      ar_fail(ar, "open", ar->log_path, r);
+      ar_fail(ar, "creating", ar->log_path, r);
     }
     break;
+  case AR_LOG_DELAY:
+    break; /* the data went or failed meanwhile */
   case AR_LOG_WRITE:
     if (r < 0)
-      ar_fail(ar, "write", ar->log_path, r);
+      ar_fail(ar, "writing", ar->log_path, r);
     else if (r == 0)
-      ar_fail(ar, "write", ar->log_path, UV_EIO);
+      ar_fail(ar, "writing (nothing written)", ar->log_path, UV_EIO);
     else
       ar_consume(ar, (size_t)r);
     ar_notify(ar);
@@ -560,27 +881,28 @@ static void ar_complete(sb__archive_t* ar, int r) {
   case AR_LOG_SYNC:
     ar->synced = 1;
     if (r < 0)
-      ar_fail(ar, "fsync", ar->log_path, r);
+      ar_fail(ar, "flushing (fsync)", ar->log_path, r);
     break;
   case AR_LOG_CLOSE:
     ar->log_fd = -1;
     if (r < 0)
-      ar_fail(ar, "close", ar->log_path, r);
+      ar_fail(ar, "closing", ar->log_path, r);
     break;
   case AR_JSON_OPEN:
     if (r < 0) {
-      ar_fail(ar, "open", ar->tmp_path, r);
-      ar->json_pending = 0; /* nothing was created that needs removing */
-      break;
+      ar_fail(ar, "creating", ar->tmp_path, r);
+      ar->json_failed = 1;
+      op = AR_JSON_UNLINK; /* nothing was created that needs removing */
+      goto unlinked;
     }
     ar->tmp_fd = (uv_file)r;
     ar_submit_json_write(ar);
-    return;
+    break;
   case AR_JSON_WRITE:
     if (r <= 0) {
-      ar_fail(ar, "write", ar->tmp_path, r < 0 ? r : UV_EIO);
+      ar_fail(ar, "writing", ar->tmp_path, r < 0 ? r : UV_EIO);
       ar_json_cleanup(ar);
-      return;
+      break;
     }
     ar->json_off += (size_t)r;
     if (ar->json_off < ar->json_len)
@@ -589,57 +911,87 @@ static void ar_complete(sb__archive_t* ar, int r) {
       ar_submitted(ar, AR_JSON_SYNC, uv_fs_fsync(loop, &ar->req, ar->tmp_fd, on_fs));
     else
       ar_submitted(ar, AR_JSON_CLOSE, uv_fs_close(loop, &ar->req, ar->tmp_fd, on_fs));
-    return;
+    break;
   case AR_JSON_SYNC:
     if (r < 0) {
-      ar_fail(ar, "fsync", ar->tmp_path, r);
+      ar_fail(ar, "flushing (fsync)", ar->tmp_path, r);
       ar->json_failed = 1;
     }
     ar_submitted(ar, AR_JSON_CLOSE, uv_fs_close(loop, &ar->req, ar->tmp_fd, on_fs));
-    return;
+    break;
   case AR_JSON_CLOSE:
     ar->tmp_fd = -1;
     if (r < 0 && !ar->json_failed)
-      ar_fail(ar, "close", ar->tmp_path, r);
+      ar_fail(ar, "closing", ar->tmp_path, r);
     if (r < 0 || ar->json_failed) {
       ar_json_cleanup(ar);
-      return;
+      break;
     }
     ar_submitted(ar, AR_JSON_RENAME,
                  uv_fs_rename(loop, &ar->req, ar->tmp_path, ar->json_path, on_fs));
-    return;
+    break;
   case AR_JSON_RENAME:
     if ((r == UV_EACCES || r == UV_EPERM || r == UV_EBUSY) &&
         ar->renames_tried < AR_RENAME_TRIES) {
       ar->renames_tried++;
       ar->op = AR_JSON_RENAME;
       if (uv_queue_work(loop, &ar->retry, rename_retry_work, rename_retry_done) == 0)
-        return;
+        break;
       ar->op = AR_NONE;
     }
     ar->renames_tried = 0;
     if (r < 0) {
-      ar_fail(ar, "rename to", ar->json_path, r);
+      ar_fail(ar, "renaming to", ar->json_path, r);
       ar_json_cleanup(ar);
-      return;
+      break;
+    }
+    ar->json_pending = 0;
+    ar->sink.stream->broker->archive->bytes += ar->json_len - ar->json_bytes;
+    ar->json_bytes = ar->json_len;
+    break;
+  case AR_JSON_UNLINK:
+  unlinked:
+    /* Best effort: a failure is already logged. The closing sidecar gets one more
+     * try, written over the opening one. */
+    if (ar->json_final && !ar->inplace_tried && ar->json_bytes > 0) {
+      ar->inplace_tried = 1;
+      ar_json_text(ar, 1); /* again: it now says what failed */
+      ar->op = AR_JSON_INPLACE;
+      if (uv_queue_work(loop, &ar->retry, inplace_work, rename_retry_done) == 0)
+        break;
+      ar->op = AR_NONE;
     }
     ar->json_pending = 0;
     break;
-  case AR_JSON_UNLINK:
-    ar->json_pending = 0; /* best effort: the failure is already logged */
+  case AR_JSON_INPLACE:
+    if (r < 0)
+      SB_LOG_E("archive", "stream %llu \"%s\": writing %s in place: %s", ar_id(ar),
+               ar->sink.stream->props.name, ar->json_path, uv_strerror(r));
+    else
+      SB_LOG_W("archive", "stream %llu \"%s\": closing sidecar written in place, %s",
+               ar_id(ar), ar->sink.stream->props.name, ar->json_path);
+    if (r >= 0) {
+      ar->sink.stream->broker->archive->bytes += ar->json_len - ar->json_bytes;
+      ar->json_bytes = ar->json_len;
+    }
+    ar->json_pending = 0;
     break;
   default:
     break;
   }
+  ar->in_complete = 0;
   ar_step(ar);
 }
 
 static void ar_write(sb__sink_t* sink, sb__chunk_t* c) {
   sb__archive_t* ar = ar_of(sink);
+  sb__stream_t* s = sink->stream;
   if (ar->failed || ar->finishing || c->len == 0) {
     sb__chunk_free(c);
     return;
   }
+  ar_known_end(ar->known,
+               ar->start + (s->props.type == SB_DATAGRAM ? s->datagrams : s->bytes));
   c->next = NULL;
   if (ar->tail)
     ar->tail->next = c;
@@ -647,7 +999,7 @@ static void ar_write(sb__sink_t* sink, sb__chunk_t* c) {
     ar->head = c;
   ar->tail = c;
   sink->queued += c->len;
-  if (sink->queued > sink->stream->broker->cfg.upstream_high_watermark)
+  if (sink->queued > s->broker->cfg.upstream_high_watermark)
     ar->paused = 1;
   ar_step(ar);
 }
@@ -658,11 +1010,12 @@ static void ar_finish(sb__sink_t* sink) {
     return;
   ar->finishing = 1;
   ar->closed = sb__time_now();
-  ar_step(ar);
+  if (!ar->in_complete)
+    ar_step(ar);
 }
 
-/* Frees what the sink holds; after done, or on a sink that never started its idle
- * handle or a request. */
+/* Frees what the sink holds; after done, or on a sink that never started its handles
+ * or a request. */
 static void ar_destroy(sb__sink_t* sink) {
   sb__archive_t* ar = ar_of(sink);
   ar_drop_pending(ar);
@@ -671,6 +1024,7 @@ static void ar_destroy(sb__sink_t* sink) {
   free(ar->json_path);
   free(ar->tmp_path);
   free(ar->json);
+  free(ar->err_text);
   free(ar);
 }
 
@@ -699,6 +1053,50 @@ static char* ar_join(const char* archive_dir, const char* rel, char** parent) {
   }
 }
 
+/* Past this length a path takes the platform's long form (Windows: MAX_PATH is 260,
+ * 248 for a directory; the longest suffix is 16 bytes). */
+#define AR_SHORT_PATH 230
+
+/*
+ * Gaps: a stream tagged streambroker.offset X starts at X of its name's data. When
+ * the archive holds this name only up to E < X, E..X never arrived (the broker in
+ * front lost it): the sidecar says so, a warning is logged and it is counted. The end
+ * is over every segment of the name, kept as data is read.
+ */
+static void ar_check_gap(sb__archive_t* ar) {
+  sb__stream_t* s = ar->sink.stream;
+  sb__broker_t* b = s->broker;
+  const char* tag = sb__props_get_tag(&s->props, "streambroker.offset");
+  int dgram = s->props.type == SB_DATAGRAM, r;
+  r = ar_offset_tag(tag, &ar->start);
+  if (r < 0) {
+    SB_LOG_W("archive", "stream %llu \"%s\": tag streambroker.offset \"%s\" is not a "
+             "number; taken as 0", ar_id(ar), s->props.name, tag);
+    ar->start = 0;
+  }
+  ar->known = ar_known(b->archive, s->props.name, 0);
+  if (ar->start > 0 && (ar->known == NULL || ar->known->end < ar->start)) {
+    ar->gap = ar->known ? 1 : 2;
+    ar->gap_from = ar->known ? ar->known->end : 0;
+    b->counters.archive_gaps++;
+    if (dgram)
+      b->counters.archive_gap_datagrams += ar->start - ar->gap_from;
+    else
+      b->counters.archive_gap_bytes += ar->start - ar->gap_from;
+    SB_LOG_W("archive",
+             "stream %llu \"%s\" starts at %s %llu, but the archive holds %s %llu: "
+             "%llu %s never arrived",
+             ar_id(ar), s->props.name, dgram ? "datagram" : "byte",
+             (unsigned long long)ar->start,
+             ar->known ? "it only up to" : "nothing of it before",
+             (unsigned long long)ar->gap_from,
+             (unsigned long long)(ar->start - ar->gap_from), dgram ? "datagrams" : "bytes");
+  }
+  if (ar->known == NULL)
+    ar->known = ar_known(b->archive, s->props.name, 1);
+  ar_known_end(ar->known, ar->start);
+}
+
 /*
  * The directories are made here, synchronously: sb__mkdir_p is a few metadata calls
  * on a local disk, usually on directories that exist already, and doing it before
@@ -710,6 +1108,7 @@ sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir) {
   char* rel = sb__archive_path(s->props.name);
   char* parent = NULL;
   int r;
+  ar_state(s->broker);
   ar->sink.write = ar_write;
   ar->sink.finish = ar_finish;
   ar->sink.destroy = ar_destroy;
@@ -718,17 +1117,422 @@ sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir) {
   ar->tmp_fd = -1;
   ar->stem = ar_join(archive_dir, rel, &parent);
   free(rel);
+  if (strlen(ar->stem) > AR_SHORT_PATH) {
+    char* p = sb__path_long(ar->stem);
+    free(ar->stem);
+    ar->stem = p;
+    p = sb__path_long(parent);
+    free(parent);
+    parent = p;
+  }
   ar_set_paths(ar);
   if ((r = sb__mkdir_p(parent)) != 0) {
     s->broker->counters.archive_errors++;
-    SB_LOG_E("archive", "stream %llu \"%s\": creating directory %s: %s",
-             (unsigned long long)s->id, s->props.name, parent, sb_strerror(r));
+    s->broker->counters.archive_streams_failed++;
+    SB_LOG_E("archive",
+             "stream %llu \"%s\": creating directory %s (%zu bytes) for its files: %s; "
+             "the stream is refused",
+             (unsigned long long)s->id, s->props.name, parent, strlen(parent),
+             sb_strerror(r));
     free(parent);
     ar_destroy(&ar->sink);
     return NULL;
   }
   free(parent);
+  ar_check_gap(ar);
   uv_idle_init(s->broker->loop, &ar->idle);
+  uv_timer_init(s->broker->loop, &ar->delay);
+  ar->idle.data = ar->delay.data = ar;
+  ar->open_handles = 2;
   ar_step(ar);
   return &ar->sink;
+}
+
+/* ---- at start: the scan, recovery, known ends and sizes ---- */
+
+typedef struct {
+  sb__broker_t* b;
+  sb__archive_state_t* st;
+  const char* root;
+  uint64_t segments;
+} ar_scan_t;
+
+static int ar_ends_with(const char* s, const char* suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* A whole (small) file, NUL-terminated; NULL when it cannot be read. */
+static char* ar_read_small(const char* path, size_t* len) {
+  uv_fs_t req;
+  sb__buf_t b = {0};
+  char chunk[16384];
+  int fd = uv_fs_open(NULL, &req, path, UV_FS_O_RDONLY, 0, NULL);
+  uv_fs_req_cleanup(&req);
+  if (fd < 0)
+    return NULL;
+  for (;;) {
+    uv_buf_t buf = uv_buf_init(chunk, sizeof(chunk));
+    int r = uv_fs_read(NULL, &req, fd, &buf, 1, (int64_t)b.len, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r <= 0 || b.len > 8u * 1024u * 1024u) {
+      if (r < 0)
+        b.len = 0, b.err = r;
+      break;
+    }
+    sb__buf_append(&b, chunk, (size_t)r);
+  }
+  uv_fs_close(NULL, &req, fd, NULL);
+  uv_fs_req_cleanup(&req);
+  sb__buf_putc(&b, '\0');
+  if (b.err != 0) {
+    sb__buf_free(&b);
+    return NULL;
+  }
+  *len = b.len - 1;
+  return b.data;
+}
+
+static cJSON* ar_read_json(const char* path) {
+  size_t len;
+  char* text = ar_read_small(path, &len);
+  cJSON* doc = text ? cJSON_ParseWithLength(text, len) : NULL;
+  free(text);
+  if (doc != NULL && !cJSON_IsObject(doc)) {
+    cJSON_Delete(doc);
+    doc = NULL;
+  }
+  return doc;
+}
+
+/* Complete datagrams in a .log (its framing); a damaged tail ends the count. */
+static uint64_t ar_count_datagrams(const char* path) {
+  uv_fs_t req;
+  sb__dgram_t d;
+  static char chunk[65536];
+  int64_t off = 0;
+  int fd = uv_fs_open(NULL, &req, path, UV_FS_O_RDONLY, 0, NULL);
+  uv_fs_req_cleanup(&req);
+  if (fd < 0)
+    return 0;
+  sb__dgram_init(&d, 0);
+  for (;;) {
+    uv_buf_t buf = uv_buf_init(chunk, sizeof(chunk));
+    int r = uv_fs_read(NULL, &req, fd, &buf, 1, off, NULL);
+    size_t used = 0;
+    uv_fs_req_cleanup(&req);
+    if (r <= 0)
+      break;
+    off += r;
+    for (;;) { /* until the chunk is used up (an END may come after its last byte) */
+      sb__dgram_event_t ev;
+      int64_t n = sb__dgram_next(&d, (const uint8_t*)chunk + used, (size_t)r - used, &ev);
+      if (n < 0)
+        goto done;
+      used += (size_t)n;
+      if (ev.kind == SB__DGRAM_NONE)
+        break;
+    }
+  }
+done:
+  uv_fs_close(NULL, &req, fd, NULL);
+  uv_fs_req_cleanup(&req);
+  return d.count;
+}
+
+static void ar_json_set(cJSON* obj, const char* key, cJSON* item) {
+  cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
+  cJSON_AddItemToObject(obj, key, ar_need(item));
+}
+
+/* Writes text as path, through path.tmp, fsync and a rename. 0 or a libuv error. */
+static int ar_write_sync(const char* path, const char* text) {
+  size_t n = strlen(path) + 5;
+  char* tmp = sb__xmalloc(n);
+  uv_fs_t req;
+  uv_buf_t buf = uv_buf_init((char*)text, (unsigned)strlen(text));
+  int fd, r;
+  snprintf(tmp, n, "%s.tmp", path);
+  fd = uv_fs_open(NULL, &req, tmp, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC, 0640,
+                  NULL);
+  uv_fs_req_cleanup(&req);
+  if ((r = fd) >= 0) {
+    r = uv_fs_write(NULL, &req, fd, &buf, 1, 0, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r >= 0 && (size_t)r != buf.len)
+      r = UV_ENOSPC;
+    if (r >= 0) {
+      r = uv_fs_fsync(NULL, &req, fd, NULL);
+      uv_fs_req_cleanup(&req);
+    }
+    uv_fs_close(NULL, &req, fd, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r >= 0) {
+      r = uv_fs_rename(NULL, &req, tmp, path, NULL);
+      uv_fs_req_cleanup(&req);
+    }
+    if (r < 0) {
+      uv_fs_unlink(NULL, &req, tmp, NULL);
+      uv_fs_req_cleanup(&req);
+    }
+  }
+  free(tmp);
+  return r < 0 ? r : 0;
+}
+
+/* The sequence number in a stem's "+N" suffix ('+' is never in a mapped name). */
+static unsigned ar_stem_seq(const char* stem) {
+  const char* plus = strrchr(stem, '+');
+  const char* sep = strrchr(stem, '/');
+  const char* bsep = strrchr(stem, '\\');
+  if (bsep > sep)
+    sep = bsep;
+  if (plus == NULL || (sep != NULL && plus < sep))
+    return 0;
+  return (unsigned)strtoul(plus + 1, NULL, 10);
+}
+
+/*
+ * One segment found at start (STEM.log). A closed one is learnt (name's end, size,
+ * age). One an earlier run left open (no sidecar, a sidecar of an open stream, or one
+ * that cannot be read) is finished: its sidecar is written from what is known (the
+ * sidecar, else the .json.tmp, else only the path) with the bytes in the .log,
+ * "complete": false and "recovered": true.
+ */
+static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
+  char* log_path = ar_path_with(stem, 0, ".log");
+  char* json_path = ar_path_with(stem, 0, ".json");
+  char* tmp_path = ar_path_with(stem, 0, ".json.tmp");
+  cJSON *doc, *item, *tags;
+  uv_fs_t req;
+  uint64_t size = 0, units, start = 0, json_size = 0;
+  int64_t mtime = 0;
+  sb__time_t mt = {0, 0};
+  int dgram, r;
+  const char* name = NULL;
+  sc->segments++;
+  if (uv_fs_stat(NULL, &req, log_path, NULL) == 0) {
+    size = req.statbuf.st_size;
+    mt.sec = mtime = (int64_t)req.statbuf.st_mtim.tv_sec;
+    mt.nsec = (int32_t)req.statbuf.st_mtim.tv_nsec;
+  }
+  uv_fs_req_cleanup(&req);
+  doc = ar_read_json(json_path);
+  if (doc && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "closed"))) {
+    item = cJSON_GetObjectItemCaseSensitive(doc, "closed");
+    sb__time_t t;
+    if (sb__time_parse(item->valuestring, strlen(item->valuestring), &t) == 0)
+      mtime = t.sec;
+  } else {
+    /* Left open: finish it. */
+    cJSON* src = doc ? doc : ar_read_json(tmp_path);
+    cJSON* out = src ? ar_need(cJSON_Duplicate(src, 1)) : ar_need(cJSON_CreateObject());
+    char buf[SB__TIME_BUF];
+    char* text;
+    if (src != doc)
+      cJSON_Delete(src);
+    cJSON_Delete(doc);
+    doc = out;
+    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "name")))
+      ar_json_set(doc, "name", cJSON_CreateNull());
+    {
+      /* The path below the archive directory, with '/' separators. */
+      char* rel = sb__xstrdup(stem + strlen(sc->root) + 1);
+      char* c;
+      for (c = rel; *c; c++)
+        if (*c == '\\')
+          *c = '/';
+      ar_json_set(doc, "mapped_path", cJSON_CreateString(rel));
+      free(rel);
+    }
+    if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(doc, "sequence")))
+      ar_json_set(doc, "sequence", cJSON_CreateNumber(ar_stem_seq(stem)));
+    if (sb__time_format(mt, buf) < 0)
+      snprintf(buf, sizeof(buf), "1970-01-01T00:00:00Z");
+    ar_json_set(doc, "closed", cJSON_CreateString(buf));
+    ar_json_set(doc, "bytes", cJSON_CreateNumber((double)size));
+    item = cJSON_GetObjectItemCaseSensitive(doc, "type");
+    if (cJSON_IsString(item) && strcmp(item->valuestring, "datagram") == 0)
+      ar_json_set(doc, "datagrams",
+                  cJSON_CreateNumber((double)ar_count_datagrams(log_path)));
+    ar_json_set(doc, "complete", cJSON_CreateFalse());
+    ar_json_set(doc, "recovered", cJSON_CreateTrue());
+    text = cJSON_Print(doc);
+    if (text == NULL)
+      ar_need(NULL);
+    /* Written through STEM.json.tmp, which replaces a stale one. */
+    r = uv_fs_stat(NULL, &req, tmp_path, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r == 0) {
+      sc->b->counters.archive_tmp_removed++;
+      SB_LOG_W("archive", "removed %s, left by an earlier run", tmp_path);
+    }
+    r = ar_write_sync(json_path, text);
+    cJSON_free(text);
+    item = cJSON_GetObjectItemCaseSensitive(doc, "name");
+    if (r < 0) {
+      sc->b->counters.archive_errors++;
+      SB_LOG_E("archive", "recovering %s: writing %s: %s", log_path, json_path,
+               uv_strerror(r));
+    } else {
+      sc->b->counters.archive_recovered++;
+      SB_LOG_W("archive",
+               "recovered %s (stream \"%s\"), left open by an earlier run: %llu bytes, "
+               "marked incomplete",
+               log_path, cJSON_IsString(item) ? item->valuestring : "(name unknown)",
+               (unsigned long long)size);
+    }
+  }
+  if (uv_fs_stat(NULL, &req, json_path, NULL) == 0) {
+    json_size = req.statbuf.st_size;
+    sc->st->files++;
+  }
+  uv_fs_req_cleanup(&req);
+  sc->st->files++;
+  sc->st->bytes += size + json_size;
+  ar_add_closed(sc->st, stem, size + json_size, mtime);
+  /* The name's end. */
+  item = cJSON_GetObjectItemCaseSensitive(doc, "name");
+  if (cJSON_IsString(item))
+    name = item->valuestring;
+  tags = cJSON_GetObjectItemCaseSensitive(doc, "tags");
+  item = cJSON_GetObjectItemCaseSensitive(tags, "streambroker.offset");
+  if (!cJSON_IsString(item) || ar_offset_tag(item->valuestring, &start) <= 0)
+    start = 0;
+  item = cJSON_GetObjectItemCaseSensitive(doc, "type");
+  dgram = cJSON_IsString(item) && strcmp(item->valuestring, "datagram") == 0;
+  item = cJSON_GetObjectItemCaseSensitive(doc, dgram ? "datagrams" : "bytes");
+  units = cJSON_IsNumber(item) && item->valuedouble > 0 ? (uint64_t)item->valuedouble : 0;
+  if (name != NULL)
+    ar_known_end(ar_known(sc->st, name, 1), start + units);
+  cJSON_Delete(doc);
+  free(log_path);
+  free(json_path);
+  free(tmp_path);
+}
+
+#define AR_SCAN_DEPTH 64
+
+static void ar_scan_dir(ar_scan_t* sc, const char* dir, int depth) {
+  uv_fs_t req;
+  uv_dirent_t ent;
+  char** stems = NULL;
+  char** tmps = NULL;
+  size_t nstems = 0, ntmps = 0, i;
+  int r = uv_fs_scandir(NULL, &req, dir, 0, NULL);
+  if (r < 0) {
+    sc->b->counters.archive_errors++;
+    SB_LOG_E("archive", "scanning %s: %s", dir, uv_strerror(r));
+    uv_fs_req_cleanup(&req);
+    return;
+  }
+  while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
+    char* path = sb__path_join(dir, ent.name);
+    int type = ent.type;
+    if (type == UV_DIRENT_UNKNOWN) {
+      uv_fs_t sreq;
+      if (uv_fs_lstat(NULL, &sreq, path, NULL) == 0)
+        type = (sreq.statbuf.st_mode & S_IFMT) == S_IFDIR ? UV_DIRENT_DIR : UV_DIRENT_FILE;
+      uv_fs_req_cleanup(&sreq);
+    }
+    if (type == UV_DIRENT_DIR && depth < AR_SCAN_DEPTH) {
+      ar_scan_dir(sc, path, depth + 1);
+    } else if (type == UV_DIRENT_FILE && ar_ends_with(ent.name, ".json.tmp")) {
+      tmps = sb__xrealloc(tmps, (ntmps + 1) * sizeof(*tmps));
+      tmps[ntmps++] = path;
+      path = NULL;
+    } else if (type == UV_DIRENT_FILE && ar_ends_with(ent.name, ".log")) {
+      path[strlen(path) - 4] = '\0';
+      stems = sb__xrealloc(stems, (nstems + 1) * sizeof(*stems));
+      stems[nstems++] = path;
+      path = NULL;
+    }
+    free(path);
+  }
+  uv_fs_req_cleanup(&req);
+  for (i = 0; i < nstems; i++) {
+    ar_scan_segment(sc, stems[i]);
+    free(stems[i]);
+  }
+  /* After the segments, which may have read them for a name. */
+  for (i = 0; i < ntmps; i++) {
+    r = uv_fs_unlink(NULL, &req, tmps[i], NULL);
+    uv_fs_req_cleanup(&req);
+    if (r == 0) {
+      sc->b->counters.archive_tmp_removed++;
+      SB_LOG_W("archive", "removed %s, left by an earlier run", tmps[i]);
+    } else if (r != UV_ENOENT) { /* ENOENT: a recovered segment's, replaced */
+      sc->b->counters.archive_errors++;
+      SB_LOG_E("archive", "removing %s: %s", tmps[i], uv_strerror(r));
+    }
+    free(tmps[i]);
+  }
+  free(stems);
+  free(tmps);
+}
+
+/*
+ * Runs before serving, on the loop thread: new streams must not claim a sequence
+ * number or read a name's end while the scan is still learning them, and the scan
+ * is metadata plus the sidecars (the .logs are read only to count the datagrams of
+ * a datagram stream left open), so it is short next to a service's life.
+ */
+int sb__archive_open(sb__broker_t* b) {
+  sb__archive_state_t* st = ar_state(b);
+  ar_scan_t sc;
+  char* root;
+  uint64_t t0 = uv_hrtime();
+  memset(&sc, 0, sizeof(sc));
+  sc.b = b;
+  sc.st = st;
+  /* The long form, for the deep paths the sinks may have made on Windows. */
+  root = sb__path_long(b->cfg.archive_dir);
+  while (strlen(root) > 1 && (root[strlen(root) - 1] == '/' || root[strlen(root) - 1] == '\\'))
+    root[strlen(root) - 1] = '\0';
+  sc.root = root;
+  ar_scan_dir(&sc, root, 0);
+  free(root);
+  SB_LOG_I("archive",
+           "%s: %llu streams, %llu files, %llu bytes; %llu recovered, %llu stale .tmp "
+           "removed (%llu ms)",
+           b->cfg.archive_dir, (unsigned long long)sc.segments,
+           (unsigned long long)st->files, (unsigned long long)st->bytes,
+           (unsigned long long)b->counters.archive_recovered,
+           (unsigned long long)b->counters.archive_tmp_removed,
+           (unsigned long long)((uv_hrtime() - t0) / 1000000));
+  return 0;
+}
+
+void sb__archive_close(sb__broker_t* b) {
+  sb__archive_state_t* st = b->archive;
+  size_t i;
+  if (st == NULL)
+    return;
+  for (i = 0; i < st->nbuckets; i++) {
+    ar_known_t* k = st->buckets[i];
+    while (k) {
+      ar_known_t* next = k->next;
+      free(k);
+      k = next;
+    }
+  }
+  for (i = 0; i < st->nclosed; i++)
+    free(st->closed[i].stem);
+  free(st->closed);
+  free(st->buckets);
+  free(st);
+  b->archive = NULL;
+}
+
+void sb__archive_describe(sb__broker_t* b, void* obj) {
+  sb__archive_state_t* st = b->archive;
+  cJSON* a;
+  if (st == NULL)
+    return;
+  a = cJSON_AddObjectToObject(obj, "archive");
+  if (a == NULL)
+    return;
+  cJSON_AddNumberToObject(a, "bytes", (double)st->bytes);
+  cJSON_AddNumberToObject(a, "files", (double)st->files);
+  cJSON_AddNumberToObject(a, "closed_streams", (double)st->nclosed);
 }

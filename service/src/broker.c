@@ -178,6 +178,8 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
     sb__spool_resume_free(resume, nresume);
     b->upstream_watch =
         sb__upstream_watch_start(loop, cfg->upstream, on_upstream_appeared, b);
+  } else if ((r = sb__archive_open(b)) != 0) {
+    return r;
   }
 
   uv_signal_init(loop, &b->sigint);
@@ -242,6 +244,7 @@ void sb__broker_close(sb__broker_t* b) {
   sb__chunk_free(b->spare);
   b->spare = NULL;
   sb__upstream_names_free(b);
+  sb__archive_close(b);
 }
 
 /* After a failed sb__broker_start: closes what it had opened, then frees nothing else
@@ -256,4 +259,5 @@ void sb__broker_abort(sb__broker_t* b) {
     sb__spool_close(b->spool);
     b->spool = NULL;
   }
+  sb__archive_close(b);
 }

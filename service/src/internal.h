@@ -133,6 +133,16 @@ typedef struct {
   uint64_t streams_given_up;    /* streams refused upstream_max_refusals times in a row */
   uint64_t bytes_dropped_corrupt; /* not delivered: their spool chunk failed its checksum
                                      or could not be read */
+  /* archive.c */
+  uint64_t archive_streams_failed; /* streams whose archive failed (client closed) */
+  uint64_t archive_bytes_lost;  /* bytes read from clients that are not in the .log */
+  uint64_t archive_recovered;   /* streams left unclosed by an earlier run, finished */
+  uint64_t archive_tmp_removed; /* stale .json.tmp files removed at start */
+  uint64_t archive_gaps;        /* segments starting past what the archive holds */
+  uint64_t archive_gap_bytes;   /* bytes missing before them (text, binary) */
+  uint64_t archive_gap_datagrams; /* datagrams missing before them */
+  uint64_t archive_retention_files; /* files deleted by retention */
+  uint64_t archive_retention_bytes; /* bytes deleted by retention */
 } sb__counters_t;
 
 /* ---- sink: where a stream's data goes (upstream.c, archive.c) ---- */
@@ -243,6 +253,22 @@ sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir);
  * Returns a new string (free()).
  */
 char* sb__archive_path(const char* name);
+
+typedef struct sb__archive_state_s sb__archive_state_t;
+struct sb__broker_s;
+/*
+ * Archive mode, at start (loop thread, after the control pipe is bound so that a
+ * second instance never touches a running one's files, before serving): scans
+ * ARCHIVE_DIR, finishes every stream an earlier run left unclosed (sidecar written
+ * with "complete": false, "recovered": true; stale .json.tmp removed), and learns
+ * each name's known end (for gaps) and the archive's size (for retention). Errors
+ * are logged; returns 0 (a damaged archive does not stop the service).
+ */
+int sb__archive_open(struct sb__broker_s* b);
+/* Frees what sb__archive_open made (after every stream is gone). */
+void sb__archive_close(struct sb__broker_s* b);
+/* Adds the archive's figures to the admin status (a cJSON object). */
+void sb__archive_describe(struct sb__broker_s* b, void* cjson_object);
 
 /* ---- spool.c: the SQLite spool, written by a worker thread ---- */
 
@@ -382,6 +408,7 @@ typedef struct sb__broker_s {
   sb__spool_t* spool; /* NULL in archive mode */
   void* upstream_watch; /* sb__upstream_watch_start's, or NULL */
   struct sb__names_s* sent_names; /* names sent upstream since start (upstream.c) */
+  sb__archive_state_t* archive; /* archive.c; NULL in forward mode */
 } sb__broker_t;
 
 /* Size of a client read, and the least a read must fill to be handed over whole. */
@@ -521,6 +548,9 @@ void sb__raise_fd_limit(void);
 int sb__mkdir_p(const char* path);
 /* Joins two path parts with the platform's separator; returns a new string. */
 char* sb__path_join(const char* a, const char* b);
+/* A path that file calls accept whatever its length: Windows, the absolute "\\?\"
+ * form (past MAX_PATH); POSIX, a copy. Returns a new string. */
+char* sb__path_long(const char* path);
 
 /* Translates a libuv error to SB_E*, once, at the boundary. */
 int sb__uv_err(int uv_err);

@@ -8,6 +8,9 @@
   X(archive_path_devices)                                                              \
   X(archive_path_injective)                                                            \
   X(archive_path_files_not_dirs)                                                       \
-  X(archive_path_random)
+  X(archive_path_random)                                                               \
+  X(archive_path_long_segments)                                                        \
+  X(archive_path_deep_names)                                                           \
+  X(archive_path_long_injective)
 
 #endif

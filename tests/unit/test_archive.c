@@ -52,6 +52,19 @@ static char* map(const char* name) {
  * segment ending in '.' or ' ', no device base name, no '+' (the sequence suffix) and
  * no '~' (Windows short names).
  */
+/* The shortened form of a long segment ends in "%%" and 32 lowercase hex digits. */
+#define HASHED_TAIL 34
+
+static int is_hashed(const char* seg, size_t n) {
+  size_t i;
+  if (n < HASHED_TAIL + 1 || seg[n - HASHED_TAIL] != '%' || seg[n - HASHED_TAIL + 1] != '%')
+    return 0;
+  for (i = n - 32; i < n; i++)
+    if (!((seg[i] >= '0' && seg[i] <= '9') || (seg[i] >= 'a' && seg[i] <= 'f')))
+      return 0;
+  return 1;
+}
+
 static void check_safe(const char* in, const char* out) {
   const char* seg = out;
   if (out[0] == '\0' || out[0] == '/')
@@ -59,6 +72,11 @@ static void check_safe(const char* in, const char* out) {
   for (;;) {
     const char* end = strchr(seg, '/');
     size_t n = end ? (size_t)(end - seg) : strlen(seg), i, base = 0;
+    /* Every component fits a file system's 255 bytes with the longest suffix. */
+    if (n > 200)
+      sb_test_fail(__FILE__, __LINE__, "\"%.40s...\": a segment of %zu bytes", in, n);
+    if (is_hashed(seg, n))
+      n -= HASHED_TAIL; /* the prefix is checked as any segment */
     if (n == 0 || (n == 1 && seg[0] == '.') ||
         (n == 2 && seg[0] == '.' && seg[1] == '.'))
       sb_test_fail(__FILE__, __LINE__, "\"%s\" -> \"%s\": bad segment", in, out);
@@ -130,6 +148,8 @@ static void check_one(const char* in) {
   char* out = map(in);
   char* back;
   check_safe(in, out);
+  /* Short names keep the reversible mapping, which never writes "%%". */
+  ASSERT_NULL(strstr(out, "%%"));
   ASSERT_LE(strlen(out), 5 * strlen(in) + 7);
   back = unmap(out);
   if (strcmp(back, in) != 0)
@@ -407,4 +427,159 @@ TEST_IMPL(archive_path_random) {
     in[len] = '\0';
     check_one(in);
   }
+}
+
+/* ---- long and deep names ---- */
+
+static size_t count_segments(const char* p) {
+  size_t n = 1;
+  for (; *p; p++)
+    n += *p == '/';
+  return n;
+}
+
+static char* repeat(const char* unit, size_t times, const char* tail) {
+  size_t ul = strlen(unit), tl = strlen(tail), i;
+  char* s = malloc(ul * times + tl + 1);
+  ASSERT_NOT_NULL(s);
+  for (i = 0; i < times; i++)
+    memcpy(s + i * ul, unit, ul);
+  memcpy(s + ul * times, tail, tl + 1);
+  return s;
+}
+
+/* A segment too long for a file name (255 bytes, less after escaping and the suffix)
+ * is shortened to a prefix and a hash; the result is stable, distinct for distinct
+ * names, and the directories of siblings are shared. */
+TEST_IMPL(archive_path_long_segments) {
+  static const size_t lens[] = {200, 201, 239, 247, 255, 300, 1000, 4096};
+  size_t i;
+  for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+    char* a = repeat("x", lens[i], "");
+    char* b = repeat("x", lens[i] - 1, "y");
+    char* pa = map(a);
+    char* pa2 = map(a);
+    char* pb = map(b);
+    check_safe(a, pa);
+    check_safe(b, pb);
+    ASSERT_STR_EQ(pa, pa2);
+    if (strcmp(pa, pb) == 0)
+      sb_test_fail(__FILE__, __LINE__, "%zu bytes: both map to %s", lens[i], pa);
+    if (lens[i] <= 200)
+      ASSERT_STR_EQ(pa, a); /* short enough: unchanged */
+    else
+      ASSERT(is_hashed(pa, strlen(pa)) && strncmp(pa, "xxxxxxxx", 8) == 0);
+    free(a);
+    free(b);
+    free(pa);
+    free(pa2);
+    free(pb);
+  }
+  /* Escaping triples a byte: 100 ':' is 300 bytes mapped. */
+  {
+    char* a = repeat(":", 100, "");
+    char* b = repeat(":", 99, "");
+    char* pa = map(a);
+    char* pb = map(b);
+    check_safe(a, pa);
+    check_safe(b, pb);
+    ASSERT(is_hashed(pa, strlen(pa)));
+    ASSERT(strcmp(pa, pb) != 0);
+    /* The prefix never cuts an escape. */
+    ASSERT_EQ((strlen(pa) - HASHED_TAIL) % 3, 0);
+    free(a);
+    free(b);
+    free(pa);
+    free(pb);
+  }
+  /* Siblings under a long directory share it. */
+  {
+    char* a = repeat("d", 300, "/one");
+    char* b = repeat("d", 300, "/two");
+    char* pa = map(a);
+    char* pb = map(b);
+    check_safe(a, pa);
+    check_safe(b, pb);
+    ASSERT_EQ(strchr(pa, '/') - pa, strchr(pb, '/') - pb);
+    ASSERT(strncmp(pa, pb, (size_t)(strchr(pa, '/') - pa)) == 0);
+    ASSERT_STR_EQ(strchr(pa, '/'), "/one");
+    free(a);
+    free(b);
+    free(pa);
+    free(pb);
+  }
+}
+
+/* A name of thousands of segments, or of segments that add up past what a path may
+ * hold, keeps a few directories and puts the rest in one hashed file name. */
+TEST_IMPL(archive_path_deep_names) {
+  char* deep = repeat("a/", 2047, "a"); /* 4095 bytes, 2048 segments */
+  char* deep2 = repeat("a/", 2047, "b");
+  char* wide = repeat("abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123"
+                      "456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz"
+                      "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuv"
+                      "wxyz012345678/",
+                      16, "end"); /* 16 segments of 255 bytes */
+  char* p = map(deep);
+  char* p2 = map(deep2);
+  char* pw = map(wide);
+  check_safe(deep, p);
+  check_safe(deep2, p2);
+  check_safe(wide, pw);
+  ASSERT_LE(count_segments(p), 32);
+  ASSERT_LE(strlen(p), 1024);
+  ASSERT_LE(strlen(pw), 1024);
+  ASSERT(strcmp(p, p2) != 0);
+  ASSERT(is_hashed(p, strlen(p)));
+  /* The same name maps the same way (the files of a name are found again). */
+  {
+    char* again = map(deep);
+    ASSERT_STR_EQ(again, p);
+    free(again);
+  }
+  /* A rest that is one segment and a long segment differ (hash domain). */
+  {
+    char* seg = repeat("q", 300, "");
+    char* ps = map(seg);
+    check_safe(seg, ps);
+    ASSERT(strcmp(ps, p) != 0);
+    free(seg);
+    free(ps);
+  }
+  /* Names of up to 31 directories that fit keep their path. */
+  {
+    char* ok = repeat("a/", 31, "a");
+    char* po = map(ok);
+    ASSERT_STR_EQ(po, ok);
+    free(ok);
+    free(po);
+  }
+  free(deep);
+  free(deep2);
+  free(wide);
+  free(p);
+  free(p2);
+  free(pw);
+}
+
+/* Many long names that differ in one byte anywhere all map apart. */
+TEST_IMPL(archive_path_long_injective) {
+  enum { N = 64 };
+  char* outs[N];
+  size_t i, j;
+  for (i = 0; i < N; i++) {
+    char* in = repeat("k/", 200, "z");
+    in[(i * 97) % 400] = (char)('A' + (i % 26));
+    if (in[(i * 97) % 400] == '/' || i >= 26)
+      in[(i * 97 + 1) % 400] = (char)('0' + (i % 10));
+    outs[i] = map(in);
+    check_safe(in, outs[i]);
+    free(in);
+  }
+  for (i = 0; i < N; i++)
+    for (j = i + 1; j < N; j++)
+      if (strcmp(outs[i], outs[j]) == 0)
+        sb_test_fail(__FILE__, __LINE__, "%zu and %zu both map to %s", i, j, outs[i]);
+  for (i = 0; i < N; i++)
+    free(outs[i]);
 }

@@ -200,3 +200,40 @@ char* sb__path_join(const char* a, const char* b) {
   memcpy(out + la + 1, b, lb + 1);
   return out;
 }
+
+/*
+ * Windows refuses paths of MAX_PATH (260) characters or more, and directories of 248
+ * or more, unless they are in the "\\?\" form: absolute, '\' separators only, no "."
+ * or ".." left. GetFullPathNameW makes them so; a UNC path becomes "\\?\UNC\...".
+ */
+char* sb__path_long(const char* path) {
+  WCHAR* w;
+  WCHAR* full;
+  WCHAR* out;
+  DWORD n;
+  size_t len;
+  char* res;
+  if (strncmp(path, "\\\\?\\", 4) == 0 || (w = sb__utf16(path)) == NULL)
+    return sb__xstrdup(path);
+  n = GetFullPathNameW(w, 0, NULL, NULL);
+  if (n == 0) {
+    free(w);
+    return sb__xstrdup(path);
+  }
+  full = sb__xmalloc((size_t)n * sizeof(WCHAR));
+  n = GetFullPathNameW(w, n, full, NULL);
+  free(w);
+  len = wcslen(full);
+  out = sb__xmalloc((len + 8) * sizeof(WCHAR));
+  if (full[0] == L'\\' && full[1] == L'\\') {
+    wcscpy(out, L"\\\\?\\UNC\\");
+    wcscat(out, full + 2);
+  } else {
+    wcscpy(out, L"\\\\?\\");
+    wcscat(out, full);
+  }
+  free(full);
+  res = n > 0 ? sb__utf8(out) : NULL;
+  free(out);
+  return res ? res : sb__xstrdup(path);
+}
