@@ -271,6 +271,85 @@ TEST_IMPL(faults_spool_record_fails) {
   uv_loop_close(&loop);
 }
 
+/* ---- an upstream that dies holding what it read ---- */
+
+typedef struct {
+  const char* address;
+  const char* name;
+  size_t len;
+  int result;
+} slow_writer_t;
+
+static void slow_writer_run(void* arg) {
+  slow_writer_t* w = arg;
+  w->result = sb_it_write_stream(w->address, w->name, w->len);
+}
+
+typedef struct {
+  char path[1100];
+  uint64_t at_least;
+} file_wait_t;
+
+static int file_reached(void* arg) {
+  file_wait_t* f = arg;
+  uv_fs_t req;
+  int r = uv_fs_stat(NULL, &req, f->path, NULL);
+  uint64_t size = r == 0 ? req.statbuf.st_size : 0;
+  uv_fs_req_cleanup(&req);
+  return size >= f->at_least;
+}
+
+/*
+ * A default upstream broker whose archive writes are slow (a test-only delay) holds a
+ * full queue and socket buffers of what it read when it is SIGKILLed mid-stream. The
+ * default broker in front (replay window 4 MiB against the upstream's 1 MiB
+ * watermark) resends all of it: the stream arrives whole, without a gap.
+ */
+TEST_IMPL(faults_slow_upstream_killed_mid_stream) {
+  uv_loop_t loop;
+  sb_it_daemon_t up, b;
+  slow_writer_t w;
+  file_wait_t f;
+  sb__buf_t got = {0}, want = {0};
+  int segs;
+  uv_loop_init(&loop);
+  ASSERT_OK(uv_os_setenv("SB_TEST_ARCHIVE_WRITE_DELAY_MS", "200"));
+  sb_it_daemon_start(&up, &loop, "fsku", NULL, "\"log_level\": \"info\"");
+  ASSERT_OK(uv_os_unsetenv("SB_TEST_ARCHIVE_WRITE_DELAY_MS"));
+  sb_it_daemon_start(&b, &loop, "fskb", up.address,
+                     "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200, "
+                     "\"log_level\": \"info\"");
+  w.address = b.address;
+  w.name = "slow/stream";
+  w.len = 12000000;
+  w.result = -1;
+  snprintf(f.path, sizeof(f.path), "%s/slow/stream.log", up.archive_dir);
+  f.at_least = 2000000;
+  {
+    uv_thread_t t;
+    ASSERT_OK(uv_thread_create(&t, slow_writer_run, &w));
+    /* Killed once its file holds 2 MB: the rest of what it read is in its queue. */
+    ASSERT(sb_it_run_until(&loop, 60000, file_reached, &f));
+    sb_it_daemon_kill(&up, SIGKILL);
+    sb_it_daemon_wait_exit(&up, 30000);
+    sb_it_daemon_restart(&up); /* without the delay */
+    uv_thread_join(&t);
+  }
+  ASSERT_OK(w.result);
+  sb_it_daemon_wait_log(&b, "\"slow/stream\" closed: ", 1, 120000);
+  sb_it_wait_settled1(&loop, up.archive_dir, "slow/stream");
+  segs = sb_it_reassemble(up.archive_dir, "slow/stream", &got, 0, NULL);
+  ASSERT(segs >= 2);
+  ASSERT_EQ(got.len, w.len);
+  sb_it_content("slow/stream", w.len, &want);
+  ASSERT(memcmp(got.data, want.data, w.len) == 0);
+  sb__buf_free(&got);
+  sb__buf_free(&want);
+  sb_it_daemon_close(&b);
+  sb_it_daemon_close(&up);
+  uv_loop_close(&loop);
+}
+
 /* ---- a damaged spool file ---- */
 
 static int resume_count(sb_it_daemon_t* b, size_t from) {
