@@ -268,8 +268,16 @@ static void check_names(const sb_it_blist_t* l) {
       if (strcmp(l->s[j].name, s->name) == 0)
         sb_test_fail(__FILE__, __LINE__, "%s arrived twice (%s, %s)", s->name,
                      l->s[j].file, s->file);
-    if (strcmp(s->name, s->original) == 0)
+    if (strcmp(s->name, s->original) == 0) {
+      /* Untagged: then it is no rename of another stream that arrived. */
+      const char* colon = strrchr(s->name, ':');
+      for (j = 0; colon && j < l->n; j++)
+        if (strlen(l->s[j].original) == (size_t)(colon - s->name) &&
+            strncmp(l->s[j].original, s->name, (size_t)(colon - s->name)) == 0)
+          sb_test_fail(__FILE__, __LINE__, "%s (%s) is a rename of %s without the tag",
+                       s->name, s->file, l->s[j].original);
       continue;
+    }
     if (tag == NULL || strncmp(s->name, tag, n) != 0 || s->name[n] != ':' ||
         atoi(s->name + n + 1) < 2)
       sb_test_fail(__FILE__, __LINE__, "%s (%s) is not ORIGINAL:N for its tag %s",
@@ -359,6 +367,8 @@ TEST_IMPL(butler_twenty_clients_same_names) {
   }
   ASSERT_EQ(l.n, 2 * NCLIENTS);
   check_names(&l);
+  /* B picked 40 free names itself: the butler had nothing to refuse. */
+  ASSERT_EQ(sb_it_butler_count(&bt, "refused "), 0);
   ASSERT_NOT_NULL(find_stream(&l, "stdout", 0));
   ASSERT_NOT_NULL(find_stream(&l, "stderr", 0));
   for (i = 0; i < l.n; i++) {
@@ -509,9 +519,16 @@ static void wait_whole(sb_it_butler_t* bt, const char* original, size_t total) {
   a.original = original;
   a.total = total;
   if (!sb_it_run_until(bt->loop, 60000, whole, &a)) {
+    sb_it_blist_t l;
+    sb__buf_t got = {0};
+    char why[512] = "";
     sb_it_butler_dump(bt);
-    sb_test_fail(__FILE__, __LINE__, "%s never arrived whole (%zu bytes)", original,
-                 total);
+    sb_it_butler_list(bt, &l);
+    if (sb_it_butler_reassemble(&l, original, &got, NULL, why, sizeof(why)) == 0)
+      snprintf(why, sizeof(why), "%zu bytes reassembled, the last segment %s", got.len,
+               l.n > 0 && l.s[l.n - 1].complete ? "complete" : "not complete");
+    sb_test_fail(__FILE__, __LINE__, "%s never arrived whole (%zu bytes): %s", original,
+                 total, why);
   }
 }
 
