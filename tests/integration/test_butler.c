@@ -619,43 +619,61 @@ TEST_IMPL(butler_connection_cut) {
 
 typedef struct {
   char address[256];
-  volatile int go; /* set once the butler refused a closed/ stream */
+  volatile int go;   /* set once the butler refused a closed/ stream */
+  volatile int stop; /* set once both closed/ streams were given up */
   volatile int done;
   size_t flow_bytes;
   int err;
 } ns_writer_t;
 
+/*
+ * closed/a is an application's stream that goes on logging a line now and then until
+ * it is closed on it; closed/b writes its data and ends at once. open/flow starts once
+ * the butler refused a closed/ stream, and is written to its end meanwhile.
+ */
 static void ns_writer_run(void* arg) {
   ns_writer_t* w = arg;
   sb_client_t* client;
   sb_stream_t *a, *b, *flow;
   sb_stream_opts_t o;
   sb__buf_t text = {0};
-  size_t off;
+  size_t off = 0;
+  int a_open = 1, flow_open = 0;
+  uint64_t k = 0;
   memset(&o, 0, sizeof(o));
   ASSERT_OK(sb_client_open(&client, w->address));
   o.name = "closed/a";
   ASSERT_OK(sb_stream_open(client, &o, &a));
   o.name = "closed/b";
   ASSERT_OK(sb_stream_open(client, &o, &b));
-  content("closed/a", 65536, &text);
-  /* What B accepts of these stays in its spool; B may close them once given up. */
-  sb_stream_write(a, text.data, text.len);
+  /* What B accepts of these stays in its spool, and B closes them once given up: the
+   * results of their writes are not the test's concern. */
   content("closed/b", 65536, &text);
   sb_stream_write(b, text.data, text.len);
-  while (!w->go)
-    uv_sleep(5);
-  o.name = "open/flow";
-  if ((w->err = sb_stream_open(client, &o, &flow)) == 0) {
-    content("open/flow", w->flow_bytes, &text);
-    for (off = 0; off < text.len && w->err == 0; off += 16384)
-      w->err = sb_stream_write(flow, text.data + off,
-                               text.len - off < 16384 ? text.len - off : 16384);
-    if (sb_stream_close(flow) != 0 && w->err == 0)
-      w->err = SB_EIO;
+  sb_stream_close(b);
+  content("open/flow", w->flow_bytes, &text);
+  while (!w->stop) {
+    char line[64];
+    int n = snprintf(line, sizeof(line), "closed/a line %llu\n", (unsigned long long)k++);
+    if (a_open && sb_stream_write(a, line, (size_t)n) != 0)
+      a_open = 0;
+    if (w->go && !flow_open) {
+      o.name = "open/flow";
+      if ((w->err = sb_stream_open(client, &o, &flow)) != 0)
+        break;
+      flow_open = 1;
+    }
+    if (flow_open && off < text.len) {
+      size_t n2 = text.len - off < 16384 ? text.len - off : 16384;
+      if ((w->err = sb_stream_write(flow, text.data + off, n2)) != 0)
+        break;
+      off += n2;
+      if (off == text.len && (w->err = sb_stream_close(flow)) != 0)
+        break;
+    }
+    uv_sleep(off < text.len && w->go ? 1 : 20);
   }
   sb_stream_close(a);
-  sb_stream_close(b);
   sb_client_close(client);
   sb__buf_free(&text);
   w->done = 1;
@@ -724,8 +742,6 @@ TEST_IMPL(butler_closed_namespace) {
   sb_it_butler_wait(&bt, "refused closed/b", 1, 30000);
   w.go = 1;
   sb_it_butler_wait(&bt, "ended open/flow ", 1, 60000);
-  ASSERT(sb_it_run_until(&loop, 60000, ns_writer_done, &w));
-  ASSERT_OK(uv_thread_join(&tid));
   ASSERT_OK(w.err);
 
   /* Given up: counted and listed. */
@@ -748,6 +764,10 @@ TEST_IMPL(butler_closed_namespace) {
     sb_it_result_free(&res);
     uv_sleep(100);
   }
+  w.stop = 1;
+  ASSERT(sb_it_run_until(&loop, 60000, ns_writer_done, &w));
+  ASSERT_OK(uv_thread_join(&tid));
+  ASSERT_OK(w.err);
   run_sbctl(&loop, b.admin_address, "--json", "streams", &res);
   ASSERT_EQ(res.exit_status, 0);
   if (sb_it_count(res.out.data, res.out.len, given_up) != 2)
