@@ -350,8 +350,7 @@ TEST_IMPL(butler_twenty_clients_same_names) {
   size_t i;
   memset(&t, 0, sizeof(t));
   memset(seen, 0, sizeof(seen));
-  /* Wine moves pipe data far slower: a quarter of it there. */
-  t.bytes = sb_it_is_windows() ? 256 * 1024 : 1024 * 1024;
+  t.bytes = 1024 * 1024;
   ASSERT_OK(uv_loop_init(&loop));
   sb_it_butler_start(&bt, &loop, "btw");
   sb_it_daemon_start(&b, &loop, "btwb", bt.address, B_CONFIG);
@@ -786,7 +785,7 @@ TEST_IMPL(butler_closed_namespace) {
   const char* given_up = "\"upstream\":\"given-up\"";
   int tries;
   memset(&w, 0, sizeof(w));
-  w.flow_bytes = sb_it_is_windows() ? 256 * 1024 : 1024 * 1024;
+  w.flow_bytes = 1024 * 1024;
   ASSERT_OK(uv_loop_init(&loop));
   sb_it_butler_start(&bt, &loop, "bns");
   sb_it_butler_command(&bt, "close-ns closed/");
