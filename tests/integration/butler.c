@@ -266,8 +266,7 @@ void sb_it_butler_stop(sb_it_butler_t* b) {
   close_handles(b);
 }
 
-/* Removes dir and the files in it (it has no subdirectories). */
-static void remove_dir(const char* dir) {
+void sb_it_remove_tree(const char* dir) {
   uv_fs_t req;
   uv_dirent_t ent;
   char path[1100];
@@ -275,7 +274,12 @@ static void remove_dir(const char* dir) {
   while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
     uv_fs_t rm;
     snprintf(path, sizeof(path), "%s/%s", dir, ent.name);
-    ASSERT_OK(uv_fs_unlink(NULL, &rm, path, NULL));
+    if (ent.type == UV_DIRENT_DIR) {
+      sb_it_remove_tree(path);
+      continue;
+    }
+    if (uv_fs_unlink(NULL, &rm, path, NULL) != 0)
+      sb_test_fail(__FILE__, __LINE__, "cannot remove %s", path);
     uv_fs_req_cleanup(&rm);
   }
   uv_fs_req_cleanup(&req);
@@ -283,15 +287,19 @@ static void remove_dir(const char* dir) {
   uv_fs_req_cleanup(&req);
 }
 
+void sb_it_remove_socket(const char* address) {
+  uv_fs_t req;
+  if (strncmp(address, "unix:", 5) != 0)
+    return;
+  uv_fs_unlink(NULL, &req, address + 5, NULL);
+  uv_fs_req_cleanup(&req);
+}
+
 void sb_it_butler_close(sb_it_butler_t* b) {
   sb_it_butler_kill(b);
-  remove_dir(b->dir);
-  if (strncmp(b->address, "unix:", 5) == 0) {
-    /* A killed butler leaves its socket file. */
-    uv_fs_t req;
-    uv_fs_unlink(NULL, &req, b->bind_path, NULL);
-    uv_fs_req_cleanup(&req);
-  }
+  sb_it_remove_tree(b->dir);
+  /* A killed butler leaves its socket file. */
+  sb_it_remove_socket(b->address);
   track(b, 0);
   sb__buf_free(&b->events);
 }

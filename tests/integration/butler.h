@@ -72,6 +72,11 @@ void sb_it_butler_stop(sb_it_butler_t* b);
 /* Kills it if running, closes its handles and removes its directory. A test that
  * fails before this keeps the directory, and its location is printed. */
 void sb_it_butler_close(sb_it_butler_t* b);
+/* Removes a test's directory and everything under it. */
+void sb_it_remove_tree(const char* dir);
+/* Removes the socket file of a "unix:" address a killed process left; nothing for
+ * named pipes. */
+void sb_it_remove_socket(const char* address);
 /* Prints its events and directory to stderr. */
 void sb_it_butler_dump(const sb_it_butler_t* b);
 

@@ -256,6 +256,14 @@ TEST_IMPL(butler_refuses_like_the_butler) {
 
 #define B_CONFIG "\"backoff_initial_ms\": 50, \"backoff_max_ms\": 500"
 
+/* Stops B and removes what it left: its directory and (killed) its socket files. */
+static void close_broker(sb_it_daemon_t* b) {
+  sb_it_daemon_close(b);
+  sb_it_remove_tree(b->dir);
+  sb_it_remove_socket(b->address);
+  sb_it_remove_socket(b->admin_address);
+}
+
 /* Asserts what every stream that arrived through B must be: renamed ones under
  * "ORIGINAL:N" and tagged with the original, every name accepted once. */
 static void check_names(const sb_it_blist_t* l) {
@@ -391,7 +399,7 @@ TEST_IMPL(butler_twenty_clients_same_names) {
   }
   sb__buf_free(&want);
   sb_it_blist_free(&l);
-  sb_it_daemon_close(&b);
+  close_broker(&b);
   sb_it_butler_close(&bt);
   ASSERT_OK(uv_loop_close(&loop));
 }
@@ -671,7 +679,7 @@ TEST_IMPL(butler_connection_cut) {
   ASSERT_EQ(sb_it_butler_count(&bt, "refused "), 0);
   sb__buf_free(&want);
 
-  sb_it_daemon_close(&b);
+  close_broker(&b);
   sb_it_butler_close(&bt);
   ASSERT_OK(uv_loop_close(&loop));
 }
@@ -860,7 +868,7 @@ TEST_IMPL(butler_closed_namespace) {
     ASSERT_EQ(l.n, 1);
     sb_it_blist_free(&l);
   }
-  sb_it_daemon_close(&b);
+  close_broker(&b);
   sb_it_butler_close(&bt);
   ASSERT_OK(uv_loop_close(&loop));
 }
