@@ -1,0 +1,11 @@
+/* list_butler.h - integration tests of test_butler.c. */
+#ifndef SB_LIST_BUTLER_H
+#define SB_LIST_BUTLER_H
+
+#define TEST_LIST_BUTLER(X)                                                            \
+  X(butler_refuses_like_the_butler)                                                    \
+  X(butler_twenty_clients_same_names)                                                  \
+  X(butler_connection_cut)                                                             \
+  X(butler_closed_namespace)
+
+#endif
