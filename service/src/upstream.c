@@ -710,9 +710,28 @@ typedef struct {
   BOOL ok;
 } sb__flush_t;
 
+/*
+ * After the flush, a zero-byte write asks whether the server still holds its end: a
+ * stream server keeps it until our end closes (that is the stream's end), so a closed
+ * one means it went away, or refused the stream, without reading everything (Wine's
+ * FlushFileBuffers returns TRUE then). The event's low bit keeps the completion off
+ * libuv's port.
+ */
 static void flush_work(uv_work_t* w) {
   sb__flush_t* f = SB_CONTAINER_OF(w, sb__flush_t, work);
+  OVERLAPPED ov;
+  DWORD n = 0;
+  HANDLE ev;
   f->ok = FlushFileBuffers(f->pipe);
+  if (!f->ok || (ev = CreateEventW(NULL, TRUE, FALSE, NULL)) == NULL)
+    return;
+  memset(&ov, 0, sizeof(ov));
+  ov.hEvent = (HANDLE)((uintptr_t)ev | 1);
+  if (!WriteFile(f->pipe, "", 0, &n, &ov) &&
+      (GetLastError() != ERROR_IO_PENDING ||
+       !GetOverlappedResult(f->pipe, &ov, &n, TRUE)))
+    f->ok = FALSE;
+  CloseHandle(ev);
 }
 
 static void flush_done(uv_work_t* w, int status) {
