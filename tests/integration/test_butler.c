@@ -60,8 +60,8 @@ static void sbcat_any(uv_loop_t* loop, const char* address, const char* name,
   sb_it_result_free(&res);
 }
 
-static void run_sbctl(uv_loop_t* loop, const char* admin, const char* a1, const char* a2,
-                      sb_it_result_t* res) {
+static void run_sbctl(uv_loop_t* loop, const char* admin, const char* a1,
+                      const char* a2, sb_it_result_t* res) {
   char prog[4096];
   const char* argv[] = {prog, "--admin", admin, a1, a2, NULL};
   sb_it_program("sbctl", prog, sizeof(prog));
@@ -143,12 +143,37 @@ static void check_reassembly(void) {
   ASSERT_EQ(sb_it_butler_reassemble(&l, "z", &out, &n, why, sizeof(why)), -1);
   /* Datagrams "a", "bc", "" then, from index 1 on, "bc", "", "def" (the first
    * segment's last datagram cut short). */
-  s[0] = segment("d", "d", "datagram", 0, "\x01" "a" "\x02" "bc" "\x00" "\x03" "d", 9);
-  s[1] = segment("d:2", "d", "datagram", 1, "\x02" "bc" "\x00" "\x03" "def", 8);
+  s[0] = segment("d", "d", "datagram", 0,
+                 "\x01"
+                 "a"
+                 "\x02"
+                 "bc"
+                 "\x00"
+                 "\x03"
+                 "d",
+                 9);
+  s[1] = segment("d:2", "d", "datagram", 1,
+                 "\x02"
+                 "bc"
+                 "\x00"
+                 "\x03"
+                 "def",
+                 8);
   l.n = 2;
   ASSERT_OK(sb_it_butler_reassemble(&l, "d", &out, &n, why, sizeof(why)));
-  ASSERT_MEM_EQ(out.data, out.len, "\x01" "a" "\x02" "bc" "\x00" "\x03" "def", 10);
-  s[1] = segment("d:2", "d", "datagram", 4, "\x01" "g", 2);
+  ASSERT_MEM_EQ(out.data, out.len,
+                "\x01"
+                "a"
+                "\x02"
+                "bc"
+                "\x00"
+                "\x03"
+                "def",
+                10);
+  s[1] = segment("d:2", "d", "datagram", 4,
+                 "\x01"
+                 "g",
+                 2);
   ASSERT_EQ(sb_it_butler_reassemble(&l, "d", &out, &n, why, sizeof(why)), -1);
   sb__buf_free(&out);
 }
@@ -412,8 +437,8 @@ typedef struct {
   const char* dname; /* a datagram stream beside it */
   volatile int stop;
   volatile int done;
-  size_t written;    /* bytes of the text stream */
-  size_t datagrams;  /* datagrams sent */
+  size_t written;   /* bytes of the text stream */
+  size_t datagrams; /* datagrams sent */
   int err;
 } live_writer_t;
 
@@ -554,8 +579,8 @@ static int whole(void* arg) {
   for (i = 0; i < l.n; i++)
     if (strcmp(l.s[i].original, a->original) == 0)
       last_complete = l.s[i].ended && l.s[i].complete;
-  if (last_complete && sb_it_butler_reassemble(&l, a->original, &got, NULL, why,
-                                               sizeof(why)) == 0)
+  if (last_complete &&
+      sb_it_butler_reassemble(&l, a->original, &got, NULL, why, sizeof(why)) == 0)
     r = got.len >= a->total;
   sb__buf_free(&got);
   sb_it_blist_free(&l);
@@ -584,7 +609,8 @@ static void wait_whole(sb_it_butler_t* bt, const char* original, size_t total) {
 
 /* Reassembles original and checks it against what the writer wrote; every segment
  * carries the same timestamp. Returns the number of segments. */
-static int check_whole(sb_it_butler_t* bt, const char* original, const sb__buf_t* want) {
+static int check_whole(sb_it_butler_t* bt, const char* original,
+                       const sb__buf_t* want) {
   sb_it_blist_t l;
   sb__buf_t got = {0};
   char why[512];
@@ -601,8 +627,10 @@ static int check_whole(sb_it_butler_t* bt, const char* original, const sb__buf_t
     size_t at = 0;
     while (at < got.len && at < want->len && got.data[at] == want->data[at])
       at++;
-    sb_test_fail(__FILE__, __LINE__, "%s: %zu bytes arrived, %zu were sent, first "
-                 "difference at %zu", original, got.len, want->len, at);
+    sb_test_fail(__FILE__, __LINE__,
+                 "%s: %zu bytes arrived, %zu were sent, first "
+                 "difference at %zu",
+                 original, got.len, want->len, at);
   }
   for (i = 0; i < l.n; i++) {
     if (strcmp(l.s[i].original, original) != 0)
@@ -723,7 +751,8 @@ static void ns_writer_run(void* arg) {
   content("open/flow", w->flow_bytes, &text);
   while (!w->stop) {
     char line[64];
-    int n = snprintf(line, sizeof(line), "closed/a line %llu\n", (unsigned long long)k++);
+    int n =
+        snprintf(line, sizeof(line), "closed/a line %llu\n", (unsigned long long)k++);
     if (a_open && sb_stream_write(a, line, (size_t)n) != 0)
       a_open = 0;
     if (w->go && !flow_open) {
