@@ -220,7 +220,8 @@ static int has_events(void* arg) {
   return sb_it_butler_count(w->b, w->prefix) >= w->count || w->b->out_done;
 }
 
-void sb_it_butler_wait(sb_it_butler_t* b, const char* prefix, size_t count, uint64_t ms) {
+void sb_it_butler_wait(sb_it_butler_t* b, const char* prefix, size_t count,
+                       uint64_t ms) {
   struct wait w = {b, prefix, count};
   sb_it_run_until(b->loop, ms, has_events, &w);
   if (sb_it_butler_count(b, prefix) < count) {
@@ -335,8 +336,10 @@ static void read_stream(const char* dir, const char* json_name, sb_it_bstream_t*
   doc = cJSON_ParseWithLength(text, len);
   if (doc == NULL)
     sb_test_fail(__FILE__, __LINE__, "%s: not JSON: %s", path, text);
-  s->name = dup_str(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "name")));
-  s->type = dup_str(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "type")));
+  s->name =
+      dup_str(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "name")));
+  s->type =
+      dup_str(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "type")));
   s->timestamp =
       dup_str(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "timestamp")));
   s->ended = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "ended"));
@@ -472,8 +475,8 @@ static int split_datagrams(const sb_it_bstream_t* s, dgram_t** out, size_t* n) {
   return 0;
 }
 
-int sb_it_butler_reassemble(const sb_it_blist_t* l, const char* original, sb__buf_t* out,
-                            int* segments, char* why, size_t why_size) {
+int sb_it_butler_reassemble(const sb_it_blist_t* l, const char* original,
+                            sb__buf_t* out, int* segments, char* why, size_t why_size) {
   size_t* idx = calloc(l->n + 1, sizeof(*idx));
   size_t n = 0, i, j;
   dgram_t* all = NULL;
@@ -510,8 +513,9 @@ int sb_it_butler_reassemble(const sb_it_blist_t* l, const char* original, sb__bu
         goto done;
       }
       if (s->offset > nall) {
-        snprintf(why, why_size, "%s: %s (%s) starts at datagram %llu, after the %zu known",
-                 original, s->file, s->name, (unsigned long long)s->offset, nall);
+        snprintf(why, why_size,
+                 "%s: %s (%s) starts at datagram %llu, after the %zu known", original,
+                 s->file, s->name, (unsigned long long)s->offset, nall);
         free(d);
         goto done;
       }

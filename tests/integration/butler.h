@@ -18,32 +18,32 @@
 typedef struct {
   uv_loop_t* loop;
   uv_process_t proc;
-  uv_pipe_t in;  /* its stdin: commands */
-  uv_pipe_t out; /* its stdout: events */
+  uv_pipe_t in;     /* its stdin: commands */
+  uv_pipe_t out;    /* its stdout: events */
   sb__buf_t events; /* every event line of every run, in order */
   int running, out_done, closed;
   int64_t exit_status;
   int term_signal;
-  char dir[512];       /* where it writes the streams */
-  char address[256];   /* what B's "upstream" is set to */
+  char dir[512];     /* where it writes the streams */
+  char address[256]; /* what B's "upstream" is set to */
   char bind_path[256];
 } sb_it_butler_t;
 
 /* One upstream stream it accepted: DIR/<k>.json and DIR/<k>.data. */
 typedef struct {
-  char* name;       /* the name it arrived under */
-  char* original;   /* tag streambroker.name if present, else name */
-  char* type;       /* "text", "binary", "datagram" */
-  char* timestamp;  /* RFC 3339, as the handshake had it (or the butler's clock) */
+  char* name;      /* the name it arrived under */
+  char* original;  /* tag streambroker.name if present, else name */
+  char* type;      /* "text", "binary", "datagram" */
+  char* timestamp; /* RFC 3339, as the handshake had it (or the butler's clock) */
   sb__tag_t* tags;
   size_t tag_count;
-  uint64_t offset;  /* tag streambroker.offset; 0 when absent */
+  uint64_t offset; /* tag streambroker.offset; 0 when absent */
   int has_offset;
-  int ended;        /* its connection ended (the butler was not killed meanwhile) */
-  int complete;     /* it ended with the sender's end of stream */
-  char* data;       /* what the butler read (datagram framing included) */
+  int ended;    /* its connection ended (the butler was not killed meanwhile) */
+  int complete; /* it ended with the sender's end of stream */
+  char* data;   /* what the butler read (datagram framing included) */
   size_t len;
-  char file[600];   /* DIR/<k>, for messages */
+  char file[600]; /* DIR/<k>, for messages */
 } sb_it_bstream_t;
 
 typedef struct {
@@ -61,7 +61,8 @@ size_t sb_it_butler_count(const sb_it_butler_t* b, const char* prefix);
  * prefix; -1 when there are fewer. nth 0 means the last one. */
 long sb_it_butler_find(const sb_it_butler_t* b, const char* prefix, size_t nth);
 /* Runs the loop until count event lines start with prefix; fails after ms. */
-void sb_it_butler_wait(sb_it_butler_t* b, const char* prefix, size_t count, uint64_t ms);
+void sb_it_butler_wait(sb_it_butler_t* b, const char* prefix, size_t count,
+                       uint64_t ms);
 /* Kills it (SIGKILL; TerminateProcess on Windows) and waits until it is gone. */
 void sb_it_butler_kill(sb_it_butler_t* b);
 /* Starts it again on the same address and directory (killing it first if running):
@@ -96,7 +97,7 @@ const char* sb_it_bstream_tag(const sb_it_bstream_t* s, const char* key);
  * gap, a segment that differs from what came before, bad datagram framing, or
  * segments of different types.
  */
-int sb_it_butler_reassemble(const sb_it_blist_t* l, const char* original, sb__buf_t* out,
-                            int* segments, char* why, size_t why_size);
+int sb_it_butler_reassemble(const sb_it_blist_t* l, const char* original,
+                            sb__buf_t* out, int* segments, char* why, size_t why_size);
 
 #endif

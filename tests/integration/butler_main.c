@@ -239,7 +239,8 @@ static int decide(conn_t* c) {
     c->props.timestamp = sb__time_now();
     c->props.has_timestamp = 1;
   }
-  snprintf(c->base, sizeof(c->base), "%s/%04u-%06u", out_dir, start_no, ++accepted_count);
+  snprintf(c->base, sizeof(c->base), "%s/%04u-%06u", out_dir, start_no,
+           ++accepted_count);
   snprintf(path, sizeof(path), "%s.data", c->base);
   c->data = fopen(path, "wb");
   if (c->data == NULL)
@@ -445,7 +446,8 @@ int main(int argc, char** argv) {
   }
   start_no = next_start();
   loop = uv_default_loop();
-  if (uv_mutex_init(&cmd_mutex) != 0 || uv_async_init(loop, &commands, on_commands) != 0)
+  if (uv_mutex_init(&cmd_mutex) != 0 ||
+      uv_async_init(loop, &commands, on_commands) != 0)
     die("init");
   if (uv_pipe_init(loop, &server, 0) != 0)
     die("uv_pipe_init");
