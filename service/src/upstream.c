@@ -919,18 +919,25 @@ static void on_appended(sb__spool_job_t* j) {
   up->jobs_out--;
   up->sink.queued -= c->len;
   if (j->status != 0) {
+    /* Bytes of the chunk already sent live are not lost: only the rest is refused. */
+    uint64_t end = c->off + c->len;
+    uint64_t from = c->off > up->send_off ? c->off
+                    : up->send_off < end  ? up->send_off
+                                          : end;
     if (up->trunc_off == UINT64_MAX) {
-      up->trunc_off = c->off;
+      up->trunc_off = from;
       b->counters.streams_refused_full++;
       SB_LOG_E("spool",
                "stream %llu \"%s\": the spool refused its data at byte %llu: %s; "
                "the stream is closed (its data before that byte is kept)",
-               up_id(up), up_name(up), (unsigned long long)c->off,
+               up_id(up), up_name(up), (unsigned long long)from,
                sb_strerror(j->status));
     }
-    if (c->off + c->len > up->send_off)
-      b->counters.bytes_refused_full += c->len;
-    up_stream(up)->bytes_refused += c->len;
+    b->counters.bytes_refused_full += end - from;
+    up_stream(up)->bytes_refused += end - from;
+    /* What went live is all the stream will have: nothing to wait for in the spool. */
+    if (from > up->committed)
+      up->committed = from;
     if (!s->client_eof)
       sb__stream_stop(s);
   } else {
