@@ -1074,7 +1074,12 @@ static void ar_check_gap(sb__archive_t* ar) {
              "number; taken as 0", ar_id(ar), s->props.name, tag);
     ar->start = 0;
   }
-  ar->known = ar_known(b->archive, s->props.name, 0);
+  /* A broker in front sends a reopen, or a second stream of one name, as NAME:N with
+   * the original in streambroker.name: the data is the original's. */
+  const char* key = sb__props_get_tag(&s->props, "streambroker.name");
+  if (key == NULL)
+    key = s->props.name;
+  ar->known = ar_known(b->archive, key, 0);
   if (ar->start > 0 && (ar->known == NULL || ar->known->end < ar->start)) {
     ar->gap = ar->known ? 1 : 2;
     ar->gap_from = ar->known ? ar->known->end : 0;
@@ -1093,7 +1098,7 @@ static void ar_check_gap(sb__archive_t* ar) {
              (unsigned long long)(ar->start - ar->gap_from), dgram ? "datagrams" : "bytes");
   }
   if (ar->known == NULL)
-    ar->known = ar_known(b->archive, s->props.name, 1);
+    ar->known = ar_known(b->archive, key, 1);
   ar_known_end(ar->known, ar->start);
 }
 
@@ -1396,6 +1401,9 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   if (cJSON_IsString(item))
     name = item->valuestring;
   tags = cJSON_GetObjectItemCaseSensitive(doc, "tags");
+  item = cJSON_GetObjectItemCaseSensitive(tags, "streambroker.name");
+  if (cJSON_IsString(item))
+    name = item->valuestring;
   item = cJSON_GetObjectItemCaseSensitive(tags, "streambroker.offset");
   if (!cJSON_IsString(item) || ar_offset_tag(item->valuestring, &start) <= 0)
     start = 0;

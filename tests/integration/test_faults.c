@@ -338,6 +338,8 @@ TEST_IMPL(faults_slow_upstream_killed_mid_stream) {
   ASSERT_OK(w.result);
   sb_it_daemon_wait_log(&b, "\"slow/stream\" closed: ", 1, 120000);
   sb_it_wait_settled1(&loop, up.archive_dir, "slow/stream");
+  /* The upstream saw no segment start past what it held of the stream. */
+  ASSERT(!sb_it_contains(up.log.data, up.log.len, "never arrived"));
   segs = sb_it_reassemble(up.archive_dir, "slow/stream", &got, 0, NULL);
   ASSERT(segs >= 2);
   ASSERT_EQ(got.len, w.len);
