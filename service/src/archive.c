@@ -1669,7 +1669,8 @@ int sb__archive_open(sb__broker_t* b) {
            (unsigned long long)b->counters.archive_recovered,
            (unsigned long long)b->counters.archive_tmp_removed,
            (unsigned long long)((uv_hrtime() - t0) / 1000000));
-  qsort(st->closed, st->nclosed, sizeof(*st->closed), ar_closed_cmp);
+  if (st->nclosed > 1)
+    qsort(st->closed, st->nclosed, sizeof(*st->closed), ar_closed_cmp);
   st->broker = b;
   if (b->cfg.archive_max_age > 0) {
     uv_timer_init(b->loop, &st->timer);
