@@ -75,6 +75,7 @@ typedef struct ar_known_s {
 typedef struct {
   char* stem; /* ARCHIVE_DIR/PATH or PATH+N, without the extension */
   uint64_t bytes; /* .log and .json together */
+  uint64_t files; /* of them, 1 or 2 */
   int64_t time;   /* when it was closed (the .log's last change), Unix seconds */
 } ar_closed_t;
 
@@ -83,9 +84,22 @@ struct sb__archive_state_s {
   size_t nbuckets;
   uint64_t bytes; /* files of the archive (.log and .json), as known */
   uint64_t files;
-  ar_closed_t* closed; /* closed segments, in no order */
-  size_t nclosed, closed_cap;
+  /* Closed segments, oldest first from closed[head] (sorted at start; streams that
+   * close later are added at the end, in the order they close). */
+  ar_closed_t* closed;
+  size_t head, nclosed, closed_cap;
   uint64_t write_delay_ms; /* SB_TEST_ARCHIVE_WRITE_DELAY_MS */
+  /* Retention: one batch of deletions at a time, on the threadpool. */
+  sb__broker_t* broker;
+  uv_timer_t timer; /* the age check, every minute; NULL data until started */
+  int timer_started;
+  uv_work_t work;
+  int busy, again, closing;
+  ar_closed_t* victims;
+  size_t nvictims;
+  int* results;       /* per victim: files deleted, or a negative libuv error */
+  uint64_t* deleted;  /* per victim: bytes deleted */
+  uint64_t removed_streams; /* by retention since start */
 };
 
 typedef struct {
@@ -395,16 +409,26 @@ static void ar_known_end(ar_known_t* k, uint64_t end) {
 }
 
 static void ar_add_closed(sb__archive_state_t* st, const char* stem, uint64_t bytes,
-                          int64_t time) {
+                          uint64_t files, int64_t time) {
+  if (st->head > 0 && st->head * 2 >= st->nclosed) {
+    /* The deleted front is reused. */
+    memmove(st->closed, st->closed + st->head,
+            (st->nclosed - st->head) * sizeof(*st->closed));
+    st->nclosed -= st->head;
+    st->head = 0;
+  }
   if (st->nclosed == st->closed_cap) {
     st->closed_cap = st->closed_cap ? 2 * st->closed_cap : 64;
     st->closed = sb__xrealloc(st->closed, st->closed_cap * sizeof(*st->closed));
   }
   st->closed[st->nclosed].stem = sb__xstrdup(stem);
   st->closed[st->nclosed].bytes = bytes;
+  st->closed[st->nclosed].files = files;
   st->closed[st->nclosed].time = time;
   st->nclosed++;
 }
+
+static void ar_retention_check(sb__broker_t* b);
 
 /* The streambroker.offset tag: 1 with *out set, 0 when absent, -1 when not a
  * decimal number (logged by the caller). */
@@ -720,7 +744,7 @@ static void ar_end(sb__archive_t* ar) {
   }
   if (ar->claimed)
     ar_add_closed(st, ar->log_path, (uint64_t)ar->offset + ar->json_bytes,
-                  ar->closed.sec);
+                  ar->json_bytes > 0 ? 2 : 1, ar->closed.sec);
   /* ar_add_closed keeps the stem: cut ".log" off the copy it made. */
   if (ar->claimed) {
     char* stem = st->closed[st->nclosed - 1].stem;
@@ -728,6 +752,7 @@ static void ar_end(sb__archive_t* ar) {
   }
   uv_close((uv_handle_t*)&ar->idle, on_handle_closed);
   uv_close((uv_handle_t*)&ar->delay, on_handle_closed);
+  ar_retention_check(s->broker);
 }
 
 /*
@@ -1153,6 +1178,155 @@ sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir) {
   return &ar->sink;
 }
 
+/* ---- retention ---- */
+
+#define AR_RETENTION_PERIOD_MS 60000
+/* Deletions per batch: a batch is one threadpool job, and the state is updated
+ * between batches. */
+#define AR_RETENTION_BATCH 256
+
+static int64_t ar_now_sec(void) {
+  return sb__time_now().sec;
+}
+
+/* Threadpool: deletes each victim's .log and .json (a missing one is no error). */
+static void retention_work(uv_work_t* w) {
+  sb__archive_state_t* st = SB_CONTAINER_OF(w, sb__archive_state_t, work);
+  static const char* const exts[] = {".log", ".json"};
+  size_t i, e;
+  for (i = 0; i < st->nvictims; i++) {
+    int files = 0, err = 0;
+    uint64_t bytes = 0;
+    for (e = 0; e < 2; e++) {
+      char* path = ar_path_with(st->victims[i].stem, 0, exts[e]);
+      uv_fs_t req;
+      int r;
+      uint64_t size = 0;
+      if (uv_fs_stat(NULL, &req, path, NULL) == 0)
+        size = req.statbuf.st_size;
+      uv_fs_req_cleanup(&req);
+      r = uv_fs_unlink(NULL, &req, path, NULL);
+      uv_fs_req_cleanup(&req);
+      if (r == 0) {
+        files++;
+        bytes += size;
+      } else if (r != UV_ENOENT && err == 0) {
+        err = r;
+      }
+      free(path);
+    }
+    st->results[i] = err < 0 ? err : files;
+    st->deleted[i] = bytes;
+  }
+}
+
+static void ar_state_free(sb__archive_state_t* st);
+
+static void retention_done(uv_work_t* w, int status) {
+  sb__archive_state_t* st = SB_CONTAINER_OF(w, sb__archive_state_t, work);
+  sb__broker_t* b = st->broker;
+  uint64_t files = 0, bytes = 0;
+  size_t i, streams = 0;
+  (void)status;
+  for (i = 0; i < st->nvictims; i++) {
+    if (st->results[i] < 0) {
+      b->counters.archive_errors++;
+      SB_LOG_E("archive", "retention: deleting %s.log/.json: %s", st->victims[i].stem,
+               uv_strerror(st->results[i]));
+    } else {
+      streams++;
+      files += (uint64_t)st->results[i];
+      bytes += st->deleted[i];
+      SB_LOG_D("archive", "retention: deleted %s (%llu bytes)", st->victims[i].stem,
+               (unsigned long long)st->deleted[i]);
+    }
+    free(st->victims[i].stem);
+  }
+  b->counters.archive_retention_files += files;
+  b->counters.archive_retention_bytes += bytes;
+  st->removed_streams += streams;
+  if (streams > 0)
+    SB_LOG_I("archive",
+             "retention: deleted the %llu oldest closed streams (%llu files, %llu "
+             "bytes); the archive holds %llu bytes in %llu files",
+             (unsigned long long)streams, (unsigned long long)files,
+             (unsigned long long)bytes, (unsigned long long)st->bytes,
+             (unsigned long long)st->files);
+  free(st->victims);
+  free(st->results);
+  free(st->deleted);
+  st->victims = NULL;
+  st->nvictims = 0;
+  st->busy = 0;
+  if (st->closing) {
+    ar_state_free(st);
+    return;
+  }
+  if (st->again) {
+    st->again = 0;
+    ar_retention_check(b);
+  }
+}
+
+/*
+ * Picks the oldest closed streams while the archive is over archive_max_bytes or
+ * they are older than archive_max_age, and deletes them on the threadpool. The size
+ * is what the archive knows (scanned at start, added to as streams write), so a check
+ * is a comparison. Open streams are not in the list, so never deleted. Their sizes
+ * leave the totals now, so that the next check does not pick them again.
+ */
+static void ar_retention_check(sb__broker_t* b) {
+  sb__archive_state_t* st = b->archive;
+  uint64_t max_bytes = b->cfg.archive_max_bytes, max_age = b->cfg.archive_max_age;
+  int64_t now = ar_now_sec();
+  size_t cap = 0;
+  if (st == NULL || st->closing || (max_bytes == 0 && max_age == 0))
+    return;
+  if (st->busy) {
+    st->again = 1;
+    return;
+  }
+  while (st->head < st->nclosed && st->nvictims < AR_RETENTION_BATCH) {
+    ar_closed_t* e = &st->closed[st->head];
+    int over = max_bytes > 0 && st->bytes > max_bytes;
+    int old = max_age > 0 && now - e->time > (int64_t)max_age;
+    if (!over && !old)
+      break;
+    if (st->nvictims == cap) {
+      cap = cap ? 2 * cap : 16;
+      st->victims = sb__xrealloc(st->victims, cap * sizeof(*st->victims));
+    }
+    st->victims[st->nvictims++] = *e;
+    st->bytes -= e->bytes < st->bytes ? e->bytes : st->bytes;
+    st->files -= e->files < st->files ? e->files : st->files;
+    st->head++;
+  }
+  if (st->nvictims == 0)
+    return;
+  if (st->head < st->nclosed && st->nvictims == AR_RETENTION_BATCH)
+    st->again = 1;
+  st->results = sb__xcalloc(st->nvictims, sizeof(*st->results));
+  st->deleted = sb__xcalloc(st->nvictims, sizeof(*st->deleted));
+  st->busy = 1;
+  if (uv_queue_work(b->loop, &st->work, retention_work, retention_done) != 0) {
+    retention_work(&st->work); /* cannot happen with a valid loop; stay correct */
+    retention_done(&st->work, 0);
+  }
+}
+
+static void on_retention_timer(uv_timer_t* t) {
+  sb__archive_state_t* st = t->data;
+  ar_retention_check(st->broker);
+}
+
+static int ar_closed_cmp(const void* a, const void* b) {
+  const ar_closed_t* x = a;
+  const ar_closed_t* y = b;
+  if (x->time != y->time)
+    return x->time < y->time ? -1 : 1;
+  return strcmp(x->stem, y->stem);
+}
+
 /* ---- at start: the scan, recovery, known ends and sizes ---- */
 
 typedef struct {
@@ -1311,24 +1485,19 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   cJSON *doc, *item, *tags;
   uv_fs_t req;
   uint64_t size = 0, units, start = 0, json_size = 0;
-  int64_t mtime = 0;
   sb__time_t mt = {0, 0};
+  uint64_t files = 1;
   int dgram, r;
   const char* name = NULL;
   sc->segments++;
   if (uv_fs_stat(NULL, &req, log_path, NULL) == 0) {
     size = req.statbuf.st_size;
-    mt.sec = mtime = (int64_t)req.statbuf.st_mtim.tv_sec;
+    mt.sec = (int64_t)req.statbuf.st_mtim.tv_sec;
     mt.nsec = (int32_t)req.statbuf.st_mtim.tv_nsec;
   }
   uv_fs_req_cleanup(&req);
   doc = ar_read_json(json_path);
-  if (doc && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "closed"))) {
-    item = cJSON_GetObjectItemCaseSensitive(doc, "closed");
-    sb__time_t t;
-    if (sb__time_parse(item->valuestring, strlen(item->valuestring), &t) == 0)
-      mtime = t.sec;
-  } else {
+  if (!(doc && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "closed")))) {
     /* Left open: finish it. */
     cJSON* src = doc ? doc : ar_read_json(tmp_path);
     cJSON* out = src ? ar_need(cJSON_Duplicate(src, 1)) : ar_need(cJSON_CreateObject());
@@ -1390,12 +1559,12 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   }
   if (uv_fs_stat(NULL, &req, json_path, NULL) == 0) {
     json_size = req.statbuf.st_size;
-    sc->st->files++;
+    files++;
   }
   uv_fs_req_cleanup(&req);
-  sc->st->files++;
+  sc->st->files += files;
   sc->st->bytes += size + json_size;
-  ar_add_closed(sc->st, stem, size + json_size, mtime);
+  ar_add_closed(sc->st, stem, size + json_size, files, mt.sec);
   /* The name's end. */
   item = cJSON_GetObjectItemCaseSensitive(doc, "name");
   if (cJSON_IsString(item))
@@ -1508,14 +1677,23 @@ int sb__archive_open(sb__broker_t* b) {
            (unsigned long long)b->counters.archive_recovered,
            (unsigned long long)b->counters.archive_tmp_removed,
            (unsigned long long)((uv_hrtime() - t0) / 1000000));
+  if (st->nclosed > 1)
+    qsort(st->closed, st->nclosed, sizeof(*st->closed), ar_closed_cmp);
+  st->broker = b;
+  if (b->cfg.archive_max_age > 0) {
+    uv_timer_init(b->loop, &st->timer);
+    st->timer.data = st;
+    uv_timer_start(&st->timer, on_retention_timer, AR_RETENTION_PERIOD_MS,
+                   AR_RETENTION_PERIOD_MS);
+    uv_unref((uv_handle_t*)&st->timer);
+    st->timer_started = 1;
+  }
+  ar_retention_check(b);
   return 0;
 }
 
-void sb__archive_close(sb__broker_t* b) {
-  sb__archive_state_t* st = b->archive;
+static void ar_state_free(sb__archive_state_t* st) {
   size_t i;
-  if (st == NULL)
-    return;
   for (i = 0; i < st->nbuckets; i++) {
     ar_known_t* k = st->buckets[i];
     while (k) {
@@ -1524,12 +1702,34 @@ void sb__archive_close(sb__broker_t* b) {
       k = next;
     }
   }
-  for (i = 0; i < st->nclosed; i++)
+  for (i = st->head; i < st->nclosed; i++)
     free(st->closed[i].stem);
   free(st->closed);
   free(st->buckets);
   free(st);
+}
+
+static void on_timer_closed(uv_handle_t* h) {
+  sb__archive_state_t* st = h->data;
+  st->timer_started = 0;
+  if (!st->busy)
+    ar_state_free(st);
+}
+
+/* The state goes once its timer is closed and no deletion is under way (both end on
+ * the loop, which the caller runs after). */
+void sb__archive_close(sb__broker_t* b) {
+  sb__archive_state_t* st = b->archive;
+  /* Streams that outlived the stop timeout still use it: the process is exiting, so
+   * it stays. */
+  if (st == NULL || b->streams != NULL)
+    return;
   b->archive = NULL;
+  st->closing = 1;
+  if (st->timer_started)
+    uv_close((uv_handle_t*)&st->timer, on_timer_closed);
+  else if (!st->busy)
+    ar_state_free(st);
 }
 
 void sb__archive_describe(sb__broker_t* b, void* obj) {
@@ -1542,5 +1742,12 @@ void sb__archive_describe(sb__broker_t* b, void* obj) {
     return;
   cJSON_AddNumberToObject(a, "bytes", (double)st->bytes);
   cJSON_AddNumberToObject(a, "files", (double)st->files);
-  cJSON_AddNumberToObject(a, "closed_streams", (double)st->nclosed);
+  cJSON_AddNumberToObject(a, "closed_streams", (double)(st->nclosed - st->head));
+  cJSON_AddNumberToObject(a, "max_bytes", (double)b->cfg.archive_max_bytes);
+  cJSON_AddNumberToObject(a, "max_age_s", (double)b->cfg.archive_max_age);
+  cJSON_AddNumberToObject(a, "retention_deleted_streams", (double)st->removed_streams);
+  cJSON_AddNumberToObject(a, "retention_deleted_files",
+                          (double)b->counters.archive_retention_files);
+  cJSON_AddNumberToObject(a, "retention_deleted_bytes",
+                          (double)b->counters.archive_retention_bytes);
 }

@@ -93,6 +93,14 @@ static const sb__key_t sb__keys[] = {
   SB__STRING(archive_dir, 0, "", NULL, NULL,
     "a path; `\"\"` means DATA_DIR/archive",
     "Directory of the archived streams in archive mode."),
+  SB__UINT(archive_max_bytes, 0, 1125899906842624ull, 0,
+    "Archive mode: when the archive's files (`.log` and `.json`) pass this many "
+    "bytes, the oldest closed streams are deleted until it is below; `0`: no limit. "
+    "Open streams are never deleted."),
+  SB__UINT(archive_max_age, 0, 3153600000ull, 0,
+    "Archive mode: closed streams whose `.log` was last written longer ago than this "
+    "many seconds are deleted (checked every minute and as streams close); `0`: kept "
+    "for ever."),
   SB__UINT(handshake_timeout_ms, 100, 600000, 5000,
     "A client must send its whole handshake within this time, in milliseconds."),
   SB__UINT(max_frame_size, 64, 1048576, 1048576,

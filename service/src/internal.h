@@ -59,6 +59,8 @@ typedef struct {
   char* upstream;                /* address we forward to; NULL: archive mode */
   char* data_dir;                /* spool and state */
   char* archive_dir;             /* archive mode's files; default DATA_DIR/archive */
+  uint64_t archive_max_bytes;    /* retention: size of the archive; 0: no limit */
+  uint64_t archive_max_age;      /* retention: seconds since a stream closed; 0: none */
   uint64_t handshake_timeout_ms; /* a client must finish its handshake in this time */
   uint64_t max_frame_size;       /* handshake JSON, bytes */
   uint64_t max_datagram_size;    /* bytes */

@@ -7,6 +7,7 @@
   X(archive_disk_full)                                                                 \
   X(archive_recovery_after_kill)                                                       \
   X(archive_gaps)                                                                      \
-  X(archive_write_delay)
+  X(archive_write_delay)                                                               \
+  X(archive_retention)
 
 #endif

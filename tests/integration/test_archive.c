@@ -525,6 +525,7 @@ TEST_IMPL(archive_gaps) {
   sbcat_ok(&loop, &d, "gap/s", NULL, "streambroker.offset=150", hundred);     /* ..250 */
   sb_it_daemon_wait_log(&d, "\"gap/s\" closed", 3, 30000);
   sbcat_ok(&loop, &d, "gap/s", NULL, "streambroker.offset=500", hundred);     /* gap */
+  sb_it_daemon_wait_log(&d, "\"gap/s\" closed", 4, 30000);
   sbcat_ok(&loop, &d, "gap/fresh", NULL, "streambroker.offset=50", "x\n");   /* unknown */
   sbcat_ok(&loop, &d, "gap/d", "datagram", NULL, "one\ntwo\nthree\n");        /* 0..3 */
   sb_it_daemon_wait_log(&d, "\"gap/d\" closed", 1, 30000);
@@ -549,6 +550,7 @@ TEST_IMPL(archive_gaps) {
   sb_it_daemon_wait_exit(&d, 30000);
   sb_it_daemon_restart(&d);
   sbcat_ok(&loop, &d, "gap/s", NULL, "streambroker.offset=600", hundred); /* no gap */
+  sb_it_daemon_wait_log(&d, "\"gap/s\" closed", 4 + 1, 30000); /* one name: in order */
   sbcat_ok(&loop, &d, "gap/s", NULL, "streambroker.offset=900", hundred); /* gap */
   sbcat_ok(&loop, &d, "gap/d", "datagram", "streambroker.offset=6", "x\n"); /* no gap */
   sb_it_daemon_wait_log(&d, "\" closed: ", 7 + 3, 30000); /* the log spans both runs */
@@ -616,5 +618,167 @@ TEST_IMPL(archive_write_delay) {
   ASSERT_EQ(jnum(doc, "bytes"), 0);
   cJSON_Delete(doc);
   sb_it_daemon_close(&d);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* ---- retention ---- */
+
+static uint64_t segment_size(const char* archive_dir, const char* name) {
+  uint64_t total = 0;
+  const char* exts[] = {".log", ".json"};
+  int e;
+  for (e = 0; e < 2; e++) {
+    char* path = archive_file(archive_dir, name, 0, exts[e]);
+    uv_fs_t req;
+    ASSERT_OK(uv_fs_stat(NULL, &req, path, NULL));
+    total += req.statbuf.st_size;
+    uv_fs_req_cleanup(&req);
+    free(path);
+  }
+  return total;
+}
+
+static int segment_exists(const char* archive_dir, const char* name, const char* ext) {
+  char* path = archive_file(archive_dir, name, 0, ext);
+  uv_fs_t req;
+  int r = uv_fs_stat(NULL, &req, path, NULL);
+  uv_fs_req_cleanup(&req);
+  free(path);
+  return r == 0;
+}
+
+static void set_age(const char* archive_dir, const char* name, double age_s) {
+  const char* exts[] = {".log", ".json"};
+  double t = (double)sb__time_now().sec - age_s;
+  int e;
+  for (e = 0; e < 2; e++) {
+    char* path = archive_file(archive_dir, name, 0, exts[e]);
+    uv_fs_t req;
+    ASSERT_OK(uv_fs_utime(NULL, &req, path, t, t, NULL));
+    uv_fs_req_cleanup(&req);
+    free(path);
+  }
+}
+
+/* Restarts the daemon with its first config plus extra members. */
+static void restart_with(sb_it_daemon_t* d, const char* config, const char* extra) {
+  sb__buf_t b = {0};
+  sb_it_daemon_kill(d, SIGTERM);
+  sb_it_daemon_wait_exit(d, 30000);
+  sb__buf_append(&b, "{\n  ", 4);
+  sb__buf_append(&b, extra, strlen(extra));
+  sb__buf_append(&b, ",\n", 2);
+  sb__buf_append(&b, config + 2, strlen(config + 2)); /* after "{\n" */
+  ASSERT_OK(b.err);
+  sb_it_write_file(d->config_path, b.data, b.len);
+  sb__buf_free(&b);
+  sb_it_daemon_restart(d);
+}
+
+typedef struct {
+  const char* archive_dir;
+  const char* name;
+} gone_t;
+
+static int segment_gone(void* arg) {
+  gone_t* g = arg;
+  return !segment_exists(g->archive_dir, g->name, ".log");
+}
+
+/*
+ * Closed streams of known sizes and ages (file times set with utime): a restart
+ * learns the sizes, and retention by age, then by size, deletes exactly the oldest
+ * closed ones, a .log and its .json together; an open stream is never deleted, even
+ * when the archive cannot get under its limit without it.
+ */
+TEST_IMPL(archive_retention) {
+  static const char* const names[] = {"r/1", "r/2", "r/3", "r/4", "r/5"};
+  /* Not in the order of the names (nor of the directory listing). */
+  static const double ages[] = {4000, 5000, 500, 4500, 1000};
+  static const int old_one[] = {1, 1, 0, 1, 0};
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  char* thousand = repeat("0123456789", 100, "");
+  char* config;
+  size_t config_len;
+  uint64_t sizes[5], old_bytes = 0;
+  char extra[256];
+  cJSON *st, *ar;
+  sb_client_t* c;
+  sb_stream_t* s;
+  sb_stream_opts_t o;
+  gone_t gone;
+  int i;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&d, &loop, "arret", NULL, NULL);
+  config = sb_it_read_file(d.config_path, &config_len);
+  ASSERT_NOT_NULL(config);
+  for (i = 0; i < 5; i++)
+    sbcat_ok(&loop, &d, names[i], NULL, NULL, thousand);
+  sb_it_daemon_wait_log(&d, "\" closed: ", 5, 30000);
+  for (i = 0; i < 5; i++) {
+    sizes[i] = segment_size(d.archive_dir, names[i]);
+    set_age(d.archive_dir, names[i], ages[i]);
+    if (old_one[i])
+      old_bytes += sizes[i];
+  }
+
+  /* By age: the three older than 3000 s go at start. */
+  restart_with(&d, config, "\"archive_max_age\": 3000");
+  sb_it_daemon_wait_log(&d, "retention: deleted the 3 oldest closed streams", 1, 30000);
+  for (i = 0; i < 5; i++) {
+    ASSERT_EQ(segment_exists(d.archive_dir, names[i], ".log"), !old_one[i]);
+    ASSERT_EQ(segment_exists(d.archive_dir, names[i], ".json"), !old_one[i]);
+  }
+  st = status(&loop, &d);
+  ar = cJSON_GetObjectItemCaseSensitive(st, "archive");
+  ASSERT_EQ(jnum(ar, "files"), 4);
+  ASSERT_EQ(jnum(ar, "bytes"), (double)(sizes[2] + sizes[4]));
+  ASSERT_EQ(counter(st, "archive_retention_files"), 6);
+  ASSERT_EQ(counter(st, "archive_retention_bytes"), (double)old_bytes);
+  cJSON_Delete(st);
+
+  /* By size: one byte under what is left, so the older of the two (r/5) goes. */
+  snprintf(extra, sizeof(extra), "\"archive_max_age\": 3000, \"archive_max_bytes\": %llu",
+           (unsigned long long)(sizes[2] + sizes[4] - 1));
+  restart_with(&d, config, extra);
+  sb_it_daemon_wait_log(&d, "retention: deleted the 1 oldest closed streams", 1, 30000);
+  ASSERT(!segment_exists(d.archive_dir, "r/5", ".log"));
+  ASSERT(segment_exists(d.archive_dir, "r/3", ".log"));
+
+  /* An open stream of 2000 bytes: over the limit with it, every closed stream goes
+   * (r/3, then r/6 once it closes), it stays. */
+  ASSERT_OK(sb_client_open(&c, d.address));
+  memset(&o, 0, sizeof(o));
+  o.name = "r/open";
+  ASSERT_OK(sb_stream_open(c, &o, &s));
+  ASSERT_OK(sb_stream_write(s, thousand, 1000));
+  ASSERT_OK(sb_stream_write(s, thousand, 1000));
+  {
+    static const char* const open_names[] = {"r/open"};
+    static const size_t open_sizes[] = {2000};
+    sizes_t wait = {NULL, open_names, open_sizes, 1};
+    wait.archive_dir = d.archive_dir;
+    ASSERT(sb_it_run_until(&loop, 30000, all_written, &wait));
+    /* The opening sidecar is written before any data. */
+    ASSERT(segment_exists(d.archive_dir, "r/open", ".json"));
+  }
+  set_age(d.archive_dir, "r/open", 100000); /* old on disk, but open */
+  sbcat_ok(&loop, &d, "r/6", NULL, NULL, thousand);
+  sb_it_daemon_wait_log(&d, "\"r/6\" closed", 1, 30000);
+  gone.archive_dir = d.archive_dir;
+  gone.name = "r/6";
+  if (!sb_it_run_until(&loop, 30000, segment_gone, &gone)) {
+    sb_it_daemon_dump(&d);
+    sb_test_fail(__FILE__, __LINE__, "r/6 was not deleted");
+  }
+  ASSERT(!segment_exists(d.archive_dir, "r/3", ".log"));
+  ASSERT(segment_exists(d.archive_dir, "r/open", ".log"));
+  ASSERT(segment_exists(d.archive_dir, "r/open", ".json"));
+  ASSERT_OK(sb_stream_close(s));
+  sb_client_close(c);
+  sb_it_daemon_close(&d);
+  free(config);
+  free(thousand);
   ASSERT_OK(uv_loop_close(&loop));
 }

@@ -546,9 +546,10 @@ TEST_IMPL(config_write_defaults_parses) {
   sb__config_defaults(&def);
   ASSERT(strncmp(text, "{\n  \"control_pipe\": \"", 21) == 0);
   ASSERT(strstr(text, "\n  \"upstream\": null,\n  \"data_dir\": ") != NULL);
-  ASSERT(
-      strstr(text, "\n  \"archive_dir\": \"\",\n  \"handshake_timeout_ms\": 5000,\n") !=
-      NULL);
+  ASSERT(strstr(text,
+                "\n  \"archive_dir\": \"\",\n  \"archive_max_bytes\": 0,\n"
+                "  \"archive_max_age\": 0,\n  \"handshake_timeout_ms\": 5000,\n") !=
+         NULL);
   ASSERT(strstr(text,
                 "\n  \"log_level\": \"info\",\n  \"log_file\": \"\",\n"
                 "  \"allowed_groups\": \"\",\n  \"control_pipe_sddl\": \"\"\n}\n") !=
