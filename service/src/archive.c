@@ -25,13 +25,19 @@
  *    "bytes": bytes read from the client (datagram framing included; 0 until closed),
  *    "datagrams": count (datagram streams only; 0 until closed),
  *    "client": {"pid": .., "uid": .., "gid": ..} (each left out when unknown),
+ *    "gap": {"from": E, "to": X, "unit": "bytes" | "datagrams"[, "nothing_before":
+ *            true]} (only when the segment starts past what the archive holds),
  *    "complete": true once closed with every byte in the .log and fsynced,
- *    "error": "text" (only when the archive failed)}
+ *    "error": "what failed: the call, the file, the reason", "archived_bytes": N,
+ *    "lost_bytes": N (only when the archive failed),
+ *    "recovered": true, "mapped_path": "..." (only on a stream an earlier run left
+ *    unclosed, finished at start)}
  *
  * I/O: one libuv file request in flight at a time (on the threadpool), so the steps
  * of a stream (claim the .log, write the sidecar, append data, fsync, close, rewrite
  * the sidecar) happen strictly in order, and the loop thread never blocks on a file
- * except for creating directories at stream start (see sb__archive_sink_create).
+ * except for creating directories at stream start (see sb__archive_sink_create) and
+ * the scan at service start (sb__archive_open). Retention deletes on the threadpool.
  */
 #include <stdlib.h>
 #include <string.h>
