@@ -1113,7 +1113,8 @@ int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
   sp->stats.chunks = sp->chunks;
   update_unsent(sp, now_ms(), &sp->stats);
   load_resume(sp, resume, nresume);
-  reserve_check(sp, now_ms());
+  /* The reserve is made by the worker within a second (writing it here would hold up
+   * the start by as long as the disk takes to write and flush it). */
   SB_LOG_I("spool",
            "%s: %llu bytes in %llu chunks, %llu streams to resume (synchronous=%s, "
            "durability=%s)",
