@@ -285,6 +285,8 @@ void sb_it_tempdir(const char* tag, char* out, size_t size) {
     uv_fs_req_cleanup(&req);
   } while (r == UV_EEXIST);
   ASSERT_OK(r);
+  /* Removed when the test passes, listed when it fails. */
+  sb_test_temp(out);
 }
 
 char* sb_it_read_file(const char* path, size_t* len) {
@@ -343,6 +345,8 @@ static void track_pid(int old_pid, int new_pid) {
     atexit(kill_live_daemons);
     registered = 1;
   }
+  /* A passing test's directories go only once no daemon writes in them. */
+  sb_test_before_cleanup(kill_live_daemons);
   for (i = 0; i < SB_IT_MAX_DAEMONS; i++) {
     if (live_pids[i] == old_pid) {
       live_pids[i] = new_pid;

@@ -6,11 +6,14 @@
 #include <unistd.h>
 
 #include "../helpers.h"
+#include "task.h"
 
 void sb_it_address(const char* tag, char* address, char* bind_path, size_t size) {
   snprintf(bind_path, size, "/tmp/sbit-%ld-%s.sock", (long)getpid(), tag);
   unlink(bind_path);
   snprintf(address, size, "unix:%s", bind_path);
+  /* A killed server leaves its socket file: it goes with the test's other files. */
+  sb_test_temp(bind_path);
 }
 
 int sb_it_is_windows(void) {
