@@ -482,6 +482,18 @@ int sb__service_install(const char* config_path, const char* account,
 /* Stops (waiting up to 30 s) and removes the service. */
 int sb__service_uninstall(void);
 
+/* ---- service manager notification (posix/notify.c, win/notify.c) ---- */
+
+/*
+ * systemd's readiness protocol without libsystemd: sb__notify_open returns 1 when
+ * NOTIFY_SOCKET names a socket to tell (POSIX), else 0 and the calls do nothing.
+ * sb__notify sends one datagram of "KEY=VALUE" lines ("READY=1", "STOPPING=1",
+ * "STATUS=..."), never blocking. Loop thread. Windows: no-ops.
+ */
+int sb__notify_open(void);
+void sb__notify(const char* text);
+void sb__notify_close(void);
+
 /* ---- platform (posix/platform.c, win/platform.c) ---- */
 
 /* Platform defaults for paths. */

@@ -29,11 +29,85 @@ static const char usage[] =
     "foreground, where Ctrl+C, SIGINT or SIGTERM stop it: what was read from clients\n"
     "is written out first.\n";
 
+/* What runs beside the broker: systemd's notifications (a signal seen, a periodic
+ * STATUS line). The broker has signal handles of its own for the same signals; libuv
+ * calls each. */
+static struct {
+  sb__broker_t* broker;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t status;
+  int open;
+} sb__main;
+
+#define SB__STATUS_INTERVAL_MS 10000
+
+/* STATUS=: what systemctl status shows under the unit's name. */
+static void notify_status(sb__broker_t* b, const char* head) {
+  char text[256];
+  sb__spool_stats_t st;
+  uint64_t live = 0;
+  sb__stream_t* s;
+  memset(&st, 0, sizeof(st));
+  if (b->spool != NULL)
+    sb__spool_stats(b->spool, &st);
+  for (s = b->streams; s; s = s->next)
+    live += s->handshaken;
+  snprintf(text, sizeof(text), "%sSTATUS=%llu streams open, %llu bytes spooled", head,
+           (unsigned long long)live, (unsigned long long)st.bytes);
+  sb__notify(text);
+}
+
+static void on_status_timer(uv_timer_t* t) {
+  notify_status(sb__main.broker, "");
+  (void)t;
+}
+
+static void on_main_signal(uv_signal_t* sig, int signum) {
+  (void)sig;
+  (void)signum;
+  /* The broker's own handle stops it; systemd learns it is on purpose. */
+  sb__notify("STOPPING=1\nSTATUS=stopping: writing out what was read");
+}
+
+static void main_handles_start(sb__broker_t* b) {
+  sb__main.broker = b;
+  uv_signal_init(b->loop, &sb__main.sigint);
+  uv_signal_init(b->loop, &sb__main.sigterm);
+  uv_signal_start(&sb__main.sigint, on_main_signal, SIGINT);
+  uv_signal_start(&sb__main.sigterm, on_main_signal, SIGTERM);
+  uv_timer_init(b->loop, &sb__main.status);
+  uv_timer_start(&sb__main.status, on_status_timer, SB__STATUS_INTERVAL_MS,
+                 SB__STATUS_INTERVAL_MS);
+  uv_unref((uv_handle_t*)&sb__main.sigint);
+  uv_unref((uv_handle_t*)&sb__main.sigterm);
+  uv_unref((uv_handle_t*)&sb__main.status);
+  sb__main.open = 1;
+}
+
+static void main_handles_stop(void) {
+  if (!sb__main.open)
+    return;
+  sb__main.open = 0;
+  uv_close((uv_handle_t*)&sb__main.sigint, NULL);
+  uv_close((uv_handle_t*)&sb__main.sigterm, NULL);
+  uv_close((uv_handle_t*)&sb__main.status, NULL);
+}
+
 static void on_stopped(sb__broker_t* b) {
-  SB_LOG_I("broker", "stopped: %llu streams served, %llu bytes in, %llu bytes out",
+  sb__spool_stats_t st;
+  memset(&st, 0, sizeof(st));
+  if (b->spool != NULL)
+    sb__spool_stats(b->spool, &st);
+  /* A stop by the Windows service manager or a stop timeout told no one yet. */
+  sb__notify("STOPPING=1");
+  SB_LOG_I("broker",
+           "stopped: %llu streams served, %llu bytes in, %llu bytes out; %llu bytes in "
+           "%llu chunks stay in the spool",
            (unsigned long long)b->counters.streams_opened,
            (unsigned long long)b->counters.bytes_in,
-           (unsigned long long)b->counters.bytes_out);
+           (unsigned long long)b->counters.bytes_out, (unsigned long long)st.bytes,
+           (unsigned long long)st.chunks);
+  main_handles_stop();
   sb__broker_close(b);
   uv_stop(b->loop);
 }
@@ -126,6 +200,7 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
   }
   SB_LOG_I("broker", "streambrokerd %s starting (config: %s)", SB_VERSION_STRING,
            config_path ? config_path : "built-in defaults");
+  sb__notify_open();
   sb__process_init();
   sb__raise_fd_limit();
   if (cfg.upstream == NULL && (r = sb__mkdir_p(cfg.archive_dir)) != 0) {
@@ -144,6 +219,9 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
   } else {
     if (started)
       started(broker);
+    main_handles_start(broker);
+    /* The control pipe listens: clients may come (Type=notify units wait for this). */
+    notify_status(broker, "READY=1\n");
     uv_run(loop, UV_RUN_DEFAULT);
     SB_LOG_I("broker", "exiting");
   }
@@ -152,6 +230,7 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
   uv_loop_close(loop);
   free(broker);
   sb__config_free(&cfg);
+  sb__notify_close();
   sb__log_close();
   return r;
 }
