@@ -34,6 +34,12 @@ void sb_it_platform_init(void);
 /* What guards the pipe at address: POSIX, the socket file's mode in octal ("660");
  * Windows, the pipe's DACL as SDDL, read back with GetSecurityInfo. -1 on failure. */
 int sb_it_pipe_security(const char* address, char* out, size_t size);
+/* A bound AF_UNIX datagram socket (POSIX; a name starting with '@' is abstract), for
+ * playing systemd's NOTIFY_SOCKET; fails the test on error. recv never blocks: it
+ * returns the datagram's length, or 0 when none is waiting. Windows: not available. */
+uv_os_sock_t sb_it_dgram_bind(const char* name);
+ssize_t sb_it_dgram_recv(uv_os_sock_t fd, char* buf, size_t size);
+void sb_it_dgram_close(uv_os_sock_t fd);
 /* 1 on Windows (named pipes, no POSIX signals), 0 elsewhere. */
 int sb_it_is_windows(void);
 /* Path of a program built next to the test program ("sbcat" gets ".exe" on Windows). */

@@ -4,6 +4,7 @@
 
 #include "list_admin.h"
 #include "list_broker.h"
+#include "list_ops.h"
 #include "list_sbcat.h"
 #include "list_sbrun.h"
 #include "list_spool.h"
@@ -11,7 +12,7 @@
 
 #define TEST_LIST(X)                                                                   \
   TEST_LIST_SBCAT(X) TEST_LIST_SBRUN(X) TEST_LIST_BROKER(X) TEST_LIST_ADMIN(X) TEST_LIST_SPOOL(X) \
-      TEST_LIST_WINSERVICE(X)
+      TEST_LIST_WINSERVICE(X) TEST_LIST_OPS(X)
 TEST_LIST(TEST_DECLARE)
 
 #endif

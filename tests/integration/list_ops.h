@@ -1,0 +1,8 @@
+/* list_ops.h - integration tests of test_ops.c. */
+#ifndef SB_LIST_OPS_H
+#define SB_LIST_OPS_H
+
+#define TEST_LIST_OPS(X)                                                               \
+  X(ops_systemd_notify)
+
+#endif
