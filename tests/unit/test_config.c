@@ -544,6 +544,7 @@ TEST_IMPL(config_write_defaults_parses) {
       strstr(text, "\n  \"archive_dir\": \"\",\n  \"handshake_timeout_ms\": 5000,\n") !=
       NULL);
   ASSERT(strstr(text, "\n  \"log_level\": \"info\",\n  \"log_file\": \"\",\n"
+                     "  \"log_max_bytes\": 10485760,\n  \"log_max_files\": 5,\n"
                      "  \"allowed_groups\": \"\",\n  \"control_pipe_sddl\": \"\"\n}\n") !=
          NULL);
   ASSERT_NULL(strchr(text, '\t'));
