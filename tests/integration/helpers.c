@@ -422,8 +422,9 @@ static void daemon_spawn(sb_it_daemon_t* d) {
   free(envp);
 }
 
-void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
-                        const char* upstream, const char* extra_json) {
+static void daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                         const char* upstream, const char* extra_json,
+                         const char* log_name) {
   sb__buf_t cfg = {0};
   sb_it_platform_init();
   memset(d, 0, sizeof(*d));
@@ -448,6 +449,12 @@ void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
   append_str(&cfg, "\"");
   if (extra_json == NULL || strstr(extra_json, "\"log_level\"") == NULL)
     append_str(&cfg, ",\n  \"log_level\": \"debug\"");
+  if (log_name != NULL) {
+    snprintf(d->log_file, sizeof(d->log_file), "%s/%s", d->dir, log_name);
+    append_str(&cfg, ",\n  \"log_file\": \"");
+    json_escape(&cfg, d->log_file);
+    sb__buf_putc(&cfg, '"');
+  }
   if (upstream) {
     append_str(&cfg, ",\n  \"upstream\": \"");
     json_escape(&cfg, upstream);
@@ -462,11 +469,58 @@ void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
   sb_it_write_file(d->config_path, cfg.data, cfg.len);
   sb__buf_free(&cfg);
   daemon_spawn(d);
-  sb_it_daemon_wait_log(d, "serving ", 1, 30000);
+  if (log_name != NULL)
+    sb_it_wait_file(loop, d->log_file, "serving ", 1, 30000);
+  else
+    sb_it_daemon_wait_log(d, "serving ", 1, 30000);
+}
+
+void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                        const char* upstream, const char* extra_json) {
+  daemon_start(d, loop, tag, upstream, extra_json, NULL);
+}
+
+void sb_it_daemon_start_logfile(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                                const char* upstream, const char* extra_json,
+                                const char* log_name) {
+  daemon_start(d, loop, tag, upstream, extra_json, log_name);
+}
+
+struct file_wait {
+  const char* path;
+  const char* needle;
+  size_t count;
+};
+
+static int file_has(void* arg) {
+  struct file_wait* w = arg;
+  size_t len;
+  char* text = sb_it_read_file(w->path, &len);
+  int found = text != NULL && sb_it_count(text, len, w->needle) >= w->count;
+  free(text);
+  return found;
+}
+
+void sb_it_wait_file(uv_loop_t* loop, const char* path, const char* needle, size_t count,
+                     uint64_t ms) {
+  struct file_wait w = {path, needle, count};
+  if (!sb_it_run_until(loop, ms, file_has, &w)) {
+    size_t len = 0;
+    char* text = sb_it_read_file(path, &len);
+    sb_test_fail(__FILE__, __LINE__, "%s: fewer than %zu \"%s\" after %llu ms: \"%.*s\"",
+                 path, count, needle, (unsigned long long)ms, (int)len,
+                 text ? text : "(cannot read it)");
+  }
 }
 
 void sb_it_daemon_restart(sb_it_daemon_t* d) {
   size_t before = sb_it_count(d->log.data, d->log.len, "serving ");
+  if (d->log_file[0] != '\0') {
+    size_t len = 0;
+    char* text = sb_it_read_file(d->log_file, &len);
+    before = text ? sb_it_count(text, len, "serving ") : 0;
+    free(text);
+  }
   ASSERT(!d->running);
   if (d->closed < 2) {
     uv_close((uv_handle_t*)&d->proc, on_daemon_closed);
@@ -476,7 +530,10 @@ void sb_it_daemon_restart(sb_it_daemon_t* d) {
       uv_run(d->loop, UV_RUN_ONCE);
   }
   daemon_spawn(d);
-  sb_it_daemon_wait_log(d, "serving ", before + 1, 30000);
+  if (d->log_file[0] != '\0')
+    sb_it_wait_file(d->loop, d->log_file, "serving ", before + 1, 30000);
+  else
+    sb_it_daemon_wait_log(d, "serving ", before + 1, 30000);
 }
 
 static void on_wait_timeout(uv_timer_t* t) {

@@ -98,6 +98,7 @@ typedef struct {
   char admin_address[256]; /* its admin_pipe */
   char config_path[600];
   char archive_dir[600];
+  char log_file[600]; /* its log_file, "" when it logs to stderr */
 } sb_it_daemon_t;
 
 /*
@@ -108,6 +109,15 @@ typedef struct {
  */
 void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
                         const char* upstream, const char* extra_json);
+/* The same, with log_file DIR/log_name in the config: it waits for "serving " in that
+ * file instead (stderr then stays empty). */
+void sb_it_daemon_start_logfile(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                                const char* upstream, const char* extra_json,
+                                const char* log_name);
+/* Runs the loop until the file at path holds count occurrences of needle (it is
+ * read again every 50 ms); fails after ms. */
+void sb_it_wait_file(uv_loop_t* loop, const char* path, const char* needle, size_t count,
+                     uint64_t ms);
 /* Starts it again on the same config (after it exited). */
 void sb_it_daemon_restart(sb_it_daemon_t* d);
 /* Runs the loop until the log holds count occurrences of needle; fails after ms. */

@@ -3,6 +3,7 @@
 #define SB_LIST_OPS_H
 
 #define TEST_LIST_OPS(X)                                                               \
-  X(ops_systemd_notify)
+  X(ops_systemd_notify)                                                                \
+  X(ops_log_rotation)
 
 #endif

@@ -131,3 +131,139 @@ TEST_IMPL(ops_systemd_notify) {
   sb_it_daemon_close(&d);
   ASSERT_OK(uv_loop_close(&loop));
 }
+
+/* ---- the log file's rotation ---- */
+
+#define ROT_STREAMS 40
+#define ROT_MAX_BYTES 2048
+
+/* Opens, writes and closes ROT_STREAMS streams "rot/NNNN": each leaves 4 lines with
+ * its name in a debug log (opened, finished, archived, closed). */
+static void rot_streams(sb_it_daemon_t* d) {
+  sb_client_t* c;
+  sb_stream_t* s;
+  sb_stream_opts_t o;
+  char name[32];
+  int i;
+  ASSERT_OK(sb_client_open(&c, d->address));
+  memset(&o, 0, sizeof(o));
+  for (i = 1; i <= ROT_STREAMS; i++) {
+    snprintf(name, sizeof(name), "rot/%04d", i);
+    o.name = name;
+    ASSERT_OK(sb_stream_open(c, &o, &s));
+    ASSERT_OK(sb_stream_write(s, "x\n", 2));
+    ASSERT_OK(sb_stream_close(s));
+  }
+  sb_client_close(c);
+}
+
+/* The log's files, newest first: LOG, LOG.1, ... as long as they exist. */
+static int rot_files(const sb_it_daemon_t* d, char* texts[], size_t lens[], int max) {
+  int n;
+  for (n = 0; n < max; n++) {
+    char path[700];
+    if (n == 0)
+      snprintf(path, sizeof(path), "%s", d->log_file);
+    else
+      snprintf(path, sizeof(path), "%s.%d", d->log_file, n);
+    if ((texts[n] = sb_it_read_file(path, &lens[n])) == NULL)
+      break;
+  }
+  return n;
+}
+
+/* Every line whole: a timestamp at its start, a line feed at its end; each file
+ * within the size (a line never straddles two files). */
+static void rot_check_lines(const char* text, size_t len, int file) {
+  size_t i = 0;
+  ASSERT_LE(len, ROT_MAX_BYTES);
+  ASSERT(len > 0 && text[len - 1] == '\n');
+  while (i < len) {
+    const char* nl = memchr(text + i, '\n', len - i);
+    ASSERT_NOT_NULL(nl);
+    if ((size_t)(nl - text) - i < 25 || text[i + 4] != '-' || text[i + 10] != 'T' ||
+        text[i + 23] != 'Z' || text[i + 24] != ' ')
+      sb_test_fail(__FILE__, __LINE__, "file %d: a broken line: \"%.*s\"", file,
+                   (int)(nl - text - (ptrdiff_t)i), text + i);
+    i = (size_t)(nl - text) + 1;
+  }
+}
+
+struct rot_wait {
+  const sb_it_daemon_t* d;
+};
+
+/* Whether every stream's "closed" line is in the files (streams close in any order). */
+static int rot_all_closed(void* arg) {
+  struct rot_wait* w = arg;
+  char* texts[1000];
+  size_t lens[1000], count = 0;
+  int n = rot_files(w->d, texts, lens, 1000), f;
+  for (f = 0; f < n; f++) {
+    count += sb_it_count(texts[f], lens[f], "\" closed: ");
+    free(texts[f]);
+  }
+  return count >= ROT_STREAMS;
+}
+
+/*
+ * A log driven past log_max_bytes many times: with room for all of it, every line of
+ * every stream is there exactly once, none split; with log_max_files 3, exactly three
+ * files remain. Linux and Windows (rename of a closed file, under Wine).
+ */
+TEST_IMPL(ops_log_rotation) {
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  char* texts[1000];
+  size_t lens[1000];
+  char name[64], path[700];
+  struct rot_wait w;
+  int n, i, f;
+  ASSERT_OK(uv_loop_init(&loop));
+
+  /* Room for everything: count the lines. */
+  sb_it_daemon_start_logfile(&d, &loop, "rotall", NULL,
+                             "\"log_max_bytes\": 2048, \"log_max_files\": 1000",
+                             "service.log");
+  rot_streams(&d);
+  w.d = &d;
+  ASSERT(sb_it_run_until(&loop, 30000, rot_all_closed, &w));
+  sb_it_daemon_close(&d);
+  n = rot_files(&d, texts, lens, 1000);
+  /* Forty streams' lines (some 20 KB) in 2 KB files: rotated at least eight times. */
+  ASSERT_GE(n, 9);
+  for (f = 0; f < n; f++)
+    rot_check_lines(texts[f], lens[f], f);
+  for (i = 1; i <= ROT_STREAMS; i++) {
+    size_t count = 0;
+    snprintf(name, sizeof(name), "\"rot/%04d\"", i);
+    for (f = 0; f < n; f++)
+      count += sb_it_count(texts[f], lens[f], name);
+    if (count != 4)
+      sb_test_fail(__FILE__, __LINE__, "%s: %zu lines of 4 in the %d files", name,
+                   count, n);
+  }
+  for (f = 0; f < n; f++)
+    free(texts[f]);
+
+  /* log_max_files 3: the current file and two older ones, no more. */
+  sb_it_daemon_start_logfile(&d, &loop, "rot3", NULL,
+                             "\"log_max_bytes\": 2048, \"log_max_files\": 3",
+                             "service.log");
+  rot_streams(&d);
+  /* Every stream closed: its sidecar says so. */
+  for (i = 1; i <= ROT_STREAMS; i++) {
+    snprintf(path, sizeof(path), "%s/rot/%04d.json", d.archive_dir, i);
+    sb_it_wait_file(&loop, path, "\"complete\":", 1, 30000);
+  }
+  sb_it_daemon_close(&d);
+  n = rot_files(&d, texts, lens, 1000);
+  ASSERT_EQ(n, 3);
+  snprintf(path, sizeof(path), "%s.3", d.log_file);
+  ASSERT_NULL(sb_it_read_file(path, &lens[0]));
+  for (f = 0; f < n; f++) {
+    rot_check_lines(texts[f], lens[f], f);
+    free(texts[f]);
+  }
+  ASSERT_OK(uv_loop_close(&loop));
+}
