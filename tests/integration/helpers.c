@@ -135,7 +135,18 @@ static void on_timeout(uv_timer_t* t) {
   run->timed_out = 1;
 }
 
-/* Copies the environment without LOGDOG_ variables, then appends extra. */
+/* Whether extra (NAME=VALUE entries) sets name: it then replaces the inherited one. */
+static int extra_sets(const char* const* extra, const char* name) {
+  size_t n = strlen(name);
+  for (; extra && *extra; extra++) {
+    if (strncmp(*extra, name, n) == 0 && (*extra)[n] == '=')
+      return 1;
+  }
+  return 0;
+}
+
+/* Copies the environment without LOGDOG_ variables and those extra sets, then
+ * appends extra. */
 static char** make_env(const char* const* extra) {
   uv_env_item_t* items = NULL;
   int count = 0, i, n = 0, nextra = 0;
@@ -147,7 +158,7 @@ static char** make_env(const char* const* extra) {
   ASSERT_NOT_NULL(env);
   for (i = 0; i < count; i++) {
     size_t len;
-    if (strncmp(items[i].name, "LOGDOG_", 7) == 0)
+    if (strncmp(items[i].name, "LOGDOG_", 7) == 0 || extra_sets(extra, items[i].name))
       continue;
     len = strlen(items[i].name) + strlen(items[i].value) + 2;
     env[n] = malloc(len);
@@ -382,8 +393,8 @@ static void on_daemon_closed(uv_handle_t* h) {
 
 static void daemon_spawn(sb_it_daemon_t* d) {
   char prog[4096];
-  const char* argv[5];
-  char** envp = make_env(NULL);
+  const char* argv[16];
+  char** envp = make_env(d->env);
   uv_process_options_t opts;
   uv_stdio_container_t stdio[3];
   int r, i;
@@ -394,7 +405,11 @@ static void daemon_spawn(sb_it_daemon_t* d) {
   /* Not the Windows service: no asking the service manager, which under Wine answers
    * "not a service" only after some seconds. */
   argv[3] = "--console";
-  argv[4] = NULL;
+  for (i = 0; d->args && d->args[i]; i++) {
+    ASSERT_LT(4 + i, 15);
+    argv[4 + i] = d->args[i];
+  }
+  argv[4 + i] = NULL;
   memset(&opts, 0, sizeof(opts));
   ASSERT_OK(uv_pipe_init(d->loop, &d->err, 0));
   d->err.data = d;
@@ -424,11 +439,14 @@ static void daemon_spawn(sb_it_daemon_t* d) {
 
 static void daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
                          const char* upstream, const char* extra_json,
-                         const char* log_name) {
+                         const char* log_name, const char* const* args,
+                         const char* const* env) {
   sb__buf_t cfg = {0};
   sb_it_platform_init();
   memset(d, 0, sizeof(*d));
   d->loop = loop;
+  d->args = args;
+  d->env = env;
   sb_it_tempdir(tag, d->dir, sizeof(d->dir));
   sb_it_address(tag, d->address, d->bind_path, sizeof(d->address));
   {
@@ -477,13 +495,20 @@ static void daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
 
 void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
                         const char* upstream, const char* extra_json) {
-  daemon_start(d, loop, tag, upstream, extra_json, NULL);
+  daemon_start(d, loop, tag, upstream, extra_json, NULL, NULL, NULL);
 }
 
 void sb_it_daemon_start_logfile(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
                                 const char* upstream, const char* extra_json,
                                 const char* log_name) {
-  daemon_start(d, loop, tag, upstream, extra_json, log_name);
+  daemon_start(d, loop, tag, upstream, extra_json, log_name, NULL, NULL);
+}
+
+void sb_it_daemon_start_with(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                             const char* upstream, const char* extra_json,
+                             const char* log_name, const char* const* args,
+                             const char* const* env) {
+  daemon_start(d, loop, tag, upstream, extra_json, log_name, args, env);
 }
 
 struct file_wait {

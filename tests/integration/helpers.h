@@ -99,6 +99,8 @@ typedef struct {
   char config_path[600];
   char archive_dir[600];
   char log_file[600]; /* its log_file, "" when it logs to stderr */
+  const char* const* args; /* more arguments (NULL-terminated), or NULL */
+  const char* const* env;  /* more environment entries (NULL-terminated), or NULL */
 } sb_it_daemon_t;
 
 /*
@@ -114,6 +116,12 @@ void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
 void sb_it_daemon_start_logfile(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
                                 const char* upstream, const char* extra_json,
                                 const char* log_name);
+/* The same, with more arguments and environment entries for the program (each
+ * NULL-terminated, or NULL; kept for restarts, so they must outlive d). */
+void sb_it_daemon_start_with(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                             const char* upstream, const char* extra_json,
+                             const char* log_name, const char* const* args,
+                             const char* const* env);
 /* Runs the loop until the file at path holds count occurrences of needle (it is
  * read again every 50 ms); fails after ms. */
 void sb_it_wait_file(uv_loop_t* loop, const char* path, const char* needle, size_t count,

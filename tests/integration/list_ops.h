@@ -4,6 +4,7 @@
 
 #define TEST_LIST_OPS(X)                                                               \
   X(ops_systemd_notify)                                                                \
-  X(ops_log_rotation)
+  X(ops_log_rotation)                                                                  \
+  X(ops_eventlog_reports)
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "internal.h"
 #include "platform.h"
 #include "task.h"
 
@@ -265,5 +266,73 @@ TEST_IMPL(ops_log_rotation) {
     rot_check_lines(texts[f], lens[f], f);
     free(texts[f]);
   }
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* ---- the Windows Event Log, seen through Wine's ReportEventW trace ---- */
+
+/*
+ * Wine keeps no Event Log, but with WINEDEBUG=+eventlog its ReportEventW prints each
+ * event's text on stderr under the event's type: "trace:eventlog" for information,
+ * "warn:eventlog" for warnings, "err:eventlog" for errors. So a console service with
+ * --event-log shows what the service reports: a start (information, with version,
+ * config and pipe), a flood of bad clients held to the token bucket's burst, and a
+ * failed start (error, with the reason).
+ */
+TEST_IMPL(ops_eventlog_reports) {
+  static const char* const args[] = {"--event-log", NULL};
+  static const char* const env[] = {"WINEDEBUG=+eventlog", NULL};
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  sb_it_result_t res;
+  char prog[4096], bad[700], needle[300];
+  const char* failed[] = {prog, "--console", "--event-log", "--config", bad, NULL};
+  int kind, i, nbad = 3 * SB__EVENTLOG_BURST;
+  const char* path;
+  uint64_t t0, elapsed_ms;
+  size_t warnings;
+  if (!sb_it_is_windows())
+    TEST_SKIP("the Event Log is Windows only (Linux: the journal keeps stderr)");
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start_with(&d, &loop, "evlog", NULL, "\"log_level\": \"info\"", "svc.log",
+                          args, env);
+  /* Started: information, its text naming version, config and pipe. */
+  snprintf(needle, sizeof(needle), "trace:eventlog:ReportEventW L\"streambrokerd %s, config ",
+           SB_VERSION_STRING);
+  sb_it_daemon_wait_log(&d, needle, 1, 30000);
+  ASSERT(sb_it_contains(d.log.data, d.log.len, d.address));
+
+  /* A flood of bad clients: each a warning in the log file, at most the burst (and
+   * what the bucket refilled meanwhile) in the Event Log. */
+  ASSERT_OK(sb__address_parse(d.address, &kind, &path));
+  t0 = uv_hrtime();
+  for (i = 0; i < nbad; i++) {
+    sb_os_handle_t raw;
+    ASSERT_OK(sb__dial(kind, path, 5000, 0, &raw));
+    ASSERT_OK(sb__handle_write(raw, "NOT A HANDSHAKE", 15));
+    sb__handle_close(raw);
+  }
+  sb_it_wait_file(&loop, d.log_file, "bad handshake", (size_t)nbad, 30000);
+  sb_it_daemon_wait_log(&d, "warn:eventlog:ReportEventW L\"session: connection ",
+                        SB__EVENTLOG_BURST, 30000);
+  elapsed_ms = (uv_hrtime() - t0) / 1000000;
+  warnings = sb_it_count(d.log.data, d.log.len, "warn:eventlog:ReportEventW L\"session: ");
+  if (warnings >= (size_t)nbad ||
+      warnings > SB__EVENTLOG_BURST + elapsed_ms / SB__EVENTLOG_REFILL_MS + 1)
+    sb_test_fail(__FILE__, __LINE__, "%zu warnings in the Event Log for %d bad clients in "
+                 "%llu ms", warnings, nbad, (unsigned long long)elapsed_ms);
+  sb_it_daemon_close(&d);
+
+  /* A start that fails: an error with the reason. */
+  snprintf(bad, sizeof(bad), "%s/bad.json", d.dir);
+  sb_it_write_file(bad, "{\"max_streams\": 0}", 18);
+  sb_it_program("streambrokerd", prog, sizeof(prog));
+  sb_it_run(&loop, failed, env, "", 0, NULL, 0, &res);
+  ASSERT_EQ(res.exit_status, 3);
+  if (!sb_it_contains(res.err.data, res.err.len, "err:eventlog:ReportEventW L\"") ||
+      !sb_it_contains(res.err.data, res.err.len, "max_streams"))
+    sb_test_fail(__FILE__, __LINE__, "no error event for the failed start: %s",
+                 res.err.data);
+  sb_it_result_free(&res);
   ASSERT_OK(uv_loop_close(&loop));
 }
