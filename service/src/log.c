@@ -167,22 +167,37 @@ static char* sb__log_numbered(const char* path, uint64_t n) {
 }
 
 /*
- * PATH.(max-1) goes, each PATH.n becomes PATH.(n+1), PATH becomes PATH.1, and a new
- * PATH opens. The file is closed for the renames: Windows renames no open file. On
- * failure the current file stays (reopened) and grows; the caller writes on. Under
- * the lock; returns NULL, or what failed and why in why.
+ * Each PATH.n becomes PATH.(n+1) up to the first gap (a missing PATH.n), or, with no
+ * gap, PATH.(max-1) goes first; then PATH becomes PATH.1 and a new PATH opens. The
+ * file is closed for the renames: Windows renames no open file. A rename can still
+ * fail there (a reader holds the file): the current file then stays (reopened) and
+ * grows, and the gap that failure may leave is what the next rotation fills, so no
+ * file is lost or skipped. Under the lock; returns NULL, or what failed in why.
  */
 static const char* sb__log_rotate(char* why, size_t why_size) {
-  uint64_t n;
+  uint64_t n, gap;
   uv_fs_t req;
   char *from, *to;
   const char* failed = NULL;
   fclose(sb__log_file);
   sb__log_file = NULL;
-  to = sb__log_numbered(sb__log_path, sb__log_max_files - 1);
-  uv_fs_unlink(NULL, &req, to, NULL);
-  uv_fs_req_cleanup(&req);
-  for (n = sb__log_max_files - 1; n >= 1 && failed == NULL; n--) {
+  for (gap = 1; gap < sb__log_max_files - 1; gap++) {
+    int r;
+    to = sb__log_numbered(sb__log_path, gap);
+    r = uv_fs_lstat(NULL, &req, to, NULL);
+    uv_fs_req_cleanup(&req);
+    free(to);
+    if (r != 0)
+      break;
+  }
+  if (gap == sb__log_max_files - 1) {
+    to = sb__log_numbered(sb__log_path, gap);
+    uv_fs_unlink(NULL, &req, to, NULL);
+    uv_fs_req_cleanup(&req);
+    free(to);
+  }
+  to = sb__log_numbered(sb__log_path, gap);
+  for (n = gap; n >= 1 && failed == NULL; n--) {
     int r;
     from = n > 1 ? sb__log_numbered(sb__log_path, n - 1) : sb__xstrdup(sb__log_path);
     r = uv_fs_rename(NULL, &req, from, to, NULL);
