@@ -190,21 +190,26 @@ static void rot_check_lines(const char* text, size_t len, int file) {
   }
 }
 
-struct rot_wait {
-  const sb_it_daemon_t* d;
-};
+/* Whether every stream was closed, asked of the service (sbctl), not read from the
+ * log: a reader holding a log file open keeps Windows from renaming it. */
+static int rot_all_closed(sb_it_daemon_t* d) {
+  char prog[4096], needle[64];
+  const char* argv[] = {prog, "--admin", d->admin_address, "--json", "status", NULL};
+  sb_it_result_t res;
+  int done;
+  sb_it_program("sbctl", prog, sizeof(prog));
+  sb_it_run(d->loop, argv, NULL, "", 0, NULL, 0, &res);
+  snprintf(needle, sizeof(needle), "\"streams_closed\":%d,", ROT_STREAMS);
+  done = sb_it_contains(res.out.data, res.out.len, needle);
+  sb_it_result_free(&res);
+  return done;
+}
 
-/* Whether every stream's "closed" line is in the files (streams close in any order). */
-static int rot_all_closed(void* arg) {
-  struct rot_wait* w = arg;
-  char* texts[1000];
-  size_t lens[1000], count = 0;
-  int n = rot_files(w->d, texts, lens, 1000), f;
-  for (f = 0; f < n; f++) {
-    count += sb_it_count(texts[f], lens[f], "\" closed: ");
-    free(texts[f]);
-  }
-  return count >= ROT_STREAMS;
+static void rot_wait_closed(sb_it_daemon_t* d) {
+  int i;
+  for (i = 0; i < 300 && !rot_all_closed(d); i++)
+    uv_sleep(100);
+  ASSERT(rot_all_closed(d));
 }
 
 /*
@@ -218,7 +223,6 @@ TEST_IMPL(ops_log_rotation) {
   char* texts[1000];
   size_t lens[1000];
   char name[64], path[700];
-  struct rot_wait w;
   int n, i, f;
   ASSERT_OK(uv_loop_init(&loop));
 
@@ -227,8 +231,7 @@ TEST_IMPL(ops_log_rotation) {
                              "\"log_max_bytes\": 2048, \"log_max_files\": 1000",
                              "service.log");
   rot_streams(&d);
-  w.d = &d;
-  ASSERT(sb_it_run_until(&loop, 30000, rot_all_closed, &w));
+  rot_wait_closed(&d);
   sb_it_daemon_close(&d);
   n = rot_files(&d, texts, lens, 1000);
   /* Forty streams' lines (some 20 KB) in 2 KB files: rotated at least eight times. */
@@ -252,11 +255,7 @@ TEST_IMPL(ops_log_rotation) {
                              "\"log_max_bytes\": 2048, \"log_max_files\": 3",
                              "service.log");
   rot_streams(&d);
-  /* Every stream closed: its sidecar says so. */
-  for (i = 1; i <= ROT_STREAMS; i++) {
-    snprintf(path, sizeof(path), "%s/rot/%04d.json", d.archive_dir, i);
-    sb_it_wait_file(&loop, path, "\"complete\":", 1, 30000);
-  }
+  rot_wait_closed(&d);
   sb_it_daemon_close(&d);
   n = rot_files(&d, texts, lens, 1000);
   ASSERT_EQ(n, 3);
@@ -273,37 +272,30 @@ TEST_IMPL(ops_log_rotation) {
 
 /*
  * Wine keeps no Event Log, but with WINEDEBUG=+eventlog its ReportEventW prints each
- * event's text on stderr under the event's type: "trace:eventlog" for information,
- * "warn:eventlog" for warnings, "err:eventlog" for errors. So a console service with
- * --event-log shows what the service reports: a start (information, with version,
- * config and pipe), a flood of bad clients held to the token bucket's burst, and a
- * failed start (error, with the reason).
+ * event's text under the event's type: "trace:eventlog" for information,
+ * "warn:eventlog" for warnings, "err:eventlog" for errors. It prints on the Unix
+ * standard error the programs inherit, not on their Windows one, so this test only
+ * drives the service: a console service with --event-log starts, a flood of bad
+ * clients comes, a pause lets the token bucket refill, one more bad client comes; then
+ * a start fails. tests/windows/test-eventlog.sh runs it with the trace on and checks
+ * what reached ReportEventW, with the figures printed here.
  */
 TEST_IMPL(ops_eventlog_reports) {
   static const char* const args[] = {"--event-log", NULL};
-  static const char* const env[] = {"WINEDEBUG=+eventlog", NULL};
   uv_loop_t loop;
   sb_it_daemon_t d;
   sb_it_result_t res;
-  char prog[4096], bad[700], needle[300];
+  char prog[4096], bad[700];
   const char* failed[] = {prog, "--console", "--event-log", "--config", bad, NULL};
   int kind, i, nbad = 3 * SB__EVENTLOG_BURST;
   const char* path;
   uint64_t t0, elapsed_ms;
-  size_t warnings;
   if (!sb_it_is_windows())
     TEST_SKIP("the Event Log is Windows only (Linux: the journal keeps stderr)");
   ASSERT_OK(uv_loop_init(&loop));
   sb_it_daemon_start_with(&d, &loop, "evlog", NULL, "\"log_level\": \"info\"", "svc.log",
-                          args, env);
-  /* Started: information, its text naming version, config and pipe. */
-  snprintf(needle, sizeof(needle), "trace:eventlog:ReportEventW L\"streambrokerd %s, config ",
-           SB_VERSION_STRING);
-  sb_it_daemon_wait_log(&d, needle, 1, 30000);
-  ASSERT(sb_it_contains(d.log.data, d.log.len, d.address));
-
-  /* A flood of bad clients: each a warning in the log file, at most the burst (and
-   * what the bucket refilled meanwhile) in the Event Log. */
+                          args, NULL);
+  printf("eventlog-check: address %s\n", d.address);
   ASSERT_OK(sb__address_parse(d.address, &kind, &path));
   t0 = uv_hrtime();
   for (i = 0; i < nbad; i++) {
@@ -313,26 +305,29 @@ TEST_IMPL(ops_eventlog_reports) {
     sb__handle_close(raw);
   }
   sb_it_wait_file(&loop, d.log_file, "bad handshake", (size_t)nbad, 30000);
-  sb_it_daemon_wait_log(&d, "warn:eventlog:ReportEventW L\"session: connection ",
-                        SB__EVENTLOG_BURST, 30000);
   elapsed_ms = (uv_hrtime() - t0) / 1000000;
-  warnings = sb_it_count(d.log.data, d.log.len, "warn:eventlog:ReportEventW L\"session: ");
-  if (warnings >= (size_t)nbad ||
-      warnings > SB__EVENTLOG_BURST + elapsed_ms / SB__EVENTLOG_REFILL_MS + 1)
-    sb_test_fail(__FILE__, __LINE__, "%zu warnings in the Event Log for %d bad clients in "
-                 "%llu ms", warnings, nbad, (unsigned long long)elapsed_ms);
+  printf("eventlog-check: flood of %d bad clients in %llu ms\n", nbad,
+         (unsigned long long)elapsed_ms);
+  /* The bucket refills one event per SB__EVENTLOG_REFILL_MS: after a pause of that,
+   * the next warning comes with the count of those held back. */
+  uv_sleep(SB__EVENTLOG_REFILL_MS + 500);
+  {
+    sb_os_handle_t raw;
+    ASSERT_OK(sb__dial(kind, path, 5000, 0, &raw));
+    ASSERT_OK(sb__handle_write(raw, "NOT A HANDSHAKE", 15));
+    sb__handle_close(raw);
+  }
+  sb_it_wait_file(&loop, d.log_file, "bad handshake", (size_t)nbad + 1, 30000);
+  printf("eventlog-check: one more bad client after the pause\n");
   sb_it_daemon_close(&d);
 
-  /* A start that fails: an error with the reason. */
+  /* A start that fails: exit 3, and (the trace shows) an error event with why. */
   snprintf(bad, sizeof(bad), "%s/bad.json", d.dir);
   sb_it_write_file(bad, "{\"max_streams\": 0}", 18);
   sb_it_program("streambrokerd", prog, sizeof(prog));
-  sb_it_run(&loop, failed, env, "", 0, NULL, 0, &res);
+  sb_it_run(&loop, failed, NULL, "", 0, NULL, 0, &res);
   ASSERT_EQ(res.exit_status, 3);
-  if (!sb_it_contains(res.err.data, res.err.len, "err:eventlog:ReportEventW L\"") ||
-      !sb_it_contains(res.err.data, res.err.len, "max_streams"))
-    sb_test_fail(__FILE__, __LINE__, "no error event for the failed start: %s",
-                 res.err.data);
   sb_it_result_free(&res);
+  printf("eventlog-check: failed start done\n");
   ASSERT_OK(uv_loop_close(&loop));
 }
