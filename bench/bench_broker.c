@@ -333,5 +333,5 @@ int main(int argc, char** argv) {
   discard_stop(&d);
   uv_run(&loop, UV_RUN_DEFAULT);
   ASSERT_OK(uv_loop_close(&loop));
-  return 0;
+  return sb_test_cleanup() == 0 ? 0 : 1; /* its directory and sockets */
 }

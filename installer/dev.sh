@@ -5,7 +5,8 @@
 #                                foreground on the default config
 #   bash installer/dev.sh test   install what is missing, build for Linux (plain and
 #                                ASan+UBSan with the fuzzers) and for Windows, run all
-#                                tests (the Windows ones under Wine)
+#                                tests (the Windows ones under Wine); fails too when
+#                                the run left new entries in /tmp, and lists them
 #   bash installer/dev.sh build  build for Linux only
 #
 # Build trees go to build/ (override with SB_BUILD_DIR). Needs root, or sudo, to install
@@ -101,6 +102,14 @@ test)
     -DCMAKE_TOOLCHAIN_FILE="$top/installer/mingw-w64-x86_64.cmake"
   cmake --build "$build/windows" -j "$jobs"
 
+  # What the tests leave in /tmp: a passing test removes what it made, so the entries
+  # after the run must be those before it. Wine's server directory (.wine-UID) is
+  # Wine's own, made by the first Wine program and kept for every later one.
+  tmp=${TMPDIR:-/tmp}
+  tmp_before=$(mktemp)
+  ls -A "$tmp" | grep -v -x -e "$(basename "$tmp_before")" -e ".wine-$(id -u)" \
+    | sort >"$tmp_before" || true
+
   status=0
   log "tests: Linux"
   ctest --test-dir "$build/linux" --no-tests=error --output-on-failure -j "$jobs" || status=1
@@ -109,6 +118,19 @@ test)
     ctest --test-dir "$build/asan" --no-tests=error --output-on-failure -j "$jobs" || status=1
   log "tests: Windows, under Wine"
   ctest --test-dir "$build/windows" --no-tests=error --output-on-failure -j "$jobs" || status=1
+  tmp_after=$(ls -A "$tmp" | grep -v -x -e "$(basename "$tmp_before")" -e ".wine-$(id -u)" \
+    | sort || true)
+  leaked=$(comm -13 "$tmp_before" - <<<"$tmp_after")
+  rm -f "$tmp_before"
+  if [ -n "$leaked" ]; then
+    log "the tests left $(wc -l <<<"$leaked") entries in $tmp (another program may have made some):"
+    while read -r e; do
+      printf '    %s (%s)\n' "$tmp/$e" "$(du -sh "$tmp/$e" 2>/dev/null | cut -f1)" >&2
+    done <<<"$leaked"
+    status=1
+  else
+    log "the tests left nothing in $tmp"
+  fi
   log "all tests done in $(( $(date +%s) - start )) s: $([ $status -eq 0 ] && echo passed || echo FAILED)"
   exit $status
   ;;

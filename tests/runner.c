@@ -25,6 +25,11 @@ int main(int argc, char** argv) {
     for (t = tests; t->name; t++) {
       if (strcmp(t->name, argv[1]) == 0) {
         t->fn();
+        /* Passed: what it made on disk goes (a failure exited with it kept). */
+        if (sb_test_cleanup() != 0) {
+          printf("not ok - %s: it left files it made\n", t->name);
+          return 1;
+        }
         printf("ok - %s\n", t->name);
         return 0;
       }
@@ -36,9 +41,14 @@ int main(int argc, char** argv) {
    * passed. */
   for (t = tests; t->name; t++) {
     t->fn();
+    if (sb_test_cleanup() != 0) {
+      printf("not ok - %s: it left files it made\n", t->name);
+      failed++;
+      continue;
+    }
     printf("ok - %s\n", t->name);
     passed++;
   }
   printf("%d passed, %d failed\n", passed, failed);
-  return 0;
+  return failed != 0;
 }

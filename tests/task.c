@@ -5,13 +5,20 @@
 #include "streambroker.h"
 #include "task.h"
 
+void (*sb_test_fail_hook)(void);
+
 void sb_test_fail(const char* file, int line, const char* fmt, ...) {
   va_list ap;
+  void (*hook)(void) = sb_test_fail_hook;
   fprintf(stderr, "%s:%d: ", file, line);
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
+  /* Once: a failure inside the hook must not loop. */
+  sb_test_fail_hook = NULL;
+  if (hook != NULL)
+    hook();
   fflush(stderr);
   exit(1);
 }

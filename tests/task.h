@@ -95,6 +95,20 @@ void sb_test_hexdump(const char* label, const void* data, size_t len);
     exit(SB_TEST_SKIP_CODE);                                                          \
   } while (0)
 
+/*
+ * Temporary files and directories (cleanup.c, in the test programs that have a
+ * runner): sb_test_temp registers a path the test made; when the test passes, the
+ * runner calls sb_test_cleanup, which runs the sb_test_before_cleanup hooks (stopping
+ * what may still use the paths), then removes every path, directories with all they
+ * hold. Returns 0, or -1 after printing what could not be removed. When a test fails,
+ * sb_test_fail lists the paths ("kept for inspection: PATH") and removes nothing.
+ */
+void sb_test_temp(const char* path);
+void sb_test_before_cleanup(void (*fn)(void));
+int sb_test_cleanup(void);
+/* Called by sb_test_fail after the message, when set (cleanup.c sets it). */
+extern void (*sb_test_fail_hook)(void);
+
 /* Provided by the runner so task.h does not depend on any library. */
 const char* sb_test_err_name(int err);
 

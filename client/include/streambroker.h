@@ -54,6 +54,19 @@ extern "C" {
 #define SB_ENV_NAMESPACE "LOGDOG_NAMESPACE"
 
 /*
+ * The service's control pipe on this platform: where clients go when no address is
+ * given and LOGDOG_STREAM_SERVER_PATH is unset.
+ */
+#ifdef _WIN32
+#define SB_DEFAULT_SERVER "net.pipe:streambroker"
+#else
+#define SB_DEFAULT_SERVER "unix:/run/streambroker/streambroker.sock"
+#endif
+/* For tests only: replaces SB_DEFAULT_SERVER, so that a test can start a service on an
+ * address of its own and check that clients given no address find it. */
+#define SB_ENV_DEFAULT_SERVER "STREAMBROKER_DEFAULT_SERVER"
+
+/*
  * The error table: name, value, text. Values are stable across releases.
  * Handshake errors (SB_EMAGIC .. SB_ETRAILING) are what the decoder reports for a
  * client's bad handshake; the service logs and counts them by name.
@@ -141,13 +154,20 @@ typedef int sb_os_handle_t; /* a file descriptor */
 
 /*
  * Opens a client for a stream server address: "unix:/abs/path" (POSIX) or
- * "net.pipe:NAME" (Windows, \\.\pipe\NAME). A NULL address means the value of
- * LOGDOG_STREAM_SERVER_PATH (SB_ENOENV when unset). The client reads LOGDOG_NAMESPACE
- * once, here, and prefixes it to every stream name. Nothing is dialed yet.
- * Errors: SB_EADDRESS, SB_ENOENV, SB_ENAME (bad namespace), SB_ENOMEM.
+ * "net.pipe:NAME" (Windows, \\.\pipe\NAME). A NULL address means
+ * sb_default_address(). The client reads LOGDOG_NAMESPACE once, here, and prefixes it
+ * to every stream name. Nothing is dialed yet.
+ * Errors: SB_EADDRESS, SB_ENAME (bad namespace), SB_ENOMEM.
  * The client is freed by sb_client_close().
  */
 SB_EXTERN int sb_client_open(sb_client_t** out, const char* address);
+/*
+ * The address a client given none uses: LOGDOG_STREAM_SERVER_PATH when it is set and
+ * not empty (as LUCI clients do), else the service's control pipe SB_DEFAULT_SERVER
+ * (or STREAMBROKER_DEFAULT_SERVER, when a test sets it). The string belongs to the
+ * environment or is static: do not free it, and copy it before changing either.
+ */
+SB_EXTERN const char* sb_default_address(void);
 /* Frees the client. Streams opened from it stay valid and must be closed separately. */
 SB_EXTERN void sb_client_close(sb_client_t* client);
 /*

@@ -26,6 +26,14 @@ static char* sb__strdup(const char* s) {
   return d;
 }
 
+const char* sb_default_address(void) {
+  const char* a = getenv(SB_ENV_SERVER_PATH);
+  if (a != NULL && a[0] != '\0')
+    return a;
+  a = getenv(SB_ENV_DEFAULT_SERVER);
+  return a != NULL && a[0] != '\0' ? a : SB_DEFAULT_SERVER;
+}
+
 int sb_client_open(sb_client_t** out, const char* address) {
   sb_client_t* c;
   const char* path;
@@ -34,9 +42,7 @@ int sb_client_open(sb_client_t** out, const char* address) {
     return SB_EINVAL;
   *out = NULL;
   if (address == NULL) {
-    address = getenv(SB_ENV_SERVER_PATH);
-    if (address == NULL || address[0] == '\0')
-      return SB_ENOENV;
+    address = sb_default_address();
   }
   if ((err = sb__address_parse(address, &kind, &path)) != 0)
     return err;

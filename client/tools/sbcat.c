@@ -19,7 +19,8 @@ static const char usage[] =
     "usage: sbcat --name NAME [--type text|binary|datagram] [--content-type TYPE]\n"
     "             [--tag KEY=VALUE]... [--server ADDR] [--timeout MS]\n"
     "Copies standard input into the log stream NAME. ADDR is unix:PATH or\n"
-    "net.pipe:NAME; by default the address in " SB_ENV_SERVER_PATH ".\n"
+    "net.pipe:NAME; by default the address in " SB_ENV_SERVER_PATH ", or when\n"
+    "that is unset the service's control pipe, " SB_DEFAULT_SERVER ".\n"
     "For datagram streams each input line is one datagram.\n";
 
 static int fail_usage(const char* fmt, const char* arg) {
@@ -170,9 +171,10 @@ int main(int argc, char** argv) {
   }
 
   sb__tool_binary_stdio();
+  if (server == NULL)
+    server = sb_default_address();
   if ((err = sb_client_open(&client, server)) != 0) {
-    fprintf(stderr, "sbcat: stream server %s: %s\n",
-            server ? server : "(from environment)", sb_strerror(err));
+    fprintf(stderr, "sbcat: stream server %s: %s\n", server, sb_strerror(err));
     status = err == SB_EADDRESS || err == SB_ENAME ? 2 : 1;
     goto done;
   }
@@ -181,7 +183,7 @@ int main(int argc, char** argv) {
   err = sb_stream_open(client, &opts, &stream);
   sb_client_close(client);
   if (err != 0) {
-    fprintf(stderr, "sbcat: cannot open stream \"%s\": %s\n", opts.name,
+    fprintf(stderr, "sbcat: cannot open stream \"%s\" at %s: %s\n", opts.name, server,
             sb_strerror(err));
     status = err == SB_ENAME || err == SB_ETAG || err == SB_ETYPE ? 2 : 1;
     goto done;

@@ -23,7 +23,8 @@ static const char usage[] =
     "usage: sbrun [--server ADDR] [--name-prefix P] [--timeout MS] -- COMMAND [ARGS...]\n"
     "Runs COMMAND with its stdout and stderr as the text streams P/stdout and\n"
     "P/stderr (stdout and stderr without a prefix). ADDR is unix:PATH or\n"
-    "net.pipe:NAME; by default the address in " SB_ENV_SERVER_PATH ".\n";
+    "net.pipe:NAME; by default the address in " SB_ENV_SERVER_PATH ", or when\n"
+    "that is unset the service's control pipe, " SB_DEFAULT_SERVER ".\n";
 
 static int64_t exit_status = -1;
 static int term_signal;
@@ -117,10 +118,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (server == NULL)
-    server = getenv(SB_ENV_SERVER_PATH);
+    server = sb_default_address();
   if ((err = sb_client_open(&client, server)) != 0) {
-    fprintf(stderr, "sbrun: stream server %s: %s\n", server ? server : "(from environment)",
-            sb_strerror(err));
+    fprintf(stderr, "sbrun: stream server %s: %s\n", server, sb_strerror(err));
     return err == SB_EADDRESS || err == SB_ENAME ? 2 : 1;
   }
   if (timeout >= 0)

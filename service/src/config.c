@@ -164,8 +164,15 @@ static const sb__key_t sb__keys[] = {
   SB__ENUM(log_level, sb__level_values, SB_LOG_INFO,
     "Most detailed level logged."),
   SB__STRING(log_file, 0, "", NULL, NULL,
-    "a path; `\"\"` means standard error",
-    "File the log is appended to."),
+    "a path; `\"\"` means standard error (the Windows service: "
+    "`%ProgramData%\\StreamBroker\\logs\\streambrokerd.log`)",
+    "File the log is appended to; it rotates by `log_max_bytes`."),
+  SB__UINT(log_max_bytes, 1024, 1099511627776ull, 10485760,
+    "Size at which `log_file` rotates: it becomes `log_file.1` (the older ones "
+    "`.2`, `.3`, ...) and a new file starts. A line never straddles two files."),
+  SB__UINT(log_max_files, 2, 1000, 5,
+    "Files of the log kept, the current one included; the oldest goes at a "
+    "rotation."),
   SB__STRING(allowed_groups, 0, "", NULL, NULL,
     "group names separated by commas; `\"\"` means any",
     "Linux only: only members of these groups (by primary or supplementary group) may "

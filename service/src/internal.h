@@ -37,6 +37,24 @@ enum { SB_LOG_ERROR = 0, SB_LOG_WARN = 1, SB_LOG_INFO = 2, SB_LOG_DEBUG = 3 };
 
 /* Opens the log: path NULL or "" means stderr. Returns 0 or a negative SB_E*. */
 int sb__log_open(const char* path, int level);
+/*
+ * A file log rotates once it would pass max_bytes: PATH becomes PATH.1, PATH.1 becomes
+ * PATH.2 and so on, keeping max_files files in all, and the line that did not fit
+ * starts the new PATH (lines are never split, none is lost). A rotation costs a few
+ * renames under the log's lock; one that fails (a reader holds a file on Windows) is
+ * logged and tried again after another max_bytes / 8. Defaults: no rotation.
+ */
+void sb__log_set_rotation(uint64_t max_bytes, uint64_t max_files);
+/*
+ * Errors and warnings also go to the system's event log (Windows: the Application
+ * log, source StreamBroker; POSIX: nowhere, the journal keeps stderr), through a
+ * token bucket: a burst of SB__EVENTLOG_BURST, then one every
+ * SB__EVENTLOG_REFILL_MS; what the bucket holds back is counted and reported as
+ * "N messages suppressed" once it may speak again, and at sb__log_close.
+ */
+void sb__log_to_eventlog(int on);
+#define SB__EVENTLOG_BURST 20
+#define SB__EVENTLOG_REFILL_MS 5000
 void sb__log_close(void);
 /* One line: "2026-11-25T02:00:00.123Z info  listener: ...". */
 void sb__log(int level, const char* module, const char* fmt, ...)
@@ -79,6 +97,8 @@ typedef struct {
   uint64_t upstream_max_refusals; /* refusals in a row before a stream is given up */
   int log_level;                 /* SB_LOG_* */
   char* log_file;                /* NULL or "": stderr */
+  uint64_t log_max_bytes;        /* log_file rotates at this size */
+  uint64_t log_max_files;        /* files kept, the current one included */
   char* allowed_groups;          /* POSIX: comma-separated groups whose members may open
                                     streams; "": anyone who can reach the socket */
   char* control_pipe_sddl;       /* Windows: the control pipe's security descriptor;
@@ -534,12 +554,57 @@ int sb__service_install(const char* config_path, const char* account,
 /* Stops (waiting up to 30 s) and removes the service. */
 int sb__service_uninstall(void);
 
+/* ---- the system event log (posix/eventlog.c, win/eventlog.c) ---- */
+
+/* Event ids of the message table (win/streambroker.mc): each message is "%1". */
+enum {
+  SB__EVENT_STARTED = 1,    /* information: version, config, pipe */
+  SB__EVENT_STOPPED = 2,    /* information: streams served, what stayed in the spool */
+  SB__EVENT_START_FAILED = 3, /* error: why */
+  SB__EVENT_ERROR = 4,      /* error: a logged error line */
+  SB__EVENT_WARNING = 5,    /* warning: a logged warning line */
+  SB__EVENT_SUPPRESSED = 6  /* warning: N messages suppressed */
+};
+
+/*
+ * Windows: opens the event source StreamBroker (RegisterEventSourceW) for
+ * sb__eventlog_report, which reports one event (its id above, one insertion string,
+ * UTF-8) with the type its id implies; thread-safe. POSIX: no-ops. Reports go out
+ * whether or not the source is registered (Windows then shows the text without the
+ * message table).
+ */
+void sb__eventlog_open(void);
+void sb__eventlog_report(int event_id, const char* text);
+void sb__eventlog_close(void);
+/*
+ * Registers the event source in the registry (Application log, the message table in
+ * this executable) / removes it. Prints what went wrong. 0 or SB_E*; POSIX:
+ * SB_ENOTSUP.
+ */
+int sb__eventlog_install(void);
+int sb__eventlog_uninstall(void);
+
+/* ---- service manager notification (posix/notify.c, win/notify.c) ---- */
+
+/*
+ * systemd's readiness protocol without libsystemd: sb__notify_open returns 1 when
+ * NOTIFY_SOCKET names a socket to tell (POSIX), else 0 and the calls do nothing.
+ * sb__notify sends one datagram of "KEY=VALUE" lines ("READY=1", "STOPPING=1",
+ * "STATUS=..."), never blocking. Loop thread. Windows: no-ops.
+ */
+int sb__notify_open(void);
+void sb__notify(const char* text);
+void sb__notify_close(void);
+
 /* ---- platform (posix/platform.c, win/platform.c) ---- */
 
 /* Platform defaults for paths. */
 const char* sb__default_control_pipe(void);
 const char* sb__default_admin_pipe(void);
 const char* sb__default_data_dir(void);
+/* Where a service whose log_file is empty logs: Windows, DATA_DIR\logs\
+ * streambrokerd.log; POSIX, NULL (standard error, which the journal keeps). */
+const char* sb__default_service_log(void);
 /* Where the config file is read from when --config is not given. */
 const char* sb__default_config_path(void);
 /* Process-wide set-up before serving (POSIX: SIGPIPE ignored). */

@@ -1,4 +1,7 @@
-/* log.c - one line per event, with its UTC time, level and module. */
+/*
+ * log.c - one line per event, with its UTC time, level and module; a log file that
+ * rotates by size; errors and warnings copied, rate-limited, to the system event log.
+ */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,7 +19,16 @@ static const char* const sb__level_names[] = {"error", "warn", "info", "debug"};
 static uv_once_t sb__log_once = UV_ONCE_INIT;
 static uv_mutex_t sb__log_lock;
 static FILE* sb__log_file; /* NULL: stderr */
+static char* sb__log_path; /* of sb__log_file */
 static int sb__log_level = SB_LOG_INFO;
+static uint64_t sb__log_size;       /* bytes in sb__log_file */
+static uint64_t sb__log_max_bytes;  /* 0: no rotation */
+static uint64_t sb__log_max_files;
+static uint64_t sb__log_retry_at;   /* after a failed rotation: the size to try again */
+static int sb__log_eventlog;        /* copy errors and warnings to the event log */
+static double sb__log_tokens;       /* the event log's token bucket */
+static uint64_t sb__log_refilled;   /* uv_hrtime of the last refill */
+static uint64_t sb__log_suppressed; /* events the bucket held back, not yet reported */
 
 static void sb__log_init(void) {
   if (uv_mutex_init(&sb__log_lock) != 0) {
@@ -34,40 +46,176 @@ int sb__log_level_parse(const char* name) {
   return -1;
 }
 
+static int sb__log_errno(int e) {
+  switch (e) {
+  case ENOENT:
+    return SB_ENOENT;
+  case EACCES:
+  case EPERM:
+    return SB_EACCES;
+  case ENOSPC:
+    return SB_ENOSPC;
+  default:
+    return SB_EIO;
+  }
+}
+
+/* Opens path for appending, with *size its current length. */
+static FILE* sb__log_fopen(const char* path, uint64_t* size) {
+  FILE* f = fopen(path, "ab");
+  long end;
+  if (f == NULL)
+    return NULL;
+  /* Append mode may report 0 until the first write: ask the end itself. */
+  end = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+  *size = end > 0 ? (uint64_t)end : 0;
+  return f;
+}
+
 int sb__log_open(const char* path, int level) {
   FILE* f = NULL;
+  uint64_t size = 0;
   uv_once(&sb__log_once, sb__log_init);
   if (level < SB_LOG_ERROR || level > SB_LOG_DEBUG)
     return SB_EINVAL;
-  if (path != NULL && path[0] != '\0' && (f = fopen(path, "ab")) == NULL) {
-    switch (errno) {
-    case ENOENT:
-      return SB_ENOENT;
-    case EACCES:
-    case EPERM:
-      return SB_EACCES;
-    case ENOSPC:
-      return SB_ENOSPC;
-    default:
-      return SB_EIO;
-    }
-  }
+  if (path != NULL && path[0] != '\0' && (f = sb__log_fopen(path, &size)) == NULL)
+    return sb__log_errno(errno);
   uv_mutex_lock(&sb__log_lock);
   if (sb__log_file != NULL)
     fclose(sb__log_file);
+  free(sb__log_path);
   sb__log_file = f;
+  sb__log_path = f != NULL ? sb__xstrdup(path) : NULL;
+  sb__log_size = size;
+  sb__log_retry_at = 0;
   sb__log_level = level;
   uv_mutex_unlock(&sb__log_lock);
   return 0;
 }
 
+void sb__log_set_rotation(uint64_t max_bytes, uint64_t max_files) {
+  uv_once(&sb__log_once, sb__log_init);
+  uv_mutex_lock(&sb__log_lock);
+  sb__log_max_bytes = max_bytes;
+  sb__log_max_files = max_files < 2 ? 2 : max_files;
+  uv_mutex_unlock(&sb__log_lock);
+}
+
+void sb__log_to_eventlog(int on) {
+  uv_once(&sb__log_once, sb__log_init);
+  uv_mutex_lock(&sb__log_lock);
+  sb__log_eventlog = on;
+  sb__log_tokens = SB__EVENTLOG_BURST;
+  sb__log_refilled = uv_hrtime();
+  sb__log_suppressed = 0;
+  uv_mutex_unlock(&sb__log_lock);
+}
+
+/* Reports what the bucket held back (under the lock). */
+static void sb__log_report_suppressed(void) {
+  char text[256];
+  if (sb__log_suppressed == 0)
+    return;
+  snprintf(text, sizeof(text),
+           "%llu messages suppressed: errors and warnings came faster than the event "
+           "log takes them; the log file has them all",
+           (unsigned long long)sb__log_suppressed);
+  sb__eventlog_report(SB__EVENT_SUPPRESSED, text);
+  sb__log_suppressed = 0;
+}
+
 void sb__log_close(void) {
   uv_once(&sb__log_once, sb__log_init);
   uv_mutex_lock(&sb__log_lock);
+  if (sb__log_eventlog)
+    sb__log_report_suppressed();
+  sb__log_eventlog = 0;
   if (sb__log_file != NULL)
     fclose(sb__log_file);
   sb__log_file = NULL;
+  free(sb__log_path);
+  sb__log_path = NULL;
   uv_mutex_unlock(&sb__log_lock);
+}
+
+/*
+ * A token bucket: a burst of SB__EVENTLOG_BURST events, then one per
+ * SB__EVENTLOG_REFILL_MS, so a flood of bad clients fills the log file (which
+ * rotates) but not the Event Log, which an administrator reads by hand. Under the lock.
+ */
+static void sb__log_event(int level, const char* line) {
+  uint64_t now = uv_hrtime();
+  sb__log_tokens += (double)(now - sb__log_refilled) / 1e6 / SB__EVENTLOG_REFILL_MS;
+  sb__log_refilled = now;
+  if (sb__log_tokens > SB__EVENTLOG_BURST)
+    sb__log_tokens = SB__EVENTLOG_BURST;
+  if (sb__log_tokens < 1) {
+    sb__log_suppressed++;
+    return;
+  }
+  sb__log_tokens -= 1;
+  sb__log_report_suppressed();
+  sb__eventlog_report(level == SB_LOG_ERROR ? SB__EVENT_ERROR : SB__EVENT_WARNING, line);
+}
+
+/* PATH.n, a new string. */
+static char* sb__log_numbered(const char* path, uint64_t n) {
+  size_t len = strlen(path) + 24;
+  char* s = sb__xmalloc(len);
+  snprintf(s, len, "%s.%llu", path, (unsigned long long)n);
+  return s;
+}
+
+/*
+ * Each PATH.n becomes PATH.(n+1) up to the first gap (a missing PATH.n), or, with no
+ * gap, PATH.(max-1) goes first; then PATH becomes PATH.1 and a new PATH opens. The
+ * file is closed for the renames: Windows renames no open file. A rename can still
+ * fail there (a reader holds the file): the current file then stays (reopened) and
+ * grows, and the gap that failure may leave is what the next rotation fills, so no
+ * file is lost or skipped. Under the lock; returns NULL, or what failed in why.
+ */
+static const char* sb__log_rotate(char* why, size_t why_size) {
+  uint64_t n, gap;
+  uv_fs_t req;
+  char *from, *to;
+  const char* failed = NULL;
+  fclose(sb__log_file);
+  sb__log_file = NULL;
+  for (gap = 1; gap < sb__log_max_files - 1; gap++) {
+    int r;
+    to = sb__log_numbered(sb__log_path, gap);
+    r = uv_fs_lstat(NULL, &req, to, NULL);
+    uv_fs_req_cleanup(&req);
+    free(to);
+    if (r != 0)
+      break;
+  }
+  if (gap == sb__log_max_files - 1) {
+    to = sb__log_numbered(sb__log_path, gap);
+    uv_fs_unlink(NULL, &req, to, NULL);
+    uv_fs_req_cleanup(&req);
+    free(to);
+  }
+  to = sb__log_numbered(sb__log_path, gap);
+  for (n = gap; n >= 1 && failed == NULL; n--) {
+    int r;
+    from = n > 1 ? sb__log_numbered(sb__log_path, n - 1) : sb__xstrdup(sb__log_path);
+    r = uv_fs_rename(NULL, &req, from, to, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r != 0 && r != UV_ENOENT) {
+      snprintf(why, why_size, "rename %s: %s", from, uv_strerror(r));
+      failed = why;
+    }
+    free(to);
+    to = from;
+  }
+  free(to);
+  sb__log_file = sb__log_fopen(sb__log_path, &sb__log_size);
+  if (sb__log_file == NULL) {
+    snprintf(why, why_size, "fopen %s: %s", sb__log_path, strerror(errno));
+    failed = why;
+  }
+  return failed;
 }
 
 /*
@@ -142,9 +290,32 @@ void sb__log(int level, const char* module, const char* fmt, ...) {
       line[i] = ' ';
   }
   line[len++] = '\n';
+  /* A file that could not be reopened after a rotation: tried again for each line,
+   * the line going to stderr meanwhile. */
+  if (sb__log_file == NULL && sb__log_path != NULL)
+    sb__log_file = sb__log_fopen(sb__log_path, &sb__log_size);
+  /* Rotate before a line that would pass the size, so it starts the new file whole. */
+  if (sb__log_file != NULL && sb__log_max_bytes > 0 && sb__log_size > 0 &&
+      sb__log_size + len > sb__log_max_bytes && sb__log_size >= sb__log_retry_at) {
+    char why[1024], note[1200];
+    if (sb__log_rotate(why, sizeof(why)) != NULL) {
+      /* Said in the log itself, once per retry interval. */
+      sb__log_retry_at = sb__log_size + sb__log_max_bytes / 8;
+      snprintf(note, sizeof(note), "%s error log: cannot rotate: %s\n", ts, why);
+      fwrite(note, 1, strlen(note), sb__log_file != NULL ? sb__log_file : stderr);
+    } else {
+      sb__log_retry_at = 0;
+    }
+  }
   out = sb__log_file != NULL ? sb__log_file : stderr;
-  fwrite(line, 1, len, out);
+  if (fwrite(line, 1, len, out) == len && out == sb__log_file)
+    sb__log_size += len;
   fflush(out);
+  if (sb__log_eventlog && level <= SB_LOG_WARN) {
+    line[len - 1] = '\0';
+    /* The event shows its own time and type: the module and message suffice. */
+    sb__log_event(level, line + strlen(ts) + 7);
+  }
   uv_mutex_unlock(&sb__log_lock);
   if (line != stack)
     free(line);

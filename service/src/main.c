@@ -21,6 +21,8 @@ static const char usage[] =
     "       streambrokerd --print-config-keys  the table of config keys (Markdown)\n"
     "       streambrokerd --print-default-config  every key with its default (JSON)\n"
     "       streambrokerd --version\n"
+    "       streambrokerd --console --event-log  also report to the Windows Event Log,\n"
+    "                                               as the service does\n"
     "Without --config it reads the platform's config file when there is one\n"
     "(/etc/streambroker/streambroker.json; "
     "%ProgramData%\\StreamBroker\\streambroker.json),\n"
@@ -29,27 +31,119 @@ static const char usage[] =
     "foreground, where Ctrl+C, SIGINT or SIGTERM stop it: what was read from clients\n"
     "is written out first.\n";
 
+/* What runs beside the broker: systemd's notifications (a signal seen, a periodic
+ * STATUS line). The broker has signal handles of its own for the same signals; libuv
+ * calls each. */
+static struct {
+  sb__broker_t* broker;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t status;
+  int open;
+} sb__main;
+
+#define SB__STATUS_INTERVAL_MS 10000
+
+/* STATUS=: what systemctl status shows under the unit's name. */
+static void notify_status(sb__broker_t* b, const char* head) {
+  char text[256];
+  sb__spool_stats_t st;
+  uint64_t live = 0;
+  sb__stream_t* s;
+  memset(&st, 0, sizeof(st));
+  if (b->spool != NULL)
+    sb__spool_stats(b->spool, &st);
+  for (s = b->streams; s; s = s->next)
+    live += s->handshaken;
+  snprintf(text, sizeof(text), "%sSTATUS=%llu streams open, %llu bytes spooled", head,
+           (unsigned long long)live, (unsigned long long)st.bytes);
+  sb__notify(text);
+}
+
+static void on_status_timer(uv_timer_t* t) {
+  notify_status(sb__main.broker, "");
+  (void)t;
+}
+
+static void on_main_signal(uv_signal_t* sig, int signum) {
+  (void)sig;
+  (void)signum;
+  /* The broker's own handle stops it; systemd learns it is on purpose. */
+  sb__notify("STOPPING=1\nSTATUS=stopping: writing out what was read");
+}
+
+static void main_handles_start(sb__broker_t* b) {
+  sb__main.broker = b;
+  uv_signal_init(b->loop, &sb__main.sigint);
+  uv_signal_init(b->loop, &sb__main.sigterm);
+  uv_signal_start(&sb__main.sigint, on_main_signal, SIGINT);
+  uv_signal_start(&sb__main.sigterm, on_main_signal, SIGTERM);
+  uv_timer_init(b->loop, &sb__main.status);
+  uv_timer_start(&sb__main.status, on_status_timer, SB__STATUS_INTERVAL_MS,
+                 SB__STATUS_INTERVAL_MS);
+  uv_unref((uv_handle_t*)&sb__main.sigint);
+  uv_unref((uv_handle_t*)&sb__main.sigterm);
+  uv_unref((uv_handle_t*)&sb__main.status);
+  sb__main.open = 1;
+}
+
+static void main_handles_stop(void) {
+  if (!sb__main.open)
+    return;
+  sb__main.open = 0;
+  uv_close((uv_handle_t*)&sb__main.sigint, NULL);
+  uv_close((uv_handle_t*)&sb__main.sigterm, NULL);
+  uv_close((uv_handle_t*)&sb__main.status, NULL);
+}
+
 static void on_stopped(sb__broker_t* b) {
-  SB_LOG_I("broker", "stopped: %llu streams served, %llu bytes in, %llu bytes out",
-           (unsigned long long)b->counters.streams_opened,
-           (unsigned long long)b->counters.bytes_in,
-           (unsigned long long)b->counters.bytes_out);
+  sb__spool_stats_t st;
+  memset(&st, 0, sizeof(st));
+  if (b->spool != NULL)
+    sb__spool_stats(b->spool, &st);
+  /* A stop by the Windows service manager or a stop timeout told no one yet. */
+  sb__notify("STOPPING=1");
+  {
+    char text[300];
+    snprintf(text, sizeof(text),
+             "%llu streams served, %llu bytes in, %llu bytes out; %llu bytes in %llu "
+             "chunks stay in the spool",
+             (unsigned long long)b->counters.streams_opened,
+             (unsigned long long)b->counters.bytes_in,
+             (unsigned long long)b->counters.bytes_out, (unsigned long long)st.bytes,
+             (unsigned long long)st.chunks);
+    SB_LOG_I("broker", "stopped: %s", text);
+    sb__eventlog_report(SB__EVENT_STOPPED, text);
+  }
+  main_handles_stop();
   sb__broker_close(b);
   uv_stop(b->loop);
 }
 
-static int load(sb__config_t* cfg, const char* path) {
-  char err[512];
+/* Whether errors, warnings, start and stop go to the Windows Event Log too: always as
+ * the service, with --event-log in a console. */
+static int sb__want_eventlog;
+
+static int load_why(sb__config_t* cfg, const char* path, char* err, size_t err_size) {
   sb__config_defaults(cfg);
   if (path == NULL)
     return 0;
-  if (sb__config_load(cfg, path, err, sizeof(err)) != 0) {
+  if (sb__config_load(cfg, path, err, err_size) != 0) {
     fprintf(stderr, "streambrokerd: %s\n", err);
     SB_LOG_E("broker", "%s", err);
     sb__config_free(cfg);
     return 3;
   }
   return 0;
+}
+
+static int load(sb__config_t* cfg, const char* path) {
+  char err[512];
+  return load_why(cfg, path, err, sizeof(err));
+}
+
+/* A start that failed: said in the Event Log (a no-op unless it is open). */
+static void start_failed(const char* why) {
+  sb__eventlog_report(SB__EVENT_START_FAILED, why);
 }
 
 static int file_exists(const char* path) {
@@ -100,12 +194,17 @@ static const char* config_to_use(const char* given) {
  */
 static int run(void* arg, void (*started)(sb__broker_t*)) {
   const char* config_path = config_to_use(arg);
+  const char* log_path;
   sb__config_t cfg;
   sb__broker_t* broker;
   uv_loop_t* loop;
+  char why[1024];
   int r;
 
-  if ((r = load(&cfg, config_path)) != 0) {
+  if (started != NULL || sb__want_eventlog)
+    sb__eventlog_open();
+  if ((r = load_why(&cfg, config_path, why, sizeof(why))) != 0) {
+    start_failed(why);
     /* A service has no console: the reason goes to a log file in the data directory,
      * since the config that names the real one did not load. */
     if (started != NULL) {
@@ -116,21 +215,46 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
       free(path);
       sb__log_close();
     }
+    sb__eventlog_close();
     return r;
   }
-  if ((r = sb__log_open(cfg.log_file, cfg.log_level)) != 0) {
-    fprintf(stderr, "streambrokerd: log_file \"%s\": %s\n", cfg.log_file,
-            sb_strerror(r));
+  /* A service has no stderr to read: without log_file it logs where the platform
+   * says (Windows: under ProgramData; Linux: stderr, the journal's). */
+  log_path = cfg.log_file;
+  if ((log_path == NULL || log_path[0] == '\0') && started != NULL &&
+      sb__default_service_log() != NULL) {
+    char* dir = sb__xstrdup(sb__default_service_log());
+    char* sep = strrchr(dir, '\\');
+    if (sep != NULL)
+      *sep = '\0';
+    sb__mkdir_p(dir);
+    free(dir);
+    log_path = sb__default_service_log();
+  }
+  sb__log_set_rotation(cfg.log_max_bytes, cfg.log_max_files);
+  if ((r = sb__log_open(log_path, cfg.log_level)) != 0) {
+    snprintf(why, sizeof(why), "log_file \"%s\": %s", log_path, sb_strerror(r));
+    fprintf(stderr, "streambrokerd: %s\n", why);
+    start_failed(why);
+    sb__eventlog_close();
     sb__config_free(&cfg);
     return 4;
   }
+  if (started != NULL || sb__want_eventlog)
+    sb__log_to_eventlog(1);
   SB_LOG_I("broker", "streambrokerd %s starting (config: %s)", SB_VERSION_STRING,
            config_path ? config_path : "built-in defaults");
+  sb__notify_open();
   sb__process_init();
   sb__raise_fd_limit();
   if (cfg.upstream == NULL && (r = sb__mkdir_p(cfg.archive_dir)) != 0) {
     SB_LOG_E("broker", "archive_dir \"%s\": %s", cfg.archive_dir, sb_strerror(r));
+    snprintf(why, sizeof(why), "archive_dir \"%s\": %s", cfg.archive_dir,
+             sb_strerror(r));
+    start_failed(why);
     sb__config_free(&cfg);
+    sb__log_close();
+    sb__eventlog_close();
     return 4;
   }
   loop = uv_default_loop();
@@ -139,11 +263,20 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
   if ((r = sb__broker_start(broker, loop, &cfg)) != 0) {
     SB_LOG_E("broker", "cannot start: %s", sb_strerror(r));
     fprintf(stderr, "streambrokerd: cannot start: %s\n", sb_strerror(r));
+    snprintf(why, sizeof(why), "%s (the log has the details)", sb_strerror(r));
+    start_failed(why);
     sb__broker_abort(broker);
     r = 4;
   } else {
     if (started)
       started(broker);
+    snprintf(why, sizeof(why), "streambrokerd %s, config %s, serving %s (%s)",
+             SB_VERSION_STRING, config_path ? config_path : "built-in defaults",
+             cfg.control_pipe, cfg.upstream ? cfg.upstream : "archive mode");
+    sb__eventlog_report(SB__EVENT_STARTED, why);
+    main_handles_start(broker);
+    /* The control pipe listens: clients may come (Type=notify units wait for this). */
+    notify_status(broker, "READY=1\n");
     uv_run(loop, UV_RUN_DEFAULT);
     SB_LOG_I("broker", "exiting");
   }
@@ -152,7 +285,9 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
   uv_loop_close(loop);
   free(broker);
   sb__config_free(&cfg);
+  sb__notify_close();
   sb__log_close();
+  sb__eventlog_close();
   return r;
 }
 
@@ -191,6 +326,8 @@ int main(int argc, char** argv) {
       password = argv[++i];
     } else if (strcmp(a, "--console") == 0) {
       console = 1;
+    } else if (strcmp(a, "--event-log") == 0) {
+      sb__want_eventlog = 1;
     } else if (i == 1 && strcmp(a, "install") == 0) {
       install = 1;
     } else if (i == 1 && strcmp(a, "uninstall") == 0) {

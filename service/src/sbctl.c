@@ -3,8 +3,11 @@
  *
  *   sbctl [--admin ADDR] [--json] status     the service, its upstream, counters
  *   sbctl [--admin ADDR] [--json] streams    open streams, client pid and bytes
+ *   sbctl [--admin ADDR] [--from FILE] metrics   the status in the Prometheus text
+ *                                            format, for textfile collectors
  *
- * --json prints the service's reply as it is, for scripts. Exit status: 0, 1 when the
+ * --json prints the service's reply as it is, for scripts. --from reads a status
+ * reply saved earlier (sbctl --json status; "-": standard input) instead of asking. Exit status: 0, 1 when the
  * service cannot be reached or answers with an error, 2 for a usage error.
  */
 #include <stdio.h>
@@ -17,7 +20,11 @@
 
 static const char usage[] =
     "usage: sbctl [--admin ADDR] [--json] status|streams\n"
-    "ADDR is the service's admin_pipe (default: this platform's).\n";
+    "       sbctl [--admin ADDR] [--from FILE] metrics\n"
+    "ADDR is the service's admin_pipe (default: this platform's). metrics prints the\n"
+    "status in the Prometheus text format (for node_exporter's or windows_exporter's\n"
+    "textfile collector); --from FILE converts a reply saved with sbctl --json status\n"
+    "(\"-\": standard input) instead of asking the service.\n";
 
 typedef struct {
   uv_pipe_t pipe;
@@ -131,9 +138,246 @@ static void print_streams(const cJSON* r) {
   }
 }
 
+/* ---- metrics: the status reply in the Prometheus text format ---- */
+
+/*
+ * Every number in the status reply becomes a sample, so a counter added to the
+ * service later appears here without a change to sbctl. The naming rule: a number
+ * under "counters" is a counter, streambroker_NAME_total; an object of numbers there
+ * is one counter with a "reason" label per member (bad_handshakes, bytes_refused);
+ * a number under another object OBJ is streambroker_OBJ_NAME; a top-level number is
+ * streambroker_NAME; the strings at the top become the labels of streambroker_info.
+ * This table adds what the rule cannot know: the help text, a gauge's type, and
+ * better names (units) for a few. Unknown numbers outside "counters" are untyped.
+ */
+typedef struct {
+  const char* path; /* "counters.bytes_in", "spool.bytes", "uptime_s" */
+  const char* name; /* NULL: by the rule */
+  const char* type; /* NULL: by the rule */
+  const char* help;
+} sbctl_metric_t;
+
+static const sbctl_metric_t known[] = {
+    {"uptime_s", "streambroker_uptime_seconds", "gauge",
+     "Seconds since the service started."},
+    {"streams_open", NULL, "gauge", "Streams open now (handshake done)."},
+    {"connections_open", NULL, "gauge",
+     "Client connections open now, handshaking or streaming, with the streams whose "
+     "client is gone while their data still goes upstream."},
+    {"counters.streams_opened", NULL, NULL, "Streams opened by clients."},
+    {"counters.streams_closed", NULL, NULL, "Streams closed."},
+    {"counters.bytes_in", NULL, NULL, "Payload bytes read from clients."},
+    {"counters.bytes_out", NULL, NULL,
+     "Bytes written to upstreams or archive files."},
+    {"counters.handshake_timeouts", NULL, NULL,
+     "Connections closed because the handshake did not arrive in time."},
+    {"counters.refused_limit", NULL, NULL,
+     "Connections refused by max_streams or max_streams_per_client, or while "
+     "stopping."},
+    {"counters.refused_group", NULL, NULL,
+     "Connections refused by allowed_groups."},
+    {"counters.client_errors", NULL, NULL,
+     "Client connections that ended with an error."},
+    {"counters.upstream_dials", NULL, NULL, "Connections dialed to the upstream."},
+    {"counters.upstream_dial_failures", NULL, NULL,
+     "Upstream dials that failed (busy or absent; retried with backoff)."},
+    {"counters.upstream_errors", NULL, NULL,
+     "Upstream connections that broke."},
+    {"counters.archive_errors", NULL, NULL,
+     "Archive file errors (archive mode)."},
+    {"counters.upstream_reopens", NULL, NULL,
+     "Upstream connections reopened from the replay window."},
+    {"counters.bytes_spooled", NULL, NULL,
+     "Bytes that went upstream from the spool rather than live."},
+    {"counters.bytes_resent", NULL, NULL,
+     "Bytes sent again after a reopen (the overlap the upstream sees twice)."},
+    {"counters.streams_resumed", NULL, NULL,
+     "Streams resumed from the spool at start."},
+    {"counters.streams_refused_spool_full", NULL, NULL,
+     "Streams closed because the spool refused their data (cap or full disk)."},
+    {"counters.bad_handshakes", NULL, NULL,
+     "Connections closed for a bad handshake, by error."},
+    {"counters.bytes_refused", NULL, NULL,
+     "Bytes refused and never delivered, by reason."},
+    {"counters.bytes_dropped", NULL, NULL,
+     "Bytes dropped before reaching the upstream, by reason."},
+    {"spool.bytes", NULL, "gauge", "Data bytes held in the spool."},
+    {"spool.chunks", NULL, "gauge", "Chunks held in the spool."},
+    {"spool.max_bytes", NULL, "gauge", "The spool's cap (spool_max_bytes)."},
+    {"spool.oldest_unsent_age_s", "streambroker_spool_oldest_unsent_age_seconds",
+     "gauge", "Age of the oldest data in the spool not yet sent upstream; 0: none."},
+    {"spool.commits", "streambroker_spool_commits_total", "counter",
+     "Spool transactions committed."},
+    {"spool.transaction_errors", "streambroker_spool_transaction_errors_total",
+     "counter", "Spool transactions that failed (disk full, I/O errors)."},
+    {"spool.moved_aside", "streambroker_spool_moved_aside_total", "counter",
+     "Damaged or foreign spool databases moved aside at start."},
+    {"spool.dropped_bytes", "streambroker_spool_dropped_bytes_total", "counter",
+     "Bytes dropped from the spool by drop-oldest."},
+    {"spool.refused_bytes", "streambroker_spool_refused_bytes_total", "counter",
+     "Bytes the spool refused (cap or full disk)."},
+};
+
+static const sbctl_metric_t* find_known(const char* path) {
+  size_t i;
+  for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+    if (strcmp(known[i].path, path) == 0)
+      return &known[i];
+  }
+  return NULL;
+}
+
+/* Appends s to a metric name, as [a-zA-Z0-9_] (anything else becomes '_'). */
+static void name_append(char* out, size_t size, const char* s) {
+  size_t o = strlen(out);
+  for (; *s && o + 1 < size; s++) {
+    char c = *s;
+    out[o++] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                (c >= '0' && c <= '9') || c == '_')
+                   ? c
+                   : '_';
+  }
+  out[o] = '\0';
+}
+
+/* A label value: backslash, double quote and line feed escaped. */
+static void print_label_value(const char* s) {
+  for (; *s; s++) {
+    if (*s == '\\' || *s == '"')
+      printf("\\%c", *s);
+    else if (*s == '\n')
+      printf("\\n");
+    else
+      putchar(*s);
+  }
+}
+
+/* Help text on one line, with backslash and line feed escaped. */
+static void print_help(const char* name, const char* help) {
+  printf("# HELP %s ", name);
+  for (; *help; help++) {
+    if (*help == '\\')
+      printf("\\\\");
+    else if (*help == '\n')
+      printf("\\n");
+    else
+      putchar(*help);
+  }
+  printf("\n");
+}
+
+static void print_value(double v) {
+  if (v == (double)(long long)v && v < 9e15 && v > -9e15)
+    printf("%lld\n", (long long)v);
+  else
+    printf("%.17g\n", v);
+}
+
+/* One family: its HELP and TYPE, then its samples (one per member of an object of
+ * numbers, labelled reason="MEMBER", or the one number). */
+static void print_family(const char* path, const char* prefix, const char* field,
+                         const cJSON* v, int in_counters) {
+  const sbctl_metric_t* k = find_known(path);
+  char name[256] = "";
+  char fallback[300];
+  const char* type;
+  const cJSON* e;
+  if (k != NULL && k->name != NULL) {
+    name_append(name, sizeof(name), k->name);
+  } else {
+    name_append(name, sizeof(name), "streambroker_");
+    if (prefix != NULL) {
+      name_append(name, sizeof(name), prefix);
+      name_append(name, sizeof(name), "_");
+    }
+    name_append(name, sizeof(name), field);
+    if (in_counters)
+      name_append(name, sizeof(name), "_total");
+  }
+  type = k != NULL && k->type != NULL ? k->type : in_counters ? "counter" : "untyped";
+  snprintf(fallback, sizeof(fallback), "The status field %s.", path);
+  print_help(name, k != NULL ? k->help : fallback);
+  printf("# TYPE %s %s\n", name, type);
+  if (cJSON_IsObject(v)) {
+    cJSON_ArrayForEach(e, v) {
+      if (!cJSON_IsNumber(e))
+        continue;
+      printf("%s{reason=\"", name);
+      print_label_value(e->string);
+      printf("\"} ");
+      print_value(e->valuedouble);
+    }
+  } else {
+    printf("%s ", name);
+    print_value(cJSON_IsBool(v) ? (cJSON_IsTrue(v) ? 1 : 0) : v->valuedouble);
+  }
+}
+
+/* Whether o is an object with at least one number and nothing but numbers. */
+static int numbers_only(const cJSON* o) {
+  const cJSON* e;
+  int n = 0;
+  if (!cJSON_IsObject(o))
+    return 0;
+  cJSON_ArrayForEach(e, o) {
+    if (!cJSON_IsNumber(e))
+      return 0;
+    n++;
+  }
+  return n > 0;
+}
+
+static void print_metrics(const cJSON* r) {
+  const cJSON *e, *m;
+  char path[512];
+  int labels = 0;
+  /* The strings: one info sample whose labels carry them. */
+  print_help("streambroker_info", "The service's version, mode, addresses (value 1).");
+  printf("# TYPE streambroker_info gauge\nstreambroker_info{");
+  cJSON_ArrayForEach(e, r) {
+    char label[128] = "";
+    if (!cJSON_IsString(e))
+      continue;
+    name_append(label, sizeof(label), e->string);
+    printf("%s%s=\"", labels++ ? "," : "", label);
+    print_label_value(e->valuestring);
+    printf("\"");
+  }
+  printf("} 1\n");
+  cJSON_ArrayForEach(e, r) {
+    if (cJSON_IsNumber(e) || cJSON_IsBool(e)) {
+      print_family(e->string, NULL, e->string, e, 0);
+    } else if (cJSON_IsObject(e)) {
+      int in_counters = strcmp(e->string, "counters") == 0;
+      cJSON_ArrayForEach(m, e) {
+        snprintf(path, sizeof(path), "%s.%s", e->string, m->string);
+        if (cJSON_IsNumber(m) || cJSON_IsBool(m) || (in_counters && numbers_only(m)))
+          print_family(path, in_counters ? NULL : e->string, m->string, m, in_counters);
+      }
+    }
+  }
+}
+
+/* Reads a saved status reply into reply (NUL-terminated); 0, or 1 after a message. */
+static int read_from(const char* path, sb__buf_t* reply) {
+  FILE* f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  char chunk[65536];
+  size_t n;
+  if (f == NULL) {
+    fprintf(stderr, "sbctl: cannot open %s\n", path);
+    return 1;
+  }
+  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+    sb__buf_append(reply, chunk, n);
+  if (f != stdin)
+    fclose(f);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const char* address = NULL;
   const char* command = NULL;
+  const char* from = NULL;
   int json = 0, i, status = 1;
   char path[1024], request[64];
   sbctl_t c;
@@ -144,11 +388,14 @@ int main(int argc, char** argv) {
       json = 1;
     } else if (strcmp(argv[i], "--admin") == 0 && i + 1 < argc) {
       address = argv[++i];
+    } else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
+      from = argv[++i];
     } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       fputs(usage, stdout);
       return 0;
     } else if (command == NULL &&
-               (strcmp(argv[i], "status") == 0 || strcmp(argv[i], "streams") == 0)) {
+               (strcmp(argv[i], "status") == 0 || strcmp(argv[i], "streams") == 0 ||
+                strcmp(argv[i], "metrics") == 0)) {
       command = argv[i];
     } else {
       fprintf(stderr, "sbctl: unknown argument: %s\n%s", argv[i], usage);
@@ -165,8 +412,19 @@ int main(int argc, char** argv) {
     fprintf(stderr, "sbctl: invalid admin address \"%s\"\n", address);
     return 2;
   }
-  snprintf(request, sizeof(request), "{\"command\":\"%s\"}\n", command);
   memset(&c, 0, sizeof(c));
+  if (from != NULL) {
+    if (strcmp(command, "metrics") != 0) {
+      fprintf(stderr, "sbctl: --from goes with metrics only\n%s", usage);
+      return 2;
+    }
+    if (read_from(from, &c.reply) != 0)
+      return 1;
+    goto parse;
+  }
+  /* metrics is the status, printed otherwise. */
+  snprintf(request, sizeof(request), "{\"command\":\"%s\"}\n",
+           strcmp(command, "metrics") == 0 ? "status" : command);
   c.request = request;
   uv_pipe_init(uv_default_loop(), &c.pipe, 0);
   c.pipe.data = &c;
@@ -180,6 +438,7 @@ int main(int argc, char** argv) {
     sb__buf_free(&c.reply);
     return 1;
   }
+parse:
   sb__buf_putc(&c.reply, '\0');
   reply = cJSON_Parse(c.reply.data);
   if (reply == NULL) {
@@ -187,7 +446,9 @@ int main(int argc, char** argv) {
   } else if (cJSON_GetObjectItemCaseSensitive(reply, "error") != NULL) {
     fprintf(stderr, "sbctl: the service says: %s\n", str(reply, "error"));
   } else {
-    if (json)
+    if (strcmp(command, "metrics") == 0)
+      print_metrics(reply);
+    else if (json)
       fputs(c.reply.data, stdout);
     else if (strcmp(command, "status") == 0)
       print_status(reply);

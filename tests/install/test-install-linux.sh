@@ -23,6 +23,7 @@ grep -q '^ExecStart=/usr/bin/streambrokerd --config /etc/streambroker/streambrok
 grep -q '^User=streambroker$' "$unit" || fail "User"
 grep -q '^RuntimeDirectory=streambroker$' "$unit" || fail "RuntimeDirectory"
 grep -q '^StateDirectory=streambroker$' "$unit" || fail "StateDirectory"
+grep -q '^Type=notify$' "$unit" || fail "Type=notify"
 grep -qE '@(BINDIR|DOCDIR)@' "$unit" && fail "unfilled placeholder in the unit"
 "$dest/usr/bin/streambrokerd" --check-config "$dest/etc/streambroker/streambroker.json" |
   grep -q valid || fail "installed config is not valid"

@@ -135,7 +135,18 @@ static void on_timeout(uv_timer_t* t) {
   run->timed_out = 1;
 }
 
-/* Copies the environment without LOGDOG_ variables, then appends extra. */
+/* Whether extra (NAME=VALUE entries) sets name: it then replaces the inherited one. */
+static int extra_sets(const char* const* extra, const char* name) {
+  size_t n = strlen(name);
+  for (; extra && *extra; extra++) {
+    if (strncmp(*extra, name, n) == 0 && (*extra)[n] == '=')
+      return 1;
+  }
+  return 0;
+}
+
+/* Copies the environment without LOGDOG_ variables and those extra sets, then
+ * appends extra. */
 static char** make_env(const char* const* extra) {
   uv_env_item_t* items = NULL;
   int count = 0, i, n = 0, nextra = 0;
@@ -147,7 +158,7 @@ static char** make_env(const char* const* extra) {
   ASSERT_NOT_NULL(env);
   for (i = 0; i < count; i++) {
     size_t len;
-    if (strncmp(items[i].name, "LOGDOG_", 7) == 0)
+    if (strncmp(items[i].name, "LOGDOG_", 7) == 0 || extra_sets(extra, items[i].name))
       continue;
     len = strlen(items[i].name) + strlen(items[i].value) + 2;
     env[n] = malloc(len);
@@ -285,6 +296,8 @@ void sb_it_tempdir(const char* tag, char* out, size_t size) {
     uv_fs_req_cleanup(&req);
   } while (r == UV_EEXIST);
   ASSERT_OK(r);
+  /* Removed when the test passes, listed when it fails. */
+  sb_test_temp(out);
 }
 
 char* sb_it_read_file(const char* path, size_t* len) {
@@ -343,6 +356,8 @@ static void track_pid(int old_pid, int new_pid) {
     atexit(kill_live_daemons);
     registered = 1;
   }
+  /* A passing test's directories go only once no daemon writes in them. */
+  sb_test_before_cleanup(kill_live_daemons);
   for (i = 0; i < SB_IT_MAX_DAEMONS; i++) {
     if (live_pids[i] == old_pid) {
       live_pids[i] = new_pid;
@@ -378,8 +393,8 @@ static void on_daemon_closed(uv_handle_t* h) {
 
 static void daemon_spawn(sb_it_daemon_t* d) {
   char prog[4096];
-  const char* argv[5];
-  char** envp = make_env(NULL);
+  const char* argv[16];
+  char** envp = make_env(d->env);
   uv_process_options_t opts;
   uv_stdio_container_t stdio[3];
   int r, i;
@@ -390,7 +405,11 @@ static void daemon_spawn(sb_it_daemon_t* d) {
   /* Not the Windows service: no asking the service manager, which under Wine answers
    * "not a service" only after some seconds. */
   argv[3] = "--console";
-  argv[4] = NULL;
+  for (i = 0; d->args && d->args[i]; i++) {
+    ASSERT_LT(4 + i, 15);
+    argv[4 + i] = d->args[i];
+  }
+  argv[4 + i] = NULL;
   memset(&opts, 0, sizeof(opts));
   ASSERT_OK(uv_pipe_init(d->loop, &d->err, 0));
   d->err.data = d;
@@ -418,12 +437,16 @@ static void daemon_spawn(sb_it_daemon_t* d) {
   free(envp);
 }
 
-void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
-                        const char* upstream, const char* extra_json) {
+static void daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                         const char* upstream, const char* extra_json,
+                         const char* log_name, const char* const* args,
+                         const char* const* env) {
   sb__buf_t cfg = {0};
   sb_it_platform_init();
   memset(d, 0, sizeof(*d));
   d->loop = loop;
+  d->args = args;
+  d->env = env;
   sb_it_tempdir(tag, d->dir, sizeof(d->dir));
   sb_it_address(tag, d->address, d->bind_path, sizeof(d->address));
   {
@@ -444,6 +467,12 @@ void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
   append_str(&cfg, "\"");
   if (extra_json == NULL || strstr(extra_json, "\"log_level\"") == NULL)
     append_str(&cfg, ",\n  \"log_level\": \"debug\"");
+  if (log_name != NULL) {
+    snprintf(d->log_file, sizeof(d->log_file), "%s/%s", d->dir, log_name);
+    append_str(&cfg, ",\n  \"log_file\": \"");
+    json_escape(&cfg, d->log_file);
+    sb__buf_putc(&cfg, '"');
+  }
   if (upstream) {
     append_str(&cfg, ",\n  \"upstream\": \"");
     json_escape(&cfg, upstream);
@@ -458,7 +487,55 @@ void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
   sb_it_write_file(d->config_path, cfg.data, cfg.len);
   sb__buf_free(&cfg);
   daemon_spawn(d);
-  sb_it_daemon_wait_log(d, "serving ", 1, 30000);
+  if (log_name != NULL)
+    sb_it_wait_file(loop, d->log_file, "serving ", 1, 30000);
+  else
+    sb_it_daemon_wait_log(d, "serving ", 1, 30000);
+}
+
+void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                        const char* upstream, const char* extra_json) {
+  daemon_start(d, loop, tag, upstream, extra_json, NULL, NULL, NULL);
+}
+
+void sb_it_daemon_start_logfile(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                                const char* upstream, const char* extra_json,
+                                const char* log_name) {
+  daemon_start(d, loop, tag, upstream, extra_json, log_name, NULL, NULL);
+}
+
+void sb_it_daemon_start_with(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                             const char* upstream, const char* extra_json,
+                             const char* log_name, const char* const* args,
+                             const char* const* env) {
+  daemon_start(d, loop, tag, upstream, extra_json, log_name, args, env);
+}
+
+struct file_wait {
+  const char* path;
+  const char* needle;
+  size_t count;
+};
+
+static int file_has(void* arg) {
+  struct file_wait* w = arg;
+  size_t len;
+  char* text = sb_it_read_file(w->path, &len);
+  int found = text != NULL && sb_it_count(text, len, w->needle) >= w->count;
+  free(text);
+  return found;
+}
+
+void sb_it_wait_file(uv_loop_t* loop, const char* path, const char* needle, size_t count,
+                     uint64_t ms) {
+  struct file_wait w = {path, needle, count};
+  if (!sb_it_run_until(loop, ms, file_has, &w)) {
+    size_t len = 0;
+    char* text = sb_it_read_file(path, &len);
+    sb_test_fail(__FILE__, __LINE__, "%s: fewer than %zu \"%s\" after %llu ms: \"%.*s\"",
+                 path, count, needle, (unsigned long long)ms, (int)len,
+                 text ? text : "(cannot read it)");
+  }
 }
 
 void sb_it_daemon_respawn(sb_it_daemon_t* d) {
@@ -475,8 +552,17 @@ void sb_it_daemon_respawn(sb_it_daemon_t* d) {
 
 void sb_it_daemon_restart(sb_it_daemon_t* d) {
   size_t before = sb_it_count(d->log.data, d->log.len, "serving ");
+  if (d->log_file[0] != '\0') {
+    size_t len = 0;
+    char* text = sb_it_read_file(d->log_file, &len);
+    before = text ? sb_it_count(text, len, "serving ") : 0;
+    free(text);
+  }
   sb_it_daemon_respawn(d);
-  sb_it_daemon_wait_log(d, "serving ", before + 1, 30000);
+  if (d->log_file[0] != '\0')
+    sb_it_wait_file(d->loop, d->log_file, "serving ", before + 1, 30000);
+  else
+    sb_it_daemon_wait_log(d, "serving ", before + 1, 30000);
 }
 
 static void on_wait_timeout(uv_timer_t* t) {

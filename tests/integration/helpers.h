@@ -34,6 +34,12 @@ void sb_it_platform_init(void);
 /* What guards the pipe at address: POSIX, the socket file's mode in octal ("660");
  * Windows, the pipe's DACL as SDDL, read back with GetSecurityInfo. -1 on failure. */
 int sb_it_pipe_security(const char* address, char* out, size_t size);
+/* A bound AF_UNIX datagram socket (POSIX; a name starting with '@' is abstract), for
+ * playing systemd's NOTIFY_SOCKET; fails the test on error. recv never blocks: it
+ * returns the datagram's length, or 0 when none is waiting. Windows: not available. */
+uv_os_sock_t sb_it_dgram_bind(const char* name);
+ssize_t sb_it_dgram_recv(uv_os_sock_t fd, char* buf, size_t size);
+void sb_it_dgram_close(uv_os_sock_t fd);
 /* 1 on Windows (named pipes, no POSIX signals), 0 elsewhere. */
 int sb_it_is_windows(void);
 /* Path of a program built next to the test program ("sbcat" gets ".exe" on Windows). */
@@ -92,6 +98,9 @@ typedef struct {
   char admin_address[256]; /* its admin_pipe */
   char config_path[600];
   char archive_dir[600];
+  char log_file[600]; /* its log_file, "" when it logs to stderr */
+  const char* const* args; /* more arguments (NULL-terminated), or NULL */
+  const char* const* env;  /* more environment entries (NULL-terminated), or NULL */
 } sb_it_daemon_t;
 
 /*
@@ -102,6 +111,21 @@ typedef struct {
  */
 void sb_it_daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
                         const char* upstream, const char* extra_json);
+/* The same, with log_file DIR/log_name in the config: it waits for "serving " in that
+ * file instead (stderr then stays empty). */
+void sb_it_daemon_start_logfile(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                                const char* upstream, const char* extra_json,
+                                const char* log_name);
+/* The same, with more arguments and environment entries for the program (each
+ * NULL-terminated, or NULL; kept for restarts, so they must outlive d). */
+void sb_it_daemon_start_with(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
+                             const char* upstream, const char* extra_json,
+                             const char* log_name, const char* const* args,
+                             const char* const* env);
+/* Runs the loop until the file at path holds count occurrences of needle (it is
+ * read again every 50 ms); fails after ms. */
+void sb_it_wait_file(uv_loop_t* loop, const char* path, const char* needle, size_t count,
+                     uint64_t ms);
 /* Starts it again on the same config (after it exited). */
 void sb_it_daemon_restart(sb_it_daemon_t* d);
 /* The same, without waiting for it to serve (it may fail to start). */

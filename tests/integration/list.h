@@ -7,6 +7,7 @@
 #include "list_broker.h"
 #include "list_faults.h"
 #include "list_butler.h"
+#include "list_ops.h"
 #include "list_sbcat.h"
 #include "list_sbrun.h"
 #include "list_spool.h"
@@ -14,7 +15,8 @@
 
 #define TEST_LIST(X)                                                                   \
   TEST_LIST_SBCAT(X) TEST_LIST_SBRUN(X) TEST_LIST_BROKER(X) TEST_LIST_ADMIN(X) TEST_LIST_SPOOL(X) \
-      TEST_LIST_FAULTS(X) TEST_LIST_WINSERVICE(X) TEST_LIST_ARCHIVE(X) TEST_LIST_BUTLER(X)
+      TEST_LIST_FAULTS(X) TEST_LIST_WINSERVICE(X) TEST_LIST_ARCHIVE(X) TEST_LIST_BUTLER(X) \
+      TEST_LIST_OPS(X)
 TEST_LIST(TEST_DECLARE)
 
 #endif

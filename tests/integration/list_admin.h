@@ -6,6 +6,7 @@
   X(admin_status_and_streams)                                                          \
   X(admin_sbctl_errors)                                                                \
   X(admin_pipes_are_restricted)                                                        \
-  X(admin_bad_sddl_refused)
+  X(admin_bad_sddl_refused)                                                            \
+  X(admin_metrics_prometheus)
 
 #endif

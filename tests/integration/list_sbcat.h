@@ -8,6 +8,7 @@
   X(sbcat_binary_stream_all_bytes)                                                     \
   X(sbcat_address_and_namespace_from_env)                                              \
   X(sbcat_errors)                                                                      \
+  X(sbcat_default_address)                                                             \
   X(client_busy_server_times_out)
 
 #endif

@@ -5,6 +5,7 @@
 #define TEST_LIST_WINSERVICE(X)                                                        \
   X(winservice_install_start_use_stop_uninstall)                                       \
   X(winservice_failed_start_reports_exit_code)                                         \
-  X(winservice_install_as_account)
+  X(winservice_install_as_account)                                                     \
+  X(winservice_event_source)
 
 #endif

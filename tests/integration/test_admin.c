@@ -150,3 +150,236 @@ TEST_IMPL(admin_bad_sddl_refused) {
   sb_it_result_free(&res);
   ASSERT_OK(uv_loop_close(&loop));
 }
+
+/* ---- sbctl metrics: the Prometheus text format ---- */
+
+#define PROM_MAX_FAMILIES 128
+
+typedef struct {
+  char name[128];
+  int has_help, has_type, samples;
+} prom_family_t;
+
+typedef struct {
+  prom_family_t fam[PROM_MAX_FAMILIES];
+  int n;
+  int last; /* the family of the previous line, -1 before any */
+} prom_t;
+
+static int prom_name_ok(const char* s, size_t len) {
+  size_t i;
+  if (len == 0 || (s[0] >= '0' && s[0] <= '9'))
+    return 0;
+  for (i = 0; i < len; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '_' || c == ':'))
+      return 0;
+  }
+  return 1;
+}
+
+static prom_family_t* prom_family(prom_t* p, const char* name, size_t len, int line) {
+  int i;
+  if (len >= sizeof(p->fam[0].name))
+    sb_test_fail(__FILE__, __LINE__, "line %d: metric name too long", line);
+  for (i = 0; i < p->n; i++) {
+    if (strlen(p->fam[i].name) == len && memcmp(p->fam[i].name, name, len) == 0)
+      break;
+  }
+  if (i == p->n) {
+    ASSERT_LT(p->n, PROM_MAX_FAMILIES);
+    memcpy(p->fam[i].name, name, len);
+    p->fam[i].name[len] = '\0';
+    p->n++;
+  } else if (i != p->last) {
+    /* A family's lines are one group: coming back to it later is invalid. */
+    sb_test_fail(__FILE__, __LINE__, "line %d: family %s is split", line, p->fam[i].name);
+  }
+  p->last = i;
+  return &p->fam[i];
+}
+
+/*
+ * A small parser of the text exposition format, strict where the textfile collectors
+ * are: "# HELP name text" and "# TYPE name type" (at most once each, before the
+ * family's samples, a known type), then samples "name{label="value",...} value" whose
+ * names and labels are valid and whose value is a number. Returns the families.
+ */
+static void prom_parse(const char* text, size_t len, prom_t* p) {
+  const char* end = text + len;
+  int line = 0;
+  memset(p, 0, sizeof(*p));
+  p->last = -1;
+  ASSERT(len > 0 && text[len - 1] == '\n');
+  while (text < end) {
+    const char* nl = memchr(text, '\n', (size_t)(end - text));
+    const char* s = text;
+    size_t n;
+    prom_family_t* f;
+    line++;
+    ASSERT_NOT_NULL(nl);
+    if (strncmp(s, "# HELP ", 7) == 0 || strncmp(s, "# TYPE ", 7) == 0) {
+      int help = s[2] == 'H';
+      const char* name = s + 7;
+      const char* sp = memchr(name, ' ', (size_t)(nl - name));
+      if (sp == NULL || !prom_name_ok(name, (size_t)(sp - name)))
+        sb_test_fail(__FILE__, __LINE__, "line %d: bad HELP/TYPE: %.*s", line,
+                     (int)(nl - s), s);
+      f = prom_family(p, name, (size_t)(sp - name), line);
+      if (f->samples > 0 || (help ? f->has_help : f->has_type))
+        sb_test_fail(__FILE__, __LINE__, "line %d: %s of %s after its samples or twice",
+                     line, help ? "HELP" : "TYPE", f->name);
+      if (help) {
+        f->has_help = 1;
+      } else {
+        static const char* const types[] = {"counter", "gauge", "untyped", "summary",
+                                            "histogram"};
+        size_t t, tl = (size_t)(nl - sp - 1);
+        for (t = 0; t < 5; t++) {
+          if (strlen(types[t]) == tl && memcmp(sp + 1, types[t], tl) == 0)
+            break;
+        }
+        if (t == 5)
+          sb_test_fail(__FILE__, __LINE__, "line %d: unknown type %.*s", line, (int)tl,
+                       sp + 1);
+        f->has_type = 1;
+      }
+    } else {
+      const char* v;
+      char num[64], *stop;
+      ASSERT(s[0] != '#');
+      for (n = 0; s + n < nl && s[n] != '{' && s[n] != ' '; n++) {
+      }
+      if (!prom_name_ok(s, n))
+        sb_test_fail(__FILE__, __LINE__, "line %d: bad sample: %.*s", line, (int)(nl - s),
+                     s);
+      f = prom_family(p, s, n, line);
+      v = s + n;
+      if (*v == '{') {
+        /* label="value" pairs, values with \\, \" and \n escapes */
+        v++;
+        while (*v != '}') {
+          const char* eq = v;
+          while (eq < nl && *eq != '=')
+            eq++;
+          if (eq >= nl || !prom_name_ok(v, (size_t)(eq - v)) || eq[1] != '"')
+            sb_test_fail(__FILE__, __LINE__, "line %d: bad label", line);
+          for (v = eq + 2; v < nl && *v != '"'; v++) {
+            if (*v == '\\') {
+              v++;
+              if (*v != '\\' && *v != '"' && *v != 'n')
+                sb_test_fail(__FILE__, __LINE__, "line %d: bad escape", line);
+            }
+          }
+          if (v >= nl)
+            sb_test_fail(__FILE__, __LINE__, "line %d: unterminated label value", line);
+          v++;
+          if (*v == ',')
+            v++;
+          else if (*v != '}')
+            sb_test_fail(__FILE__, __LINE__, "line %d: bad label list", line);
+        }
+        v++;
+      }
+      if (*v != ' ' || (size_t)(nl - v - 1) == 0 || (size_t)(nl - v - 1) >= sizeof(num))
+        sb_test_fail(__FILE__, __LINE__, "line %d: no value", line);
+      memcpy(num, v + 1, (size_t)(nl - v - 1));
+      num[nl - v - 1] = '\0';
+      strtod(num, &stop);
+      if (*stop != '\0')
+        sb_test_fail(__FILE__, __LINE__, "line %d: value \"%s\" is not a number", line,
+                     num);
+      f->samples++;
+    }
+    text = nl + 1;
+  }
+}
+
+static const prom_family_t* prom_find(const prom_t* p, const char* name) {
+  int i;
+  for (i = 0; i < p->n; i++) {
+    if (strcmp(p->fam[i].name, name) == 0)
+      return &p->fam[i];
+  }
+  sb_test_fail(__FILE__, __LINE__, "no metric %s", name);
+}
+
+/*
+ * sbctl metrics against a service with a stream and a bad handshake behind it: valid
+ * Prometheus text with every family described, the counters' values, and a status
+ * field sbctl has never heard of still printed (from a saved reply, --from).
+ */
+TEST_IMPL(admin_metrics_prometheus) {
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  sb_it_result_t res;
+  sb_client_t* c;
+  sb_stream_t* s;
+  sb_stream_opts_t o;
+  sb_os_handle_t raw;
+  prom_t p;
+  int kind, i;
+  const char* path;
+  char prog[4096], saved[700];
+  const char* from[] = {prog, "--from", saved, "metrics", NULL};
+  static const char future[] =
+      "{\"version\":\"9.9\",\"queue_depth\":7,\"counters\":{\"bytes_in\":5,"
+      "\"frobs\":3,\"frob_errors\":{\"EBADF\":2,\"x\\\"y\":1}},\"spool\":{\"bytes\":1.5}}";
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&d, &loop, "metrics", NULL, NULL);
+  ASSERT_OK(sb_client_open(&c, d.address));
+  memset(&o, 0, sizeof(o));
+  o.name = "metrics/one";
+  ASSERT_OK(sb_stream_open(c, &o, &s));
+  ASSERT_OK(sb_stream_write(s, "0123456789", 10));
+  ASSERT_OK(sb_stream_close(s));
+  sb_client_close(c);
+  ASSERT_OK(sb__address_parse(d.address, &kind, &path));
+  ASSERT_OK(sb__dial(kind, path, 5000, 0, &raw));
+  ASSERT_OK(sb__handle_write(raw, "NOT A HANDSHAKE", 15));
+  sb__handle_close(raw);
+  sb_it_daemon_wait_log(&d, "\" closed: ", 1, 30000);
+  sb_it_daemon_wait_log(&d, "bad handshake", 1, 30000);
+
+  run_sbctl(&loop, d.admin_address, "metrics", NULL, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  prom_parse(res.out.data, res.out.len, &p);
+  for (i = 0; i < p.n; i++) {
+    if (!p.fam[i].has_help || !p.fam[i].has_type || p.fam[i].samples == 0)
+      sb_test_fail(__FILE__, __LINE__, "family %s: help %d, type %d, %d samples",
+                   p.fam[i].name, p.fam[i].has_help, p.fam[i].has_type,
+                   p.fam[i].samples);
+    ASSERT_EQ(strncmp(p.fam[i].name, "streambroker_", 13), 0);
+  }
+  prom_find(&p, "streambroker_info");
+  prom_find(&p, "streambroker_uptime_seconds");
+  prom_find(&p, "streambroker_streams_open");
+  ASSERT(sb_it_contains(res.out.data, res.out.len,
+                        "# TYPE streambroker_bytes_in_total counter\n"));
+  ASSERT(sb_it_contains(res.out.data, res.out.len, "\nstreambroker_bytes_in_total 10\n"));
+  ASSERT(sb_it_contains(res.out.data, res.out.len,
+                        "\nstreambroker_streams_opened_total 1\n"));
+  ASSERT(sb_it_contains(res.out.data, res.out.len,
+                        "\nstreambroker_bad_handshakes_total{reason=\"SB_EMAGIC\"} 1\n"));
+  ASSERT(sb_it_contains(res.out.data, res.out.len, "mode=\"archive\""));
+  sb_it_result_free(&res);
+  sb_it_daemon_close(&d);
+
+  /* Fields added to the status later come out too, by the naming rule. */
+  snprintf(saved, sizeof(saved), "%s/status.json", d.dir);
+  sb_it_write_file(saved, future, strlen(future));
+  sb_it_program("sbctl", prog, sizeof(prog));
+  sb_it_run(&loop, from, NULL, "", 0, NULL, 0, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  prom_parse(res.out.data, res.out.len, &p);
+  ASSERT(sb_it_contains(res.out.data, res.out.len,
+                        "# TYPE streambroker_queue_depth untyped\nstreambroker_queue_depth 7\n"));
+  ASSERT(sb_it_contains(res.out.data, res.out.len,
+                        "# TYPE streambroker_frobs_total counter\nstreambroker_frobs_total 3\n"));
+  ASSERT(sb_it_contains(res.out.data, res.out.len,
+                        "streambroker_frob_errors_total{reason=\"x\\\"y\"} 1\n"));
+  ASSERT(sb_it_contains(res.out.data, res.out.len, "\nstreambroker_spool_bytes 1.5\n"));
+  sb_it_result_free(&res);
+  ASSERT_OK(uv_loop_close(&loop));
+}

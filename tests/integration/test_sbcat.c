@@ -193,8 +193,12 @@ TEST_IMPL(sbcat_errors) {
   const char* bad_type[] = {NULL, "--name", "x", "--type", "video", NULL};
   const char* bad_addr[] = {NULL, "--name", "x", "--server", "tcp4:127.0.0.1:5", NULL};
   const char* no_env[] = {NULL, "--name", "x", NULL};
+  char default_env[300], want[400];
+  const char* env_default[] = {default_env, NULL};
   fixture_start(&f, "errors");
   sb_it_address("absent", absent, absent_bind, sizeof(absent));
+  snprintf(default_env, sizeof(default_env), "%s=%s", SB_ENV_DEFAULT_SERVER, absent);
+  snprintf(want, sizeof(want), "at %s: no stream server at that address", absent);
   bad_name[4] = f.address;
   expect_failure(&f, no_server, NULL, 1, "no stream server at that address");
   expect_failure(&f, bad_name, NULL, 2, "invalid stream name");
@@ -203,10 +207,66 @@ TEST_IMPL(sbcat_errors) {
   expect_failure(&f, no_name, NULL, 2, "--name is required");
   expect_failure(&f, bad_type, NULL, 2, "--type must be text, binary or datagram");
   expect_failure(&f, bad_addr, NULL, 2, "invalid stream server address");
-  expect_failure(&f, no_env, NULL, 1, "LOGDOG_STREAM_SERVER_PATH is not set");
+  /* No address and no variable: the default address, named when nothing is there. */
+  expect_failure(&f, no_env, env_default, 1, want);
   /* None of them reached the server with anything. */
   uv_run(&f.loop, UV_RUN_NOWAIT);
   ASSERT_EQ(f.rec.nconns, 0);
+  fixture_stop(&f);
+}
+
+/*
+ * No --server and no LOGDOG_STREAM_SERVER_PATH: sbcat and sbrun reach the service on
+ * the default control pipe (overridden to this test's service through
+ * STREAMBROKER_DEFAULT_SERVER), and sbrun hands that address to its child. The
+ * variable still wins when set.
+ */
+TEST_IMPL(sbcat_default_address) {
+  fixture_t f;
+  sb_it_daemon_t d;
+  sb_it_result_t res;
+  sb__props_t p;
+  char default_env[300], env_addr[300], sbrun[4096], child[4096], path[1024];
+  const char* env_default[] = {default_env, NULL};
+  const char* env_both[] = {default_env, env_addr, NULL};
+  const char* cat[] = {f.sbcat, "--name", "dflt/cat", NULL};
+  const char* run[] = {sbrun, "--name-prefix", "dflt/run", "--", child, "env", NULL};
+  size_t len;
+  char* text;
+  fixture_start(&f, "dflt");
+  sb_it_program("sbrun", sbrun, sizeof(sbrun));
+  sb_it_program("sb_child", child, sizeof(child));
+  sb_it_daemon_start(&d, &f.loop, "dflt-svc", NULL, NULL);
+  snprintf(default_env, sizeof(default_env), "%s=%s", SB_ENV_DEFAULT_SERVER, d.address);
+  snprintf(env_addr, sizeof(env_addr), "%s=%s", SB_ENV_SERVER_PATH, f.address);
+
+  sb_it_run(&f.loop, cat, env_default, "by default\n", 11, NULL, 0, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  sb_it_result_free(&res);
+  sb_it_run(&f.loop, run, env_default, "", 0, NULL, 0, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  sb_it_result_free(&res);
+  sb_it_daemon_wait_log(&d, "\" closed: ", 3, 30000);
+  snprintf(path, sizeof(path), "%s/dflt/cat.log", d.archive_dir);
+  text = sb_it_read_file(path, &len);
+  ASSERT_NOT_NULL(text);
+  ASSERT_MEM_EQ(text, len, "by default\n", 11);
+  free(text);
+  /* The child was told the address sbrun used. */
+  snprintf(path, sizeof(path), "%s/dflt/run/stdout.log", d.archive_dir);
+  text = sb_it_read_file(path, &len);
+  ASSERT_NOT_NULL(text);
+  ASSERT_MEM_EQ(text, len, d.address, strlen(d.address));
+  free(text);
+
+  /* LOGDOG_STREAM_SERVER_PATH set: it wins over the default. */
+  sb_it_run(&f.loop, cat, env_both, "y", 1, &f.rec, 1, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  check_wire(&f.rec.conns[0].data, "y", 1, &p);
+  ASSERT_STR_EQ(p.name, "dflt/cat");
+  sb__props_free(&p);
+  sb_it_result_free(&res);
+  sb_it_daemon_close(&d);
   fixture_stop(&f);
 }
 

@@ -208,6 +208,14 @@ TEST_IMPL(winservice_failed_start_reports_exit_code) {
   sb_it_address("svcfail", address, bind, sizeof(address));
   sb_it_address("svcfail-admin", admin, admin_bind, sizeof(admin));
   snprintf(cfg, sizeof(cfg), "%s\\streambroker.json", dir);
+  /* What the service makes inside the prefix goes with the test's other files: its
+   * data directory, and ProgramData's StreamBroker (the start log, the service log). */
+  sb_test_temp("C:\\sbtest");
+  if (getenv("ProgramData") != NULL) {
+    char pd[600];
+    snprintf(pd, sizeof(pd), "%s\\StreamBroker", getenv("ProgramData"));
+    sb_test_temp(pd);
+  }
   /* A security descriptor that does not parse: the service cannot start (exit 4). */
   snprintf(text, sizeof(text),
            "{\"control_pipe\": \"%s\", \"admin_pipe\": \"%s\", \"data_dir\": "
@@ -268,5 +276,37 @@ TEST_IMPL(winservice_install_as_account) {
   expect(&loop, install, 0, "as NT AUTHORITY\\LocalService");
   expect(&loop, query, 0, "LocalService");
   expect(&loop, uninstall, 0, "removed");
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* install registers the event source StreamBroker in the Application log, with the
+ * message table in streambrokerd.exe; uninstall removes it. */
+TEST_IMPL(winservice_event_source) {
+  uv_loop_t loop;
+  char prog[4096];
+  const char* install[] = {prog, "install", NULL};
+  const char* uninstall[] = {prog, "uninstall", NULL};
+  const char* key = "HKLM\\SYSTEM\\CurrentControlSet\\Services\\EventLog\\Application\\"
+                    "StreamBroker";
+  const char* message_file[] = {"reg", "query", key, "/v", "EventMessageFile", NULL};
+  const char* types[] = {"reg", "query", key, "/v", "TypesSupported", NULL};
+  const char* whole[] = {"reg", "query", key, NULL};
+  sb_it_result_t res;
+  if (!sb_it_is_windows())
+    TEST_SKIP("the Event Log is Windows only");
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_program("streambrokerd", prog, sizeof(prog));
+  run_prog(&loop, uninstall, &res);
+  sb_it_result_free(&res);
+  expect(&loop, install, 0, "registered the event source StreamBroker");
+  expect(&loop, message_file, 0, "streambrokerd.exe");
+  expect(&loop, message_file, 0, "REG_EXPAND_SZ");
+  expect(&loop, types, 0, "0x7");
+  expect(&loop, uninstall, 0, "removed the event source StreamBroker");
+  run_prog(&loop, whole, &res);
+  if (res.exit_status == 0)
+    sb_test_fail(__FILE__, __LINE__, "the event source is still registered: %s",
+                 res.out.data);
+  sb_it_result_free(&res);
   ASSERT_OK(uv_loop_close(&loop));
 }

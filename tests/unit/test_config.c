@@ -550,9 +550,9 @@ TEST_IMPL(config_write_defaults_parses) {
                 "\n  \"archive_dir\": \"\",\n  \"archive_max_bytes\": 0,\n"
                 "  \"archive_max_age\": 0,\n  \"handshake_timeout_ms\": 5000,\n") !=
          NULL);
-  ASSERT(strstr(text,
-                "\n  \"log_level\": \"info\",\n  \"log_file\": \"\",\n"
-                "  \"allowed_groups\": \"\",\n  \"control_pipe_sddl\": \"\"\n}\n") !=
+  ASSERT(strstr(text, "\n  \"log_level\": \"info\",\n  \"log_file\": \"\",\n"
+                      "  \"log_max_bytes\": 10485760,\n  \"log_max_files\": 5,\n"
+                      "  \"allowed_groups\": \"\",\n  \"control_pipe_sddl\": \"\"\n}\n") !=
          NULL);
   ASSERT_NULL(strchr(text, '\t'));
   ASSERT_OK(parse(&cfg, text, err, sizeof(err)));

@@ -3,7 +3,8 @@
 # its tables; a silent install that starts the service; a stream through the installed
 # sbcat and the installed sbctl's status; an upgrade to a higher version that keeps an
 # edited config and the spool; a refused downgrade; an uninstall that removes the
-# service and the program files and leaves config and spool.
+# service, its event source and the program files and leaves config and spool. The
+# service, on the shipped config, logs under ProgramData.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -45,6 +46,9 @@ msiinfo export "$msi1" Property | has '^UpgradeCode.{18527C75-8E14-5CF3-AEF6-22A
   fail "UpgradeCode"
 msiinfo export "$msi1" Component | has '^Service' || fail "Component Service"
 msiinfo export "$msi1" CustomAction | has -i 'sc.exe' && fail "an sc.exe custom action"
+msiinfo export "$msi1" Registry |
+  has -P 'EventLog\\Application\\StreamBroker\\?\tEventMessageFile\t\[#streambrokerd.exe\]\tService' ||
+  fail "Registry: the event source's message file"
 
 pd=$SB_WINEPREFIX/drive_c/ProgramData/StreamBroker
 pf="$SB_WINEPREFIX/drive_c/Program Files/streambroker"
@@ -55,6 +59,12 @@ run msiexec /i "$(winepath -w "$msi1" 2>/dev/null || echo "Z:$msi1")" /qn ||
   fail "program files not installed"
 await running || fail "the service is not RUNNING after install"
 await test -f "$pd/streambroker.json" || fail "no config written on first start"
+# The shipped config has no log_file: the service logs under ProgramData.
+await grep -q "running as the service StreamBroker" "$pd/logs/streambrokerd.log" ||
+  fail "no service log in $pd/logs"
+evkey='HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\StreamBroker'
+run reg query "$evkey" /v EventMessageFile | has -i 'streambrokerd.exe' ||
+  fail "the event source is not registered"
 # The service configures its own recovery at start (wixl has no ServiceConfig). Wine
 # keeps the preshutdown timeout but not failure actions, so the former is the evidence
 # here that the call was made.
@@ -92,6 +102,7 @@ await running || fail "the service stopped after the refused downgrade"
 run msiexec /x "$(winepath -w "$msi2" 2>/dev/null || echo "Z:$msi2")" /qn || fail "uninstall"
 await stopped_or_gone || fail "the service still runs after uninstall"
 run sc query StreamBroker >/dev/null 2>&1 && fail "the service is still registered"
+run reg query "$evkey" >/dev/null 2>&1 && fail "the event source is still registered"
 [ ! -e "$pf/streambrokerd.exe" ] || fail "program files left after uninstall"
 [ -f "$pd/streambroker.json" ] && [ -f "$pd/spool.db" ] || fail "config or spool removed"
 grep -q '"log_level": "debug"' "$pd/streambroker.json" || fail "config changed by uninstall"

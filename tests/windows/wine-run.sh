@@ -7,9 +7,11 @@
 #                  Created on first use: under a lock (<prefix>.lock), so tests started
 #                  in parallel wait for one initialisation instead of racing.
 #   SB_WINE        the wine loader to use (default: wine64, found below)
+#   SB_WINEDEBUG   Wine's debug channels (default -all); e.g. +eventlog makes every
+#                  ReportEventW print its event on standard error, where a test reads it
 #
-# Wine's own chatter is silenced (WINEDEBUG=-all), no Mono/Gecko install is offered,
-# and no display is used.
+# Wine's own chatter is silenced (WINEDEBUG=-all) unless SB_WINEDEBUG says otherwise,
+# no Mono/Gecko install is offered, and no display is used.
 set -euo pipefail
 
 me="wine-run.sh"
@@ -48,7 +50,7 @@ wineserver=$(dirname "$wine")/wineserver
 
 export WINEPREFIX=$prefix
 export WINEARCH=win64
-export WINEDEBUG=-all
+export WINEDEBUG=${SB_WINEDEBUG:--all}
 export WINEDLLOVERRIDES="mscoree,mshtml=;winemenubuilder.exe=d"
 export DISPLAY=
 unset WAYLAND_DISPLAY

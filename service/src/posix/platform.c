@@ -20,6 +20,11 @@ const char* sb__default_data_dir(void) {
   return "/var/lib/streambroker";
 }
 
+/* Standard error: the journal keeps it under systemd, the terminal otherwise. */
+const char* sb__default_service_log(void) {
+  return NULL;
+}
+
 const char* sb__default_config_path(void) {
   return "/etc/streambroker/streambroker.json";
 }

@@ -10,6 +10,7 @@
 static uv_once_t sb__paths_once = UV_ONCE_INIT;
 static char* sb__data_dir;    /* %ProgramData%\StreamBroker, UTF-8, never freed */
 static char* sb__config_path; /* sb__data_dir\streambroker.json */
+static char* sb__service_log; /* sb__data_dir\logs\streambrokerd.log */
 
 /* UTF-16 to a new UTF-8 string, or NULL. */
 static char* sb__utf8(const WCHAR* w) {
@@ -61,6 +62,7 @@ static void sb__paths_init(void) {
     base = sb__xstrdup("C:\\ProgramData");
   sb__data_dir = sb__path_join(base, "StreamBroker");
   sb__config_path = sb__path_join(sb__data_dir, "streambroker.json");
+  sb__service_log = sb__path_join(sb__data_dir, "logs\\streambrokerd.log");
   free(base);
 }
 
@@ -75,6 +77,12 @@ const char* sb__default_admin_pipe(void) {
 const char* sb__default_data_dir(void) {
   uv_once(&sb__paths_once, sb__paths_init);
   return sb__data_dir;
+}
+
+/* A service has no console: its log goes under ProgramData unless log_file says. */
+const char* sb__default_service_log(void) {
+  uv_once(&sb__paths_once, sb__paths_init);
+  return sb__service_log;
 }
 
 const char* sb__default_config_path(void) {

@@ -227,7 +227,8 @@ int sb__service_install(const char* config_path, const char* account,
   CloseServiceHandle(scm);
   printf("installed the service %s as %s: %ls\n", SB_SERVICE_NAME,
          account ? account : "LocalSystem", command);
-  return 0;
+  /* Its events then show with our message table, not "description not found". */
+  return sb__eventlog_install();
 }
 
 int sb__service_uninstall(void) {
@@ -265,5 +266,7 @@ int sb__service_uninstall(void) {
     printf("removed the service %s\n", SB_SERVICE_NAME);
   else
     fprintf(stderr, "streambrokerd: DeleteService: error %lu\n", GetLastError());
+  if (sb__eventlog_uninstall() != 0 && r == 0)
+    r = SB_EIO;
   return r;
 }

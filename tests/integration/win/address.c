@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "../helpers.h"
+#include "task.h"
 
 void sb_it_address(const char* tag, char* address, char* bind_path, size_t size) {
   snprintf(bind_path, size, "\\\\.\\pipe\\sbit-%lu-%s", GetCurrentProcessId(), tag);
@@ -41,4 +42,20 @@ int sb_it_pipe_security(const char* address, char* out, size_t size) {
   LocalFree(sd);
   CloseHandle(h);
   return r;
+}
+
+/* No systemd, so no NOTIFY_SOCKET to play. */
+uv_os_sock_t sb_it_dgram_bind(const char* name) {
+  sb_test_fail(__FILE__, __LINE__, "no AF_UNIX datagram socket for %s on Windows", name);
+}
+
+ssize_t sb_it_dgram_recv(uv_os_sock_t fd, char* buf, size_t size) {
+  (void)fd;
+  (void)buf;
+  (void)size;
+  return 0;
+}
+
+void sb_it_dgram_close(uv_os_sock_t fd) {
+  (void)fd;
 }
