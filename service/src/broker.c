@@ -103,6 +103,7 @@ static void on_upstream_appeared(void* arg) {
   sb__broker_t* b = arg;
   sb__stream_t* s;
   int n = 0;
+  b->upstream_epoch++; /* a restart: connections that ended at once were not refused */
   for (s = b->streams; s; s = s->next) {
     if (s->sink != NULL) {
       sb__upstream_kick(s->sink);

@@ -430,6 +430,10 @@ typedef struct sb__broker_s {
   sb__spool_t* spool; /* NULL in archive mode */
   void* upstream_watch; /* sb__upstream_watch_start's, or NULL */
   struct sb__names_s* sent_names; /* names sent upstream since start (upstream.c) */
+  uint64_t upstream_epoch; /* grows whenever the upstream is seen gone or new (a failed
+                              dial, its pipe appearing): a connection that ended at
+                              once in another epoch than its dial's was an outage, not
+                              a refusal (upstream.c) */
   sb__archive_state_t* archive; /* archive.c; NULL in forward mode */
 } sb__broker_t;
 

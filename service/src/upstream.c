@@ -23,7 +23,8 @@
  * a second stream of the same name, and every reopen, takes the first free NAME:N
  * (N = 2, 3, ...) with the tag streambroker.name holding the original. A connection
  * that the upstream closes within SB__REFUSAL_MS of the dial is a refusal, unless the
- * dial after it fails (then the upstream went away: an outage): the stream is
+ * upstream was seen gone or new meanwhile (a dial failed, or its pipe appeared again:
+ * an outage), or the dial after it fails: the stream is
  * reopened under the next name, at once the first time and with exponential backoff
  * after that; after upstream_max_refusals refusals in a row it is given up
  * (its client closed, its data left in the spool until the next start), logged,
@@ -70,6 +71,7 @@ typedef struct {
   uv_timer_t timer;
   uv_timer_t read_timer; /* a failed spool read is tried again */
   uint64_t conn_at;      /* uv_now when the current connection was dialed */
+  uint64_t conn_epoch;   /* the broker's upstream_epoch then */
   unsigned refusals;     /* refusals in a row */
   unsigned name_n;       /* suffix of the name in use: 0 for the original */
   char* up_name;         /* the name the stream goes upstream under now */
@@ -386,7 +388,8 @@ static void up_broken(sb__upstream_t* up, int err) {
   if (!up->pipe_open)
     return;
   up->reopen = 1;
-  if (uv_now(b->loop) - up->conn_at < SB__REFUSAL_MS) {
+  if (uv_now(b->loop) - up->conn_at < SB__REFUSAL_MS &&
+      up->conn_epoch == b->upstream_epoch) {
     up->refusals++;
     b->counters.upstream_refusals++;
     if (up->refusals >= b->cfg.upstream_max_refusals) {
@@ -864,6 +867,7 @@ static void up_dial(sb__upstream_t* up) {
     up->attempt = 0;
     up->connected = 1;
     up->conn_at = uv_now(b->loop);
+    up->conn_epoch = b->upstream_epoch;
 #ifndef _WIN32
     uv_read_start((uv_stream_t*)&up->pipe, on_up_alloc, on_up_read);
 #endif
@@ -883,8 +887,9 @@ static void up_dial(sb__upstream_t* up) {
   }
   b->counters.upstream_dial_failures++;
   /* Connections that ended at once were not refused after all: the upstream is gone
-   * (killed, restarting), and that is an outage. */
+   * (killed, restarting), and that is an outage; for every stream (the epoch). */
   up->refusals = 0;
+  b->upstream_epoch++;
   sb__upstream_watch_waiting(b->upstream_watch);
   delay = up_backoff(up, up->attempt);
   if (up->attempt == 0)
