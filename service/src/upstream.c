@@ -83,13 +83,14 @@ typedef struct {
   uv_shutdown_t shutdown;
   uint64_t gen; /* connection number: writes of an old connection are ignored */
   unsigned attempt;
-  int pipe_open;   /* pipe handle initialised and not closed */
-  int connected;   /* the current connection may take data */
-  int hs_pending;  /* connected, waiting for the window read before its handshake */
-  int conn_ending; /* shutdown sent, waiting for the upstream's EOF */
-  int conn_done;   /* the connection ended cleanly after the last byte */
-  int reopen;      /* the next connection resends from the replay window */
-  int gap;         /* the next connection starts at gap_off (data was dropped) */
+  int pipe_open;    /* pipe handle initialised and not closed */
+  int pipe_closing; /* pipe handle closing, its callback not run yet */
+  int connected;    /* the current connection may take data */
+  int hs_pending;   /* connected, waiting for the window read before its handshake */
+  int conn_ending;  /* shutdown sent, waiting for the upstream's EOF */
+  int conn_done;    /* the connection ended cleanly after the last byte */
+  int reopen;       /* the next connection resends from the replay window */
+  int gap;          /* the next connection starts at gap_off (data was dropped) */
   uint64_t gap_off;
   int64_t gap_mark;
   uint64_t next_off, next_seq, committed, send_off, acked, db_acked, inflight;
@@ -291,7 +292,9 @@ static void up_close_all(sb__upstream_t* up) {
   if (up->closing)
     return;
   up->closing = 1;
-  up->pending_closes = 2 + up->pipe_open;
+  /* A connection still closing (a Windows pipe waits for its cancelled writes) is
+   * counted too: the sink, and the handle in it, must outlive its close. */
+  up->pending_closes = 2 + up->pipe_open + up->pipe_closing;
   uv_close((uv_handle_t*)&up->timer, on_final_closed);
   uv_close((uv_handle_t*)&up->read_timer, on_final_closed);
   if (up->pipe_open) {
@@ -343,8 +346,11 @@ static void up_maybe_done(sb__upstream_t* up) {
 static void on_conn_closed(uv_handle_t* h) {
   sb__upstream_t* up = h->data;
   uint64_t delay;
-  if (up->closing)
+  up->pipe_closing = 0;
+  if (up->closing) {
+    on_final_closed(h);
     return;
+  }
   if (up->finishing && up->b->stopping) {
     up_maybe_done(up);
     return;
@@ -377,6 +383,7 @@ static void up_conn_close(sb__upstream_t* up) {
   up->hs_pending = 0;
   up->conn_ending = 0;
   up->gen++;
+  up->pipe_closing = 1;
   uv_timer_stop(&up->timer);
   uv_close((uv_handle_t*)&up->pipe, on_conn_closed);
 }
@@ -843,7 +850,8 @@ static void up_dial(sb__upstream_t* up) {
   uv_file fd;
   uint64_t delay;
   int r, ur;
-  if (up->closing || up->pipe_open || up->given_up)
+  /* The handle is reused only once its last close is done (on_conn_closed dials). */
+  if (up->closing || up->pipe_open || up->pipe_closing || up->given_up)
     return;
   if (b->stopping) {
     up_maybe_done(up);
