@@ -9,6 +9,8 @@ set -euo pipefail
 build=$(cd "$1" && pwd)
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export SB_WINEPREFIX=$build/wineprefix-msi
+# winepath below runs in that prefix too (not in ~/.wine).
+export WINEPREFIX=$SB_WINEPREFIX
 run() { "$top/tests/windows/wine-run.sh" "$@"; }
 # has PATTERN: whether standard input matches (reading all of it, so no writer gets
 # SIGPIPE under pipefail).
