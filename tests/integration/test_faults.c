@@ -382,6 +382,11 @@ typedef struct {
   size_t from;
 } truncated_wait_t;
 
+/* B's spool holds all three streams (300,000 + 400,000 + 500,000 bytes). */
+static int all_cut_stored(void* arg) {
+  return sb_it_spool_int(arg, "SELECT total(length(data)) FROM chunks") == 1200000;
+}
+
 /* B is done with what it resumed: as many "closed" lines as streams resumed. */
 static int truncated_done(void* arg) {
   truncated_wait_t* t = arg;
@@ -414,6 +419,8 @@ TEST_IMPL(faults_truncated_spool_never_corrupts) {
   for (k = 0; k < 3; k++)
     ASSERT_OK(sb_it_write_stream(b.address, names[k], 300000 + 100000 * (size_t)k));
   sb_it_daemon_wait_log(&b, "client finished", 3, 10000);
+  /* Read is not yet stored: on Windows the stop below terminates the broker. */
+  ASSERT(sb_it_run_until(&loop, 30000, all_cut_stored, &b));
   sb_it_daemon_kill(&b, SIGTERM);
   sb_it_daemon_wait_exit(&b, 30000);
   path = sb_it_spool_path(&b);
@@ -574,8 +581,10 @@ TEST_IMPL(faults_broker_killed_loss_bound) {
       sb_it_reassemble(up.archive_dir, w[i]->names[k], &got, 0, NULL);
       sb_it_content(w[i]->names[k], got.len, &want);
       ASSERT(got.len == 0 || memcmp(got.data, want.data, got.len) == 0);
-      ASSERT_LE(got.len, w[i]->written[k]);
-      lost = w[i]->written[k] - got.len;
+      /* A write that failed may have handed part of its 64 KiB to the socket before
+       * the broker died: those bytes can arrive without being counted as written. */
+      ASSERT_LE(got.len, w[i]->written[k] + 65536);
+      lost = got.len < w[i]->written[k] ? w[i]->written[k] - got.len : 0;
       if (lost > LOSS_BOUND)
         sb_test_fail(__FILE__, __LINE__,
                      "%s: %zu bytes written, %zu delivered: %zu lost", w[i]->names[k],
