@@ -46,7 +46,7 @@ typedef struct {
  * equal). */
 static const char* const sb__level_values[] = {"error", "warn", "info", "debug", NULL};
 /* The names of SB__DURABILITY_*, SB__SYNC_* and SB__FULL_* by value. */
-static const char* const sb__durability_values[] = {"spool", "always", NULL};
+static const char* const sb__durability_values[] = {"spool", "always", "backlog", NULL};
 static const char* const sb__synchronous_values[] = {"normal", "full", NULL};
 static const char* const sb__full_policy_values[] = {"refuse", "drop-oldest", NULL};
 
@@ -127,12 +127,17 @@ static const sb__key_t sb__keys[] = {
   SB__UINT(upstream_high_watermark, 4096, 1073741824, 1048576,
     "Bytes queued to one stream's upstream or archive file before the stream stops "
     "reading its client, until half of them are written."),
-  SB__ENUM(durability, sb__durability_values, SB__DURABILITY_SPOOL,
-    "`\"spool\"`: data goes upstream as soon as it is read and is durable once its "
-    "spool transaction commits (a killed service loses what it had read but not yet "
-    "committed, a few milliseconds' worth). `\"always\"`: every byte read from a client "
-    "is committed to the spool before it is forwarded, so a killed service loses "
-    "nothing it read."),
+  SB__ENUM(durability, sb__durability_values, SB__DURABILITY_BACKLOG,
+    "`\"backlog\"`: a stream goes straight upstream, with no disk, while its connection "
+    "keeps up, and to the spool only while it would otherwise wait (upstream absent, "
+    "busy, slow or broken, or a backlog still draining); replay windows live in memory "
+    "(`replay_memory_max`). A killed service loses what it had read and not yet "
+    "written to a healthy upstream, and its in-memory windows. `\"spool\"`: every byte "
+    "also goes to the spool, and upstream as soon as it is read (a killed service "
+    "loses what it had read but not yet committed, a few milliseconds' worth). "
+    "`\"always\"`: every byte read from a client is committed to the spool before it is "
+    "forwarded, so a killed service loses nothing it read. A graceful stop loses "
+    "nothing in any mode."),
   SB__ENUM(synchronous, sb__synchronous_values, SB__SYNC_NORMAL,
     "SQLite `synchronous` of the spool (WAL mode). `\"normal\"`: a committed "
     "transaction survives a killed service, but a power loss or OS crash may undo the "
@@ -155,6 +160,12 @@ static const sb__key_t sb__keys[] = {
     "another streambrokerd, its `upstream_high_watermark` plus one read (128 KiB) "
     "plus the socket or pipe buffers (a few hundred KiB); the defaults (4 MiB against "
     "1 MiB) leave room to spare."),
+  SB__UINT(replay_memory_max, 1048576, 1099511627776ull, 67108864,
+    "With `durability` `\"backlog\"`: bytes of all live streams' replay windows (and "
+    "their data in flight upstream) held in memory together. Past it, the oldest "
+    "windows are written to the spool and freed, whole, until a quarter is free again; "
+    "their streams stay live, and a break still resends from the window (from the "
+    "spool)."),
   SB__UINT(spool_reserve_bytes, 0, 1073741824, 16777216,
     "Room kept beside the spool as a file (`spool.reserve`) while the disk has it: "
     "when the disk fills, the file is removed so that delivered data can still be "

@@ -93,6 +93,7 @@ typedef struct {
   uint64_t spool_max_bytes;      /* cap of chunk bytes in the spool */
   int spool_full_policy;         /* SB__FULL_* */
   uint64_t replay_window;        /* bytes kept after upstream writes, resent on reopen */
+  uint64_t replay_memory_max;    /* backlog mode: memory for all live windows */
   uint64_t spool_reserve_bytes;  /* room kept beside the spool for a full disk */
   uint64_t upstream_max_refusals; /* refusals in a row before a stream is given up */
   int log_level;                 /* SB_LOG_* */
@@ -105,7 +106,7 @@ typedef struct {
                                     "": the default (SB__DEFAULT_CONTROL_SDDL) */
 } sb__config_t;
 
-enum { SB__DURABILITY_SPOOL = 0, SB__DURABILITY_ALWAYS = 1 };
+enum { SB__DURABILITY_SPOOL = 0, SB__DURABILITY_ALWAYS = 1, SB__DURABILITY_BACKLOG = 2 };
 enum { SB__SYNC_NORMAL = 0, SB__SYNC_FULL = 1 };
 enum { SB__FULL_REFUSE = 0, SB__FULL_DROP_OLDEST = 1 };
 
@@ -167,96 +168,7 @@ typedef struct {
   uint64_t archive_retention_bytes; /* bytes deleted by retention */
 } sb__counters_t;
 
-/* ---- sink: where a stream's data goes (upstream.c, archive.c) ---- */
-
-/* A piece of stream data, owned by whoever holds it; freed with sb__chunk_free(). */
-typedef struct sb__chunk_s {
-  struct sb__chunk_s* next;
-  size_t len;
-  size_t cap;   /* SB__READ_SIZE for a read buffer, which is recycled; else 0 */
-  unsigned refs; /* holders; sb__chunk_free drops one (loop thread) */
-  uint64_t off; /* the stream's byte offset of data[0] (upstream streams) */
-  int64_t mark; /* where a resend may start: the byte offset (text, binary) or the
-                   datagram index at data[0] (datagram), -1 inside a datagram */
-  char data[];
-} sb__chunk_t;
-
-/* A chunk holding a copy of data. */
-sb__chunk_t* sb__chunk_new(const void* data, size_t len);
-/*
- * A read buffer of SB__READ_SIZE bytes. Freed read buffers are kept (a few dozen at
- * most) and handed out again: fresh memory for every read would cost a page fault per
- * page. Loop thread only.
- */
-sb__chunk_t* sb__chunk_new_read(void);
-/* Another holder of c; each holder calls sb__chunk_free once. */
-sb__chunk_t* sb__chunk_ref(sb__chunk_t* c);
-void sb__chunk_free(sb__chunk_t* c);
-
-typedef struct sb__sink_s sb__sink_t;
-typedef struct sb__stream_s sb__stream_t;
-
-/*
- * A sink takes its stream's bytes in order and tells the stream about progress. The
- * stream calls write (ownership of the chunk passes to the sink, even on error), then
- * finish once at the end (client EOF or error), then never again. The sink calls
- * sb__stream_sink_drained() when its queue falls to half the watermark or below after
- * having been above the watermark (or when it starts dropping data after an error), and sb__stream_sink_done() exactly once after finish when everything is
- * flushed and closed (err 0) or it failed (err < 0); the stream frees the sink only
- * after that.
- */
-struct sb__sink_s {
-  void (*write)(sb__sink_t* sink, sb__chunk_t* chunk);
-  void (*finish)(sb__sink_t* sink);
-  void (*destroy)(sb__sink_t* sink); /* after done: frees the sink */
-  /* The service is stopping (after finish; may be called more than once); NULL when
-   * finish alone does. */
-  void (*stop)(sb__sink_t* sink);
-  /* Adds the sink's state to a cJSON object (admin "streams"); may be NULL. */
-  void (*describe)(sb__sink_t* sink, void* cjson_object);
-  sb__stream_t* stream;
-  uint64_t queued; /* bytes accepted but not yet written */
-  int one_at_a_time; /* pause the client after each read until queued is 0 again */
-};
-
-/* ---- stream.c ---- */
-
-struct sb__broker_s;
-
-/* An accepted client connection, from handshake to close. */
-struct sb__stream_s {
-  uv_pipe_t client;
-  struct sb__broker_s* broker;
-  sb__handshake_t hs;
-  sb__props_t props;
-  int handshaken;
-  uv_timer_t deadline;
-  sb__dgram_t dgram;
-  sb__sink_t* sink;
-  int reading;      /* client reads started (not paused by flow control) */
-  int client_eof;   /* client finished (EOF or error) */
-  int closing;      /* handles are being closed */
-  int pending_closes;
-  uint64_t id;      /* per-broker serial, for logs */
-  uint64_t bytes;   /* payload bytes read from the client */
-  uint64_t datagrams;
-  uint64_t bytes_refused; /* not taken by the spool (cap, full disk): never delivered */
-  uint64_t bytes_dropped; /* dropped from the spool (drop-oldest) before delivery */
-  int64_t peer_pid; /* -1 when unknown */
-  int64_t peer_uid; /* -1 when unknown (always on Windows) */
-  int64_t peer_gid;
-  sb__time_t opened;
-  struct sb__stream_s *prev, *next; /* broker's list of live streams */
-};
-
-/* Called by a sink; see sb__sink_t. */
-void sb__stream_sink_drained(sb__stream_t* s);
-/* Every byte read from the client is stored (spool committed): after the client's
- * EOF, its connection is closed only now (or at done), so that a broker in front of
- * this one, waiting for the connection's end, forgets the stream only once it is safe
- * here. */
-void sb__stream_sink_durable(sb__stream_t* s);
-void sb__stream_sink_done(sb__stream_t* s, int err);
+#include "stream.h"
 
 /* ---- archive.c ---- */
 
@@ -292,113 +204,8 @@ void sb__archive_close(struct sb__broker_s* b);
 /* Adds the archive's figures to the admin status (a cJSON object). */
 void sb__archive_describe(struct sb__broker_s* b, void* cjson_object);
 
-/* ---- spool.c: the SQLite spool, written by a worker thread ---- */
-
-/*
- * The spool is DATA_DIR/spool.db, SQLite in WAL mode, with one row per stream (its
- * upstream handshake properties and its cursor: the bytes whose upstream write
- * completed) and one per chunk of data (stream, sequence number, byte offset, resend
- * mark, time, bytes). One worker thread owns the database: the loop submits jobs, the
- * worker runs every job queued so far in one transaction (group commit), then hands
- * them back to the loop, in submission order, through a uv_async_t, where each job's
- * done callback runs. So a slow disk never blocks the loop, and a chunk and the cursor
- * that follows it are committed together or not at all.
- */
-typedef struct sb__spool_s sb__spool_t;
-
-typedef enum {
-  SB__SPOOL_OPEN,   /* a stream's row: sid, props, type */
-  SB__SPOOL_APPEND, /* a chunk of stream sid: chunk (its off, mark), seq */
-  SB__SPOOL_ACK,    /* cursor of sid := off; chunks ending at or before trim go */
-  SB__SPOOL_FORGET, /* stream sid and its chunks go (delivered, upstream closed) */
-  SB__SPOOL_READ    /* committed chunks of sid from off (window: from the oldest
-                       chunk whose mark is >= 0 instead), at most limit bytes */
-} sb__spool_op_t;
-
-typedef struct sb__spool_job_s sb__spool_job_t;
-struct sb__spool_job_s {
-  sb__spool_job_t* next;
-  sb__spool_op_t op;
-  int64_t sid;
-  uint64_t seq;         /* APPEND */
-  uint64_t off;         /* ACK: the cursor; READ: first byte wanted */
-  uint64_t trim;        /* ACK */
-  uint64_t limit;       /* READ */
-  int window;           /* READ */
-  int type;             /* OPEN: sb_stream_type_t */
-  char* props;          /* OPEN: the handshake JSON (freed with the job by its owner) */
-  sb__chunk_t* chunk;   /* APPEND: the data (a reference the owner drops in done);
-                           READ: the result, a list linked by next, each with off, mark */
-  int status;           /* in done: 0, SB_ENOSPC (cap or disk full: not stored), SB_EIO
-                           (not stored; READ: the spool is damaged from off on),
-                           SB_EBUSY (READ: failed for now, try again later) */
-  uint64_t corrupt;     /* READ: bytes of chunks that failed their checksum (deleted,
-                           left out of the result) */
-  uint64_t freed;       /* ACK: chunk bytes trimmed */
-  void (*done)(sb__spool_job_t* job); /* loop thread */
-  void* data;
-};
-
-typedef struct {
-  uint64_t bytes;          /* chunk bytes in the spool */
-  uint64_t chunks;
-  int64_t oldest_unsent_ms; /* creation time (Unix ms) of the oldest unsent chunk; 0: none */
-  uint64_t dropped_bytes;  /* by drop-oldest */
-  uint64_t refused_bytes;  /* by refuse, the cap or a full disk */
-  uint64_t full_errors;    /* SQLITE_FULL and I/O errors of transactions */
-  uint64_t moved_aside;    /* damaged or foreign databases moved aside at start */
-  uint64_t commits;
-  uint64_t corrupt_chunks; /* chunks that failed their checksum (never forwarded) */
-  uint64_t corrupt_bytes;
-  uint64_t pending_deletes; /* streams whose delivered data waits to be deleted (full
-                               disk) */
-} sb__spool_stats_t;
-
-/* A stream left in the spool by an earlier run, to be resumed. */
-typedef struct {
-  int64_t sid;
-  char* props;       /* the handshake JSON */
-  uint64_t end;      /* bytes spooled: the end of its last chunk */
-  uint64_t next_seq;
-  uint64_t acked;    /* its cursor */
-} sb__spool_resume_t;
-
-/*
- * Opens DATA_DIR/spool.db at start (loop thread, before serving): checks it
- * (quick_check, schema version); a damaged database or one of another schema is
- * moved aside as spool.db.bad-TIME (with its -wal and -shm) with an error logged, and
- * a new one is made. Lists the streams to resume (free with sb__spool_resume_free),
- * then starts the worker. Returns 0 or SB_E* after logging.
- */
-int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
-                   sb__spool_resume_t** resume, size_t* nresume);
-void sb__spool_resume_free(sb__spool_resume_t* r, size_t n);
-/* The next free stream id. */
-int64_t sb__spool_new_sid(sb__spool_t* sp);
-/* Queues a job; its done runs on the loop thread later (never inside this call). */
-void sb__spool_submit(sb__spool_t* sp, sb__spool_job_t* job);
-void sb__spool_stats(sb__spool_t* sp, sb__spool_stats_t* out);
-/* Runs every queued job (their done callbacks included), stops the worker, closes the
- * database and frees sp. Loop thread; blocks until the worker is done. */
-void sb__spool_close(sb__spool_t* sp);
-
-/* ---- upstream.c ---- */
-
-/*
- * An upstream sink: every chunk goes to the spool; it goes upstream as soon as it is
- * read while the connection keeps up (durability "spool"; "always": once committed),
- * else from the spool when the connection can take it. The connection is dialed with
- * backoff, and reopened (tag streambroker.offset) from the replay window when it
- * breaks. The sink is done when every byte was written upstream and the connection
- * closed, or at a stop, once every byte is in the spool.
- */
-sb__sink_t* sb__upstream_sink_create(sb__stream_t* s);
-/* Dials now if the sink waits in backoff (the upstream appeared). */
-void sb__upstream_kick(sb__sink_t* sink);
-/* Frees the set of names sent upstream (at broker close). */
-void sb__upstream_names_free(struct sb__broker_s* b);
-/* A sink for a stream resumed from the spool (its client is gone). */
-sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r);
+#include "spool.h"
+#include "upstream.h"
 
 /* ---- broker.c ---- */
 

@@ -1121,7 +1121,9 @@ int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
            sp->path, (unsigned long long)sp->bytes, (unsigned long long)sp->chunks,
            (unsigned long long)*nresume,
            cfg->synchronous == SB__SYNC_FULL ? "full" : "normal",
-           cfg->durability == SB__DURABILITY_ALWAYS ? "always" : "spool");
+           cfg->durability == SB__DURABILITY_ALWAYS  ? "always"
+           : cfg->durability == SB__DURABILITY_SPOOL ? "spool"
+                                                     : "backlog");
   uv_mutex_init(&sp->mutex);
   uv_cond_init(&sp->cond);
   uv_async_init(loop, &sp->async, on_async);

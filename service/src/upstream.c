@@ -984,7 +984,7 @@ static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
   j->chunk = c; /* the stream's reference passes to the job */
   sink->queued += c->len;
   sb__spool_submit(b->spool, j);
-  if (b->cfg.durability == SB__DURABILITY_SPOOL && up_can_send(up, c->off))
+  if (b->cfg.durability != SB__DURABILITY_ALWAYS && up_can_send(up, c->off))
     up_send(up, c);
 }
 
