@@ -556,6 +556,10 @@ TEST_IMPL(live_memory_budget) {
   sb__buf_free(&got);
   sb__buf_free(&want);
   free(m);
+  /* A broker that wrote a gigabyte to its spool may take a while to die (its last
+   * writes go to the disk first). */
+  sb_it_daemon_kill(&b, SIGKILL);
+  sb_it_daemon_wait_exit(&b, 120000);
   sb_it_daemon_close(&b);
   sb_it_daemon_close(&up);
   uv_loop_close(&loop);
@@ -806,7 +810,7 @@ static size_t healthy_run(uv_loop_t* loop, sb_it_daemon_t* up, const char* durab
  * upstream: none of them touches the spool (no chunk, no row, bytes_spooled 0),
  * bytes_live counts every byte forwarded, and (Linux) the broker's write_bytes in
  * /proc grew by less than 1 % of them. The same run with "spool" writes at least the
- * bytes forwarded, so the measure tells the modes apart.
+ * bytes forwarded (Linux), so the measure tells the modes apart.
  */
 TEST_IMPL(live_healthy_upstream_no_spool) {
   uv_loop_t loop;
@@ -831,15 +835,14 @@ TEST_IMPL(live_healthy_upstream_no_spool) {
   cJSON_Delete(st);
   if (disk >= 0)
     ASSERT_LT(disk, (int64_t)(total / 100));
-  total = healthy_run(&loop, &up, "spool", "hs", writers, &st, &disk);
-  fprintf(stderr,
-          "\"spool\": %zu bytes forwarded, bytes_spooled %.0f, %lld bytes written to "
-          "disk\n",
-          total, sb_it_json_num(st, "counters.bytes_spooled"), (long long)disk);
-  ASSERT_GE(sb_it_json_num(st, "counters.bytes_spooled"), total);
-  cJSON_Delete(st);
-  if (disk >= 0)
+  /* The same with "spool": every byte goes to disk too (a figure only /proc shows). */
+  if (disk >= 0) {
+    total = healthy_run(&loop, &up, "spool", "hs", writers, &st, &disk);
+    fprintf(stderr, "\"spool\": %zu bytes forwarded, %lld bytes written to disk\n", total,
+            (long long)disk);
+    cJSON_Delete(st);
     ASSERT_GE(disk, (int64_t)total);
+  }
   sb_it_daemon_close(&up);
   uv_loop_close(&loop);
 }
