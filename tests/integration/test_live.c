@@ -153,10 +153,11 @@ static int kill_loop(uv_loop_t* loop, sb_it_daemon_t* up, const char* durability
   ASSERT_NOT_NULL(committed);
   ASSERT_NOT_NULL(received);
   uv_mutex_init(&w->mutex);
-  snprintf(extra, sizeof(extra),
-           "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200, \"log_level\": \"info\", "
-           "\"durability\": \"%s\"",
-           durability);
+  snprintf(
+      extra, sizeof(extra),
+      "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200, \"log_level\": \"info\", "
+      "\"durability\": \"%s\"",
+      durability);
   snprintf(tag, sizeof(tag), "lk%s", prefix);
   sb_it_daemon_start(&b, loop, tag, up->address, extra);
   snprintf(w->address, sizeof(w->address), "%s", b.address);
@@ -199,7 +200,8 @@ TEST_IMPL(live_kill_loops_all_durabilities) {
   uv_loop_t loop;
   sb_it_daemon_t up;
   uint32_t x = (uint32_t)uv_hrtime();
-  /* 24 broker kills in all (6 of the upstream); 21 under Wine, whose restarts are slow. */
+  /* 24 broker kills in all (6 of the upstream); 21 under Wine, where restarts are slow.
+   */
   int kills = sb_it_is_windows() ? 7 : 8;
   uv_loop_init(&loop);
   sb_it_daemon_start(&up, &loop, "lku", NULL, "\"log_level\": \"info\"");
@@ -272,8 +274,8 @@ static int spool_has_bytes(void* arg) {
 
 /* Starts n fast writers of nstreams streams each (names spool/PREFIX-g0-sS) that stop
  * once each stream has bytes. */
-static void writers_start(writers_t* ws, sb_it_writer_t** w, uv_thread_t* threads, int n,
-                          int nstreams, size_t bytes, const char* address,
+static void writers_start(writers_t* ws, sb_it_writer_t** w, uv_thread_t* threads,
+                          int n, int nstreams, size_t bytes, const char* address,
                           const char* prefix) {
   int i;
   ws->w = w;
@@ -490,10 +492,11 @@ TEST_IMPL(live_memory_budget) {
   ASSERT_NOT_NULL(m);
   uv_loop_init(&loop);
   sb_it_daemon_start(&up, &loop, "lmu", NULL, "\"log_level\": \"info\"");
-  snprintf(extra, sizeof(extra),
-           "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 500, \"log_level\": \"info\", "
-           "\"replay_window\": 1048576, \"replay_memory_max\": %u",
-           MEM_BUDGET);
+  snprintf(
+      extra, sizeof(extra),
+      "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 500, \"log_level\": \"info\", "
+      "\"replay_window\": 1048576, \"replay_memory_max\": %u",
+      MEM_BUDGET);
   sb_it_daemon_start(&b, &loop, "lmb", up.address, extra);
   for (i = 0; i < MEM_THREADS; i++) {
     snprintf(m[i].address, sizeof(m[i].address), "%s", b.address);
@@ -649,8 +652,8 @@ static void upstream_lose_tail(const char* archive_dir, const char* name, size_t
   ASSERT_GT(len, cut);
   sb_it_write_file(seg[0].log_path, text, len - cut);
   free(text);
-  snprintf(json_path, sizeof(json_path), "%.*s.json", (int)(strlen(seg[0].log_path) - 4),
-           seg[0].log_path);
+  snprintf(json_path, sizeof(json_path), "%.*s.json",
+           (int)(strlen(seg[0].log_path) - 4), seg[0].log_path);
   text = sb_it_read_file(json_path, &len);
   ASSERT_NOT_NULL(text);
   doc = cJSON_ParseWithLength(text, len);
@@ -740,7 +743,8 @@ TEST_IMPL(live_graceful_stop_resends_windows) {
       sb_test_fail(__FILE__, __LINE__,
                    "%s: the spool holds [%lld, %lld) (%lld bytes), not the window "
                    "ending at %d",
-                   o.names[i], (long long)lo, (long long)hi, (long long)sum, STOP_BYTES);
+                   o.names[i], (long long)lo, (long long)hi, (long long)sum,
+                   STOP_BYTES);
     }
   }
   /* The upstream loses the last MiB of every stream. */
@@ -799,8 +803,8 @@ static size_t healthy_run(uv_loop_t* loop, sb_it_daemon_t* up, const char* durab
   writers_join(loop, &ws, threads);
   total = writers_written(&ws);
   wait_broker_idle(loop, &b, up, 120000);
-  *disk_written = before < 0 ? -1
-                             : proc_value(b.proc.pid, "io", "write_bytes:") - before;
+  *disk_written =
+      before < 0 ? -1 : proc_value(b.proc.pid, "io", "write_bytes:") - before;
   *status = sb_it_admin(loop, &b, "status");
   ASSERT_EQ(sb_it_spool_int(&b, "SELECT count(*) FROM chunks"), 0);
   ASSERT_EQ(sb_it_spool_int(&b, "SELECT count(*) FROM streams"), 0);
@@ -847,8 +851,8 @@ TEST_IMPL(live_healthy_upstream_no_spool) {
   /* The same with "spool": every byte goes to disk too (a figure only /proc shows). */
   if (disk >= 0) {
     total = healthy_run(&loop, &up, "spool", "hs", writers, &st, &disk);
-    fprintf(stderr, "\"spool\": %zu bytes forwarded, %lld bytes written to disk\n", total,
-            (long long)disk);
+    fprintf(stderr, "\"spool\": %zu bytes forwarded, %lld bytes written to disk\n",
+            total, (long long)disk);
     cJSON_Delete(st);
     ASSERT_GE(disk, (int64_t)total);
   }
@@ -941,14 +945,16 @@ TEST_IMPL(live_end_timeout) {
   /* Not delivered: listed, in the spool, no "closed" line. */
   st = sb_it_admin(&loop, &b, "streams");
   cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(st, "streams")) {
-    const char* name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "name"));
+    const char* name =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "name"));
     if (name && strncmp(name, "end/s", 5) == 0)
       listed++;
   }
   cJSON_Delete(st);
   ASSERT_EQ(listed, END_STREAMS);
-  ASSERT_EQ(sb_it_spool_int(&b, "SELECT count(*) FROM streams WHERE name LIKE 'end/s%'"),
-            END_STREAMS);
+  ASSERT_EQ(
+      sb_it_spool_int(&b, "SELECT count(*) FROM streams WHERE name LIKE 'end/s%'"),
+      END_STREAMS);
   ASSERT(!sb_it_contains(b.log.data, b.log.len, "\" closed: "));
   st = sb_it_admin(&loop, &b, "status");
   ASSERT_EQ(sb_it_json_num(st, "counters.streams_closed"), 0);
