@@ -75,7 +75,7 @@
 #define SB__NAMES_MAX (1u << 20)
 /* A live stream whose connection holds more than the high watermark this long turns
  * to the spool (its client was paused meanwhile: a moment, not an outage). */
-#define SB__LIVE_STALL_MS 200
+#define SB__LIVE_STALL_MS 500
 /* A spill joins small chunks up to this size: one spool row each. */
 #define SB__SPILL_JOIN (128u * 1024u)
 
