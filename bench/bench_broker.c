@@ -535,13 +535,13 @@ enum { K_BULK, K_LINES, K_MANY, K_STALL, K_STARVE, K_COUNT };
 typedef struct {
   const char* address; /* where the clients connect */
   int kind;
-  uint64_t size;  /* bytes for K_BULK and the K_STARVE backlog; lines per client */
+  uint64_t size; /* bytes for K_BULK and the K_STARVE backlog; lines per client */
   int clients;
-  int streams;          /* K_MANY */
-  uint64_t payload;     /* bytes the clients wrote (handshakes excluded) */
-  uv_mutex_t lock;      /* guards stop and written while producers run */
-  int stop;             /* producers that write until told stop */
-  uint64_t written;     /* what running producers have written so far */
+  int streams;      /* K_MANY */
+  uint64_t payload; /* bytes the clients wrote (handshakes excluded) */
+  uv_mutex_t lock;  /* guards stop and written while producers run */
+  int stop;         /* producers that write until told stop */
+  uint64_t written; /* what running producers have written so far */
 } workload_t;
 
 typedef struct {
@@ -939,8 +939,8 @@ static void print_broker_row(bench_workload_t* b, int kind, int i) {
   if (x->live_bytes >= 0 && x->payload > 0)
     snprintf(live, sizeof(live), "%.0f %%", 100.0 * x->live_bytes / (double)x->payload);
   fprintf(out, "  broker %-9s %10.0f %-4s %7s %7s %9.1f MiB %9.1f MiB %7.2f %% %7s\n",
-          durabilities[i], x->rate, unit_of(kind), rel, dir, (double)x->rss_kib / 1024.0,
-          (double)x->disk_bytes / MIB,
+          durabilities[i], x->rate, unit_of(kind), rel, dir,
+          (double)x->rss_kib / 1024.0, (double)x->disk_bytes / MIB,
           x->payload ? 100.0 * (double)x->disk_bytes / (double)x->payload : 0.0, live);
 }
 
@@ -961,8 +961,9 @@ static void print_workload(bench_workload_t* b, int kind) {
               x->drain_s, x->backlog_mb, (double)x->rss_kib / 1024.0,
               (double)x->disk_bytes / MIB);
     }
-    fprintf(out, "  target: the producers do not block (ratio ~1); the direct path would "
-                 "stop for the whole stall\n");
+    fprintf(out,
+            "  target: the producers do not block (ratio ~1); the direct path would "
+            "stop for the whole stall\n");
     return;
   }
   if (kind == K_STARVE) {
@@ -987,8 +988,10 @@ static void print_workload(bench_workload_t* b, int kind) {
           unit_of(kind), b->relay.rate / b->direct.rate);
   for (i = 0; i < NDUR; i++)
     print_broker_row(b, kind, i);
-  fprintf(out, "  target (backlog): >= %.2f of relay, peak RSS < 64 MiB, disk writes < 1 %% "
-               "of the bytes forwarded\n", b->target);
+  fprintf(out,
+          "  target (backlog): >= %.2f of relay, peak RSS < 64 MiB, disk writes < 1 %% "
+          "of the bytes forwarded\n",
+          b->target);
 }
 
 static void json_result(const char* name, result_t* x, int kind, int last) {
@@ -1007,8 +1010,9 @@ static void json_result(const char* name, result_t* x, int kind, int last) {
   if (kind == K_STARVE)
     printf(",\"live_alone_mb_s\":%.1f,\"live_beside_drain_mb_s\":%.1f,\"ratio\":%.3f,"
            "\"drain_s\":%.3f,\"drain_mb_s\":%.1f,\"spooled_bytes\":%.0f",
-           x->solo_rate, x->busy_rate, x->solo_rate > 0 ? x->busy_rate / x->solo_rate : 0,
-           x->drain_s, x->drain_rate, x->peak_spool);
+           x->solo_rate, x->busy_rate,
+           x->solo_rate > 0 ? x->busy_rate / x->solo_rate : 0, x->drain_s,
+           x->drain_rate, x->peak_spool);
   printf("}%s", last ? "" : ",");
 }
 
@@ -1112,10 +1116,12 @@ int main(int argc, char** argv) {
            streams);
   snprintf(label[K_STALL], sizeof(label[K_STALL]),
            "stall: %d clients write 100-byte lines; the upstream stops reading for "
-           "%.1f s, then resumes", clients, (double)stall_ms / 1000.0);
+           "%.1f s, then resumes",
+           clients, (double)stall_ms / 1000.0);
   snprintf(label[K_STARVE], sizeof(label[K_STARVE]),
            "starvation: one stream drains a %llu MB backlog while another writes live "
-           "(64 KiB writes)", (unsigned long long)backlog_mb);
+           "(64 KiB writes)",
+           (unsigned long long)backlog_mb);
   bw[K_BULK].key = "bulk";
   bw[K_BULK].target = 0.80;
   bw[K_LINES].key = "lines";
@@ -1130,10 +1136,13 @@ int main(int argc, char** argv) {
   ASSERT_OK(uv_loop_init(&loop));
   discard_start(&d);
   relay_start(&relay, d.bind_path);
-  fprintf(out, "streambroker benchmark: client -> upstream (direct), client -> minimal "
-               "relay -> upstream, client -> broker -> upstream; the upstream discards\n");
-  fprintf(out, "(the broker runs once per workload and durability; peak RSS and disk "
-               "writes are its own for that run; live: bytes forwarded without the spool)\n");
+  fprintf(out,
+          "streambroker benchmark: client -> upstream (direct), client -> minimal "
+          "relay -> upstream, client -> broker -> upstream; the upstream discards\n");
+  fprintf(
+      out,
+      "(the broker runs once per workload and durability; peak RSS and disk "
+      "writes are its own for that run; live: bytes forwarded without the spool)\n");
   fflush(out);
 
   for (k = 0; k < K_COUNT; k++) {
@@ -1185,8 +1194,10 @@ int main(int argc, char** argv) {
       w.address = broker.address;
       live0 = admin_number(broker.admin_address, "counters", "bytes_live");
       disk0 = proc_number(broker.proc.pid, "io", "write_bytes:");
-      sb_it_run_thread(&loop, k <= K_MANY ? run_clients : k == K_STALL ? run_stall
-                                                                       : run_starve,
+      sb_it_run_thread(&loop,
+                       k <= K_MANY    ? run_clients
+                       : k == K_STALL ? run_stall
+                                      : run_starve,
                        &r);
       x->ran = 1;
       x->disk_bytes = proc_number(broker.proc.pid, "io", "write_bytes:") - disk0;
@@ -1208,8 +1219,9 @@ int main(int argc, char** argv) {
           "relay", "backlog", "spool", "always", "backlog/relay", "peak RSS", "disk");
   for (k = 0; k <= K_MANY; k++) {
     bench_workload_t* b = &bw[k];
-    fprintf(out, "  %-14s %6.0f %-4s %6.0f %-4s %6.0f %-4s %6.0f %-4s %6.0f %-4s "
-                 "%5.2f (>=%.2f) %6.1f MiB %6.2f %%\n",
+    fprintf(out,
+            "  %-14s %6.0f %-4s %6.0f %-4s %6.0f %-4s %6.0f %-4s %6.0f %-4s "
+            "%5.2f (>=%.2f) %6.1f MiB %6.2f %%\n",
             b->key, b->direct.rate, unit_of(k), b->relay.rate, unit_of(k),
             b->broker[0].rate, unit_of(k), b->broker[1].rate, unit_of(k),
             b->broker[2].rate, unit_of(k), b->broker[0].rate / b->relay.rate, b->target,
@@ -1218,26 +1230,37 @@ int main(int argc, char** argv) {
                 ? 100.0 * (double)b->broker[0].disk_bytes / (double)b->broker[0].payload
                 : 0.0);
   }
-  fprintf(out, "  %-14s stall/before %.2f (backlog) %.2f (spool) %.2f (always); peak "
-               "spool %.0f MiB; drain %.2f s\n", "stall",
+  fprintf(out,
+          "  %-14s stall/before %.2f (backlog) %.2f (spool) %.2f (always); peak "
+          "spool %.0f MiB; drain %.2f s\n",
+          "stall",
           bw[K_STALL].broker[0].pre_rate > 0
-              ? bw[K_STALL].broker[0].stall_rate / bw[K_STALL].broker[0].pre_rate : 0.0,
+              ? bw[K_STALL].broker[0].stall_rate / bw[K_STALL].broker[0].pre_rate
+              : 0.0,
           bw[K_STALL].broker[1].pre_rate > 0
-              ? bw[K_STALL].broker[1].stall_rate / bw[K_STALL].broker[1].pre_rate : 0.0,
+              ? bw[K_STALL].broker[1].stall_rate / bw[K_STALL].broker[1].pre_rate
+              : 0.0,
           bw[K_STALL].broker[2].pre_rate > 0
-              ? bw[K_STALL].broker[2].stall_rate / bw[K_STALL].broker[2].pre_rate : 0.0,
+              ? bw[K_STALL].broker[2].stall_rate / bw[K_STALL].broker[2].pre_rate
+              : 0.0,
           bw[K_STALL].broker[0].peak_spool / MIB, bw[K_STALL].broker[0].drain_s);
-  fprintf(out, "  %-14s live beside the drain / alone %.2f (backlog) %.2f (spool) %.2f "
-               "(always); target >= 0.50\n", "starvation",
+  fprintf(out,
+          "  %-14s live beside the drain / alone %.2f (backlog) %.2f (spool) %.2f "
+          "(always); target >= 0.50\n",
+          "starvation",
           bw[K_STARVE].broker[0].solo_rate > 0
-              ? bw[K_STARVE].broker[0].busy_rate / bw[K_STARVE].broker[0].solo_rate : 0.0,
+              ? bw[K_STARVE].broker[0].busy_rate / bw[K_STARVE].broker[0].solo_rate
+              : 0.0,
           bw[K_STARVE].broker[1].solo_rate > 0
-              ? bw[K_STARVE].broker[1].busy_rate / bw[K_STARVE].broker[1].solo_rate : 0.0,
+              ? bw[K_STARVE].broker[1].busy_rate / bw[K_STARVE].broker[1].solo_rate
+              : 0.0,
           bw[K_STARVE].broker[2].solo_rate > 0
-              ? bw[K_STARVE].broker[2].busy_rate / bw[K_STARVE].broker[2].solo_rate : 0.0);
+              ? bw[K_STARVE].broker[2].busy_rate / bw[K_STARVE].broker[2].solo_rate
+              : 0.0);
   fflush(out);
   if (json)
-    print_json(bw, K_COUNT, clients, gib, lines, streams, stall_ms, backlog_mb * 1000000);
+    print_json(bw, K_COUNT, clients, gib, lines, streams, stall_ms,
+               backlog_mb * 1000000);
 
   relay_stop(&relay);
   discard_stop(&d);
