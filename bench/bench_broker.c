@@ -731,6 +731,7 @@ typedef struct {
   double replay_peak;  /* replay_memory.peak_bytes, likewise */
   /* K_STALL */
   double pre_rate, stall_rate, drain_s, backlog_mb, peak_spool;
+  int on_spool; /* streams whose route was "spool" at the resume, -1: not told */
   /* K_STARVE */
   double solo_rate, busy_rate, drain_rate;
 } result_t;
@@ -832,6 +833,13 @@ static void run_stall(void* arg) {
   discard_stall(r->d, 2);
   watch_spool(r, r->stall_ms);
   w2 = written_now(w);
+  res->on_spool = -1;
+  if (r->admin != NULL) {
+    char* streams = admin_query(r->admin, "streams");
+    if (streams != NULL && strstr(streams, "\"route\":") != NULL)
+      res->on_spool = (int)sb_it_count(streams, strlen(streams), "\"route\":\"spool\"");
+    free(streams);
+  }
   uv_mutex_lock(&r->d->lock);
   got = r->d->bytes;
   uv_mutex_unlock(&r->d->lock);
@@ -963,6 +971,7 @@ typedef struct {
   const char* key;   /* for --json */
   const char* label; /* for the table */
   double target;     /* broker ("backlog") / relay wanted, 0: none */
+  int clients;
   result_t direct, relay, broker[NDUR];
 } bench_workload_t;
 
@@ -991,24 +1000,29 @@ static void print_workload(bench_workload_t* b, int kind) {
   int i;
   fprintf(out, "\n%s\n", b->label);
   if (kind == K_STALL) {
-    fprintf(out, "  %-16s %12s %12s %6s %11s %16s %12s %12s\n", "durability",
-            "before stall", "during stall", "ratio", "peak spool", "drain (backlog)",
-            "peak RSS", "disk written");
-    fprintf(out, "  %-16s %8.0f l/s %8.0f l/s %6.2f %11s %5.2f s (%4.0f MB)\n",
+    fprintf(out, "  %-16s %12s %12s %6s %11s %8s %16s %12s %12s\n", "path",
+            "before stall", "during stall", "ratio", "peak spool", "spooled",
+            "drain (backlog)", "peak RSS", "disk written");
+    fprintf(out, "  %-16s %8.0f l/s %8.0f l/s %6.2f %11s %8s %5.2f s (%4.0f MB)\n",
             "direct", b->direct.pre_rate, b->direct.stall_rate,
-            b->direct.pre_rate > 0 ? b->direct.stall_rate / b->direct.pre_rate : 0.0,
-            "-", b->direct.drain_s, b->direct.backlog_mb);
+            ratio(b->direct.stall_rate, b->direct.pre_rate), "-", "-",
+            b->direct.drain_s, b->direct.backlog_mb);
     for (i = 0; i < NDUR; i++) {
       result_t* x = &b->broker[i];
-      fprintf(out,
-              "  broker %-9s %8.0f l/s %8.0f l/s %6.2f %7.1f MiB %5.2f s (%4.0f MB) "
-              "%8.1f MiB %8.1f MiB\n",
-              durabilities[i], x->pre_rate, x->stall_rate,
-              x->pre_rate > 0 ? x->stall_rate / x->pre_rate : 0.0, x->peak_spool / MIB,
-              x->drain_s, x->backlog_mb, (double)x->rss_kib / 1024.0,
-              (double)x->disk_bytes / MIB);
+      char spooled[16] = "-";
+      if (x->on_spool >= 0)
+        snprintf(spooled, sizeof(spooled), "%d/%d", x->on_spool, b->clients);
+      fprintf(
+          out,
+          "  broker %-9s %8.0f l/s %8.0f l/s %6.2f %7.1f MiB %8s %5.2f s (%4.0f MB) "
+          "%8.1f MiB %8.1f MiB\n",
+          durabilities[i], x->pre_rate, x->stall_rate,
+          ratio(x->stall_rate, x->pre_rate), x->peak_spool / MIB, spooled, x->drain_s,
+          x->backlog_mb, (double)x->rss_kib / 1024.0, (double)x->disk_bytes / MIB);
     }
-    fprintf(out, "  target: the producers do not block (during/before ~1)\n");
+    fprintf(out,
+            "  target: the producers do not block (during/before ~1); spooled: streams "
+            "on the spool route at the resume\n");
     return;
   }
   if (kind == K_STARVE) {
@@ -1054,6 +1068,8 @@ static void json_result(const char* name, result_t* x, int kind, int last) {
     printf(",\"before_stall_lines_s\":%.0f,\"during_stall_lines_s\":%.0f,"
            "\"peak_spool_bytes\":%.0f,\"drain_s\":%.3f,\"backlog_mb\":%.1f",
            x->pre_rate, x->stall_rate, x->peak_spool, x->drain_s, x->backlog_mb);
+  if (kind == K_STALL && x->on_spool >= 0)
+    printf(",\"streams_on_spool_at_resume\":%d", x->on_spool);
   if (kind == K_STARVE)
     printf(",\"live_alone_mb_s\":%.1f,\"live_beside_drain_mb_s\":%.1f,\"ratio\":%.3f,"
            "\"drain_s\":%.3f,\"drain_mb_s\":%.1f,\"spooled_bytes\":%.0f",
@@ -1203,6 +1219,7 @@ int main(int argc, char** argv) {
              : k == K_STARVE ? backlog_mb * 1000000
                              : lines;
     w.streams = streams;
+    b->clients = w.clients;
     /* Direct and through the relay: the fixed-size workloads; the stall directly
      * too, to show what it does to producers with nothing in between. */
     for (i = 0; i < (k <= K_MANY ? 2 : k == K_STALL ? 1 : 0); i++) {
