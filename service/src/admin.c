@@ -93,6 +93,10 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(c, "upstream_refusals", k->upstream_refusals);
   add_u64(c, "streams_given_up", k->streams_given_up);
   add_u64(c, "streams_refused_spool_full", k->streams_refused_full);
+  add_u64(c, "bytes_live", k->bytes_live);
+  add_u64(c, "windows_spilled", k->windows_spilled);
+  add_u64(c, "window_bytes_spilled", k->window_bytes_spilled);
+  add_u64(c, "window_bytes_unstored", k->window_bytes_unstored);
   cJSON_AddItemToObject(c, "bad_handshakes", bad);
   /* Refused and dropped bytes, by reason. */
   add_u64(refused, "spool_full", k->bytes_refused_full);
@@ -101,6 +105,14 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(dropped, "corrupt", k->bytes_dropped_corrupt);
   cJSON_AddItemToObject(c, "bytes_dropped", dropped);
   cJSON_AddItemToObject(r, "counters", c);
+  if (b->cfg.upstream) {
+    cJSON* m = cJSON_CreateObject();
+    add_u64(m, "bytes", b->window_bytes + b->spill_bytes);
+    add_u64(m, "being_spilled_bytes", b->spill_bytes);
+    add_u64(m, "max_bytes", b->cfg.replay_memory_max);
+    add_u64(m, "peak_bytes", b->window_peak);
+    cJSON_AddItemToObject(r, "replay_memory", m);
+  }
   sb__archive_describe(b, r);
   if (b->spool) {
     sb__spool_stats_t st;

@@ -118,6 +118,12 @@ static const sb__key_t sb__keys[] = {
     "doubles with each failed dial."),
   SB__UINT(backoff_max_ms, 1, 30000, 10000,
     "Cap of that delay, in milliseconds; at least `backoff_initial_ms`."),
+  SB__UINT(upstream_end_timeout_ms, 1000, 3600000, 30000,
+    "After a stream's last byte, how long the upstream has to confirm that it read "
+    "everything (Linux: it closes its end; Windows: `FlushFileBuffers` returns). Past "
+    "it the stream is not counted delivered: its connection is closed and it is "
+    "resent later from its replay window (on Linux, an upstream that read every byte "
+    "but keeps its end open counts as delivered)."),
   SB__UINT(upstream_max_refusals, 1, 1000, 5,
     "A connection the upstream closes within a second of the dial is a refusal (a "
     "LUCI butler refuses a stream name it has seen): the stream is reopened under its "

@@ -96,6 +96,7 @@ typedef struct {
   uint64_t replay_memory_max;    /* backlog mode: memory for all live windows */
   uint64_t spool_reserve_bytes;  /* room kept beside the spool for a full disk */
   uint64_t upstream_max_refusals; /* refusals in a row before a stream is given up */
+  uint64_t upstream_end_timeout_ms; /* wait for the upstream to confirm a stream's end */
   int log_level;                 /* SB_LOG_* */
   char* log_file;                /* NULL or "": stderr */
   uint64_t log_max_bytes;        /* log_file rotates at this size */
@@ -156,6 +157,10 @@ typedef struct {
   uint64_t streams_given_up;    /* streams refused upstream_max_refusals times in a row */
   uint64_t bytes_dropped_corrupt; /* not delivered: their spool chunk failed its checksum
                                      or could not be read */
+  uint64_t bytes_live;          /* bytes sent upstream without the spool (backlog mode) */
+  uint64_t windows_spilled;     /* memory windows written to the spool (memory budget) */
+  uint64_t window_bytes_spilled;
+  uint64_t window_bytes_unstored; /* window bytes a spill could not store (full disk) */
   /* archive.c */
   uint64_t archive_streams_failed; /* streams whose archive failed (client closed) */
   uint64_t archive_bytes_lost;  /* bytes read from clients that are not in the .log */
@@ -237,6 +242,10 @@ typedef struct sb__broker_s {
   sb__spool_t* spool; /* NULL in archive mode */
   void* upstream_watch; /* sb__upstream_watch_start's, or NULL */
   struct sb__names_s* sent_names; /* names sent upstream since start (upstream.c) */
+  /* The memory replay windows of live streams (upstream.c): their bytes, those being
+   * written to the spool, the peak of both, and the streams oldest first. */
+  uint64_t window_bytes, spill_bytes, window_peak;
+  struct sb__upstream_s *win_head, *win_tail;
   uint64_t upstream_epoch; /* grows whenever the upstream is seen gone or new (a failed
                               dial, its pipe appearing): a connection that ended at
                               once in another epoch than its dial's was an outage, not
@@ -325,6 +334,9 @@ void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* 
  * Windows: write access, SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS, overlapped.
  */
 int sb__upstream_dial(const char* address, uv_file* fd);
+/* Bytes written on a connected pipe that its peer has not read yet (POSIX: SIOCOUTQ of
+ * the socket), or -1 when the platform cannot tell (Windows). */
+int64_t sb__pipe_unread(uv_pipe_t* pipe);
 
 /*
  * Watches for the upstream to appear, so that streams waiting in backoff dial at once:

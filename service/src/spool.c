@@ -40,6 +40,8 @@
 
 #define SB__SPOOL_SCHEMA 2
 #define SB__SPOOL_APP_ID 0x53425350 /* "SBSP" */
+#define SB__BATCH_JOBS 1024
+#define SB__BATCH_BYTES (8u * 1024u * 1024u)
 
 enum {
   ST_BEGIN,
@@ -370,7 +372,8 @@ static void load_resume(sb__spool_t* sp, sb__spool_resume_t** out, size_t* n) {
   if (sqlite3_prepare_v2(sp->db,
                          "SELECT s.id, s.props, s.acked, "
                          "(SELECT max(end_off) FROM chunks WHERE sid = s.id), "
-                         "(SELECT max(seq) FROM chunks WHERE sid = s.id) "
+                         "(SELECT max(seq) FROM chunks WHERE sid = s.id), "
+                         "(SELECT count(*) FROM chunks WHERE sid = s.id) "
                          "FROM streams s ORDER BY s.id",
                          -1, &st, NULL) != SQLITE_OK)
     return;
@@ -388,6 +391,7 @@ static void load_resume(sb__spool_t* sp, sb__spool_resume_t** out, size_t* n) {
     r->next_seq = sqlite3_column_type(st, 4) == SQLITE_NULL
                       ? 0
                       : (uint64_t)sqlite3_column_int64(st, 4) + 1;
+    r->chunks = (uint64_t)sqlite3_column_int64(st, 5);
     if (r->end < r->acked)
       r->end = r->acked;
   }
@@ -532,17 +536,17 @@ static int run_write(sb__spool_t* sp, sb__spool_job_t* j, int64_t now) {
     if ((r = step_done(st)) != SQLITE_OK)
       break;
     sp->no_windows = 0;
-    if (trim == 0)
-      break;
-    /* Keep the last resend point at or before trim, and all after it. */
-    st = sp->st[ST_TRIM_DGRAM];
-    sqlite3_bind_int64(st, 1, j->sid);
-    sqlite3_bind_int64(st, 2, (int64_t)trim);
-    if (sqlite3_step(st) == SQLITE_ROW)
-      trim = (uint64_t)sqlite3_column_int64(st, 0);
-    else
-      trim = 0;
-    sqlite3_reset(st);
+    if (trim > 0 && !j->exact) {
+      /* Keep the last resend point at or before trim, and all after it. */
+      st = sp->st[ST_TRIM_DGRAM];
+      sqlite3_bind_int64(st, 1, j->sid);
+      sqlite3_bind_int64(st, 2, (int64_t)trim);
+      if (sqlite3_step(st) == SQLITE_ROW)
+        trim = (uint64_t)sqlite3_column_int64(st, 0);
+      else
+        trim = 0;
+      sqlite3_reset(st);
+    }
     if (trim == 0)
       break;
     st = sp->st[ST_TRIM];
@@ -991,9 +995,28 @@ static void worker(void* arg) {
       run_batch(sp, NULL);
       continue;
     }
-    batch = sp->in_head;
-    last = sp->in_tail;
-    sp->in_head = sp->in_tail = NULL;
+    /* A batch is bounded (SB__BATCH_JOBS jobs, SB__BATCH_BYTES of appends), so that a
+     * stream filling the spool does not make every other job wait for one long
+     * transaction; the rest is the next batch. */
+    {
+      sb__spool_job_t* j = sp->in_head;
+      uint64_t bytes = 0;
+      unsigned n = 1;
+      for (;;) {
+        if (j->op == SB__SPOOL_APPEND)
+          bytes += j->chunk->len;
+        if (j->next == NULL || n >= SB__BATCH_JOBS || bytes >= SB__BATCH_BYTES)
+          break;
+        j = j->next;
+        n++;
+      }
+      batch = sp->in_head;
+      last = j;
+      sp->in_head = j->next;
+      if (sp->in_head == NULL)
+        sp->in_tail = NULL;
+      last->next = NULL;
+    }
     uv_mutex_unlock(&sp->mutex);
 
     run_batch(sp, batch);

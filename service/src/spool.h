@@ -24,7 +24,8 @@ typedef struct sb__spool_s sb__spool_t;
 typedef enum {
   SB__SPOOL_OPEN,   /* a stream's row: sid, props, type */
   SB__SPOOL_APPEND, /* a chunk of stream sid: chunk (its off, mark), seq */
-  SB__SPOOL_ACK,    /* cursor of sid := off; chunks ending at or before trim go */
+  SB__SPOOL_ACK,    /* cursor of sid := off; chunks ending at or before trim go (but
+                       the last resend point at or before trim, unless exact) */
   SB__SPOOL_FORGET, /* stream sid and its chunks go (delivered, upstream closed) */
   SB__SPOOL_READ    /* committed chunks of sid from off (window: from the oldest
                        chunk whose mark is >= 0 instead), at most limit bytes */
@@ -38,6 +39,7 @@ struct sb__spool_job_s {
   uint64_t seq;       /* APPEND */
   uint64_t off;       /* ACK: the cursor; READ: first byte wanted */
   uint64_t trim;      /* ACK */
+  int exact;          /* ACK: trim exactly (memory holds the window's start) */
   uint64_t limit;     /* READ */
   int window;         /* READ */
   int type;           /* OPEN: sb_stream_type_t */
@@ -76,7 +78,8 @@ typedef struct {
   char* props;  /* the handshake JSON */
   uint64_t end; /* bytes spooled: the end of its last chunk */
   uint64_t next_seq;
-  uint64_t acked; /* its cursor */
+  uint64_t acked;  /* its cursor */
+  uint64_t chunks; /* chunks it has in the spool */
 } sb__spool_resume_t;
 
 /*

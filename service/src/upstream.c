@@ -1,21 +1,34 @@
 /*
- * upstream.c - the upstream sink: one stream's way to the upstream server, through
- * the spool.
+ * upstream.c - the upstream sink: one stream's way to the upstream server, live or
+ * through the spool.
  *
- * Every chunk read from the client is appended to the spool. While the connection
- * keeps up (connected, below the high watermark, nothing older waiting in the spool)
- * a chunk is written upstream as soon as it is read (durability "spool") or as soon as
- * its append committed ("always"); otherwise it waits in the spool and is read back
- * when the connection can take it, oldest first. So the client never waits on the
- * upstream, and each stream's bytes reach the upstream in order.
+ * Two routes. Live (durability "backlog", while the connection keeps up): a chunk read
+ * from the client is written upstream at once, and kept in memory, after its write
+ * completed, as the replay window; nothing touches the disk. Spooled: every chunk is
+ * appended to the spool; while the connection keeps up (connected, below the high
+ * watermark, nothing older waiting) it is also written upstream at once (durability
+ * "spool", and "backlog" while spooling) or once its append committed ("always");
+ * otherwise it waits in the spool and is read back, oldest first, when the connection
+ * can take it. So the client never waits on the upstream, and each stream's bytes reach
+ * the upstream in order.
+ *
+ * A live stream turns to the spool when a chunk cannot go live (the connection broke,
+ * is not there, or has held more than the high watermark for SB__LIVE_STALL_MS), and at
+ * a stop: first its memory window, and the chunks in flight, are written to the spool
+ * (a "spill"), then every chunk after. It turns live again once the spool has given
+ * back everything and the connection keeps up. The spool holds a stream's row only once
+ * the stream needed it. The windows of all live streams share one memory budget,
+ * replay_memory_max: past it, whole windows, oldest first, are spilled to the spool
+ * (their streams stay live) until a quarter of the budget is free.
  *
  * Offsets (bytes of the stream's data, handshake excluded):
- *   next_off   bytes read from the client        committed  bytes in the spool
- *   send_off   bytes handed to the connection    acked      bytes whose write completed
- * The spool keeps every chunk from acked - replay_window on (the replay window). When
- * the connection breaks, the stream is reopened on a new one under the same name with
- * the tag streambroker.offset: the offset (datagram index for datagram streams) of the
- * oldest chunk still in the spool, and is resent from there.
+ *   next_off   bytes read from the client        committed  bytes in the spool, or sent
+ *                                                           live (never to be read
+ * back) send_off   bytes handed to the connection    acked      bytes whose write
+ * completed The spool (spooled) or memory (live) keeps every chunk from acked -
+ * replay_window on (the replay window). When the connection breaks, the stream is
+ * reopened on a new one with the tag streambroker.offset: the offset (datagram index
+ * for datagram streams) of the oldest chunk of the window, and is resent from there.
  *
  * Names. A LUCI butler accepts each stream name once in its lifetime and refuses a
  * name it has seen by closing the connection right after the handshake. So a stream
@@ -50,7 +63,6 @@
 
 #define SB__SPOOL_READ_LIMIT (256u * 1024u)
 #define SB__STOP_GRACE_MS 2000
-#define SB__EOF_WAIT_MS 30000
 #define SB__TAG_OFFSET "streambroker.offset"
 #define SB__TAG_DROPPED "streambroker.dropped"
 #define SB__TAG_NAME "streambroker.name"
@@ -61,8 +73,13 @@
 /* The names sent upstream are remembered up to this many, then forgotten (a name
  * sent again is then refused by a butler, and renamed through the refusal path). */
 #define SB__NAMES_MAX (1u << 20)
+/* A live stream whose connection holds more than the high watermark this long turns
+ * to the spool (its client was paused meanwhile: a moment, not an outage). */
+#define SB__LIVE_STALL_MS 200
+/* A spill joins small chunks up to this size: one spool row each. */
+#define SB__SPILL_JOIN (128u * 1024u)
 
-typedef struct {
+typedef struct sb__upstream_s {
   sb__sink_t sink;
   sb__broker_t* b;
   int64_t sid;
@@ -100,6 +117,24 @@ typedef struct {
   int finishing; /* the client is done (or gone): nothing more will be written */
   int grace;     /* stopping: the grace timer runs */
   int closing, pending_closes;
+  /* The live route (durability "backlog"). */
+  int spooling;           /* chunks go to the spool (always, but for live streams) */
+  int opened;             /* the stream's row was submitted to the spool */
+  uint64_t open_off;      /* next_off then: bytes before it went live */
+  uv_timer_t stall_timer; /* live, above the watermark: turn to the spool */
+  uint64_t live_q;        /* bytes sent live and not yet written (in sink.queued) */
+  unsigned live_epoch;    /* grows at each spill: writes of before leave live_q alone */
+  sb__chunk_t *mem_head, *mem_tail; /* sent live, oldest first (linked by next): the
+                                       window and what is in flight */
+  uint64_t mem_bytes;               /* their memory */
+  uint64_t spool_part; /* the spool may hold window chunks ending up to here (0:
+                          none): memory holds what follows */
+  int spill_out;       /* window chunks being written to the spool */
+  struct sb__upstream_s *lru_prev, *lru_next; /* broker's windows, oldest first */
+  int in_lru;
+#ifdef _WIN32
+  void* flush; /* the end's FlushFileBuffers, while it runs */
+#endif
 } sb__upstream_t;
 
 typedef struct {
@@ -107,6 +142,8 @@ typedef struct {
   sb__chunk_t* chunk; /* NULL for the handshake */
   uv_buf_t buf;
   uint64_t gen;
+  int live;            /* counted in live_q */
+  unsigned live_epoch; /* up->live_epoch when sent */
   char hs[];
 } sb__upstream_write_t;
 
@@ -157,6 +194,268 @@ static sb__spool_job_t* job_new(sb__upstream_t* up, sb__spool_op_t op,
   j->data = up;
   up->jobs_out++;
   return j;
+}
+
+/* ---- the live route: memory windows, spills ---- */
+
+static void on_opened(sb__spool_job_t* j);
+static void on_acked(sb__spool_job_t* j);
+
+/* Memory a chunk holds (a read buffer keeps all of it). */
+static uint64_t chunk_mem(const sb__chunk_t* c) {
+  return sizeof(*c) + (c->cap ? c->cap : c->len);
+}
+
+static void lru_remove(sb__upstream_t* up) {
+  sb__broker_t* b = up->b;
+  if (!up->in_lru)
+    return;
+  if (up->lru_prev)
+    up->lru_prev->lru_next = up->lru_next;
+  else
+    b->win_head = up->lru_next;
+  if (up->lru_next)
+    up->lru_next->lru_prev = up->lru_prev;
+  else
+    b->win_tail = up->lru_prev;
+  up->lru_prev = up->lru_next = NULL;
+  up->in_lru = 0;
+}
+
+static void lru_append(sb__upstream_t* up) {
+  sb__broker_t* b = up->b;
+  if (up->in_lru)
+    return;
+  up->lru_prev = b->win_tail;
+  up->lru_next = NULL;
+  if (b->win_tail)
+    b->win_tail->lru_next = up;
+  else
+    b->win_head = up;
+  b->win_tail = up;
+  up->in_lru = 1;
+}
+
+static sb__chunk_t* mem_pop(sb__upstream_t* up) {
+  sb__chunk_t* c = up->mem_head;
+  uint64_t m = chunk_mem(c);
+  up->mem_head = c->next;
+  if (up->mem_head == NULL) {
+    up->mem_tail = NULL;
+    lru_remove(up);
+  }
+  c->next = NULL;
+  up->mem_bytes -= m;
+  up->b->window_bytes -= m;
+  return c;
+}
+
+/* The stream's row, submitted before its first chunk (jobs run in order). */
+static void up_open_row(sb__upstream_t* up) {
+  sb__spool_job_t* j;
+  if (up->opened)
+    return;
+  up->opened = 1;
+  up->open_off = up->next_off;
+  j = job_new(up, SB__SPOOL_OPEN, on_opened);
+  j->props = sb__xstrdup(up->props);
+  j->type = up_stream(up)->props.type;
+  sb__spool_submit(up->b->spool, j);
+}
+
+static void on_spool_job(sb__spool_job_t* j) {
+  sb__upstream_t* up = j->data;
+  up->jobs_out--;
+  if (j->status != 0)
+    SB_LOG_W("spool", "stream %llu \"%s\": trimming its window in the spool: %s",
+             up_id(up), up_name(up), sb_strerror(j->status));
+  free(j);
+  up_pump(up);
+  up_maybe_done(up);
+}
+
+/* Moves the stream's cursor in the spool to acked, and with exact, deletes its chunks
+ * that end at or before trim (the spool's part of a window memory now covers). */
+static void up_cursor(sb__upstream_t* up, uint64_t trim, int exact) {
+  sb__spool_job_t* j = job_new(up, SB__SPOOL_ACK, on_spool_job);
+  j->off = up->acked;
+  j->trim = trim;
+  j->exact = exact;
+  if (up->acked > up->db_acked)
+    up->db_acked = up->acked;
+  sb__spool_submit(up->b->spool, j);
+}
+
+/* Drops memory chunks behind the window: all before the last resend point (mark >= 0)
+ * at or before acked - replay_window. Once memory holds such a point, the spool's part
+ * of the window (older) is not needed either. */
+static void mem_trim(sb__upstream_t* up) {
+  uint64_t w = up->b->cfg.replay_window, t = up->acked > w ? up->acked - w : 0;
+  sb__chunk_t *c, *keep = NULL;
+  for (c = up->mem_head; c && c->off <= t; c = c->next)
+    if (c->mark >= 0)
+      keep = c;
+  if (keep == NULL)
+    return;
+  while (up->mem_head != keep)
+    sb__chunk_free(mem_pop(up));
+  if (up->spool_part > 0 && keep->off >= up->spool_part) {
+    up_cursor(up, up->spool_part, 1);
+    up->spool_part = 0;
+  }
+}
+
+static void on_spilled(sb__spool_job_t* j) {
+  sb__upstream_t* up = j->data;
+  sb__chunk_t* c = j->chunk;
+  up->jobs_out--;
+  up->spill_out--;
+  up->b->spill_bytes -= chunk_mem(c);
+  if (j->status != 0) {
+    up->b->counters.window_bytes_unstored += c->len;
+    SB_LOG_W("spool",
+             "stream %llu \"%s\": its replay window, bytes %llu to %llu, could not be "
+             "written to the spool: %s; after a break they cannot be resent",
+             up_id(up), up_name(up), (unsigned long long)c->off,
+             (unsigned long long)(c->off + c->len), sb_strerror(j->status));
+  }
+  sb__chunk_free(c);
+  free(j);
+  up_pump(up);
+  up_maybe_done(up);
+}
+
+/* Appends one spilled chunk (the reference passes to the job). */
+static void spill_one(sb__upstream_t* up, sb__chunk_t* c) {
+  sb__spool_job_t* j = job_new(up, SB__SPOOL_APPEND, on_spilled);
+  j->seq = up->next_seq++;
+  j->chunk = c;
+  up->spill_out++;
+  up->b->spill_bytes += chunk_mem(c);
+  sb__spool_submit(up->b->spool, j);
+}
+
+/* Appends a join, copied to a chunk of its exact size. */
+static void spill_join(sb__upstream_t* up, sb__chunk_t* join) {
+  sb__chunk_t* exact = sb__chunk_new(join->data, join->len);
+  exact->off = join->off;
+  exact->mark = join->mark;
+  free(join);
+  spill_one(up, exact);
+}
+
+/*
+ * Writes the memory window, and what is in flight, to the spool, joining small chunks
+ * (a join starts a new resend point only where its first chunk had one). With route,
+ * the stream then turns to the spool: every later chunk is appended.
+ */
+static void up_spill(sb__upstream_t* up, int route) {
+  sb__chunk_t* join = NULL;
+  if (up->spooling || up->closing)
+    return;
+  up_open_row(up);
+  /* The cursor first, so that a resume after a restart starts at the window. */
+  up_cursor(up, 0, 0);
+  while (up->mem_head) {
+    sb__chunk_t* c = mem_pop(up);
+    if (join && join->len + c->len <= SB__SPILL_JOIN &&
+        join->off + join->len == c->off) {
+      memcpy(join->data + join->len, c->data, c->len);
+      join->len += c->len;
+      sb__chunk_free(c);
+      continue;
+    }
+    if (join)
+      spill_join(up, join);
+    join = NULL;
+    if (c->len >= SB__SPILL_JOIN / 2) {
+      spill_one(up, c);
+      continue;
+    }
+    join = sb__xmalloc(sizeof(*join) + SB__SPILL_JOIN);
+    memset(join, 0, sizeof(*join));
+    join->refs = 1;
+    join->off = c->off;
+    join->mark = c->mark;
+    join->len = c->len;
+    memcpy(join->data, c->data, c->len);
+    sb__chunk_free(c);
+  }
+  if (join)
+    spill_join(up, join);
+  up->spool_part = up->next_off;
+  if (route) {
+    up->spooling = 1;
+    up->sink.queued -= up->live_q;
+    up->live_q = 0;
+    up->live_epoch++;
+    uv_timer_stop(&up->stall_timer);
+  }
+}
+
+/* Over the memory budget: whole windows, oldest first, go to the spool until a quarter
+ * of the budget is free; their streams stay live. */
+static void budget_check(sb__broker_t* b) {
+  uint64_t max = b->cfg.replay_memory_max;
+  if (b->window_bytes <= max)
+    return;
+  while (b->window_bytes > max - max / 4 && b->win_head) {
+    sb__upstream_t* up = b->win_head;
+    b->counters.windows_spilled++;
+    b->counters.window_bytes_spilled += up->mem_bytes;
+    up_spill(up, 0);
+    lru_remove(up);
+  }
+}
+
+/* A chunk sent live joins the memory window (the reference passes to it). */
+static void mem_push(sb__upstream_t* up, sb__chunk_t* c) {
+  sb__broker_t* b = up->b;
+  uint64_t m = chunk_mem(c);
+  c->next = NULL;
+  if (up->mem_tail)
+    up->mem_tail->next = c;
+  else
+    up->mem_head = c;
+  up->mem_tail = c;
+  lru_append(up);
+  up->mem_bytes += m;
+  b->window_bytes += m;
+  if (b->window_bytes + b->spill_bytes > b->window_peak)
+    b->window_peak = b->window_bytes + b->spill_bytes;
+  budget_check(b);
+}
+
+static void mem_clear(sb__upstream_t* up) {
+  while (up->mem_head)
+    sb__chunk_free(mem_pop(up));
+}
+
+static void on_stall(uv_timer_t* t) {
+  sb__upstream_t* up = t->data;
+  if (up->spooling || up->closing ||
+      up->live_q <= up->b->cfg.upstream_high_watermark / 2)
+    return;
+  SB_LOG_I("upstream",
+           "stream %llu \"%s\": the upstream has not taken %llu bytes for %d ms; "
+           "spooling until it catches up",
+           up_id(up), up_name(up), (unsigned long long)up->live_q, SB__LIVE_STALL_MS);
+  up_spill(up, 1);
+  sb__stream_sink_drained(up_stream(up));
+}
+
+/* A spooling stream goes live again once the spool gave back everything it read and
+ * the connection keeps up. */
+static void up_maybe_live(sb__upstream_t* up) {
+  if (!up->spooling || up->b->cfg.durability != SB__DURABILITY_BACKLOG ||
+      up->b->stopping || up->closing || !up->connected || up->hs_pending ||
+      up->conn_ending || up->gap || up->hole || up->reading_spool ||
+      up->trunc_off != UINT64_MAX || up->given_up || up->sink.queued > 0 ||
+      up->send_off != up->next_off || up->committed < up->next_off ||
+      up->inflight > up->b->cfg.upstream_high_watermark / 2)
+    return;
+  up->spooling = 0;
+  up->spool_part = up->next_off;
 }
 
 /* ---- names sent upstream ---- */
@@ -294,9 +593,12 @@ static void up_close_all(sb__upstream_t* up) {
   up->closing = 1;
   /* A connection still closing (a Windows pipe waits for its cancelled writes) is
    * counted too: the sink, and the handle in it, must outlive its close. */
-  up->pending_closes = 2 + up->pipe_open + up->pipe_closing;
+  up->pending_closes = 3 + up->pipe_open + up->pipe_closing;
+  mem_clear(up);
+  lru_remove(up);
   uv_close((uv_handle_t*)&up->timer, on_final_closed);
   uv_close((uv_handle_t*)&up->read_timer, on_final_closed);
+  uv_close((uv_handle_t*)&up->stall_timer, on_final_closed);
   if (up->pipe_open) {
     up->pipe_open = 0;
     up->connected = 0;
@@ -322,13 +624,15 @@ static void on_forgotten(sb__spool_job_t* j) {
 static void up_maybe_done(sb__upstream_t* up) {
   if (up->closing || !up->finishing)
     return;
-  if (!up->durable_told && up->committed >= up_end(up) && up->sink.queued == 0) {
-    /* Every byte read is in the spool: the client's connection may close now. */
+  if (!up->durable_told && up->spooling && up->spill_out == 0 &&
+      up->committed >= up_end(up) && up->sink.queued == 0) {
+    /* Every byte read is in the spool (a live stream's is once the upstream confirmed
+     * its end, at done): the client's connection may close now. */
     up->durable_told = 1;
     sb__stream_sink_durable(up_stream(up));
   }
   if (up->conn_done) {
-    if (!up->forget_sent) {
+    if (!up->forget_sent && up->opened) {
       up->forget_sent = 1;
       sb__spool_submit(up->b->spool, job_new(up, SB__SPOOL_FORGET, on_forgotten));
       return;
@@ -394,6 +698,8 @@ static void up_broken(sb__upstream_t* up, int err) {
   sb__broker_t* b = up->b;
   if (!up->pipe_open)
     return;
+  /* A live stream's window and what was in flight go to the spool, to be resent. */
+  up_spill(up, 1);
   up->reopen = 1;
   if (uv_now(b->loop) - up->conn_at < SB__REFUSAL_MS &&
       up->conn_epoch == b->upstream_epoch) {
@@ -439,6 +745,8 @@ static void on_write(uv_write_t* req, int status) {
   sb__upstream_write_t* w = (sb__upstream_write_t*)req;
   sb__upstream_t* up = req->data;
   size_t len = w->chunk ? w->chunk->len : 0;
+  uint64_t gen = w->gen;
+  int drained = 0;
   up->inflight -= len;
   if (w->gen == up->gen && status == 0 && w->chunk) {
     uint64_t end = w->chunk->off + len;
@@ -446,7 +754,15 @@ static void on_write(uv_write_t* req, int status) {
       up->acked = end;
     up->b->counters.bytes_out += len;
   }
-  uint64_t gen = w->gen;
+  if (w->live && w->live_epoch == up->live_epoch) {
+    uint64_t hw = up->b->cfg.upstream_high_watermark;
+    up->live_q -= len;
+    up->sink.queued -= len;
+    if (up->live_q <= hw / 2) {
+      uv_timer_stop(&up->stall_timer);
+      drained = 1;
+    }
+  }
   sb__chunk_free(w->chunk);
   free(w);
   if (gen != up->gen || up->closing)
@@ -455,6 +771,10 @@ static void on_write(uv_write_t* req, int status) {
     up_broken(up, sb__uv_err(status));
     return;
   }
+  if (!up->spooling)
+    mem_trim(up);
+  if (drained)
+    sb__stream_sink_drained(up_stream(up));
   up_pump(up);
 }
 
@@ -480,6 +800,45 @@ static void up_send(sb__upstream_t* up, sb__chunk_t* c) {
   up->send_off = c->off + c->len;
   up->inflight += c->len;
   up_write_buf(up, w);
+}
+
+/* Writes c live: it joins the memory window (the caller's reference passes to it), and
+ * counts as queued until written, so a connection that falls behind pauses the client
+ * (and, past SB__LIVE_STALL_MS, turns the stream to the spool). */
+static void up_send_live(sb__upstream_t* up, sb__chunk_t* c) {
+  sb__upstream_write_t* w = sb__xcalloc(1, sizeof(*w));
+  uint64_t hw = up->b->cfg.upstream_high_watermark;
+  sb__chunk_t* keep = c;
+  if (c->cap > 0 && c->len <= c->cap / 2) {
+    /* A read buffer mostly empty: the window keeps a copy of its exact size, and the
+     * buffer goes back to the pool once written. */
+    keep = sb__chunk_new(c->data, c->len);
+    keep->off = c->off;
+    keep->mark = c->mark;
+  } else {
+    sb__chunk_ref(c);
+  }
+  w->chunk = c;
+  w->buf = uv_buf_init(c->data, (unsigned)c->len);
+  w->live = 1;
+  w->live_epoch = up->live_epoch;
+  up->send_off = c->off + c->len;
+  up->committed = up->send_off;
+  up->inflight += c->len;
+  up->live_q += c->len;
+  up->sink.queued += c->len;
+  up->b->counters.bytes_live += c->len;
+  mem_push(up, keep);
+  if (up->live_q > hw && !uv_is_active((uv_handle_t*)&up->stall_timer))
+    uv_timer_start(&up->stall_timer, on_stall, SB__LIVE_STALL_MS, 0);
+  up_write_buf(up, w);
+}
+
+/* Whether a chunk that starts at off may go live: the connection takes data and
+ * nothing older waits. */
+static int up_can_go_live(sb__upstream_t* up, uint64_t off) {
+  return !up->spooling && up->connected && !up->hs_pending && !up->conn_ending &&
+         !up->gap && !up->hole && up->send_off == off && off < up->trunc_off;
 }
 
 /* Whether a chunk that starts at off may go upstream now. */
@@ -668,7 +1027,7 @@ static void on_acked(sb__spool_job_t* j);
 static void up_schedule_ack(sb__upstream_t* up) {
   sb__spool_job_t* j;
   uint64_t window = up->b->cfg.replay_window;
-  if (up->ack_out || up->acked <= up->db_acked || up->closing)
+  if (up->ack_out || up->acked <= up->db_acked || up->closing || !up->spooling)
     return;
   j = job_new(up, SB__SPOOL_ACK, on_acked);
   j->off = up->acked;
@@ -687,15 +1046,37 @@ static void on_acked(sb__spool_job_t* j) {
   up_maybe_done(up);
 }
 
-#ifndef _WIN32
-static void on_eof_timeout(uv_timer_t* t) {
-  sb__upstream_t* up = t->data;
+/*
+ * The upstream did not confirm a stream's end within upstream_end_timeout_ms (it reads
+ * slowly, or not at all): the stream is not counted delivered. Its connection closes
+ * and it is resent later from its window, unless the platform can tell that the
+ * upstream did read every byte (POSIX: the socket's unread bytes), which is enough.
+ */
+static void up_end_unconfirmed(sb__upstream_t* up) {
+  int64_t unread = sb__pipe_unread(&up->pipe);
+  if (unread == 0) {
+    SB_LOG_I("upstream",
+             "stream %llu \"%s\": the upstream read every byte but did not close its "
+             "end within %llu ms; delivered",
+             up_id(up), up_name(up),
+             (unsigned long long)up->b->cfg.upstream_end_timeout_ms);
+    up->conn_done = 1;
+    up_conn_close(up);
+    return;
+  }
   SB_LOG_W("upstream",
-           "stream %llu \"%s\": the upstream did not close its end within %d ms "
-           "of the stream's end; closing",
-           up_id(up), up_name(up), SB__EOF_WAIT_MS);
-  up->conn_done = 1;
-  up_conn_close(up);
+           "stream %llu \"%s\": the upstream did not confirm the stream's end within "
+           "%llu ms (%lld bytes unread); not counted delivered: resent later",
+           up_id(up), up_name(up),
+           (unsigned long long)up->b->cfg.upstream_end_timeout_ms, (long long)unread);
+  up_broken(up, SB_ETIMEDOUT);
+}
+
+#ifndef _WIN32
+static void on_end_timeout(uv_timer_t* t) {
+  sb__upstream_t* up = t->data;
+  if (up->conn_ending && !up->closing)
+    up_end_unconfirmed(up);
 }
 
 static void on_shutdown(uv_shutdown_t* req, int status) {
@@ -711,11 +1092,17 @@ static void on_shutdown(uv_shutdown_t* req, int status) {
 #ifdef _WIN32
 /* Windows: FlushFileBuffers on a pipe returns once the server has read everything, so
  * it confirms a stream's end as the upstream's EOF does on POSIX. It blocks, so it runs
- * on the threadpool, counted as a job so that the sink outlives it. */
+ * on the threadpool, counted as a job so that the sink outlives it; at the deadline the
+ * loop cancels it (CancelSynchronousIo), so an upstream that never reads does not hold
+ * a threadpool thread. state (under lock): 0 queued, 1 flushing (thread valid), 2
+ * finished, 3 cancelled before it began. */
 typedef struct {
   uv_work_t work;
   sb__upstream_t* up;
   HANDLE pipe;
+  HANDLE thread;
+  SRWLOCK lock;
+  int state;
   uint64_t gen;
   BOOL ok;
 } sb__flush_t;
@@ -732,7 +1119,20 @@ static void flush_work(uv_work_t* w) {
   OVERLAPPED ov;
   DWORD n = 0;
   HANDLE ev;
-  f->ok = FlushFileBuffers(f->pipe);
+  int cancelled;
+  AcquireSRWLockExclusive(&f->lock);
+  cancelled = f->state == 3;
+  if (!cancelled &&
+      DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(),
+                      &f->thread, 0, FALSE, DUPLICATE_SAME_ACCESS))
+    f->state = 1;
+  ReleaseSRWLockExclusive(&f->lock);
+  f->ok = !cancelled && FlushFileBuffers(f->pipe);
+  AcquireSRWLockExclusive(&f->lock);
+  if (f->state == 1)
+    CloseHandle(f->thread);
+  f->state = 2;
+  ReleaseSRWLockExclusive(&f->lock);
   if (!f->ok || (ev = CreateEventW(NULL, TRUE, FALSE, NULL)) == NULL)
     return;
   memset(&ov, 0, sizeof(ov));
@@ -748,7 +1148,10 @@ static void flush_done(uv_work_t* w, int status) {
   sb__flush_t* f = SB_CONTAINER_OF(w, sb__flush_t, work);
   sb__upstream_t* up = f->up;
   up->jobs_out--;
+  if (up->flush == f)
+    up->flush = NULL;
   if (f->gen == up->gen && !up->closing && up->conn_ending) {
+    uv_timer_stop(&up->timer);
     if (status == 0 && f->ok) {
       up->conn_done = 1;
       up_conn_close(up);
@@ -758,6 +1161,21 @@ static void flush_done(uv_work_t* w, int status) {
   }
   free(f);
   up_maybe_done(up);
+}
+
+static void on_end_timeout(uv_timer_t* t) {
+  sb__upstream_t* up = t->data;
+  sb__flush_t* f = up->flush;
+  if (f == NULL || !up->conn_ending || up->closing)
+    return;
+  AcquireSRWLockExclusive(&f->lock);
+  if (f->state == 1)
+    CancelSynchronousIo(f->thread);
+  else if (f->state == 0)
+    f->state = 3;
+  ReleaseSRWLockExclusive(&f->lock);
+  up->flush = NULL;
+  up_end_unconfirmed(up);
 }
 #endif
 
@@ -774,6 +1192,8 @@ static void up_conn_end(sb__upstream_t* up) {
   f->up = up;
   f->pipe = h;
   f->gen = up->gen;
+  InitializeSRWLock(&f->lock);
+  up->flush = f;
   up->conn_ending = 1;
   up->jobs_out++;
   uv_queue_work(up->b->loop, &f->work, flush_work, flush_done);
@@ -785,8 +1205,8 @@ static void up_conn_end(sb__upstream_t* up) {
     up_broken(up, sb__uv_err(r));
     return;
   }
-  uv_timer_start(&up->timer, on_eof_timeout, SB__EOF_WAIT_MS, 0);
 #endif
+  uv_timer_start(&up->timer, on_end_timeout, up->b->cfg.upstream_end_timeout_ms, 0);
 }
 
 /* What to do next on the connection. */
@@ -811,6 +1231,7 @@ static void up_pump(sb__upstream_t* up) {
   if (!up->reading_spool && up->send_off < up->committed &&
       up->send_off < up->trunc_off && up->inflight <= hw / 2)
     up_read_spool(up, 0);
+  up_maybe_live(up);
 }
 
 #ifndef _WIN32
@@ -979,6 +1400,14 @@ static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
     sb__chunk_free(c);
     return;
   }
+  if (!up->spooling) {
+    if (up_can_go_live(up, c->off)) {
+      up_send_live(up, c);
+      return;
+    }
+    up_spill(up, 1);
+  }
+  up_open_row(up);
   j = job_new(up, SB__SPOOL_APPEND, on_appended);
   j->seq = up->next_seq++;
   j->chunk = c; /* the stream's reference passes to the job */
@@ -1003,6 +1432,8 @@ static void up_finish(sb__sink_t* sink) {
   sb__upstream_t* up = up_of(sink);
   up->finishing = 1;
   if (up->b->stopping) {
+    /* A live stream's window, and what is in flight, are kept for the next start. */
+    up_spill(up, 1);
     /* The spool has (or is about to have) every byte: a connected stream gets a short
      * grace to finish upstream, an unconnected one stops at once. */
     if (up->pipe_open && !up->grace) {
@@ -1035,6 +1466,8 @@ static void up_describe(sb__sink_t* sink, void* object) {
                       : up->pipe_open   ? "disconnecting"
                                         : "waiting";
   cJSON_AddStringToObject(o, "upstream", state);
+  cJSON_AddStringToObject(o, "route", up->spooling ? "spool" : "live");
+  cJSON_AddNumberToObject(o, "window_bytes", (double)up->mem_bytes);
   cJSON_AddNumberToObject(o, "bytes_spooled", (double)up->committed);
   cJSON_AddNumberToObject(o, "bytes_sent", (double)up->send_off);
   cJSON_AddNumberToObject(o, "bytes_acked", (double)up->acked);
@@ -1059,10 +1492,14 @@ static sb__upstream_t* up_new(sb__stream_t* s) {
   up->sink.one_at_a_time = s->broker->cfg.durability == SB__DURABILITY_ALWAYS;
   up->b = s->broker;
   up->trunc_off = UINT64_MAX;
+  /* "backlog": live until a chunk cannot go live; the others spool every byte. */
+  up->spooling = s->broker->cfg.durability != SB__DURABILITY_BACKLOG;
   uv_timer_init(s->broker->loop, &up->timer);
   up->timer.data = up;
   uv_timer_init(s->broker->loop, &up->read_timer);
   up->read_timer.data = up;
+  uv_timer_init(s->broker->loop, &up->stall_timer);
+  up->stall_timer.data = up;
   return up;
 }
 
@@ -1075,13 +1512,14 @@ static void on_opened(sb__spool_job_t* j) {
              "stream %llu \"%s\": cannot record it in the spool: %s; the stream is "
              "refused (its client is closed)",
              up_id(up), up_name(up), sb_strerror(j->status));
+    /* Bytes sent live before the stream needed the spool are not refused. */
     if (up->trunc_off == UINT64_MAX) {
-      up->trunc_off = 0;
+      up->trunc_off = up->open_off;
       up->b->counters.streams_refused_full++;
     }
-    if (up->next_off > 0) {
-      up->b->counters.bytes_refused_full += up->next_off;
-      s->bytes_refused += up->next_off;
+    if (up->next_off > up->open_off) {
+      up->b->counters.bytes_refused_full += up->next_off - up->open_off;
+      s->bytes_refused += up->next_off - up->open_off;
     }
     if (!s->client_eof)
       sb__stream_stop(s);
@@ -1096,7 +1534,6 @@ sb__sink_t* sb__upstream_sink_create(sb__stream_t* s) {
   sb__upstream_t* up = up_new(s);
   sb__props_t props;
   sb__buf_t json = {0};
-  sb__spool_job_t* j;
   if (sb__props_copy(&props, &s->props) != 0)
     abort();
   if (!props.has_timestamp) {
@@ -1110,10 +1547,9 @@ sb__sink_t* sb__upstream_sink_create(sb__stream_t* s) {
   up->props = sb__xstrdup(json.data);
   sb__buf_free(&json);
   up->sid = sb__spool_new_sid(s->broker->spool);
-  j = job_new(up, SB__SPOOL_OPEN, on_opened);
-  j->props = sb__xstrdup(up->props);
-  j->type = s->props.type;
-  sb__spool_submit(s->broker->spool, j);
+  /* A live stream gets its row only when it first needs the spool. */
+  if (up->spooling)
+    up_open_row(up);
   up_dial(up);
   return &up->sink;
 }
@@ -1128,6 +1564,15 @@ sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* 
   up->send_off = r->acked;
   up->reopen = 1;
   up->finishing = 1;
+  up->spooling = 1;
+  up->opened = 1;
+  if (r->chunks == 0) {
+    /* Nothing of it is left to send (a live stream's row, its window trimmed): the
+     * row goes. */
+    up->conn_done = 1;
+    up_maybe_done(up);
+    return &up->sink;
+  }
   up_dial(up);
   return &up->sink;
 }

@@ -7,8 +7,6 @@
   X(spool_upstream_killed_repeatedly)                                                  \
   X(spool_drains_when_upstream_appears)                                                \
   X(spool_datagram_stream_reopened)                                                  \
-  X(spool_broker_killed_in_loop)                                                       \
-  X(spool_broker_killed_in_loop_always)                                                \
   X(spool_cap_refuse_and_recover)                                                      \
   X(spool_cap_drop_oldest)                                                             \
   X(spool_corrupt_database_moved_aside)                                                \

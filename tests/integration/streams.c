@@ -262,7 +262,14 @@ void sb_it_writer_run(void* arg) {
             n = sb_it_content_line(w->names[idx[i]], kfast[i]++, line, sizeof(line));
             sb__buf_append(&batch, line, n);
           }
-          if ((r = sb_stream_write(streams[i], batch.data, batch.len)) != 0)
+          {
+            uint64_t t0 = uv_hrtime(), dt;
+            r = sb_stream_write(streams[i], batch.data, batch.len);
+            dt = uv_hrtime() - t0;
+            if (dt > w->max_write_ns)
+              w->max_write_ns = dt;
+          }
+          if (r != 0)
             failed = 1;
           else
             w->written[idx[i]] += batch.len;
@@ -519,4 +526,33 @@ void sb_it_wait_spool_idle(uv_loop_t* loop, sb_it_daemon_t* d) {
     sb_it_pause_ms(loop, 50);
   }
   ASSERT(!"the broker's spool jobs never finished");
+}
+
+cJSON* sb_it_admin(uv_loop_t* loop, sb_it_daemon_t* d, const char* command) {
+  char prog[4096];
+  const char* argv[] = {prog, "--admin", d->admin_address, "--json", command, NULL};
+  sb_it_result_t res;
+  cJSON* doc;
+  sb_it_program("sbctl", prog, sizeof(prog));
+  sb_it_run(loop, argv, NULL, "", 0, NULL, 0, &res);
+  doc = cJSON_ParseWithLength(res.out.data, res.out.len);
+  if (doc == NULL) {
+    sb_it_daemon_dump(d);
+    sb_test_fail(__FILE__, __LINE__, "sbctl --json %s: exit %d: %s%s", command,
+                 (int)res.exit_status, res.out.data, res.err.data);
+  }
+  sb_it_result_free(&res);
+  return doc;
+}
+
+double sb_it_json_num(const cJSON* doc, const char* path) {
+  char key[128];
+  const char* dot;
+  while ((dot = strchr(path, '.')) != NULL) {
+    snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+    doc = cJSON_GetObjectItemCaseSensitive(doc, key);
+    path = dot + 1;
+  }
+  doc = cJSON_GetObjectItemCaseSensitive(doc, path);
+  return cJSON_IsNumber(doc) ? doc->valuedouble : -1;
 }

@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "helpers.h"
 
 /*
@@ -48,6 +50,7 @@ typedef struct {
   int generations;
   char prefix[16]; /* names are spool/PREFIX-gG-sS ("": spool/gG-sS) */
   int fast;        /* never pause between writes */
+  uint64_t max_write_ns; /* the longest single write (fast writers), in ns */
 } sb_it_writer_t;
 
 size_t sb_it_content_line(const char* name, uint64_t k, char* out, size_t size);
@@ -137,5 +140,13 @@ void sb_it_expect_arrived(uv_loop_t* loop, sb_it_daemon_t* b, sb_it_daemon_t* up
 /* Asks the broker (sbctl --json streams) until none of its streams has a spool job out:
  * everything stored has also been handed back to the streams. */
 void sb_it_wait_spool_idle(uv_loop_t* loop, sb_it_daemon_t* d);
+
+/* The broker's admin reply to command ("status", "streams"), as sbctl --json prints
+ * it; fails the test when there is none. The caller frees it (cJSON_Delete). */
+cJSON* sb_it_admin(uv_loop_t* loop, sb_it_daemon_t* d, const char* command);
+
+/* A number in an admin reply by its dotted path ("counters.bytes_live"); -1 when it is
+ * absent or not a number. */
+double sb_it_json_num(const cJSON* doc, const char* path);
 
 #endif

@@ -3,11 +3,29 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "../internal.h"
+
+#if defined(__linux__)
+#include <linux/sockios.h>
+#endif
+
+int64_t sb__pipe_unread(uv_pipe_t* pipe) {
+#if defined(SIOCOUTQ)
+  uv_os_fd_t fd;
+  int n = 0;
+  if (uv_fileno((uv_handle_t*)pipe, &fd) != 0 || ioctl(fd, SIOCOUTQ, &n) != 0)
+    return -1;
+  return n;
+#else
+  (void)pipe;
+  return -1;
+#endif
+}
 
 int sb__upstream_dial(const char* address, uv_file* out) {
   struct sockaddr_un sa;

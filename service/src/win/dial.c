@@ -12,6 +12,11 @@
  * upstream cannot act as us, and overlapped, as libuv needs. ERROR_PIPE_BUSY is an
  * answer here, not something to wait on: the caller's timer retries.
  */
+int64_t sb__pipe_unread(uv_pipe_t* pipe) {
+  (void)pipe;
+  return -1; /* a pipe's client cannot see what the server left unread */
+}
+
 int sb__upstream_dial(const char* address, uv_file* out) {
   const char* name;
   WCHAR wpath[300];
