@@ -488,7 +488,8 @@ static void a_connected(uv_connect_t* c, int status) {
 /*
  * Asks the broker's admin pipe for command ("status", "streams"), on a loop of the
  * calling thread's own; returns the reply (NUL-terminated, the caller frees it), or
- * NULL when it could not be had.
+ * NULL when it could not be had. Never on the thread whose loop reads the broker's
+ * log (broker_status): a broker blocked on its full log pipe would not answer.
  */
 static char* admin_query(const char* admin_address, const char* command) {
   uv_loop_t loop;
@@ -543,6 +544,27 @@ static double admin_number(const char* admin_address, const char* section,
   double v = json_number(reply, section, key);
   free(reply);
   return v;
+}
+
+typedef struct {
+  const char* admin;
+  char* reply;
+} status_req_t;
+
+static void status_thread(void* arg) {
+  status_req_t* q = arg;
+  q->reply = admin_query(q->admin, "status");
+}
+
+/* The broker's status reply (the caller frees it; NULL when there is none), asked
+ * from a thread while loop runs: the loop reads the broker's log, and a broker whose
+ * log pipe is full cannot answer. */
+static char* broker_status(uv_loop_t* loop, const char* admin) {
+  status_req_t q;
+  q.admin = admin;
+  q.reply = NULL;
+  sb_it_run_thread(loop, status_thread, &q);
+  return q.reply;
 }
 
 /* A number of /proc/PID/FILE after label (VmHWM in status, write_bytes in io); 0
@@ -1259,7 +1281,9 @@ int main(int argc, char** argv) {
       r.admin = broker.admin_address;
       r.stall_ms = stall_ms;
       w.address = broker.address;
-      live0 = admin_number(broker.admin_address, "counters", "bytes_live");
+      status = broker_status(&loop, broker.admin_address);
+      live0 = json_number(status, "counters", "bytes_live");
+      free(status);
       disk0 = proc_number(broker.proc.pid, "io", "write_bytes:");
       sb_it_run_thread(&loop,
                        k <= K_MANY    ? run_clients
@@ -1269,7 +1293,7 @@ int main(int argc, char** argv) {
       x->ran = 1;
       x->disk_bytes = proc_number(broker.proc.pid, "io", "write_bytes:") - disk0;
       x->rss_kib = proc_number(broker.proc.pid, "status", "VmHWM:");
-      status = admin_query(broker.admin_address, "status");
+      status = broker_status(&loop, broker.admin_address);
       x->live_bytes = json_number(status, "counters", "bytes_live");
       x->live_bytes = x->live_bytes >= 0 && live0 >= 0 ? x->live_bytes - live0 : -1;
       x->replay_peak = json_number(status, "replay_memory", "peak_bytes");
