@@ -5,11 +5,12 @@
  *
  * The upstream is a discard server in this process (a libuv loop on its own thread
  * that reads and counts), so the figures are the broker's cost and not a disk's. The
- * minimal relay (another loop thread here) only copies bytes with 128 KiB reads, as the
- * broker's reads are: it is what any forwarding costs, so broker/relay is the broker's
- * own overhead. The broker runs once per workload and durability ("backlog", "spool",
- * "always"), so its peak resident memory (Linux: VmHWM) and disk writes (write_bytes
- * of /proc/PID/io) are those of the workload alone.
+ * minimal relay (another loop thread here) only copies bytes, with 128 KiB reads as the
+ * broker's, and stops reading a client while 1 MiB is queued to the upstream (the
+ * broker's default watermark): it is what any forwarding costs, so broker/relay is the
+ * broker's own overhead. The broker runs once per workload and durability ("backlog",
+ * "spool", "always"), so its peak resident memory (Linux: VmHWM) and disk writes
+ * (write_bytes of /proc/PID/io) are those of the workload alone.
  *
  * Workloads: one big binary stream; small lines from several clients; many streams at
  * once; a stall (the upstream stops reading for a while: the producers' rate during
@@ -22,6 +23,7 @@
  *
  * --json prints the figures as one JSON object on stdout (the table goes to stderr).
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -306,14 +308,24 @@ typedef struct {
   const char* upstream; /* the path to dial */
 } relay_t;
 
+/* The relay reads on while less than this is queued to the upstream, and again once
+ * half of it is written: the broker's default upstream_high_watermark. */
+#define RELAY_HIGH_WATERMARK (1u << 20)
+#define RELAY_READ_SIZE (1u << 17)
+
 typedef struct {
   uv_pipe_t client, up;
   uv_connect_t connect;
-  uv_write_t write;
   uv_shutdown_t shutdown;
   int closed;
-  char buf[1 << 17]; /* one read in flight: read, write it, read again */
+  int paused; /* reading stopped for the watermark */
+  int eof;    /* the client ended: reading is over */
 } relay_conn_t;
+
+typedef struct {
+  uv_write_t req;
+  char data[RELAY_READ_SIZE];
+} relay_write_t;
 
 static void r_closed(uv_handle_t* h) {
   relay_conn_t* c = h->data;
@@ -328,11 +340,19 @@ static void r_close(relay_conn_t* c) {
     uv_close((uv_handle_t*)&c->up, r_closed);
 }
 
+/* Each read gets a buffer of its own, which its write then owns and frees. */
 static void r_alloc(uv_handle_t* h, size_t s, uv_buf_t* buf) {
-  relay_conn_t* c = h->data;
+  relay_write_t* w = malloc(sizeof(*w));
+  (void)h;
   (void)s;
-  buf->base = c->buf;
-  buf->len = sizeof(c->buf);
+  ASSERT_NOT_NULL(w);
+  buf->base = w->data;
+  buf->len = sizeof(w->data);
+}
+
+static void r_free(const uv_buf_t* buf) {
+  if (buf->base != NULL)
+    free((char*)buf->base - offsetof(relay_write_t, data));
 }
 
 static void r_shut(uv_shutdown_t* req, int status) {
@@ -344,29 +364,45 @@ static void r_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
 
 static void r_written(uv_write_t* req, int status) {
   relay_conn_t* c = req->data;
+  free(req);
   if (status < 0) {
-    fprintf(stderr, "relay: upstream write: %s\n", uv_strerror(status));
+    if (status != UV_ECANCELED)
+      fprintf(stderr, "relay: upstream write: %s\n", uv_strerror(status));
     r_close(c);
     return;
   }
-  ASSERT_OK(uv_read_start((uv_stream_t*)&c->client, r_alloc, r_read));
+  if (c->paused && !c->eof &&
+      uv_stream_get_write_queue_size((uv_stream_t*)&c->up) <=
+          RELAY_HIGH_WATERMARK / 2) {
+    c->paused = 0;
+    ASSERT_OK(uv_read_start((uv_stream_t*)&c->client, r_alloc, r_read));
+  }
 }
 
 static void r_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
   relay_conn_t* c = s->data;
+  relay_write_t* w;
   uv_buf_t b;
-  if (n == 0)
-    return;
-  uv_read_stop(s);
-  if (n < 0) {
+  if (n <= 0) {
+    r_free(buf);
+    if (n == 0)
+      return;
+    /* The shutdown waits for the writes queued before it. */
+    uv_read_stop(s);
+    c->eof = 1;
     c->shutdown.data = c;
     if (uv_shutdown(&c->shutdown, (uv_stream_t*)&c->up, r_shut) != 0)
       r_close(c);
     return;
   }
+  w = (relay_write_t*)(buf->base - offsetof(relay_write_t, data));
   b = uv_buf_init(buf->base, (unsigned)n);
-  c->write.data = c;
-  ASSERT_OK(uv_write(&c->write, (uv_stream_t*)&c->up, &b, 1, r_written));
+  w->req.data = c;
+  ASSERT_OK(uv_write(&w->req, (uv_stream_t*)&c->up, &b, 1, r_written));
+  if (uv_stream_get_write_queue_size((uv_stream_t*)&c->up) >= RELAY_HIGH_WATERMARK) {
+    uv_read_stop(s);
+    c->paused = 1;
+  }
 }
 
 static void r_connected(uv_connect_t* req, int status) {
