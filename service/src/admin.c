@@ -96,6 +96,7 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(c, "bytes_live", k->bytes_live);
   add_u64(c, "windows_spilled", k->windows_spilled);
   add_u64(c, "window_bytes_spilled", k->window_bytes_spilled);
+  add_u64(c, "window_holds", k->window_holds);
   add_u64(c, "window_bytes_unstored", k->window_bytes_unstored);
   cJSON_AddItemToObject(c, "bad_handshakes", bad);
   /* Refused and dropped bytes, by reason. */
@@ -107,8 +108,12 @@ static cJSON* status_reply(sb__broker_t* b) {
   cJSON_AddItemToObject(r, "counters", c);
   if (b->cfg.upstream) {
     cJSON* m = cJSON_CreateObject();
-    add_u64(m, "bytes", b->window_bytes + b->spill_bytes);
+    add_u64(m, "bytes", b->window_bytes + b->spill_bytes + b->append_bytes);
+    add_u64(m, "windows_bytes", b->window_bytes);
     add_u64(m, "being_spilled_bytes", b->spill_bytes);
+    add_u64(m, "being_spooled_bytes", b->append_bytes);
+    add_u64(m, "read_back_bytes", b->drain_bytes);
+    cJSON_AddBoolToObject(m, "clients_held", b->window_hold);
     add_u64(m, "max_bytes", b->cfg.replay_memory_max);
     add_u64(m, "peak_bytes", b->window_peak);
     cJSON_AddItemToObject(r, "replay_memory", m);

@@ -160,6 +160,7 @@ typedef struct {
   uint64_t bytes_live;          /* bytes sent upstream without the spool (backlog mode) */
   uint64_t windows_spilled;     /* memory windows written to the spool (memory budget) */
   uint64_t window_bytes_spilled;
+  uint64_t window_holds;        /* times live streams' clients were held (budget) */
   uint64_t window_bytes_unstored; /* window bytes a spill could not store (full disk) */
   /* archive.c */
   uint64_t archive_streams_failed; /* streams whose archive failed (client closed) */
@@ -245,6 +246,10 @@ typedef struct sb__broker_s {
   /* The memory replay windows of live streams (upstream.c): their bytes, those being
    * written to the spool, the peak of both, and the streams oldest first. */
   uint64_t window_bytes, spill_bytes, window_peak;
+  uint64_t append_bytes; /* data read from clients waiting for its spool append */
+  uint64_t drain_bytes;  /* data read back from the spool, not yet written upstream */
+  uint64_t drain_waiters; /* streams waiting for drain_bytes to fall to read the spool */
+  int window_hold; /* over the budget: live streams' clients are held */
   struct sb__upstream_s *win_head, *win_tail;
   uint64_t upstream_epoch; /* grows whenever the upstream is seen gone or new (a failed
                               dial, its pipe appearing): a connection that ended at
@@ -253,9 +258,10 @@ typedef struct sb__broker_s {
   sb__archive_state_t* archive; /* archive.c; NULL in forward mode */
 } sb__broker_t;
 
-/* Size of a client read, and the least a read must fill to be handed over whole. */
+/* Size of a client read, and the least a read must fill to be handed over whole (more
+ * than half: a smaller one is copied, so held data never wastes most of a buffer). */
 #define SB__READ_SIZE (128u * 1024u)
-#define SB__READ_KEEP (32u * 1024u)
+#define SB__READ_KEEP (64u * 1024u + 1u)
 
 /* Binds the control pipe and starts accepting. Returns 0 or SB_E* after logging. */
 int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg);

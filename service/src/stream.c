@@ -75,12 +75,20 @@ static void bad_handshake(sb__stream_t* s, int err) {
 }
 
 static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
-  sb__broker_t* b = ((sb__stream_t*)h->data)->broker;
+  sb__stream_t* s = h->data;
+  sb__broker_t* b = s->broker;
   (void)suggested;
+  if (b->window_hold && s->sink != NULL) {
+    /* Over the memory budget: nothing more is read (on_read holds the stream). */
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
   if (b->spare == NULL)
     b->spare = sb__chunk_new_read();
   buf->base = b->spare->data;
-  buf->len = SB__READ_SIZE;
+  /* Over the budget, a new stream's first reads take little more than its handshake. */
+  buf->len = b->window_hold && !s->handshaken ? 4096 : SB__READ_SIZE;
 }
 
 /* The chunk for len bytes at data, which lie in the broker's spare chunk. */
@@ -136,7 +144,7 @@ static void stream_data(sb__stream_t* s, const char* data, size_t len) {
     c->mark = mark;
     s->sink->write(s->sink, c);
     if (s->sink && s->reading &&
-        (s->sink->queued > b->cfg.upstream_high_watermark ||
+        (s->sink->queued > b->cfg.upstream_high_watermark || s->sink->hold ||
          (s->sink->one_at_a_time && s->sink->queued > 0))) {
       uv_read_stop((uv_stream_t*)&s->client);
       s->reading = 0;
@@ -173,6 +181,10 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
   sb__stream_t* s = h->data;
   const char* p = buf->base;
   size_t len = n > 0 ? (size_t)n : 0;
+  if (n == UV_ENOBUFS && s->sink != NULL) {
+    sb__stream_sink_hold(s, 1); /* released when the budget has room again */
+    return;
+  }
   if (n < 0) {
     if (!s->handshaken) {
       bad_handshake(s, n == UV_EOF ? sb__handshake_eof(&s->hs) : sb__uv_err((int)n));
@@ -286,10 +298,22 @@ void sb__stream_resume(sb__broker_t* b, const sb__spool_resume_t* r) {
 }
 
 void sb__stream_sink_drained(sb__stream_t* s) {
-  if (s->client_eof || s->reading || s->closing)
+  if (s->client_eof || s->reading || s->closing || s->sink == NULL || s->sink->hold)
     return;
   if (uv_read_start((uv_stream_t*)&s->client, on_alloc, on_read) == 0)
     s->reading = 1;
+}
+
+void sb__stream_sink_hold(sb__stream_t* s, int hold) {
+  if (s->sink == NULL)
+    return;
+  s->sink->hold = hold;
+  if (hold && s->reading) {
+    uv_read_stop((uv_stream_t*)&s->client);
+    s->reading = 0;
+  } else if (!hold && s->sink->queued <= s->broker->cfg.upstream_high_watermark) {
+    sb__stream_sink_drained(s);
+  }
 }
 
 void sb__stream_sink_durable(sb__stream_t* s) {
@@ -308,6 +332,11 @@ void sb__stream_sink_done(sb__stream_t* s, int err) {
              (unsigned long long)s->id, s->props.name, (unsigned long long)s->bytes,
              (unsigned long long)s->bytes_refused,
              (unsigned long long)s->bytes_dropped);
+  else if (err == 0 && s->kept)
+    SB_LOG_I("stream",
+             "stream %llu \"%s\" stopped: %llu bytes read, kept in the spool for the "
+             "next start",
+             (unsigned long long)s->id, s->props.name, (unsigned long long)s->bytes);
   else if (err == 0)
     SB_LOG_I("stream", "stream %llu \"%s\" closed: %llu bytes%s",
              (unsigned long long)s->id, s->props.name, (unsigned long long)s->bytes,

@@ -58,6 +58,8 @@ struct sb__sink_s {
   sb__stream_t* stream;
   uint64_t queued;   /* bytes accepted but not yet written */
   int one_at_a_time; /* pause the client after each read until queued is 0 again */
+  int hold;          /* pause the client until released (the sink is short of memory):
+                        set with sb__stream_sink_hold */
 };
 
 /* ---- stream.c ---- */
@@ -78,6 +80,8 @@ struct sb__stream_s {
   int client_eof; /* client finished (EOF or error) */
   int closing;    /* handles are being closed */
   int pending_closes;
+  int kept; /* set by the sink before done: not delivered, kept in the spool for the
+               next start (the service stops) */
   uint64_t id;    /* per-broker serial, for logs */
   uint64_t bytes; /* payload bytes read from the client */
   uint64_t datagrams;
@@ -96,6 +100,8 @@ void sb__stream_sink_drained(sb__stream_t* s);
  * EOF, its connection is closed only now (or at done), so that a broker in front of
  * this one, waiting for the connection's end, forgets the stream only once it is safe
  * here. */
+/* Pauses (hold 1) or lets go on (hold 0) the client's reads, whatever the queue. */
+void sb__stream_sink_hold(sb__stream_t* s, int hold);
 void sb__stream_sink_durable(sb__stream_t* s);
 void sb__stream_sink_done(sb__stream_t* s, int err);
 

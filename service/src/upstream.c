@@ -132,6 +132,8 @@ typedef struct sb__upstream_s {
   int spill_out;       /* window chunks being written to the spool */
   struct sb__upstream_s *lru_prev, *lru_next; /* broker's windows, oldest first */
   int in_lru;
+  int drain_wait; /* counted in the broker's drain_waiters: 1 to read the spool, 2 to
+                     dial (a reopen reads its window first) */
 #ifdef _WIN32
   void* flush; /* the end's FlushFileBuffers, while it runs */
 #endif
@@ -143,6 +145,7 @@ typedef struct {
   uv_buf_t buf;
   uint64_t gen;
   int live;            /* counted in live_q */
+  int drain;           /* read back from the spool: counted in drain_bytes */
   unsigned live_epoch; /* up->live_epoch when sent */
   char hs[];
 } sb__upstream_write_t;
@@ -200,6 +203,7 @@ static sb__spool_job_t* job_new(sb__upstream_t* up, sb__spool_op_t op,
 
 static void on_opened(sb__spool_job_t* j);
 static void on_acked(sb__spool_job_t* j);
+static void budget_release(sb__broker_t* b);
 
 /* Memory a chunk holds (a read buffer keeps all of it). */
 static uint64_t chunk_mem(const sb__chunk_t* c) {
@@ -311,6 +315,7 @@ static void on_spilled(sb__spool_job_t* j) {
   up->jobs_out--;
   up->spill_out--;
   up->b->spill_bytes -= chunk_mem(c);
+  budget_release(up->b);
   if (j->status != 0) {
     up->b->counters.window_bytes_unstored += c->len;
     SB_LOG_W("spool",
@@ -354,8 +359,12 @@ static void up_spill(sb__upstream_t* up, int route) {
   if (up->spooling || up->closing)
     return;
   up_open_row(up);
-  /* The cursor first, so that a resume after a restart starts at the window. */
-  up_cursor(up, 0, 0);
+  /* The cursor first, so that a resume after a restart starts at the window; and what
+   * an earlier spill left of the stream behind the window goes. */
+  up_cursor(up,
+            up->acked > up->b->cfg.replay_window ? up->acked - up->b->cfg.replay_window
+                                                 : 0,
+            0);
   while (up->mem_head) {
     sb__chunk_t* c = mem_pop(up);
     if (join && join->len + c->len <= SB__SPILL_JOIN &&
@@ -393,19 +402,85 @@ static void up_spill(sb__upstream_t* up, int route) {
   }
 }
 
-/* Over the memory budget: whole windows, oldest first, go to the spool until a quarter
- * of the budget is free; their streams stay live. */
-static void budget_check(sb__broker_t* b) {
+/* What the budget counts: windows (with what is in flight), windows being written to
+ * the spool, and data read from clients waiting for its spool append. */
+static uint64_t budget_used(const sb__broker_t* b) {
+  return b->window_bytes + b->spill_bytes + b->append_bytes;
+}
+
+/*
+ * The memory budget, replay_memory_max, bounds budget_used. Past it, whole windows,
+ * oldest first, are spilled until the windows hold half the budget (their streams stay
+ * live), and, while that is not enough, every client is held until the spool has taken
+ * enough that a quarter of the budget is free.
+ */
+static void budget_check(sb__broker_t* b, sb__upstream_t* pushing) {
   uint64_t max = b->cfg.replay_memory_max;
-  if (b->window_bytes <= max)
+  sb__stream_t* s;
+  if (budget_used(b) > b->window_peak)
+    b->window_peak = budget_used(b);
+  if (budget_used(b) <= max)
     return;
-  while (b->window_bytes > max - max / 4 && b->win_head) {
+  while (b->window_bytes > max / 2 && b->win_head) {
     sb__upstream_t* up = b->win_head;
     b->counters.windows_spilled++;
     b->counters.window_bytes_spilled += up->mem_bytes;
     up_spill(up, 0);
     lru_remove(up);
   }
+  if (budget_used(b) <= max)
+    return;
+  if (b->window_hold) {
+    if (pushing && !up_stream(pushing)->client_eof)
+      sb__stream_sink_hold(up_stream(pushing), 1);
+    return;
+  }
+  b->window_hold = 1;
+  b->counters.window_holds++;
+  for (s = b->streams; s; s = s->next)
+    if (s->sink && !s->client_eof)
+      sb__stream_sink_hold(s, 1);
+}
+
+/* Data read back from the spool is held to a quarter of the budget (beside what budget_used
+ * counts): past it, a stream waits to read, or to reopen (which reads its window). */
+static int drain_full(const sb__broker_t* b) {
+  return b->drain_bytes + SB__SPOOL_READ_LIMIT > b->cfg.replay_memory_max / 4;
+}
+
+/* Streams waiting to read back the spool go on, oldest in the list first, while there
+ * is room. */
+static void drain_wake(sb__broker_t* b) {
+  sb__stream_t* s;
+  if (b->drain_waiters == 0)
+    return;
+  for (s = b->streams; s && b->drain_waiters > 0 && !drain_full(b); s = s->next) {
+    sb__upstream_t* up;
+    if (s->sink == NULL)
+      continue;
+    up = SB_CONTAINER_OF(s->sink, sb__upstream_t, sink);
+    if (up->drain_wait) {
+      int dial = up->drain_wait == 2;
+      up->drain_wait = 0;
+      b->drain_waiters--;
+      if (dial)
+        up_dial(up);
+      else
+        up_pump(up);
+    }
+  }
+}
+
+static void budget_release(sb__broker_t* b) {
+  uint64_t max = b->cfg.replay_memory_max;
+  sb__stream_t* s;
+  drain_wake(b);
+  if (!b->window_hold || budget_used(b) > max - max / 4)
+    return;
+  b->window_hold = 0;
+  for (s = b->streams; s; s = s->next)
+    if (s->sink && s->sink->hold)
+      sb__stream_sink_hold(s, 0);
 }
 
 /* A chunk sent live joins the memory window (the reference passes to it). */
@@ -421,9 +496,7 @@ static void mem_push(sb__upstream_t* up, sb__chunk_t* c) {
   lru_append(up);
   up->mem_bytes += m;
   b->window_bytes += m;
-  if (b->window_bytes + b->spill_bytes > b->window_peak)
-    b->window_peak = b->window_bytes + b->spill_bytes;
-  budget_check(b);
+  budget_check(b, up);
 }
 
 static void mem_clear(sb__upstream_t* up) {
@@ -591,9 +664,14 @@ static void up_close_all(sb__upstream_t* up) {
   if (up->closing)
     return;
   up->closing = 1;
+  up_stream(up)->kept = !up->conn_done;
   /* A connection still closing (a Windows pipe waits for its cancelled writes) is
    * counted too: the sink, and the handle in it, must outlive its close. */
   up->pending_closes = 3 + up->pipe_open + up->pipe_closing;
+  if (up->drain_wait) {
+    up->drain_wait = 0;
+    up->b->drain_waiters--;
+  }
   mem_clear(up);
   lru_remove(up);
   uv_close((uv_handle_t*)&up->timer, on_final_closed);
@@ -754,6 +832,10 @@ static void on_write(uv_write_t* req, int status) {
       up->acked = end;
     up->b->counters.bytes_out += len;
   }
+  if (w->drain) {
+    up->b->drain_bytes -= len;
+    drain_wake(up->b);
+  }
   if (w->live && w->live_epoch == up->live_epoch) {
     uint64_t hw = up->b->cfg.upstream_high_watermark;
     up->live_q -= len;
@@ -786,6 +868,10 @@ static void up_write_buf(sb__upstream_t* up, sb__upstream_write_t* w) {
     /* Failed at once (Windows: a pipe whose server is gone): no callback will come. */
     if (w->chunk != NULL)
       up->inflight -= w->chunk->len;
+    if (w->drain) {
+      up->b->drain_bytes -= w->chunk->len;
+      drain_wake(up->b);
+    }
     sb__chunk_free(w->chunk);
     free(w);
     up_broken(up, sb__uv_err(r));
@@ -793,10 +879,13 @@ static void up_write_buf(sb__upstream_t* up, sb__upstream_write_t* w) {
 }
 
 /* Writes c (a new reference) upstream; it must start at send_off. */
-static void up_send(sb__upstream_t* up, sb__chunk_t* c) {
+static void up_send(sb__upstream_t* up, sb__chunk_t* c, int drain) {
   sb__upstream_write_t* w = sb__xcalloc(1, sizeof(*w));
   w->chunk = sb__chunk_ref(c);
   w->buf = uv_buf_init(c->data, (unsigned)c->len);
+  w->drain = drain;
+  if (drain)
+    up->b->drain_bytes += c->len;
   up->send_off = c->off + c->len;
   up->inflight += c->len;
   up_write_buf(up, w);
@@ -808,16 +897,7 @@ static void up_send(sb__upstream_t* up, sb__chunk_t* c) {
 static void up_send_live(sb__upstream_t* up, sb__chunk_t* c) {
   sb__upstream_write_t* w = sb__xcalloc(1, sizeof(*w));
   uint64_t hw = up->b->cfg.upstream_high_watermark;
-  sb__chunk_t* keep = c;
-  if (c->cap > 0 && c->len <= c->cap / 2) {
-    /* A read buffer mostly empty: the window keeps a copy of its exact size, and the
-     * buffer goes back to the pool once written. */
-    keep = sb__chunk_new(c->data, c->len);
-    keep->off = c->off;
-    keep->mark = c->mark;
-  } else {
-    sb__chunk_ref(c);
-  }
+  sb__chunk_t* keep = sb__chunk_ref(c);
   w->chunk = c;
   w->buf = uv_buf_init(c->data, (unsigned)c->len);
   w->live = 1;
@@ -939,7 +1019,7 @@ static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c, int resent) {
         up->b->counters.bytes_spooled += c->len;
         if (resent)
           up->b->counters.bytes_resent += c->len;
-        up_send(up, c);
+        up_send(up, c, 1);
       }
     }
     sb__chunk_free(c);
@@ -961,6 +1041,8 @@ static void on_read_spool(sb__spool_job_t* j) {
   sb__chunk_t* c = j->chunk;
   up->jobs_out--;
   up->reading_spool = 0;
+  up->b->drain_bytes -= SB__SPOOL_READ_LIMIT;
+  drain_wake(up->b);
   up->corrupt += j->corrupt;
   if (j->status == SB_EBUSY && c == NULL) {
     free(j);
@@ -1019,6 +1101,7 @@ static void up_read_spool(sb__upstream_t* up, int window) {
   j->window = window;
   j->limit = SB__SPOOL_READ_LIMIT;
   up->reading_spool = 1;
+  up->b->drain_bytes += SB__SPOOL_READ_LIMIT; /* until its chunks are sent */
   sb__spool_submit(up->b->spool, j);
 }
 
@@ -1229,8 +1312,18 @@ static void up_pump(sb__upstream_t* up) {
     return;
   }
   if (!up->reading_spool && up->send_off < up->committed &&
-      up->send_off < up->trunc_off && up->inflight <= hw / 2)
-    up_read_spool(up, 0);
+      up->send_off < up->trunc_off && up->inflight <= hw / 2) {
+    /* Data read back from the spool shares the memory budget: past it, the stream
+     * waits for other streams' writes to make room. */
+    if (drain_full(up->b)) {
+      if (!up->drain_wait) {
+        up->drain_wait = 1;
+        up->b->drain_waiters++;
+      }
+    } else {
+      up_read_spool(up, 0);
+    }
+  }
   up_maybe_live(up);
 }
 
@@ -1278,6 +1371,14 @@ static void up_dial(sb__upstream_t* up) {
     up_maybe_done(up);
     return;
   }
+  if (up->reopen && !up->drain_wait && drain_full(b)) {
+    /* A reopen reads its window back at once: it waits for room in the budget. */
+    up->drain_wait = 2;
+    b->drain_waiters++;
+    return;
+  }
+  if (up->drain_wait)
+    return;
   b->counters.upstream_dials++;
   r = sb__upstream_dial(b->cfg.upstream, &fd);
   if (r == 0) {
@@ -1352,6 +1453,8 @@ static void on_appended(sb__spool_job_t* j) {
   uint64_t hw = b->cfg.upstream_high_watermark;
   up->jobs_out--;
   up->sink.queued -= c->len;
+  b->append_bytes -= chunk_mem(c);
+  budget_release(b);
   if (j->status != 0) {
     /* Bytes of the chunk already sent live are not lost: only the rest is refused. */
     uint64_t end = c->off + c->len;
@@ -1378,7 +1481,7 @@ static void on_appended(sb__spool_job_t* j) {
     if (c->off + c->len > up->committed)
       up->committed = c->off + c->len;
     if (up_can_send(up, c->off))
-      up_send(up, c);
+      up_send(up, c, 0);
   }
   sb__chunk_free(c);
   free(j);
@@ -1412,9 +1515,11 @@ static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
   j->seq = up->next_seq++;
   j->chunk = c; /* the stream's reference passes to the job */
   sink->queued += c->len;
+  b->append_bytes += chunk_mem(c);
   sb__spool_submit(b->spool, j);
+  budget_check(b, up);
   if (b->cfg.durability != SB__DURABILITY_ALWAYS && up_can_send(up, c->off))
-    up_send(up, c);
+    up_send(up, c, 0);
 }
 
 static void on_grace(uv_timer_t* t) {
@@ -1430,13 +1535,19 @@ static void on_grace(uv_timer_t* t) {
 
 static void up_finish(sb__sink_t* sink) {
   sb__upstream_t* up = up_of(sink);
+  int cut = up->b->stopping && !up->finishing;
   up->finishing = 1;
   if (up->b->stopping) {
     /* A live stream's window, and what is in flight, are kept for the next start. */
     up_spill(up, 1);
-    /* The spool has (or is about to have) every byte: a connected stream gets a short
-     * grace to finish upstream, an unconnected one stops at once. */
-    if (up->pipe_open && !up->grace) {
+    /* The spool has (or is about to have) every byte. A stream the stop cut short
+     * (its client was still writing) is not ended upstream: it stays in the spool,
+     * window included, and the next start resumes it. One whose client had finished
+     * gets a short grace to finish upstream; an unconnected one stops at once. */
+    if (cut && up->pipe_open) {
+      up->grace = 2;
+      up_conn_close(up);
+    } else if (up->pipe_open && !up->grace) {
       up->grace = 1;
       uv_timer_start(&up->timer, on_grace, SB__STOP_GRACE_MS, 0);
     } else if (!up->pipe_open) {
