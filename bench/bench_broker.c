@@ -322,10 +322,15 @@ typedef struct {
   int eof;    /* the client ended: reading is over */
 } relay_conn_t;
 
-typedef struct {
+typedef struct relay_write_s {
   uv_write_t req;
+  struct relay_write_s* next; /* in the free list */
   char data[RELAY_READ_SIZE];
 } relay_write_t;
+
+/* Spent buffers, reused (the relay's loop thread only): a malloc and free of 128 KiB
+ * per read would cost more than the copy. */
+static relay_write_t* relay_free_list;
 
 static void r_closed(uv_handle_t* h) {
   relay_conn_t* c = h->data;
@@ -342,17 +347,26 @@ static void r_close(relay_conn_t* c) {
 
 /* Each read gets a buffer of its own, which its write then owns and frees. */
 static void r_alloc(uv_handle_t* h, size_t s, uv_buf_t* buf) {
-  relay_write_t* w = malloc(sizeof(*w));
+  relay_write_t* w = relay_free_list;
   (void)h;
   (void)s;
+  if (w != NULL)
+    relay_free_list = w->next;
+  else
+    w = malloc(sizeof(*w));
   ASSERT_NOT_NULL(w);
   buf->base = w->data;
   buf->len = sizeof(w->data);
 }
 
+static void r_put(relay_write_t* w) {
+  w->next = relay_free_list;
+  relay_free_list = w;
+}
+
 static void r_free(const uv_buf_t* buf) {
   if (buf->base != NULL)
-    free((char*)buf->base - offsetof(relay_write_t, data));
+    r_put((relay_write_t*)(buf->base - offsetof(relay_write_t, data)));
 }
 
 static void r_shut(uv_shutdown_t* req, int status) {
@@ -364,7 +378,7 @@ static void r_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
 
 static void r_written(uv_write_t* req, int status) {
   relay_conn_t* c = req->data;
-  free(req);
+  r_put((relay_write_t*)req);
   if (status < 0) {
     if (status != UV_ECANCELED)
       fprintf(stderr, "relay: upstream write: %s\n", uv_strerror(status));
@@ -464,6 +478,11 @@ static void relay_stop(relay_t* r) {
   ASSERT_OK(uv_async_send(&r->stop));
   ASSERT_OK(uv_thread_join(&r->thread));
   uv_loop_close(&r->loop);
+  while (relay_free_list != NULL) {
+    relay_write_t* w = relay_free_list;
+    relay_free_list = w->next;
+    free(w);
+  }
 }
 
 /* ---- the broker's figures: admin status, /proc ---- */
