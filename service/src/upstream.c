@@ -130,6 +130,8 @@ typedef struct sb__upstream_s {
   uint64_t spool_part; /* the spool may hold window chunks ending up to here (0:
                           none): memory holds what follows */
   int spill_out;       /* window chunks being written to the spool */
+  uint64_t spill_q;    /* of sink.queued, what was in flight at the turn to the spool:
+                          released when the spill commits */
   struct sb__upstream_s *lru_prev, *lru_next; /* broker's windows, oldest first */
   int in_lru;
   int drain_wait; /* counted in the broker's drain_waiters: 1 to read the spool, 2 to
@@ -316,6 +318,12 @@ static void on_spilled(sb__spool_job_t* j) {
   up->spill_out--;
   up->b->spill_bytes -= chunk_mem(c);
   budget_release(up->b);
+  if (up->spill_out == 0 && up->spill_q > 0) {
+    up->sink.queued -= up->spill_q;
+    up->spill_q = 0;
+    if (up->sink.queued <= up->b->cfg.upstream_high_watermark / 2)
+      sb__stream_sink_drained(up_stream(up));
+  }
   if (j->status != 0) {
     up->b->counters.window_bytes_unstored += c->len;
     SB_LOG_W("spool",
@@ -394,8 +402,10 @@ static void up_spill(sb__upstream_t* up, int route) {
     spill_join(up, join);
   up->spool_part = up->next_off;
   if (route) {
+    /* What was in flight stays queued (its client paused) until the spill commits: a
+     * service killed meanwhile loses no more than one watermark of a stream. */
     up->spooling = 1;
-    up->sink.queued -= up->live_q;
+    up->spill_q += up->live_q;
     up->live_q = 0;
     up->live_epoch++;
     uv_timer_stop(&up->stall_timer);
@@ -442,8 +452,9 @@ static void budget_check(sb__broker_t* b, sb__upstream_t* pushing) {
       sb__stream_sink_hold(s, 1);
 }
 
-/* Data read back from the spool is held to a quarter of the budget (beside what budget_used
- * counts): past it, a stream waits to read, or to reopen (which reads its window). */
+/* Data read back from the spool is held to a quarter of the budget (beside what
+ * budget_used counts): past it, a stream waits to read, or to reopen (which reads its
+ * window). */
 static int drain_full(const sb__broker_t* b) {
   return b->drain_bytes + SB__SPOOL_READ_LIMIT > b->cfg.replay_memory_max / 4;
 }
@@ -513,8 +524,7 @@ static void on_stall(uv_timer_t* t) {
            "stream %llu \"%s\": the upstream has not taken %llu bytes for %d ms; "
            "spooling until it catches up",
            up_id(up), up_name(up), (unsigned long long)up->live_q, SB__LIVE_STALL_MS);
-  up_spill(up, 1);
-  sb__stream_sink_drained(up_stream(up));
+  up_spill(up, 1); /* its client goes on once the spill is committed */
 }
 
 /* A spooling stream goes live again once the spool gave back everything it read and
@@ -1371,14 +1381,19 @@ static void up_dial(sb__upstream_t* up) {
     up_maybe_done(up);
     return;
   }
-  if (up->reopen && !up->drain_wait && drain_full(b)) {
+  if (up->drain_wait == 2)
+    return; /* drain_wake dials */
+  if (up->drain_wait == 1) {
+    /* Waiting to read the spool means nothing without a connection. */
+    up->drain_wait = 0;
+    b->drain_waiters--;
+  }
+  if (up->reopen && drain_full(b)) {
     /* A reopen reads its window back at once: it waits for room in the budget. */
     up->drain_wait = 2;
     b->drain_waiters++;
     return;
   }
-  if (up->drain_wait)
-    return;
   b->counters.upstream_dials++;
   r = sb__upstream_dial(b->cfg.upstream, &fd);
   if (r == 0) {
@@ -1579,6 +1594,9 @@ static void up_describe(sb__sink_t* sink, void* object) {
   cJSON_AddStringToObject(o, "upstream", state);
   cJSON_AddStringToObject(o, "route", up->spooling ? "spool" : "live");
   cJSON_AddNumberToObject(o, "window_bytes", (double)up->mem_bytes);
+  if (up->drain_wait)
+    cJSON_AddStringToObject(o, "waiting_for_memory",
+                            up->drain_wait == 2 ? "dial" : "read");
   cJSON_AddNumberToObject(o, "bytes_spooled", (double)up->committed);
   cJSON_AddNumberToObject(o, "bytes_sent", (double)up->send_off);
   cJSON_AddNumberToObject(o, "bytes_acked", (double)up->acked);
