@@ -75,7 +75,7 @@
 #define SB__NAMES_MAX (1u << 20)
 /* A live stream whose connection holds more than the high watermark this long turns
  * to the spool (its client was paused meanwhile: a moment, not an outage). */
-#define SB__LIVE_STALL_MS 200
+#define SB__LIVE_STALL_MS 500
 /* A spill joins small chunks up to this size: one spool row each. */
 #define SB__SPILL_JOIN (128u * 1024u)
 
@@ -311,6 +311,17 @@ static void mem_trim(sb__upstream_t* up) {
   }
 }
 
+/* Once every spilled chunk is committed, what was in flight at the turn to the spool
+ * no longer holds the client. */
+static void spill_committed(sb__upstream_t* up) {
+  if (up->spill_out > 0 || up->spill_q == 0)
+    return;
+  up->sink.queued -= up->spill_q;
+  up->spill_q = 0;
+  if (up->sink.queued <= up->b->cfg.upstream_high_watermark / 2)
+    sb__stream_sink_drained(up_stream(up));
+}
+
 static void on_spilled(sb__spool_job_t* j) {
   sb__upstream_t* up = j->data;
   sb__chunk_t* c = j->chunk;
@@ -318,12 +329,7 @@ static void on_spilled(sb__spool_job_t* j) {
   up->spill_out--;
   up->b->spill_bytes -= chunk_mem(c);
   budget_release(up->b);
-  if (up->spill_out == 0 && up->spill_q > 0) {
-    up->sink.queued -= up->spill_q;
-    up->spill_q = 0;
-    if (up->sink.queued <= up->b->cfg.upstream_high_watermark / 2)
-      sb__stream_sink_drained(up_stream(up));
-  }
+  spill_committed(up);
   if (j->status != 0) {
     up->b->counters.window_bytes_unstored += c->len;
     SB_LOG_W("spool",
@@ -409,6 +415,7 @@ static void up_spill(sb__upstream_t* up, int route) {
     up->live_q = 0;
     up->live_epoch++;
     uv_timer_stop(&up->stall_timer);
+    spill_committed(up); /* nothing left to write: an earlier spill had it all */
   }
 }
 
