@@ -76,6 +76,8 @@
 /* A live stream whose connection holds more than the high watermark this long turns
  * to the spool (its client was paused meanwhile: a moment, not an outage). */
 #define SB__LIVE_STALL_MS 500
+/* Dials that find the upstream busy before that is worth a warning. */
+#define SB__BUSY_QUIET 3
 /* A spill joins small chunks up to this size: one spool row each. */
 #define SB__SPILL_JOIN (128u * 1024u)
 
@@ -134,8 +136,9 @@ typedef struct sb__upstream_s {
                           released when the spill commits */
   struct sb__upstream_s *lru_prev, *lru_next; /* broker's windows, oldest first */
   int in_lru;
-  int drain_wait; /* counted in the broker's drain_waiters: 1 to read the spool, 2 to
-                     dial (a reopen reads its window first) */
+  int dial_warned; /* the dials' failure was logged as a warning */
+  int drain_wait;  /* counted in the broker's drain_waiters: 1 to read the spool, 2 to
+                      dial (a reopen reads its window first) */
 #ifdef _WIN32
   void* flush; /* the end's FlushFileBuffers, while it runs */
 #endif
@@ -1414,9 +1417,11 @@ static void up_dial(sb__upstream_t* up) {
       return;
     }
     if (up->attempt > 0)
-      SB_LOG_I("upstream", "stream %llu \"%s\": connected to %s after %u retries",
-               up_id(up), up_name(up), b->cfg.upstream, up->attempt);
+      sb__log(up->dial_warned ? SB_LOG_INFO : SB_LOG_DEBUG, "upstream",
+              "stream %llu \"%s\": connected to %s after %u retries", up_id(up),
+              up_name(up), b->cfg.upstream, up->attempt);
     up->attempt = 0;
+    up->dial_warned = 0;
     up->connected = 1;
     up->conn_at = uv_now(b->loop);
     up->conn_epoch = b->upstream_epoch;
@@ -1444,14 +1449,19 @@ static void up_dial(sb__upstream_t* up) {
   b->upstream_epoch++;
   sb__upstream_watch_waiting(b->upstream_watch);
   delay = up_backoff(up, up->attempt);
-  if (up->attempt == 0)
+  /* A busy upstream (every pipe instance taken, a full listen backlog) is a moment's
+   * load: said at debug level for the first SB__BUSY_QUIET retries, and warned only if
+   * it lasts; an absent or failing one is warned at once. */
+  if (!up->dial_warned && (r != SB_EBUSY || up->attempt >= SB__BUSY_QUIET)) {
+    up->dial_warned = 1;
     SB_LOG_W("upstream",
              "stream %llu \"%s\": upstream %s: %s; spooling, retrying with "
              "backoff",
              up_id(up), up_name(up), b->cfg.upstream, sb_strerror(r));
-  else
+  } else {
     SB_LOG_D("upstream", "stream %llu: retry %u in %llu ms: %s", up_id(up), up->attempt,
              (unsigned long long)delay, sb_strerror(r));
+  }
   up->attempt++;
   uv_timer_start(&up->timer, on_retry, delay, 0);
 }
