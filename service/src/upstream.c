@@ -207,7 +207,6 @@ static sb__spool_job_t* job_new(sb__upstream_t* up, sb__spool_op_t op,
 /* ---- the live route: memory windows, spills ---- */
 
 static void on_opened(sb__spool_job_t* j);
-static void on_acked(sb__spool_job_t* j);
 static void budget_release(sb__broker_t* b);
 
 /* Memory a chunk holds (a read buffer keeps all of it). */
