@@ -64,6 +64,7 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(c, "bytes_in", k->bytes_in);
   add_u64(c, "bytes_out", k->bytes_out);
   add_u64(c, "handshake_timeouts", k->handshake_timeouts);
+  add_u64(c, "connections_empty", k->connections_empty);
   add_u64(c, "refused_limit", k->refused_limit);
   add_u64(c, "refused_group", k->refused_group);
   add_u64(c, "client_errors", k->client_errors);

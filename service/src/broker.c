@@ -140,11 +140,46 @@ static void on_stop_timeout(uv_timer_t* t) {
   }
 }
 
+/*
+ * One service per data directory, checked before anything else: a second instance
+ * (an administrator's console beside the service) never probes the control pipe, never
+ * opens the spool the first one writes, and says who holds the directory.
+ */
+static int broker_lock(sb__broker_t* b) {
+  char holder[512];
+  char who[700];
+  int r;
+  if ((r = sb__mkdir_p(b->cfg.data_dir)) != 0) {
+    snprintf(b->start_error, sizeof(b->start_error), "data_dir \"%s\": %s",
+             b->cfg.data_dir, sb_strerror(r));
+    SB_LOG_E("broker", "%s", b->start_error);
+    return r;
+  }
+  snprintf(who, sizeof(who), "streambrokerd %s %s, serving %s", SB_VERSION_STRING,
+           b->role ? b->role : "in a console", b->cfg.control_pipe);
+  r = sb__lock_take(b->cfg.data_dir, who, &b->lock, holder, sizeof(holder));
+  if (r == SB_EBUSY) {
+    snprintf(
+        b->start_error, sizeof(b->start_error),
+        "data_dir \"%s\" is in use by another streambrokerd (%s); stop it, or give "
+        "this one a data_dir of its own",
+        b->cfg.data_dir, holder);
+    SB_LOG_E("broker", "%s", b->start_error);
+  } else if (r != 0) {
+    snprintf(b->start_error, sizeof(b->start_error),
+             "data_dir \"%s\": cannot take its lock file %s: %s", b->cfg.data_dir,
+             SB__LOCK_FILE, sb_strerror(r));
+  }
+  return r;
+}
+
 int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) {
   char path[1024];
   int r;
   b->loop = loop;
   b->cfg = *cfg;
+  if ((r = broker_lock(b)) != 0)
+    return r;
   if ((r = sb__listener_bind_path(cfg->control_pipe, path, sizeof(path))) != 0) {
     SB_LOG_E("listener", "control_pipe \"%s\": %s", cfg->control_pipe, sb_strerror(r));
     return r;
@@ -246,6 +281,8 @@ void sb__broker_close(sb__broker_t* b) {
   b->spare = NULL;
   sb__upstream_names_free(b);
   sb__archive_close(b);
+  sb__lock_release(b->lock);
+  b->lock = NULL;
 }
 
 /* After a failed sb__broker_start: closes what it had opened, then frees nothing else
@@ -261,4 +298,6 @@ void sb__broker_abort(sb__broker_t* b) {
     b->spool = NULL;
   }
   sb__archive_close(b);
+  sb__lock_release(b->lock);
+  b->lock = NULL;
 }

@@ -138,6 +138,8 @@ typedef struct {
   uint64_t datagrams_in;
   uint64_t bad_handshakes[32]; /* by -SB_E* code */
   uint64_t handshake_timeouts;
+  uint64_t connections_empty;  /* connections that closed before sending a byte (a
+                                  probe whether the pipe is served): not bad handshakes */
   uint64_t refused_limit;      /* connections refused by stream limits */
   uint64_t refused_group;      /* connections refused by allowed_groups */
   uint64_t client_errors;      /* client connections that ended with an error */
@@ -213,6 +215,23 @@ void sb__archive_describe(struct sb__broker_s* b, void* cjson_object);
 #include "spool.h"
 #include "upstream.h"
 
+/* ---- the data directory's lock (posix/lock.c, win/lock.c) ---- */
+
+/* One service per data directory: the file in it that the running one holds locked. */
+#define SB__LOCK_FILE "streambrokerd.lock"
+typedef struct sb__lock_s sb__lock_t;
+/*
+ * Takes DATA_DIR/streambrokerd.lock (created, never through a link) exclusively for
+ * as long as the process holds it: the system drops it when the process ends, however
+ * it ends. Writes "pid N, WHO" into it for whoever finds it taken. Returns 0 with
+ * *out set; SB_EBUSY when another process holds it (holder gets what that one wrote);
+ * another SB_E* after logging. The data directory must exist.
+ */
+int sb__lock_take(const char* data_dir, const char* who, sb__lock_t** out, char* holder,
+                  size_t holder_size);
+/* Releases the lock (NULL: nothing). The file stays. */
+void sb__lock_release(sb__lock_t* lock);
+
 /* ---- broker.c ---- */
 
 typedef struct sb__broker_s {
@@ -256,6 +275,11 @@ typedef struct sb__broker_s {
                               once in another epoch than its dial's was an outage, not
                               a refusal (upstream.c) */
   sb__archive_state_t* archive; /* archive.c; NULL in forward mode */
+  const char* role;  /* how this process runs, for the data_dir lock ("in a console",
+                        "as the service StreamBroker"); set before sb__broker_start */
+  sb__lock_t* lock;  /* the data directory's, from start to close */
+  char start_error[768]; /* why sb__broker_start failed, when it can say it better
+                            than its error code (another instance holds data_dir) */
 } sb__broker_t;
 
 /* Size of a client read, and the least a read must fill to be handed over whole (more

@@ -21,7 +21,8 @@ static const char usage[] =
     "       streambrokerd --print-config-keys  the table of config keys (Markdown)\n"
     "       streambrokerd --print-default-config  every key with its default (JSON)\n"
     "       streambrokerd --version\n"
-    "       streambrokerd --console --event-log  also report to the Windows Event Log,\n"
+    "       streambrokerd --console --event-log  also report to the Windows Event "
+    "Log,\n"
     "                                               as the service does\n"
     "Without --config it reads the platform's config file when there is one\n"
     "(/etc/streambroker/streambroker.json; "
@@ -260,10 +261,17 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
   loop = uv_default_loop();
   broker = sb__xcalloc(1, sizeof(*broker));
   broker->on_stopped = on_stopped;
+  /* Who holds the data directory, for a second instance to say. */
+  broker->role = started != NULL                   ? "as the service " SB_SERVICE_NAME
+                 : getenv("INVOCATION_ID") != NULL ? "under systemd"
+                                                   : "in a console";
   if ((r = sb__broker_start(broker, loop, &cfg)) != 0) {
-    SB_LOG_E("broker", "cannot start: %s", sb_strerror(r));
-    fprintf(stderr, "streambrokerd: cannot start: %s\n", sb_strerror(r));
-    snprintf(why, sizeof(why), "%s (the log has the details)", sb_strerror(r));
+    if (broker->start_error[0] != '\0')
+      snprintf(why, sizeof(why), "%s", broker->start_error);
+    else
+      snprintf(why, sizeof(why), "%s (the log has the details)", sb_strerror(r));
+    SB_LOG_E("broker", "cannot start: %s", why);
+    fprintf(stderr, "streambrokerd: cannot start: %s\n", why);
     start_failed(why);
     sb__broker_abort(broker);
     r = 4;

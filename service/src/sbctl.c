@@ -108,6 +108,8 @@ static void print_status(const cJSON* r) {
          num(c, "client_errors"), num(c, "upstream_errors"), num(c, "archive_errors"));
   printf("upstream dials:  %.0f, %.0f failed\n", num(c, "upstream_dials"),
          num(c, "upstream_dial_failures"));
+  printf("probes:          %.0f (connections closed before sending a byte)\n",
+         num(c, "connections_empty"));
   printf("bad handshakes:  %.0f timed out", num(c, "handshake_timeouts"));
   cJSON_ArrayForEach(e, bad) printf(", %.0f %s", e->valuedouble, e->string);
   printf("\n");
@@ -171,6 +173,8 @@ static const sbctl_metric_t known[] = {
      "Bytes written to upstreams or archive files."},
     {"counters.handshake_timeouts", NULL, NULL,
      "Connections closed because the handshake did not arrive in time."},
+    {"counters.connections_empty", NULL, NULL,
+     "Connections that closed before sending a byte (probes; not bad handshakes)."},
     {"counters.refused_limit", NULL, NULL,
      "Connections refused by max_streams or max_streams_per_client, or while "
      "stopping."},

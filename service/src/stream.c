@@ -186,6 +186,15 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
     return;
   }
   if (n < 0) {
+    if (!s->handshaken && n == UV_EOF && s->hs.consumed == 0) {
+      /* Not a stream at all: a probe whether the pipe is served (a second instance
+       * starting, a health check). Counted, and not worth a warning. */
+      s->broker->counters.connections_empty++;
+      SB_LOG_D("session", "connection %llu from pid %lld closed without sending a byte",
+               (unsigned long long)s->id, (long long)s->peer_pid);
+      stream_end(s);
+      return;
+    }
     if (!s->handshaken) {
       bad_handshake(s, n == UV_EOF ? sb__handshake_eof(&s->hs) : sb__uv_err((int)n));
       return;
