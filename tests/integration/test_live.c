@@ -215,8 +215,8 @@ TEST_IMPL(live_kill_loops_all_durabilities) {
 /* ---- 2. an upstream that stops reading (SIGSTOP) ---- */
 
 #define STALL_WRITERS 5
-#define STALL_STREAMS 10                /* per writer: 50 streams */
-#define STALL_BYTES 4000000             /* per stream: 200 MB in all */
+#define STALL_STREAMS 10    /* per writer: 50 streams */
+#define STALL_BYTES 4000000 /* per stream: 200 MB in all */
 
 typedef struct {
   sb_it_writer_t** w;
