@@ -1392,22 +1392,6 @@ static int up_proc_alive(sb__upstream_t* up) {
 }
 
 /*
- * The upstream closed its end after the stream's end (POSIX). A receiving
- * streambrokerd closes only once it stored everything, and a LUCI butler once it
- * read everything; but a killed upstream whose socket held nothing unread closes it
- * the same way, with a FIN. The kernel marks a dying process (PF_EXITING) before it
- * closes its files, so a close from a process that is not exiting is its own.
- */
-static void up_end_closed(sb__upstream_t* up) {
-  if (up_proc_alive(up) == 0) {
-    up_end_lost(up);
-    return;
-  }
-  up->conn_done = 1;
-  up_conn_close(up);
-}
-
-/*
  * The upstream read every byte of the stream (Windows: FlushFileBuffers and a pipe
  * still held; POSIX: nothing unread in the socket at the deadline), but cannot say it
  * stored them: a pipe has no half-close. The connection closes (that is the end the
@@ -1485,6 +1469,22 @@ static void on_up_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
   (void)suggested;
   buf->base = sink;
   buf->len = sizeof(sink);
+}
+
+/*
+ * The upstream closed its end after the stream's end (POSIX). A receiving
+ * streambrokerd closes only once it stored everything, and a LUCI butler once it
+ * read everything; but a killed upstream whose socket held nothing unread closes it
+ * the same way, with a FIN. The kernel marks a dying process (PF_EXITING) before it
+ * closes its files, so a close from a process that is not exiting is its own.
+ */
+static void up_end_closed(sb__upstream_t* up) {
+  if (up_proc_alive(up) == 0) {
+    up_end_lost(up);
+    return;
+  }
+  up->conn_done = 1;
+  up_conn_close(up);
 }
 
 static void on_up_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {

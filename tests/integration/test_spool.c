@@ -21,6 +21,13 @@
 #include "streams.h"
 #include "task.h"
 
+/* Windows has no job control: the test that stops the upstream is skipped there. */
+#ifdef _WIN32
+#define SPOOL_SIGSTOP 0
+#else
+#define SPOOL_SIGSTOP SIGSTOP
+#endif
+
 /*
  * The upstream is down while clients write all three types of stream; the broker is
  * stopped (gracefully) and started again meanwhile; then the upstream comes up and
@@ -487,9 +494,8 @@ TEST_IMPL(spool_window_too_small_gap_recorded) {
   uint64_t end, overlap;
   int gaps;
   cJSON* st;
-#ifdef _WIN32
-  TEST_SKIP("Windows has no SIGSTOP to hold the upstream's reads");
-#else
+  if (SPOOL_SIGSTOP == 0)
+    TEST_SKIP("Windows has no SIGSTOP to hold the upstream's reads");
   uv_loop_init(&loop);
   memset(&w, 0, sizeof(w));
   w.name = "gap/a";
@@ -503,7 +509,7 @@ TEST_IMPL(spool_window_too_small_gap_recorded) {
   r.w = &w;
   r.at = 1u << 20;
   ASSERT(sb_it_run_until(&loop, 120000, text_writer_reached, &r));
-  sb_it_daemon_kill(&up, SIGSTOP);
+  sb_it_daemon_kill(&up, SPOOL_SIGSTOP);
   /* B turns the stream to the spool once U has held its watermark half a second:
    * by then U's socket is full. */
   sb_it_daemon_wait_log(&b, "spooling until it catches up", 1, 60000);
@@ -529,7 +535,6 @@ TEST_IMPL(spool_window_too_small_gap_recorded) {
   sb_it_daemon_close(&b);
   sb_it_daemon_close(&up);
   uv_loop_close(&loop);
-#endif
 }
 
 /*
