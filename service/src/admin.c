@@ -90,6 +90,7 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(c, "upstream_reopens", k->upstream_reopens);
   add_u64(c, "bytes_spooled", k->bytes_spooled);
   add_u64(c, "bytes_resent", k->bytes_resent);
+  add_u64(c, "upstream_end_resends", k->upstream_end_resends);
   add_u64(c, "streams_resumed", k->streams_resumed);
   add_u64(c, "upstream_refusals", k->upstream_refusals);
   add_u64(c, "streams_given_up", k->streams_given_up);

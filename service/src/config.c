@@ -124,6 +124,13 @@ static const sb__key_t sb__keys[] = {
     "it the stream is not counted delivered: its connection is closed and it is "
     "resent later from its replay window (on Linux, an upstream that read every byte "
     "but keeps its end open counts as delivered)."),
+  SB__UINT(upstream_end_linger_ms, 0, 600000, 2000,
+    "After an end the upstream confirmed it *read* but cannot confirm it *stored* "
+    "(Windows, where a pipe has no half-close; on Linux, an upstream that read every "
+    "byte but did not close its end in time), the stream keeps its replay window this "
+    "long and watches the upstream's process: if that process exits meanwhile, the "
+    "window is resent (tagged), else the stream counts as delivered. `0`: delivered "
+    "at once, as before."),
   SB__UINT(upstream_max_refusals, 1, 1000, 5,
     "A connection the upstream closes within a second of the dial is a refusal (a "
     "LUCI butler refuses a stream name it has seen): the stream is reopened under its "

@@ -97,6 +97,8 @@ typedef struct {
   uint64_t spool_reserve_bytes;  /* room kept beside the spool for a full disk */
   uint64_t upstream_max_refusals; /* refusals in a row before a stream is given up */
   uint64_t upstream_end_timeout_ms; /* wait for the upstream to confirm a stream's end */
+  uint64_t upstream_end_linger_ms; /* a stream's window kept after an end the upstream
+                                      read but could not say it stored */
   int log_level;                 /* SB_LOG_* */
   char* log_file;                /* NULL or "": stderr */
   uint64_t log_max_bytes;        /* log_file rotates at this size */
@@ -149,7 +151,10 @@ typedef struct {
   uint64_t archive_errors;
   uint64_t upstream_reopens;    /* connections reopened from the replay window */
   uint64_t bytes_spooled;       /* bytes that went upstream from the spool, not live */
-  uint64_t bytes_resent;        /* bytes sent again after a reopen (the overlap) */
+  uint64_t bytes_resent;        /* bytes sent below the furthest offset a connection of
+                                   their stream was ever handed (the overlap) */
+  uint64_t upstream_end_resends; /* ends not confirmed stored: the upstream's process
+                                    exited first, and the window was resent */
   uint64_t bytes_refused_full;  /* refused: spool cap or disk full (stream closed) */
   uint64_t bytes_dropped_full;  /* dropped by drop-oldest before reaching upstream */
   uint64_t streams_refused_full; /* streams closed because the spool refused their data */
@@ -262,6 +267,7 @@ typedef struct sb__broker_s {
   sb__spool_t* spool; /* NULL in archive mode */
   void* upstream_watch; /* sb__upstream_watch_start's, or NULL */
   struct sb__names_s* sent_names; /* names sent upstream since start (upstream.c) */
+  int upstream_proc_told; /* said once that the upstream's process is unknown */
   /* The memory replay windows of live streams (upstream.c): their bytes, those being
    * written to the spool, the peak of both, and the streams oldest first. */
   uint64_t window_bytes, spill_bytes, window_peak;
@@ -367,6 +373,29 @@ int sb__upstream_dial(const char* address, uv_file* fd);
 /* Bytes written on a connected pipe that its peer has not read yet (POSIX: SIOCOUTQ of
  * the socket), or -1 when the platform cannot tell (Windows). */
 int64_t sb__pipe_unread(uv_pipe_t* pipe);
+
+/*
+ * The process serving an upstream connection, recorded at the dial so that a stream's
+ * end can be told from the upstream's death: Linux, the socket's SO_PEERCRED pid and
+ * that process's start time (/proc/PID/stat); Windows, GetNamedPipeServerProcessId and
+ * a handle to the process (SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION). pid is -1
+ * while unknown. Loop thread; sb__upstream_proc_close frees it and may run twice.
+ */
+typedef struct {
+  int64_t pid;
+  uint64_t start; /* POSIX: the start time, in clock ticks after boot */
+  void* handle;   /* Windows: the process handle, or NULL */
+} sb__upstream_proc_t;
+
+/* Identifies the process at the other end of fd (a connected upstream descriptor or
+ * handle). 0, or SB_ENOTSUP / SB_EACCES / SB_EIO when it cannot be identified (another
+ * user's process, no /proc): proc is then left unknown. */
+int sb__upstream_proc_open(uv_file fd, sb__upstream_proc_t* proc);
+/* 1: the process lives and is not exiting; 0: it exited, or is exiting (Linux: state
+ * Z or X, another start time, or PF_EXITING, which the kernel sets before it closes a
+ * dying process's files); a negative SB_E* code: unknown, or it cannot tell. */
+int sb__upstream_proc_alive(const sb__upstream_proc_t* proc);
+void sb__upstream_proc_close(sb__upstream_proc_t* proc);
 
 /*
  * Watches for the upstream to appear, so that streams waiting in backoff dial at once:

@@ -119,9 +119,9 @@ static void print_status(const cJSON* r) {
            num(sp, "bytes"), num(sp, "chunks"), num(sp, "max_bytes"),
            num(sp, "oldest_unsent_age_s"));
     printf("spooled:         %.0f bytes sent from the spool, %.0f resent after %.0f "
-           "reopens, %.0f streams resumed\n",
+           "reopens (%.0f after an unconfirmed end), %.0f streams resumed\n",
            num(c, "bytes_spooled"), num(c, "bytes_resent"), num(c, "upstream_reopens"),
-           num(c, "streams_resumed"));
+           num(c, "upstream_end_resends"), num(c, "streams_resumed"));
     printf("spool full:      %.0f bytes refused (%.0f streams closed), %.0f bytes "
            "dropped\n",
            num(cJSON_GetObjectItemCaseSensitive(c, "bytes_refused"), "spool_full"),
@@ -194,7 +194,11 @@ static const sbctl_metric_t known[] = {
     {"counters.bytes_spooled", NULL, NULL,
      "Bytes that went upstream from the spool rather than live."},
     {"counters.bytes_resent", NULL, NULL,
-     "Bytes sent again after a reopen (the overlap the upstream sees twice)."},
+     "Bytes sent again, from memory or the spool, below the furthest offset a "
+     "connection of their stream was handed (the overlap the upstream sees twice)."},
+    {"counters.upstream_end_resends", NULL, NULL,
+     "Stream ends the upstream did not confirm stored: its process exited first, and "
+     "the replay window was resent."},
     {"counters.streams_resumed", NULL, NULL,
      "Streams resumed from the spool at start."},
     {"counters.streams_refused_spool_full", NULL, NULL,

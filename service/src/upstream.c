@@ -108,8 +108,15 @@ typedef struct sb__upstream_s {
   int hs_pending;   /* connected, waiting for the window read before its handshake */
   int conn_ending;  /* shutdown sent, waiting for the upstream's EOF */
   int conn_done;    /* the connection ended cleanly after the last byte */
-  int reopen;       /* the next connection resends from the replay window */
-  int gap;          /* the next connection starts at gap_off (data was dropped) */
+  int lingering;    /* the upstream read the end but could not say it stored it: the
+                       window is kept for upstream_end_linger_ms (timer) */
+  int end_resend;   /* the upstream died before confirming the end: the next reopen
+                       says where it starts */
+  sb__upstream_proc_t proc; /* the process serving the last connection */
+  uint64_t sent_max; /* the furthest offset ever handed to a connection: bytes sent
+                        below it are counted as resent */
+  int reopen;        /* the next connection resends from the replay window */
+  int gap;           /* the next connection starts at gap_off (data was dropped) */
   uint64_t gap_off;
   int64_t gap_mark;
   uint64_t next_off, next_seq, committed, send_off, acked, db_acked, inflight;
@@ -191,7 +198,9 @@ static uint64_t up_end(sb__upstream_t* up) {
 static void up_pump(sb__upstream_t* up);
 static void up_dial(sb__upstream_t* up);
 static void on_retry(uv_timer_t* t);
+static void on_linger(uv_timer_t* t);
 static void up_maybe_done(sb__upstream_t* up);
+static void up_end_read(sb__upstream_t* up);
 
 static sb__spool_job_t* job_new(sb__upstream_t* up, sb__spool_op_t op,
                                 void (*done)(sb__spool_job_t*)) {
@@ -760,6 +769,10 @@ static void on_conn_closed(uv_handle_t* h) {
     up_maybe_done(up);
     return;
   }
+  if (up->lingering) {
+    uv_timer_start(&up->timer, on_linger, up->b->cfg.upstream_end_linger_ms, 0);
+    return;
+  }
   if (up->given_up)
     return;
   /* Reopen: at once after a gap or a first refusal (the next name is free), after
@@ -897,9 +910,19 @@ static void up_write_buf(sb__upstream_t* up, sb__upstream_write_t* w) {
   }
 }
 
+/* Counts what of [off, end) a connection of the stream was handed before as resent,
+ * from memory or from the spool alike, whatever the reason it goes again. */
+static void up_count_sent(sb__upstream_t* up, uint64_t off, uint64_t end) {
+  if (off < up->sent_max)
+    up->b->counters.bytes_resent += (end < up->sent_max ? end : up->sent_max) - off;
+  if (end > up->sent_max)
+    up->sent_max = end;
+}
+
 /* Writes c (a new reference) upstream; it must start at send_off. */
 static void up_send(sb__upstream_t* up, sb__chunk_t* c, int drain) {
   sb__upstream_write_t* w = sb__xcalloc(1, sizeof(*w));
+  up_count_sent(up, c->off, c->off + c->len);
   w->chunk = sb__chunk_ref(c);
   w->buf = uv_buf_init(c->data, (unsigned)c->len);
   w->drain = drain;
@@ -917,6 +940,7 @@ static void up_send_live(sb__upstream_t* up, sb__chunk_t* c) {
   sb__upstream_write_t* w = sb__xcalloc(1, sizeof(*w));
   uint64_t hw = up->b->cfg.upstream_high_watermark;
   sb__chunk_t* keep = sb__chunk_ref(c);
+  up_count_sent(up, c->off, c->off + c->len);
   w->chunk = c;
   w->buf = uv_buf_init(c->data, (unsigned)c->len);
   w->live = 1;
@@ -1017,7 +1041,7 @@ static void up_gap(sb__upstream_t* up, sb__chunk_t* c) {
 }
 
 /* Chunks from the spool, in order: those at send_off go upstream. */
-static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c, int resent) {
+static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c) {
   sb__chunk_t* next;
   for (; c; c = next) {
     next = c->next;
@@ -1036,8 +1060,6 @@ static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c, int resent) {
         }
       } else if (c->off == up->send_off) {
         up->b->counters.bytes_spooled += c->len;
-        if (resent)
-          up->b->counters.bytes_resent += c->len;
         up_send(up, c, 1);
       }
     }
@@ -1104,10 +1126,24 @@ static void on_read_spool(sb__spool_job_t* j) {
     }
     up->hole = 0;
     up->send_off = start;
+    /* Where the reopen starts is all this side can say of what the upstream lost: a
+     * receiver holding less than that records the gap (an archive does). */
+    char at[32] = "an unknown index";
+    if (mark >= 0)
+      snprintf(at, sizeof(at), "%lld", (long long)mark);
+    sb__log(up->end_resend ? SB_LOG_WARN : SB_LOG_INFO, "upstream",
+            "stream %llu \"%s\": reopened upstream at %s %s (byte %llu); %llu bytes "
+            "it was sent before go again%s",
+            up_id(up), up_name(up),
+            up_stream(up)->props.type == SB_DATAGRAM ? "datagram" : "byte", at,
+            (unsigned long long)start,
+            (unsigned long long)(up->sent_max > start ? up->sent_max - start : 0),
+            up->end_resend ? ", after an end the upstream did not store" : "");
+    up->end_resend = 0;
     up_handshake(up, 1, mark);
-    up_take_chunks(up, c, 1);
+    up_take_chunks(up, c);
   } else {
-    up_take_chunks(up, c, 0);
+    up_take_chunks(up, c);
   }
   free(j);
   up_pump(up);
@@ -1159,11 +1195,10 @@ static void up_end_unconfirmed(sb__upstream_t* up) {
   if (unread == 0) {
     SB_LOG_I("upstream",
              "stream %llu \"%s\": the upstream read every byte but did not close its "
-             "end within %llu ms; delivered",
+             "end within %llu ms",
              up_id(up), up_name(up),
              (unsigned long long)up->b->cfg.upstream_end_timeout_ms);
-    up->conn_done = 1;
-    up_conn_close(up);
+    up_end_read(up);
     return;
   }
   SB_LOG_W("upstream",
@@ -1255,8 +1290,7 @@ static void flush_done(uv_work_t* w, int status) {
   if (f->gen == up->gen && !up->closing && up->conn_ending) {
     uv_timer_stop(&up->timer);
     if (status == 0 && f->ok) {
-      up->conn_done = 1;
-      up_conn_close(up);
+      up_end_read(up);
     } else {
       up_broken(up, SB_EPIPE);
     }
@@ -1311,6 +1345,88 @@ static void up_conn_end(sb__upstream_t* up) {
   uv_timer_start(&up->timer, on_end_timeout, up->b->cfg.upstream_end_timeout_ms, 0);
 }
 
+/*
+ * The upstream exited before confirming it stored the stream's end: what it held
+ * read, and not stored, is gone with it. The end is a break: the window (spilled to
+ * the spool first) is resent on a new connection, tagged with its offset, after the
+ * first backoff step.
+ */
+static void up_end_lost(sb__upstream_t* up) {
+  sb__broker_t* b = up->b;
+  b->counters.upstream_end_resends++;
+  b->counters.upstream_reopens++;
+  b->upstream_epoch++; /* gone: connections that end at once now are not refusals */
+  SB_LOG_W("upstream",
+           "stream %llu \"%s\": the upstream (pid %lld) exited before confirming it "
+           "stored the stream's end (byte %llu); resending from its replay window",
+           up_id(up), up_name(up), (long long)up->proc.pid,
+           (unsigned long long)up->sent_max);
+  up->lingering = 0;
+  up->end_resend = 1;
+  up_spill(up, 1);
+  up->reopen = 1;
+  up->refusals = 0;
+  up->attempt = 0;
+  if (up->pipe_open) {
+    up_conn_close(up); /* on_conn_closed dials */
+  } else {
+    uv_timer_stop(&up->timer);
+    uv_timer_start(&up->timer, on_retry, b->cfg.backoff_initial_ms, 0);
+  }
+}
+
+/* Whether the upstream's process lives (1), exited or is exiting (0), or cannot be
+ * known (< 0: said once). */
+static int up_proc_alive(sb__upstream_t* up) {
+  int alive = sb__upstream_proc_alive(&up->proc);
+  if (alive < 0 && !up->b->upstream_proc_told) {
+    up->b->upstream_proc_told = 1;
+    SB_LOG_W("upstream",
+             "cannot tell whether the upstream's process is alive (%s): a stream's end "
+             "counts as stored once the upstream closed its end (Linux) or read every "
+             "byte (Windows), and an upstream killed at that moment can lose it; said "
+             "once",
+             sb_strerror(alive));
+  }
+  return alive;
+}
+
+/*
+ * The upstream read every byte of the stream (Windows: FlushFileBuffers and a pipe
+ * still held; POSIX: nothing unread in the socket at the deadline), but cannot say it
+ * stored them: a pipe has no half-close. The connection closes (that is the end the
+ * upstream waits for), and the stream keeps its window for upstream_end_linger_ms:
+ * if the upstream's process exits within it, what it held read may be lost, and the
+ * window is resent; after it, the stream is delivered.
+ */
+static void up_end_read(sb__upstream_t* up) {
+  int alive = up_proc_alive(up);
+  if (alive == 0) {
+    up_end_lost(up);
+    return;
+  }
+  if (up->b->cfg.upstream_end_linger_ms == 0 || alive < 0) {
+    up->conn_done = 1;
+    up_conn_close(up);
+    return;
+  }
+  up->lingering = 1;
+  up_conn_close(up); /* on_conn_closed starts the linger */
+}
+
+static void on_linger(uv_timer_t* t) {
+  sb__upstream_t* up = t->data;
+  if (!up->lingering || up->closing)
+    return;
+  up->lingering = 0;
+  if (up_proc_alive(up) == 0) {
+    up_end_lost(up);
+    return;
+  }
+  up->conn_done = 1;
+  up_maybe_done(up);
+}
+
 /* What to do next on the connection. */
 static void up_pump(sb__upstream_t* up) {
   uint64_t hw = up->b->cfg.upstream_high_watermark;
@@ -1355,14 +1471,29 @@ static void on_up_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
   buf->len = sizeof(sink);
 }
 
+/*
+ * The upstream closed its end after the stream's end (POSIX). A receiving
+ * streambrokerd closes only once it stored everything, and a LUCI butler once it
+ * read everything; but a killed upstream whose socket held nothing unread closes it
+ * the same way, with a FIN. The kernel marks a dying process (PF_EXITING) before it
+ * closes its files, so a close from a process that is not exiting is its own.
+ */
+static void up_end_closed(sb__upstream_t* up) {
+  if (up_proc_alive(up) == 0) {
+    up_end_lost(up);
+    return;
+  }
+  up->conn_done = 1;
+  up_conn_close(up);
+}
+
 static void on_up_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
   sb__upstream_t* up = h->data;
   (void)buf;
   if (n >= 0)
     return; /* a stream server sends nothing; ignore it if it does */
   if (n == UV_EOF && up->conn_ending) {
-    up->conn_done = 1;
-    up_conn_close(up);
+    up_end_closed(up);
     return;
   }
   up_broken(up, n == UV_EOF ? SB_EPIPE : sb__uv_err((int)n));
@@ -1384,7 +1515,7 @@ static void up_dial(sb__upstream_t* up) {
   uint64_t delay;
   int r, ur;
   /* The handle is reused only once its last close is done (on_conn_closed dials). */
-  if (up->closing || up->pipe_open || up->pipe_closing || up->given_up)
+  if (up->closing || up->pipe_open || up->pipe_closing || up->given_up || up->lingering)
     return;
   if (b->stopping) {
     up_maybe_done(up);
@@ -1406,6 +1537,17 @@ static void up_dial(sb__upstream_t* up) {
   b->counters.upstream_dials++;
   r = sb__upstream_dial(b->cfg.upstream, &fd);
   if (r == 0) {
+    int pr;
+    sb__upstream_proc_close(&up->proc);
+    if ((pr = sb__upstream_proc_open(fd, &up->proc)) != 0 && !b->upstream_proc_told) {
+      b->upstream_proc_told = 1;
+      SB_LOG_W("upstream",
+               "cannot identify the process serving %s (%s): a stream's end counts as "
+               "stored once the upstream closed its end (Linux) or read every byte "
+               "(Windows), and an upstream killed at that moment can lose it; said "
+               "once",
+               b->cfg.upstream, sb_strerror(pr));
+    }
     uv_pipe_init(b->loop, &up->pipe, 0);
     up->pipe.data = up;
     up->pipe_open = 1;
@@ -1468,7 +1610,7 @@ static void up_dial(sb__upstream_t* up) {
 void sb__upstream_kick(sb__sink_t* sink) {
   sb__upstream_t* up = up_of(sink);
   if (up->closing || up->pipe_open || up->given_up || up->refusals > 0 ||
-      !uv_is_active((uv_handle_t*)&up->timer))
+      up->lingering || !uv_is_active((uv_handle_t*)&up->timer))
     return;
   uv_timer_stop(&up->timer);
   up_dial(up);
@@ -1591,6 +1733,7 @@ static void up_finish(sb__sink_t* sink) {
 
 static void up_destroy(sb__sink_t* sink) {
   sb__upstream_t* up = up_of(sink);
+  sb__upstream_proc_close(&up->proc);
   free(up->props);
   free(up->up_name);
   free(up);
@@ -1602,6 +1745,7 @@ static void up_describe(sb__sink_t* sink, void* object) {
   cJSON* o = object;
   const char* state = up->given_up      ? "given-up"
                       : up->closing     ? "closing"
+                      : up->lingering   ? "confirming-end"
                       : up->conn_ending ? "ending"
                       : up->hs_pending  ? "reopening"
                       : up->connected   ? "connected"
@@ -1637,6 +1781,7 @@ static sb__upstream_t* up_new(sb__stream_t* s) {
   up->sink.one_at_a_time = s->broker->cfg.durability == SB__DURABILITY_ALWAYS;
   up->b = s->broker;
   up->trunc_off = UINT64_MAX;
+  up->proc.pid = -1;
   /* "backlog": live until a chunk cannot go live; the others spool every byte. */
   up->spooling = s->broker->cfg.durability != SB__DURABILITY_BACKLOG;
   uv_timer_init(s->broker->loop, &up->timer);
@@ -1707,6 +1852,7 @@ sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* 
   up->next_seq = r->next_seq;
   up->acked = up->db_acked = r->acked;
   up->send_off = r->acked;
+  up->sent_max = r->acked; /* as far as this service knows, sent before */
   up->reopen = 1;
   up->finishing = 1;
   up->spooling = 1;

@@ -20,10 +20,15 @@
  * butler fills in its own.
  *
  * Commands on stdin, one a line: "close-ns PREFIX/" (refuse new streams under it),
- * "cut NAME" (close the live connection of stream NAME now, data unread), "quit".
+ * "cut NAME" (close the live connection of stream NAME now, data unread),
+ * "hold-and-die NAME" (the next stream accepted as NAME is read but not stored, as
+ * by an upstream that has not written it yet, and at its end of input the process
+ * exits at once, as one killed at that moment would, with its connections open),
+ * "quit".
  * End of stdin is a quit too, so a test that dies takes this process with it.
  * Events on stdout, one a line, flushed: "ready", "accepted NAME",
  * "refused NAME duplicate", "refused NAME namespace", "ended NAME BYTES", "cut NAME",
+ * "holding NAME" (the command took effect), "dying NAME BYTES" (held bytes, lost),
  * "bad-handshake ERROR", "closed-ns PREFIX/" (the command took effect), and
  * "error TEXT" for a command it cannot carry out.
  */
@@ -47,6 +52,7 @@ typedef struct conn_s {
   FILE* data;
   char base[1024]; /* DIR/<k> without the extension */
   uint64_t bytes;
+  int hold; /* hold-and-die: read, not stored; the process exits at the end */
 } conn_t;
 
 static uv_loop_t* loop;
@@ -62,6 +68,7 @@ static char** seen; /* every name accepted so far */
 static size_t nseen, cap_seen;
 static char** closed_ns;
 static size_t nclosed_ns;
+static char* hold_name; /* hold-and-die's NAME, until a stream of it is accepted */
 
 static void die(const char* fmt, ...) {
   va_list ap;
@@ -216,6 +223,10 @@ static void conn_end(conn_t* c, const char* how) {
 static void store(conn_t* c, const char* data, size_t len) {
   if (len == 0)
     return;
+  if (c->hold) {
+    c->bytes += len;
+    return;
+  }
   /* Flushed at once: a killed process leaves on disk all it had read. */
   if (fwrite(data, 1, len, c->data) != len || fflush(c->data) != 0)
     die("write %s.data: %s", c->base, strerror(errno));
@@ -235,6 +246,11 @@ static int decide(conn_t* c) {
     return 0;
   }
   remember(name);
+  if (hold_name != NULL && strcmp(hold_name, name) == 0) {
+    c->hold = 1;
+    free(hold_name);
+    hold_name = NULL;
+  }
   if (!c->props.has_timestamp) {
     c->props.timestamp = sb__time_now();
     c->props.has_timestamp = 1;
@@ -264,6 +280,10 @@ static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
   if (c->closing)
     return;
   if (n < 0) {
+    if (c->hold && n == UV_EOF) {
+      event("dying %s %llu", c->props.name, (unsigned long long)c->bytes);
+      _Exit(3);
+    }
     if (!c->accepted && n == UV_EOF)
       event("bad-handshake %s", sb_err_name(sb__handshake_eof(&c->hs)));
     conn_end(c, n == UV_EOF ? "ended" : "broken");
@@ -343,6 +363,10 @@ static void command(const char* line) {
     }
     if (!found)
       event("error no live stream %s", line + 4);
+  } else if (strncmp(line, "hold-and-die ", 13) == 0 && line[13] != '\0') {
+    free(hold_name);
+    hold_name = dup_str(line + 13);
+    event("holding %s", line + 13);
   } else if (strcmp(line, "quit") == 0) {
     quit();
   } else {

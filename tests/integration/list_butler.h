@@ -6,6 +6,7 @@
   X(butler_refuses_like_the_butler)                                                    \
   X(butler_twenty_clients_same_names)                                                  \
   X(butler_connection_cut)                                                             \
-  X(butler_closed_namespace)
+  X(butler_closed_namespace)                                                           \
+  X(butler_dies_at_stream_end)
 
 #endif

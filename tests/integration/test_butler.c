@@ -14,6 +14,7 @@
 #include "butler.h"
 #include "helpers.h"
 #include "platform.h"
+#include "streams.h"
 #include "task.h"
 
 /* ---- deterministic contents: line k of a stream depends on its label only ---- */
@@ -928,5 +929,89 @@ TEST_IMPL(butler_closed_namespace) {
   }
   close_broker(&b);
   sb_it_butler_close(&bt);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* ---- an upstream that dies at a stream's end ---- */
+
+/* Sends n datagrams of name (datagram()) through address, and closes the stream. */
+static void send_datagrams(const char* address, const char* name, size_t n) {
+  sb_client_t* client;
+  sb_stream_t* s;
+  sb_stream_opts_t o;
+  char d[512];
+  size_t k;
+  memset(&o, 0, sizeof(o));
+  o.name = name;
+  o.type = SB_DATAGRAM;
+  ASSERT_OK(sb_client_open(&client, address));
+  ASSERT_OK(sb_stream_open(client, &o, &s));
+  for (k = 0; k < n; k++)
+    ASSERT_OK(sb_stream_send_datagram(s, d, datagram(name, k, d, sizeof(d))));
+  ASSERT_OK(sb_stream_close(s));
+  sb_client_close(client);
+}
+
+/*
+ * One stream through B (durability from b_json) to a butler that reads all of it
+ * without storing it and exits at its end, as an upstream killed at that moment:
+ * B must not count the stream delivered, but resend it, tagged, to the butler started
+ * again; and say so in its log and its counters.
+ */
+static void end_lost_round(uv_loop_t* loop, const char* tag, const char* b_json,
+                           const char* name, int dgram) {
+  sb_it_butler_t bt;
+  sb_it_daemon_t b;
+  sb__buf_t want = {0};
+  char line[300], closed[300];
+  cJSON* st;
+  sb_it_butler_start(&bt, loop, tag);
+  snprintf(line, sizeof(line), "%s-b", tag);
+  sb_it_daemon_start(&b, loop, line, bt.address, b_json);
+  snprintf(line, sizeof(line), "hold-and-die %s", name);
+  sb_it_butler_command(&bt, line);
+  snprintf(line, sizeof(line), "holding %s", name);
+  sb_it_butler_wait(&bt, line, 1, 30000);
+  if (dgram) {
+    send_datagrams(b.address, name, 3000);
+    datagrams_framed(name, 3000, &want);
+  } else {
+    ASSERT_OK(sb_it_write_stream(b.address, name, 300000));
+    sb_it_content(name, 300000, &want);
+  }
+  snprintf(line, sizeof(line), "dying %s %zu", name, want.len);
+  sb_it_butler_wait(&bt, line, 1, 60000);
+  /* Gone with what it read: B resends once the butler is back. */
+  sb_it_butler_restart(&bt);
+  sb_it_daemon_wait_log(&b, "exited before confirming it stored the stream's end", 1,
+                        60000);
+  snprintf(closed, sizeof(closed), "\"%s\" closed: ", name);
+  sb_it_daemon_wait_log(&b, closed, 1, 60000);
+  sb_it_daemon_wait_log(&b, "after an end the upstream did not store", 1, 10);
+  wait_whole(&bt, name, want.len);
+  ASSERT_EQ(check_whole(&bt, name, &want), 2);
+  st = sb_it_admin(loop, &b, "status");
+  ASSERT_EQ(sb_it_json_num(st, "counters.upstream_end_resends"), 1);
+  /* All of it was sent twice: the window covers the whole stream. */
+  ASSERT_EQ(sb_it_json_num(st, "counters.bytes_resent"), want.len);
+  cJSON_Delete(st);
+  sb__buf_free(&want);
+  close_broker(&b);
+  sb_it_butler_close(&bt);
+}
+
+/*
+ * The upstream reads a stream to its end and dies before storing it (Linux: its
+ * socket closes with the process, a FIN like a deliberate close; Windows: the flush
+ * returned and the pipe was still held). B tells the death from a close by the
+ * upstream's process, recorded at the dial, and resends the stream: a live text
+ * stream, and a spooled datagram stream.
+ */
+TEST_IMPL(butler_dies_at_stream_end) {
+  uv_loop_t loop;
+  ASSERT_OK(uv_loop_init(&loop));
+  end_lost_round(&loop, "bdie1", B_CONFIG, "end/live", 0);
+  end_lost_round(&loop, "bdie2", B_CONFIG ", \"durability\": \"spool\"", "end/dgram",
+                 1);
   ASSERT_OK(uv_loop_close(&loop));
 }

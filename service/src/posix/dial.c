@@ -1,6 +1,8 @@
 /* posix/dial.c - one non-blocking connect to the upstream's Unix socket. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -25,6 +27,101 @@ int64_t sb__pipe_unread(uv_pipe_t* pipe) {
   (void)pipe;
   return -1;
 #endif
+}
+
+/* ---- the upstream's process ---- */
+
+#define SB__PF_EXITING 0x4u /* the kernel's flag, set as a process starts to exit */
+
+/*
+ * Reads /proc/PID/stat: its state letter, flags (field 9) and start time (field 22).
+ * The fields are counted after the last ')', since the command name may hold spaces
+ * and parentheses. 0, SB_ENOENT when the process is gone, or another SB_E* code.
+ */
+static int proc_stat(int64_t pid, char* state, unsigned long* flags,
+                     unsigned long long* start) {
+  char path[64], buf[1024];
+  const char* p;
+  ssize_t n;
+  int fd, field;
+  snprintf(path, sizeof(path), "/proc/%lld/stat", (long long)pid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT || errno == ESRCH ? SB_ENOENT
+           : errno == EACCES                 ? SB_EACCES
+                                             : SB_EIO;
+  n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n < 0)
+    return errno == ESRCH ? SB_ENOENT : SB_EIO;
+  buf[n] = '\0';
+  if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
+    return SB_EIO;
+  p += 2;
+  *state = *p;
+  for (field = 3; field < 22 && *p; field++) {
+    p = strchr(p, ' ');
+    if (p == NULL)
+      return SB_EIO;
+    p++;
+    if (field + 1 == 9)
+      *flags = strtoul(p, NULL, 10);
+  }
+  if (field != 22)
+    return SB_EIO;
+  *start = strtoull(p, NULL, 10);
+  return 0;
+}
+
+int sb__upstream_proc_open(uv_file fd, sb__upstream_proc_t* proc) {
+#if defined(SO_PEERCRED)
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  unsigned long flags = 0;
+  unsigned long long start = 0;
+  char state = 0;
+  int r;
+  proc->pid = -1;
+  proc->handle = NULL;
+  /* The pid of the process that listened: 0 when it lives in another pid namespace. */
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.pid <= 0)
+    return SB_ENOTSUP;
+  r = proc_stat(cred.pid, &state, &flags, &start);
+  if (r == SB_ENOENT)
+    start = UINT64_MAX; /* gone already: no process has that start time */
+  else if (r != 0)
+    return r;
+  proc->pid = cred.pid;
+  proc->start = start;
+  return 0;
+#else
+  (void)fd;
+  proc->pid = -1;
+  proc->handle = NULL;
+  return SB_ENOTSUP;
+#endif
+}
+
+int sb__upstream_proc_alive(const sb__upstream_proc_t* proc) {
+  unsigned long flags = 0;
+  unsigned long long start = 0;
+  char state = 0;
+  int r;
+  if (proc->pid <= 0)
+    return SB_ENOTSUP;
+  r = proc_stat(proc->pid, &state, &flags, &start);
+  if (r == SB_ENOENT)
+    return 0;
+  if (r != 0)
+    return r;
+  if (start != proc->start || state == 'Z' || state == 'X' || state == 'x' ||
+      (flags & SB__PF_EXITING))
+    return 0;
+  return 1;
+}
+
+void sb__upstream_proc_close(sb__upstream_proc_t* proc) {
+  proc->pid = -1;
 }
 
 int sb__upstream_dial(const char* address, uv_file* out) {

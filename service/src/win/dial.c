@@ -57,6 +57,53 @@ int sb__upstream_dial(const char* address, uv_file* out) {
   return 0;
 }
 
+/* ---- the upstream's process ---- */
+
+/*
+ * The pipe's server process, by the id the pipe reports, held open so that its exit
+ * stays visible (the handle is signalled once it exited, even after its id is reused).
+ * Opening it may be refused (a service of another account): the caller then treats
+ * the upstream as today, and says so once.
+ */
+int sb__upstream_proc_open(uv_file fd, sb__upstream_proc_t* proc) {
+  HANDLE pipe = (HANDLE)_get_osfhandle(fd), h;
+  ULONG pid = 0;
+  proc->pid = -1;
+  proc->handle = NULL;
+  if (pipe == INVALID_HANDLE_VALUE || !GetNamedPipeServerProcessId(pipe, &pid) ||
+      pid == 0)
+    return SB_ENOTSUP;
+  h = OpenProcess(SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid);
+  if (h == NULL) {
+    DWORD e = GetLastError();
+    /* A process that exited between the two calls: unknown, like one not ours. */
+    return e == ERROR_ACCESS_DENIED ? SB_EACCES : SB_ENOTSUP;
+  }
+  proc->pid = (int64_t)pid;
+  proc->handle = h;
+  return 0;
+}
+
+int sb__upstream_proc_alive(const sb__upstream_proc_t* proc) {
+  if (proc->handle == NULL)
+    return SB_ENOTSUP;
+  switch (WaitForSingleObject((HANDLE)proc->handle, 0)) {
+  case WAIT_TIMEOUT:
+    return 1;
+  case WAIT_OBJECT_0:
+    return 0;
+  default:
+    return SB_EIO;
+  }
+}
+
+void sb__upstream_proc_close(sb__upstream_proc_t* proc) {
+  if (proc->handle != NULL)
+    CloseHandle((HANDLE)proc->handle);
+  proc->handle = NULL;
+  proc->pid = -1;
+}
+
 /* ---- watching for the upstream to appear: WaitNamedPipeW on a thread ---- */
 
 /*
