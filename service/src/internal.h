@@ -172,6 +172,12 @@ typedef struct {
   uint64_t archive_gap_datagrams; /* datagrams missing before them */
   uint64_t archive_retention_files; /* files deleted by retention */
   uint64_t archive_retention_bytes; /* bytes deleted by retention */
+  uint64_t archive_empty_removed; /* empty .log without a sidecar, removed at start */
+  /* archive_spool.c */
+  uint64_t archive_streams_spooled; /* outages: a stream's files could not be written,
+                                       it turned to the spool (once per outage) */
+  uint64_t archive_bytes_spooled;   /* bytes those streams put in the spool */
+  uint64_t archive_retries;         /* retries that found the archive still failing */
 } sb__counters_t;
 
 #include "stream.h"
@@ -213,6 +219,10 @@ void sb__archive_describe(struct sb__broker_s* b, void* cjson_object);
 #include "spool.h"
 #include "upstream.h"
 
+/* A sink for a stream left in the spool by an earlier run (its client is gone): it is
+ * archived, in a new segment, once the archive can write (archive_spool.c). */
+sb__sink_t* sb__archive_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r);
+
 /* ---- broker.c ---- */
 
 typedef struct sb__broker_s {
@@ -240,7 +250,7 @@ typedef struct sb__broker_s {
    * memory per idle stream stays small whatever the stream count, and bulk data is
    * never copied. */
   sb__chunk_t* spare;
-  sb__spool_t* spool; /* NULL in archive mode */
+  sb__spool_t* spool;   /* both modes (archive mode: what the archive cannot write) */
   void* upstream_watch; /* sb__upstream_watch_start's, or NULL */
   struct sb__names_s* sent_names; /* names sent upstream since start (upstream.c) */
   /* The memory replay windows of live streams (upstream.c): their bytes, those being
