@@ -2005,12 +2005,22 @@ static unsigned ar_stem_seq(const char* stem) {
   return (unsigned)strtoul(plus + 1, NULL, 10);
 }
 
+static int ar_absent(const char* path) {
+  uv_fs_t req;
+  int r = uv_fs_stat(NULL, &req, path, NULL);
+  uv_fs_req_cleanup(&req);
+  return r == UV_ENOENT;
+}
+
 /*
  * One segment found at start (STEM.log). A closed one is learnt (name's end, size,
  * age). One an earlier run left open (no sidecar, a sidecar of an open stream, or one
  * that cannot be read) is finished: its sidecar is written from what is known (the
  * sidecar, else the .json.tmp, else only the path) with the bytes in the .log,
- * "complete": false and "recovered": true.
+ * "complete": false and "recovered": true. An empty .log with no sidecar at all, nor
+ * a .json.tmp (a stream whose sidecar could not be written, on a full disk say: the
+ * .tmp of a failed write is removed) holds nothing: it is removed, which needs no
+ * room.
  */
 static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   char* log_path = ar_path_with(stem, 0, ".log");
@@ -2021,15 +2031,35 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   uint64_t size = 0, units, start = 0, json_size = 0;
   sb__time_t mt = {0, 0};
   uint64_t files = 1;
-  int dgram, r;
+  int dgram, r, stat_ok;
   const char* name = NULL;
-  sc->segments++;
-  if (uv_fs_stat(NULL, &req, log_path, NULL) == 0) {
+  stat_ok = uv_fs_stat(NULL, &req, log_path, NULL) == 0;
+  if (stat_ok) {
     size = req.statbuf.st_size;
     mt.sec = (int64_t)req.statbuf.st_mtim.tv_sec;
     mt.nsec = (int32_t)req.statbuf.st_mtim.tv_nsec;
   }
   uv_fs_req_cleanup(&req);
+  if (stat_ok && size == 0 && ar_absent(json_path) && ar_absent(tmp_path)) {
+    r = uv_fs_unlink(NULL, &req, log_path, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r == 0) {
+      sc->b->counters.archive_empty_removed++;
+      SB_LOG_W("archive",
+               "removed %s, left empty and without a sidecar by an earlier run (its "
+               "sidecar could not be written: a full disk?)",
+               log_path);
+    } else {
+      sc->b->counters.archive_errors++;
+      SB_LOG_E("archive", "removing %s (empty, no sidecar): %s", log_path,
+               uv_strerror(r));
+    }
+    free(log_path);
+    free(json_path);
+    free(tmp_path);
+    return;
+  }
+  sc->segments++;
   doc = ar_read_json(json_path);
   if (!(doc && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "closed")))) {
     /* Left open: finish it. */
@@ -2204,11 +2234,12 @@ int sb__archive_open(sb__broker_t* b) {
   ar_scan_dir(&sc, root, 0);
   free(root);
   SB_LOG_I("archive",
-           "%s: %llu streams, %llu files, %llu bytes; %llu recovered, %llu stale .tmp "
-           "removed (%llu ms)",
+           "%s: %llu streams, %llu files, %llu bytes; %llu recovered, %llu empty .log "
+           "removed, %llu stale .tmp removed (%llu ms)",
            b->cfg.archive_dir, (unsigned long long)sc.segments,
            (unsigned long long)st->files, (unsigned long long)st->bytes,
            (unsigned long long)b->counters.archive_recovered,
+           (unsigned long long)b->counters.archive_empty_removed,
            (unsigned long long)b->counters.archive_tmp_removed,
            (unsigned long long)((uv_hrtime() - t0) / 1000000));
   if (st->nclosed > 1)
