@@ -647,7 +647,8 @@ static char* ar_sidecar(sb__archive_t* ar, int version) {
   if (s->peer_gid >= 0)
     ar_need(cJSON_AddNumberToObject(client, "gid", (double)s->peer_gid));
   ar_add_gap(root, ar->gap, ar->gap_from, ar->gap_to, p->type == SB_DATAGRAM);
-  ar_need(cJSON_AddBoolToObject(root, "complete", final && ar->err == 0 && ar->lost == 0));
+  ar_need(
+      cJSON_AddBoolToObject(root, "complete", final && ar->err == 0 && ar->lost == 0));
   if (ar->lost > 0 && closed)
     ar_need(cJSON_AddNumberToObject(root, "dropped_bytes", (double)ar->lost));
   if (ar->spooled > 0 && closed)
@@ -845,13 +846,14 @@ void sb__archive_end(sb__archive_t* ar, int kept) {
   } else if (ar->err != 0 || ar->lost > 0) {
     uint64_t lost = ar_lost(ar);
     s->broker->counters.archive_bytes_lost += lost;
-    SB_LOG_E("archive",
-             "stream %llu \"%s\": archive incomplete: %llu of its %llu bytes lost (%s); "
-             "%s holds %llu",
-             sb__archive_id(ar), s->props.name, (unsigned long long)lost,
-             (unsigned long long)s->bytes,
-             ar->err_text ? ar->err_text : "dropped from the spool, or damaged there",
-             ar->claimed ? ar->log_path : "no file", (unsigned long long)ar->offset);
+    SB_LOG_E(
+        "archive",
+        "stream %llu \"%s\": archive incomplete: %llu of its %llu bytes lost (%s); "
+        "%s holds %llu",
+        sb__archive_id(ar), s->props.name, (unsigned long long)lost,
+        (unsigned long long)s->bytes,
+        ar->err_text ? ar->err_text : "dropped from the spool, or damaged there",
+        ar->claimed ? ar->log_path : "no file", (unsigned long long)ar->offset);
   }
   if (ar->claimed && !kept) {
     ar_add_closed(st, ar->log_path, (uint64_t)ar->offset + ar->json_bytes,

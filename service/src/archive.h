@@ -120,9 +120,9 @@ typedef struct {
   /* Segments: a stream whose .log was lost or damaged while it could not be written,
    * or that resumes from the spool after a restart, goes on in a new segment (the
    * next sequence number) tagged with where it starts, as a reopened stream is. */
-  uint64_t seg_start; /* stream byte offset of the .log's first byte */
-  uint64_t seg_mark;  /* its resend mark: the byte offset, or the datagram index */
-  int resumed;        /* from the spool, at start: no client */
+  uint64_t seg_start;    /* stream byte offset of the .log's first byte */
+  uint64_t seg_mark;     /* its resend mark: the byte offset, or the datagram index */
+  int resumed;           /* from the spool, at start: no client */
   sb__time_t seg_opened; /* when a segment after the stream's first was begun */
   int has_seg_opened;
   int gap_check;   /* resumed: its gap is checked once the spool says where it starts */

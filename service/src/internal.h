@@ -184,7 +184,7 @@ typedef struct {
   uint64_t archive_gap_datagrams; /* datagrams missing before them */
   uint64_t archive_retention_files; /* files deleted by retention */
   uint64_t archive_retention_bytes; /* bytes deleted by retention */
-  uint64_t archive_empty_removed; /* empty .log without a sidecar, removed at start */
+  uint64_t archive_empty_removed;   /* empty .log without a sidecar, removed at start */
   /* archive_spool.c */
   uint64_t archive_streams_spooled; /* outages: a stream's files could not be written,
                                        it turned to the spool (once per outage) */

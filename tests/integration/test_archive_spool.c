@@ -1021,21 +1021,22 @@ static void wait_spool_end(uv_loop_t* loop, sb_it_daemon_t* d, const char* name,
   spool_end_t w = {d, name, (int64_t)end};
   if (!sb_it_run_until(loop, 30000, spool_reached, &w)) {
     sb_it_daemon_dump(d);
-    sb_test_fail(__FILE__, __LINE__, "the spool holds \"%s\" up to %lld, want %zu", name,
-                 (long long)spool_end(d, name), end);
+    sb_test_fail(__FILE__, __LINE__, "the spool holds \"%s\" up to %lld, want %zu",
+                 name, (long long)spool_end(d, name), end);
   }
 }
 
 static const char* jtag(const cJSON* doc, const char* key) {
-  const cJSON* v =
-      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "tags"), key);
+  const cJSON* v = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetObjectItemCaseSensitive(doc, "tags"), key);
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 #ifndef _WIN32
 /* The byte offset of datagram k in a framed stream (its length if k is past the end);
  * *complete gets the number of whole datagrams in the first len bytes. */
-static size_t dgram_offset(const char* wire, size_t len, uint64_t k, uint64_t* complete) {
+static size_t dgram_offset(const char* wire, size_t len, uint64_t k,
+                           uint64_t* complete) {
   size_t off = 0, at = len;
   uint64_t i = 0;
   while (off < len) {
@@ -1145,7 +1146,8 @@ TEST_IMPL(archive_spool_segment_gone) {
   sb_client_close(client);
   wait_closed(&loop, &d, "gone/bin");
   wait_closed(&loop, &d, "gone/dg");
-  ASSERT_EQ(sb_it_count(d.log.data, d.log.len, "the stream goes on in a new segment"), 2);
+  ASSERT_EQ(sb_it_count(d.log.data, d.log.len, "the stream goes on in a new segment"),
+            2);
 
   /* The binary stream: the moved .log, then NAME+1 from the byte it ended at. */
   archive_path(&d, "gone/bin", ".log.moved", to, sizeof(to));
@@ -1224,7 +1226,7 @@ TEST_IMPL(archive_spool_dropped) {
   ASSERT_OK(uv_loop_init(&loop));
   sb_it_daemon_start(&d, &loop, "ardrop", NULL,
                      FAST_RETRIES ", \"spool_max_bytes\": 1048576, "
-                     "\"spool_full_policy\": \"drop-oldest\"");
+                                  "\"spool_full_policy\": \"drop-oldest\"");
   block_archive(&d);
   ASSERT_OK(sb_client_open(&client, d.address));
   memset(&o, 0, sizeof(o));
