@@ -81,6 +81,10 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(c, "archive_gap_datagrams", k->archive_gap_datagrams);
   add_u64(c, "archive_retention_files", k->archive_retention_files);
   add_u64(c, "archive_retention_bytes", k->archive_retention_bytes);
+  add_u64(c, "archive_empty_removed", k->archive_empty_removed);
+  add_u64(c, "archive_streams_spooled", k->archive_streams_spooled);
+  add_u64(c, "archive_bytes_spooled", k->archive_bytes_spooled);
+  add_u64(c, "archive_retries", k->archive_retries);
   /* Bad handshakes by reason, under the error's name. */
   for (e = 1; e < (int)(sizeof(k->bad_handshakes) / sizeof(k->bad_handshakes[0]));
        e++) {

@@ -16,18 +16,33 @@
  * their own. '+' never occurs in a mapped name, so PATH+N cannot be another name's
  * PATH.
  *
+ * A file that cannot be written (read-only, no permission, a full disk, a missing
+ * directory or a file in its place) loses nothing: the stream turns to the spool and
+ * the archive is tried again with backoff (archive_spool.c). Such a stream may go on
+ * in a new segment, the next sequence number, tagged streambroker.offset with where
+ * it starts, as a reopened stream is: when it resumes after a restart, or when the
+ * .log it was writing is gone or no longer at its length.
+ *
  * The sidecar:
  *   {"name": "a/b", "type": "text" | "binary" | "datagram", "contentType": "...",
  *    "timestamp": the stream's own RFC 3339 time, or null when the client sent none,
  *    "tags": {"k": "v", ...}, "sequence": N,
  *    "opened": RFC 3339 (when the broker accepted the connection),
  *    "closed": RFC 3339 or null while open,
- *    "bytes": bytes read from the client (datagram framing included; 0 until closed),
+ *    "bytes": bytes read from the client for this segment (datagram framing included;
+ *             0 until closed),
  *    "datagrams": count (datagram streams only; 0 until closed),
  *    "client": {"pid": .., "uid": .., "gid": ..} (each left out when unknown),
  *    "gap": {"from": E, "to": X, "unit": "bytes" | "datagrams"[, "nothing_before":
  *            true]} (only when the segment starts past what the archive holds),
  *    "complete": true once closed with every byte in the .log and fsynced,
+ *    "spooled_bytes": N (bytes that waited in the spool while the archive could not
+ *                     write; only when some did),
+ *    "dropped_bytes": N (of them, bytes the spool lost before they were archived:
+ *                     dropped at its cap by drop-oldest, or damaged; "complete" is
+ *                     then false, and "lost_bytes" and the gap say what is missing),
+ *    "resumed": true (a segment of a stream resumed from the spool at start),
+ *    "continued": true (a segment left for a new one: its stream goes on there),
  *    "error": "what failed: the call, the file, the reason", "archived_bytes": N,
  *    "lost_bytes": N (only when the archive failed),
  *    "recovered": true, "mapped_path": "..." (only on a stream an earlier run left
@@ -36,29 +51,37 @@
  * I/O: one libuv file request in flight at a time (on the threadpool), so the steps
  * of a stream (claim the .log, write the sidecar, append data, fsync, close, rewrite
  * the sidecar) happen strictly in order, and the loop thread never blocks on a file
- * except for creating directories at stream start (see sb__archive_sink_create) and
- * the scan at service start (sb__archive_open). Retention deletes on the threadpool.
+ * except for creating directories at stream start and retry (see
+ * sb__archive_sink_create) and the scan at service start (sb__archive_open).
+ * Retention deletes on the threadpool.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "archive.h"
 
 /* How many sequence numbers a stream tries before it gives up. */
 #define AR_MAX_SEQ 100000u
 /* One write request takes at most this many chunks and bytes. */
 #define AR_MAX_BUFS 64
 #define AR_MAX_BATCH (1024u * 1024u)
+/* Draining the spool, the .log is flushed (and the spool told) at least this often. */
+#define AR_FLUSH_BYTES (8u * 1024u * 1024u)
 
 /* The file request in flight (ar->op). */
 enum {
   AR_NONE = 0,
-  AR_LOG_OPEN,
+  AR_LOG_OPEN,   /* claims a sequence number: O_CREAT | O_EXCL */
+  AR_LOG_REOPEN, /* a retry: the claimed .log again */
+  AR_LOG_STAT,   /* ... and its size, to go on only where it ends */
   AR_LOG_WRITE,
-  AR_LOG_SYNC,
+  AR_LOG_FLUSH, /* draining: fsync before the spool forgets what was written */
+  AR_LOG_SYNC,  /* the end: fsync */
   AR_LOG_CLOSE,
+  AR_BREAK_SYNC,  /* a .log that failed: what it holds is flushed ... */
+  AR_BREAK_CLOSE, /* ... and it is closed (results only logged) */
   AR_JSON_OPEN,
   AR_JSON_WRITE,
   AR_JSON_SYNC,
@@ -69,89 +92,8 @@ enum {
   AR_LOG_DELAY
 };
 
-/* What the archive knows of one name: the end of its data (bytes, or datagrams for
- * datagram streams) over every segment archived, for gaps. */
-typedef struct ar_known_s {
-  struct ar_known_s* next;
-  uint64_t end;
-  char name[];
-} ar_known_t;
-
-/* A closed segment, as retention sees it. */
-typedef struct {
-  char* stem; /* ARCHIVE_DIR/PATH or PATH+N, without the extension */
-  uint64_t bytes; /* .log and .json together */
-  uint64_t files; /* of them, 1 or 2 */
-  int64_t time;   /* when it was closed (the .log's last change), Unix seconds */
-} ar_closed_t;
-
-struct sb__archive_state_s {
-  ar_known_t** buckets;
-  size_t nbuckets;
-  uint64_t bytes; /* files of the archive (.log and .json), as known */
-  uint64_t files;
-  /* Closed segments, oldest first from closed[head] (sorted at start; streams that
-   * close later are added at the end, in the order they close). */
-  ar_closed_t* closed;
-  size_t head, nclosed, closed_cap;
-  uint64_t write_delay_ms; /* SB_TEST_ARCHIVE_WRITE_DELAY_MS */
-  /* Retention: one batch of deletions at a time, on the threadpool. */
-  sb__broker_t* broker;
-  uv_timer_t timer; /* the age check, every minute; NULL data until started */
-  int timer_started;
-  uv_work_t work;
-  int busy, again, closing;
-  ar_closed_t* victims;
-  size_t nvictims;
-  int* results;       /* per victim: files deleted, or a negative libuv error */
-  uint64_t* deleted;  /* per victim: bytes deleted */
-  uint64_t removed_streams; /* by retention since start */
-};
-
-typedef struct {
-  sb__sink_t sink;
-  uv_fs_t req;    /* the one file request; valid while op != AR_NONE */
-  uv_idle_t idle; /* defers a failed submission; closing it ends the sink */
-  uv_timer_t delay; /* the test-only write delay */
-  int open_handles;
-  int op;
-  int deferred; /* result of a request that could not be submitted */
-  char* stem;   /* ARCHIVE_DIR/PATH, platform separators */
-  char* log_path;
-  char* json_path;
-  char* tmp_path;
-  unsigned seq;
-  uv_file log_fd; /* -1 when not open */
-  uv_file tmp_fd;
-  int64_t offset; /* bytes in the .log */
-  sb__chunk_t *head, *tail;
-  size_t head_off; /* bytes of head already written */
-  char* json;      /* sidecar text being written */
-  size_t json_len, json_off;
-  uint64_t json_bytes; /* size of the sidecar on disk */
-  int json_pending; /* the sidecar is to be written next */
-  int json_final;   /* ... in its closing version (fsync before the rename) */
-  int json_failed;  /* the current sidecar write failed: clean up the .tmp */
-  int inplace_tried; /* the closing sidecar was written over the old one instead */
-  int claimed;      /* log_path is ours */
-  int finishing;
-  int synced;
-  int final_json_done;
-  int failed; /* data is dropped from now on */
-  int paused; /* queued went above the watermark; the stream waits for drained */
-  int ending;
-  int in_complete; /* inside ar_complete: finish must not step */
-  int err; /* first error, for done */
-  char* err_text; /* what failed, for the log and the sidecar */
-  sb__time_t closed;
-  uv_work_t retry; /* a sidecar rename tried again (see AR_JSON_RENAME) */
-  int retry_result;
-  unsigned renames_tried;
-  ar_known_t* known; /* this name's entry */
-  uint64_t start;    /* the streambroker.offset tag: where this segment starts */
-  int gap;           /* 1: data start..gap_from never arrived; 2: nothing known */
-  uint64_t gap_from;
-} sb__archive_t;
+/* The sidecar's versions. */
+enum { AR_SIDECAR_OPEN, AR_SIDECAR_CLOSED, AR_SIDECAR_LEFT };
 
 /* ---- names to paths ---- */
 
@@ -459,16 +401,13 @@ static sb__archive_t* ar_of(sb__sink_t* sink) {
   return SB_CONTAINER_OF(sink, sb__archive_t, sink);
 }
 
-static unsigned long long ar_id(sb__archive_t* ar) {
-  return (unsigned long long)ar->sink.stream->id;
-}
-
-static void ar_step(sb__archive_t* ar);
 static void ar_complete(sb__archive_t* ar, int result);
 
 static void on_fs(uv_fs_t* req) {
   sb__archive_t* ar = SB_CONTAINER_OF(req, sb__archive_t, req);
   int result = (int)req->result;
+  if (ar->op == AR_LOG_STAT && result >= 0)
+    ar->stat_size = req->statbuf.st_size;
   uv_fs_req_cleanup(req);
   ar_complete(ar, result);
 }
@@ -491,7 +430,7 @@ static void ar_submitted(sb__archive_t* ar, int op, int r) {
   }
 }
 
-static void ar_notify(sb__archive_t* ar) {
+void sb__archive_notify(sb__archive_t* ar) {
   uint64_t wm = ar->sink.stream->broker->cfg.upstream_high_watermark;
   if (ar->paused && (ar->failed || ar->sink.queued <= wm / 2)) {
     ar->paused = 0;
@@ -499,49 +438,100 @@ static void ar_notify(sb__archive_t* ar) {
   }
 }
 
-static void ar_drop_pending(sb__archive_t* ar) {
+void sb__archive_drop_queue(sb__archive_t* ar) {
   while (ar->head) {
     sb__chunk_t* c = ar->head;
+    uint64_t left = c->len - ar->head_off;
     ar->head = c->next;
-    ar->sink.queued -= c->len - ar->head_off;
     ar->head_off = 0;
+    if (ar->wq_direct)
+      ar->sink.queued -= left;
+    else
+      sb__archive_spool_released(ar, left);
     sb__chunk_free(c);
   }
   ar->tail = NULL;
 }
 
+void sb__archive_set_error(sb__archive_t* ar, int err, const char* what,
+                           const char* path, const char* why) {
+  size_t n;
+  if (ar->err != 0)
+    return;
+  n = strlen(what) + strlen(path) + strlen(why) + 8;
+  ar->err = err;
+  ar->err_text = sb__xmalloc(n);
+  snprintf(ar->err_text, n, "%s %s: %s", what, path, why);
+}
+
+int sb__archive_at_boundary(const sb__archive_t* ar) {
+  return ar->sink.stream->props.type != SB_DATAGRAM ||
+         (!ar->wdg.in_body && !ar->wdg.pending_end && ar->wdg.varint.nbytes == 0);
+}
+
+uint64_t sb__archive_dgram_index(const sb__archive_t* ar) {
+  return ar->seg_mark + ar->wdg.count;
+}
+
 /*
- * Any file error: logged (the call, the path and the system's text) and counted where
- * it happens; the first one is what done reports and what the sidecar's "error" says.
- * Data that cannot be archived must not be taken from the client as if it were: the
- * client's connection is closed at once (as the upstream sink does), so its next
- * write fails. The files are still closed and the sidecar rewritten to say the
- * archive is incomplete, and why.
+ * A file error that retrying cannot cure (a name too long, an invalid argument), or
+ * any error once the stream has failed: logged (the call, the path and the system's
+ * text) and counted; the first one is what done reports and what the sidecar's
+ * "error" says. Data that cannot be archived must not be taken from the client as if
+ * it were: the client's connection is closed at once (as the upstream sink does), so
+ * its next write fails. The files are still closed and the sidecar rewritten to say
+ * the archive is incomplete, and why.
  */
-static void ar_fail(sb__archive_t* ar, const char* what, const char* path, int r) {
+static void ar_fail(sb__archive_t* ar, const char* what, const char* path, int err,
+                    const char* why) {
   sb__stream_t* s = ar->sink.stream;
   s->broker->counters.archive_errors++;
-  SB_LOG_E("archive", "stream %llu \"%s\": %s %s: %s", ar_id(ar), s->props.name, what,
-           path, uv_strerror(r));
-  if (ar->err == 0) {
-    size_t n = strlen(what) + strlen(path) + strlen(uv_strerror(r)) + 8;
-    ar->err = sb__uv_err(r);
-    ar->err_text = sb__xmalloc(n);
-    snprintf(ar->err_text, n, "%s %s: %s", what, path, uv_strerror(r));
-  }
+  SB_LOG_E("archive", "stream %llu \"%s\": %s %s: %s", sb__archive_id(ar),
+           s->props.name, what, path, why);
+  sb__archive_set_error(ar, err, what, path, why);
   if (!ar->failed) {
     ar->failed = 1;
     s->broker->counters.archive_streams_failed++;
-    if (ar->claimed && (!ar->finishing || ar->head))
+    if ((ar->claimed && (!ar->finishing || ar->head)) || ar->route != AR_DIRECT)
       SB_LOG_E("archive",
                "stream %llu: data after byte %llu is not archived; the client's "
                "connection is closed",
-               ar_id(ar), (unsigned long long)ar->offset);
-    ar_drop_pending(ar);
+               sb__archive_id(ar), (unsigned long long)sb__archive_written(ar));
+    sb__archive_drop_queue(ar);
+    /* What waited in the spool cannot be archived either: the stream ends as a
+     * direct one does (its row goes at the end). */
+    ar->route = AR_DIRECT;
+    ar->wq_direct = 1;
+    uv_timer_stop(&ar->backoff);
     if (!s->client_eof)
       sb__stream_stop(s); /* finish comes back here; ar_complete steps after */
-    ar_notify(ar);
+    sb__archive_notify(ar);
   }
+}
+
+/* What retrying cannot cure: the path itself is wrong. */
+static int ar_retryable(int uv_err) {
+  return uv_err != UV_ENAMETOOLONG && uv_err != UV_EINVAL;
+}
+
+/*
+ * A file request failed. Read-only, no permission, a full disk, a missing directory, a
+ * file where a directory should be: all may pass, so the stream turns to the spool and
+ * the archive is tried again with backoff (archive_spool.c); the rest fails the
+ * stream.
+ */
+static void ar_break(sb__archive_t* ar, const char* what, const char* path, int r) {
+  if (ar->failed || !ar_retryable(r)) {
+    ar_fail(ar, what, path, sb__uv_err(r), uv_strerror(r));
+    return;
+  }
+  sb__archive_spool_break(ar, what, path, uv_strerror(r));
+}
+
+/* sb__mkdir_p's errors, said as a person would look for them. */
+static const char* ar_mkdir_why(int err) {
+  return err == SB_EEXIST ? "not a directory (a file is in its place)"
+                          : sb_strerror(err);
 }
 
 static char* ar_path_with(const char* stem, unsigned seq, const char* ext) {
@@ -595,15 +585,38 @@ static void ar_add_gap(cJSON* root, int gap, uint64_t from, uint64_t to, int dgr
     ar_need(cJSON_AddBoolToObject(g, "nothing_before", 1));
 }
 
-/* The sidecar's text (cJSON_free), in its opening (final 0) or closing version. */
-static char* ar_sidecar(sb__archive_t* ar, int final) {
+/* What the stream read and the archive does not hold: after the .log's end, and what
+ * the spool lost on the way. */
+static uint64_t ar_lost(const sb__archive_t* ar) {
+  uint64_t read = ar->sink.stream->bytes, written = sb__archive_written(ar);
+  return (read > written ? read - written : 0) + ar->lost;
+}
+
+/*
+ * The sidecar's text (cJSON_free): its opening version, its closing one, or the one
+ * of a segment left for a new one (what it holds; its stream goes on elsewhere). A
+ * segment that starts inside its stream carries the tag streambroker.offset with
+ * where: its first byte, or its first datagram's index, added to the offset the
+ * stream itself came with.
+ */
+static char* ar_sidecar(sb__archive_t* ar, int version) {
   static const char* const types[] = {"text", "binary", "datagram"};
   sb__stream_t* s = ar->sink.stream;
   const sb__props_t* p = &s->props;
+  int closed = version != AR_SIDECAR_OPEN, final = version == AR_SIDECAR_CLOSED;
+  int first = ar->seg_start == 0 && !ar->resumed;
+  uint64_t bytes = 0, dgrams = 0;
   cJSON* root = ar_need(cJSON_CreateObject());
   cJSON *tags, *client;
   char* text;
   size_t i;
+  if (final) {
+    bytes = s->bytes > ar->seg_start ? s->bytes - ar->seg_start : 0;
+    dgrams = first ? s->datagrams : ar->wdg.count;
+  } else if (closed) {
+    bytes = (uint64_t)ar->offset;
+    dgrams = ar->wdg.count;
+  }
   ar_need(cJSON_AddStringToObject(root, "name", p->name));
   ar_need(cJSON_AddStringToObject(
       root, "type",
@@ -613,14 +626,19 @@ static char* ar_sidecar(sb__archive_t* ar, int final) {
   ar_add_time(root, "timestamp", p->has_timestamp, p->timestamp);
   tags = ar_need(cJSON_AddObjectToObject(root, "tags"));
   for (i = 0; i < p->tag_count; i++)
-    ar_need(cJSON_AddStringToObject(tags, p->tags[i].key, p->tags[i].value));
+    if (ar->seg_mark == 0 || strcmp(p->tags[i].key, "streambroker.offset") != 0)
+      ar_need(cJSON_AddStringToObject(tags, p->tags[i].key, p->tags[i].value));
+  if (ar->seg_mark > 0) {
+    char num[32];
+    snprintf(num, sizeof(num), "%llu", (unsigned long long)(ar->start + ar->seg_mark));
+    ar_need(cJSON_AddStringToObject(tags, "streambroker.offset", num));
+  }
   ar_need(cJSON_AddNumberToObject(root, "sequence", ar->seq));
-  ar_add_time(root, "opened", 1, s->opened);
-  ar_add_time(root, "closed", final, ar->closed);
-  ar_need(cJSON_AddNumberToObject(root, "bytes", final ? (double)s->bytes : 0));
+  ar_add_time(root, "opened", 1, ar->has_seg_opened ? ar->seg_opened : s->opened);
+  ar_add_time(root, "closed", closed, final ? ar->closed : sb__time_now());
+  ar_need(cJSON_AddNumberToObject(root, "bytes", (double)bytes));
   if (p->type == SB_DATAGRAM)
-    ar_need(
-        cJSON_AddNumberToObject(root, "datagrams", final ? (double)s->datagrams : 0));
+    ar_need(cJSON_AddNumberToObject(root, "datagrams", (double)dgrams));
   client = ar_need(cJSON_AddObjectToObject(root, "client"));
   if (s->peer_pid >= 0)
     ar_need(cJSON_AddNumberToObject(client, "pid", (double)s->peer_pid));
@@ -628,16 +646,26 @@ static char* ar_sidecar(sb__archive_t* ar, int final) {
     ar_need(cJSON_AddNumberToObject(client, "uid", (double)s->peer_uid));
   if (s->peer_gid >= 0)
     ar_need(cJSON_AddNumberToObject(client, "gid", (double)s->peer_gid));
-  ar_add_gap(root, ar->gap, ar->gap_from, ar->start, p->type == SB_DATAGRAM);
-  ar_need(cJSON_AddBoolToObject(root, "complete", final && ar->err == 0));
-  if (ar->err != 0) {
+  ar_add_gap(root, ar->gap, ar->gap_from, ar->gap_to, p->type == SB_DATAGRAM);
+  ar_need(
+      cJSON_AddBoolToObject(root, "complete", final && ar->err == 0 && ar->lost == 0));
+  if (ar->lost > 0 && closed)
+    ar_need(cJSON_AddNumberToObject(root, "dropped_bytes", (double)ar->lost));
+  if (ar->spooled > 0 && closed)
+    ar_need(cJSON_AddNumberToObject(root, "spooled_bytes", (double)ar->spooled));
+  if (ar->resumed)
+    ar_need(cJSON_AddBoolToObject(root, "resumed", 1));
+  if (version == AR_SIDECAR_LEFT)
+    ar_need(cJSON_AddBoolToObject(root, "continued", 1));
+  if (ar->err != 0 && version != AR_SIDECAR_LEFT) {
     ar_need(cJSON_AddStringToObject(root, "error",
                                     ar->err_text ? ar->err_text : sb_strerror(ar->err)));
     /* What the .log holds of what the client sent. */
     ar_need(cJSON_AddNumberToObject(root, "archived_bytes", (double)ar->offset));
     if (final)
-      ar_need(cJSON_AddNumberToObject(root, "lost_bytes",
-                                      (double)(s->bytes - (uint64_t)ar->offset)));
+      ar_need(cJSON_AddNumberToObject(root, "lost_bytes", (double)ar_lost(ar)));
+  } else if (final && ar->lost > 0) {
+    ar_need(cJSON_AddNumberToObject(root, "lost_bytes", (double)ar_lost(ar)));
   }
   text = cJSON_Print(root);
   cJSON_Delete(root);
@@ -648,7 +676,7 @@ static char* ar_sidecar(sb__archive_t* ar, int final) {
 
 /* Makes the sidecar text (ar->json) for the opening or closing version. */
 static void ar_json_text(sb__archive_t* ar, int final) {
-  char* text = ar_sidecar(ar, final);
+  char* text = ar_sidecar(ar, final ? AR_SIDECAR_CLOSED : AR_SIDECAR_OPEN);
   size_t n = strlen(text);
   free(ar->json);
   ar->json = sb__xmalloc(n + 1);
@@ -664,7 +692,17 @@ static void ar_json_start(sb__archive_t* ar, int final) {
   ar->json_off = 0;
   ar->json_final = final;
   ar->json_failed = 0;
+  ar->inplace_tried = 0;
   ar->json_pending = 1;
+}
+
+static void ar_submit_json_open(sb__archive_t* ar) {
+  /* A sidecar that failed before is made again: it may say more now. */
+  if (ar->json_failed)
+    ar_json_start(ar, ar->json_final);
+  ar_submitted(ar, AR_JSON_OPEN,
+               uv_fs_open(ar->sink.stream->broker->loop, &ar->req, ar->tmp_path,
+                          UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC, 0640, on_fs));
 }
 
 static void ar_submit_json_write(sb__archive_t* ar) {
@@ -697,22 +735,75 @@ static void ar_submit_data_write(sb__archive_t* ar) {
 
 static void on_delay(uv_timer_t* t) {
   sb__archive_t* ar = SB_CONTAINER_OF(t, sb__archive_t, delay);
-  if (ar->head != NULL && !ar->failed)
+  if (ar->head != NULL && !ar->failed && ar->log_fd >= 0)
     ar_submit_data_write(ar);
   else
     ar_complete(ar, 0);
 }
 
+/* The next data write: at once, or after the test-only delay. */
+static void ar_submit_data(sb__archive_t* ar) {
+  sb__archive_state_t* st = ar->sink.stream->broker->archive;
+  if (st->write_delay_ms > 0) {
+    ar->op = AR_LOG_DELAY;
+    uv_timer_start(&ar->delay, on_delay, st->write_delay_ms, 0);
+  } else {
+    ar_submit_data_write(ar);
+  }
+}
+
+/*
+ * Datagram streams: follows the framing of what the .log takes, for the count of a
+ * segment's datagrams and for its last boundary: when the .log fails in the middle of
+ * a datagram, the spool gets that datagram from its start (the bytes after the
+ * boundary are kept here), so that a new segment can begin with it whole.
+ */
+static void ar_track(sb__archive_t* ar, const char* p, size_t len) {
+  size_t used = 0, last = 0;
+  int boundary = 0;
+  if (ar->sink.stream->props.type != SB_DATAGRAM)
+    return;
+  for (;;) { /* until used up (an END may come after the last byte) */
+    sb__dgram_event_t ev;
+    int64_t k = sb__dgram_next(&ar->wdg, (const uint8_t*)p + used, len - used, &ev);
+    if (k < 0)
+      break; /* the stream checked the framing: cannot happen */
+    used += (size_t)k;
+    if (ev.kind == SB__DGRAM_END) {
+      boundary = 1;
+      last = used;
+    } else if (ev.kind == SB__DGRAM_NONE) {
+      break;
+    }
+  }
+  if (boundary) {
+    if (ar->dg_tail.cap > 1024u * 1024u)
+      sb__buf_free(&ar->dg_tail); /* after a large datagram: give the memory back */
+    ar->dg_tail.len = 0;
+    p += last;
+    len -= last;
+  }
+  sb__buf_append(&ar->dg_tail, p, len);
+}
+
 /* Written bytes leave the queue; fully written chunks are freed. */
 static void ar_consume(sb__archive_t* ar, size_t n) {
   sb__stream_t* s = ar->sink.stream;
+  sb__broker_t* b = s->broker;
   ar->offset += (int64_t)n;
-  ar->sink.queued -= n;
-  s->broker->counters.bytes_out += n;
-  s->broker->archive->bytes += n;
+  b->counters.bytes_out += n;
+  b->archive->bytes += n;
+  if (ar->wq_direct) {
+    ar->sink.queued -= n;
+  } else {
+    ar->unsynced += n;
+    b->counters.bytes_spooled += n;
+    sb__archive_spool_released(ar, n);
+  }
   while (n > 0 && ar->head) {
     sb__chunk_t* c = ar->head;
     size_t avail = c->len - ar->head_off;
+    ar_track(ar, c->data + ar->head_off, n < avail ? n : avail);
     if (n < avail) {
       ar->head_off += n;
       break;
@@ -724,76 +815,364 @@ static void ar_consume(sb__archive_t* ar, size_t n) {
   }
   if (ar->head == NULL)
     ar->tail = NULL;
+  ar_known_end(ar->known,
+               ar->start + (s->props.type == SB_DATAGRAM ? sb__archive_dgram_index(ar)
+                                                         : sb__archive_written(ar)));
+}
+
+void sb__archive_maybe_done(sb__archive_t* ar) {
+  if (ar->ending && ar->open_handles == 0 && ar->jobs_out == 0 && !ar->done_told) {
+    ar->done_told = 1;
+    sb__stream_sink_done(ar->sink.stream, ar->sink.stream->kept ? 0 : ar->err);
+  }
 }
 
 static void on_handle_closed(uv_handle_t* h) {
   sb__archive_t* ar = h->data;
-  if (--ar->open_handles == 0)
-    sb__stream_sink_done(ar->sink.stream, ar->err);
+  ar->open_handles--;
+  sb__archive_maybe_done(ar);
 }
 
 /* The end: what was lost is counted, a closed segment is known to retention, and the
- * handles close; done comes from the last close callback. */
-static void ar_end(sb__archive_t* ar) {
+ * handles close; done comes once they are closed and no spool job is out. Kept: the
+ * service stops with the stream's data in the spool, for the next start. */
+void sb__archive_end(sb__archive_t* ar, int kept) {
   sb__stream_t* s = ar->sink.stream;
   sb__archive_state_t* st = s->broker->archive;
   ar->ending = 1;
-  if (ar->err != 0) {
-    uint64_t lost = s->bytes - (uint64_t)ar->offset;
+  uv_timer_stop(&ar->backoff);
+  if (kept) {
+    s->kept = 1;
+  } else if (ar->err != 0 || ar->lost > 0) {
+    uint64_t lost = ar_lost(ar);
     s->broker->counters.archive_bytes_lost += lost;
-    SB_LOG_E("archive",
-             "stream %llu \"%s\": archive incomplete: %llu of %llu bytes in %s, %llu "
-             "lost (%s)",
-             ar_id(ar), s->props.name, (unsigned long long)ar->offset,
-             (unsigned long long)s->bytes, ar->claimed ? ar->log_path : "no file",
-             (unsigned long long)lost, ar->err_text ? ar->err_text : "");
+    SB_LOG_E(
+        "archive",
+        "stream %llu \"%s\": archive incomplete: %llu of its %llu bytes lost (%s); "
+        "%s holds %llu",
+        sb__archive_id(ar), s->props.name, (unsigned long long)lost,
+        (unsigned long long)s->bytes,
+        ar->err_text ? ar->err_text : "dropped from the spool, or damaged there",
+        ar->claimed ? ar->log_path : "no file", (unsigned long long)ar->offset);
   }
-  if (ar->claimed)
+  if (ar->claimed && !kept) {
     ar_add_closed(st, ar->log_path, (uint64_t)ar->offset + ar->json_bytes,
                   ar->json_bytes > 0 ? 2 : 1, ar->closed.sec);
-  /* ar_add_closed keeps the stem: cut ".log" off the copy it made. */
-  if (ar->claimed) {
-    char* stem = st->closed[st->nclosed - 1].stem;
-    stem[strlen(stem) - 4] = '\0';
+    /* ar_add_closed keeps the stem: cut ".log" off the copy it made. */
+    st->closed[st->nclosed - 1].stem[strlen(st->closed[st->nclosed - 1].stem) - 4] =
+        '\0';
   }
+  sb__archive_spool_end(ar, kept);
   uv_close((uv_handle_t*)&ar->idle, on_handle_closed);
   uv_close((uv_handle_t*)&ar->delay, on_handle_closed);
+  uv_close((uv_handle_t*)&ar->backoff, on_handle_closed);
   ar_retention_check(s->broker);
+}
+
+/* The sidecar step that follows a failure: close the .tmp if open, else remove it. */
+static void ar_json_cleanup(sb__archive_t* ar) {
+  uv_loop_t* loop = ar->sink.stream->broker->loop;
+  ar->json_failed = 1;
+  if (ar->tmp_fd >= 0)
+    ar_submitted(ar, AR_JSON_CLOSE, uv_fs_close(loop, &ar->req, ar->tmp_fd, on_fs));
+  else
+    ar_submitted(ar, AR_JSON_UNLINK, uv_fs_unlink(loop, &ar->req, ar->tmp_path, on_fs));
+}
+
+/* A sidecar request failed: the first failure is kept for when the sidecar is given
+ * up (ar_json_gave_up), after its .tmp is cleaned up. */
+static void ar_json_failed(sb__archive_t* ar, const char* what, const char* path,
+                           int r) {
+  ar->json_failed = 1;
+  if (ar->json_err == 0) {
+    ar->json_err = r;
+    ar->json_what = what;
+    free(ar->json_where);
+    ar->json_where = sb__xstrdup(path);
+  }
+}
+
+/* The sidecar could not be written, in any way: like a data write, it is tried again
+ * once the archive can write (the stream waits for it), unless the stream failed. */
+static void ar_json_gave_up(sb__archive_t* ar) {
+  int r = ar->json_err < 0 ? ar->json_err : UV_EIO;
+  const char* what = ar->json_what ? ar->json_what : "writing";
+  char* where = ar->json_where ? ar->json_where : sb__xstrdup(ar->tmp_path);
+  ar->json_err = 0;
+  ar->json_what = NULL;
+  ar->json_where = NULL;
+  if (ar->failed || !ar_retryable(r)) {
+    ar->json_pending = 0;
+    ar_fail(ar, what, where, sb__uv_err(r), uv_strerror(r));
+  } else {
+    ar_break(ar, what, where, r);
+  }
+  free(where);
+}
+
+/*
+ * A segment left for a new one keeps what it holds; its closing sidecar ("continued":
+ * true) is written on the threadpool, best effort (the next start finishes a segment
+ * whose sidecar says it is open).
+ */
+typedef struct {
+  uv_work_t work;
+  char* path;
+  char* text;
+  int result;
+} ar_left_t;
+
+static int ar_write_sync(const char* path, const char* text);
+
+static void left_work(uv_work_t* w) {
+  ar_left_t* l = SB_CONTAINER_OF(w, ar_left_t, work);
+  l->result = ar_write_sync(l->path, l->text);
+}
+
+static void left_done(uv_work_t* w, int status) {
+  ar_left_t* l = SB_CONTAINER_OF(w, ar_left_t, work);
+  if (status == 0 && l->result < 0)
+    SB_LOG_W("archive", "writing %s: %s; the next start finishes it", l->path,
+             uv_strerror(l->result));
+  free(l->path);
+  free(l->text);
+  free(l);
+}
+
+/*
+ * The segment cannot go on (its .log is gone or not at its length, or the spool lacks
+ * data after it): the stream goes on in a new one, from the spool's next resend point
+ * (archive_spool.c reads it). gone: the .log is not there to describe.
+ */
+static void ar_leave_segment(sb__archive_t* ar, int gone) {
+  sb__archive_state_t* st = ar->sink.stream->broker->archive;
+  if (ar->claimed) {
+    if (!gone) {
+      ar_left_t* l = sb__xcalloc(1, sizeof(*l));
+      char* text = ar_sidecar(ar, AR_SIDECAR_LEFT);
+      l->path = sb__xstrdup(ar->json_path);
+      l->text = sb__xstrdup(text);
+      cJSON_free(text);
+      if (uv_queue_work(ar->sink.stream->broker->loop, &l->work, left_work,
+                        left_done) != 0)
+        left_done(&l->work, -1);
+    }
+    ar_add_closed(st, ar->log_path, (uint64_t)ar->offset + ar->json_bytes, 2,
+                  sb__time_now().sec);
+    st->closed[st->nclosed - 1].stem[strlen(st->closed[st->nclosed - 1].stem) - 4] =
+        '\0';
+  }
+  ar->new_segment = 1;
+  ar->window_known = 0;
+  ar->gap = 0;
+}
+
+/* The new segment begins (seg_start and seg_mark are set): the next free sequence
+ * number is claimed from the one after this stream's last. */
+static void ar_begin_segment(sb__archive_t* ar) {
+  if (ar->claimed || ar->resumed) {
+    /* Not the stream's first: its sidecar says when it was begun, so that segments
+     * sort by their "opened" time as reopened streams' do. */
+    ar->seg_opened = sb__time_now();
+    ar->has_seg_opened = 1;
+  }
+  if (ar->claimed && ar->seq < AR_MAX_SEQ)
+    ar->seq++;
+  ar->new_segment = 0;
+  ar->window_known = 0;
+  ar->claimed = 0;
+  ar->checked = 0;
+  ar->offset = 0;
+  ar->json_bytes = 0;
+  ar->json_pending = 0;
+  ar->json_failed = 0;
+  ar->synced = 0;
+  ar->log_done = 0;
+  ar->final_json_done = 0;
+  ar->unsynced = 0;
+  sb__dgram_init(&ar->wdg, 0);
+  ar->dg_tail.len = 0;
+  ar_set_paths(ar);
+}
+
+/* The .log's first claim, or a new segment's: its directory is made again (it may be
+ * what was missing). */
+static void ar_claim(sb__archive_t* ar) {
+  int r;
+  if (ar->route != AR_DIRECT && (r = sb__mkdir_p(ar->parent)) != 0) {
+    if (r == SB_EINVAL)
+      ar_fail(ar, "creating directory", ar->parent, r, ar_mkdir_why(r));
+    else
+      sb__archive_spool_break(ar, "creating directory", ar->parent, ar_mkdir_why(r));
+    return;
+  }
+  ar_submitted(ar, AR_LOG_OPEN,
+               uv_fs_open(ar->sink.stream->broker->loop, &ar->req, ar->log_path,
+                          UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL, 0640, on_fs));
+}
+
+/* Broken: the failed .log is flushed and closed, then the retry waits for its time. */
+static void ar_step_broken(sb__archive_t* ar) {
+  uv_loop_t* loop = ar->sink.stream->broker->loop;
+  if (ar->log_fd >= 0) {
+    if (ar->pre_sync == 1) {
+      ar->pre_sync = 2;
+      ar_submitted(ar, AR_BREAK_SYNC, uv_fs_fsync(loop, &ar->req, ar->log_fd, on_fs));
+    } else {
+      ar_submitted(ar, AR_BREAK_CLOSE, uv_fs_close(loop, &ar->req, ar->log_fd, on_fs));
+    }
+    return;
+  }
+  if (ar->retry_due) {
+    ar->retry_due = 0;
+    ar->route = AR_REOPENING;
+    sb__archive_step(ar);
+  }
+}
+
+/*
+ * A retry: the segment's .log is opened again and found at its length (then the
+ * stream goes on in it), or a new segment is claimed from where the spool's data
+ * starts; the sidecar is written if it is due. Any failure waits for the next retry.
+ */
+static void ar_step_reopen(sb__archive_t* ar) {
+  uv_loop_t* loop = ar->sink.stream->broker->loop;
+  /* A first claim starts where the spool's data does: the spool may have dropped its
+   * oldest chunks meanwhile (drop-oldest), and the segment must then say where. */
+  if (!ar->claimed && !ar->new_segment && !ar->window_known)
+    ar->new_segment = 1;
+  if (ar->new_segment) {
+    if (ar->log_fd >= 0) {
+      ar_submitted(ar, AR_BREAK_CLOSE, uv_fs_close(loop, &ar->req, ar->log_fd, on_fs));
+      return;
+    }
+    if (!ar->window_known) {
+      if (!ar->reading)
+        sb__archive_spool_read_window(ar);
+      return;
+    }
+    ar_begin_segment(ar);
+  }
+  if (!ar->claimed) {
+    ar_claim(ar);
+    return;
+  }
+  if (!ar->log_done && ar->log_fd < 0) {
+    ar_submitted(ar, AR_LOG_REOPEN,
+                 uv_fs_open(loop, &ar->req, ar->log_path, UV_FS_O_WRONLY, 0, on_fs));
+    return;
+  }
+  if (!ar->log_done && !ar->checked) {
+    ar_submitted(ar, AR_LOG_STAT, uv_fs_fstat(loop, &ar->req, ar->log_fd, on_fs));
+    return;
+  }
+  if (ar->json_pending) {
+    ar_submit_json_open(ar);
+    return;
+  }
+  sb__archive_spool_writable(ar);
+  sb__archive_step(ar);
+}
+
+/* Draining: the queue read back from the spool is written, flushed, and the spool
+ * told; then the next part is read. Returns 0 once caught up (the route is direct). */
+static int ar_step_drain(sb__archive_t* ar) {
+  uv_loop_t* loop = ar->sink.stream->broker->loop;
+  if (ar->head != NULL) {
+    ar_submit_data(ar);
+    return 1;
+  }
+  if (ar->unsynced > 0 && (ar->hole || ar->unsynced >= AR_FLUSH_BYTES ||
+                           sb__archive_spool_caught_up(ar) || ar->finishing)) {
+    ar_submitted(ar, AR_LOG_FLUSH, uv_fs_fsync(loop, &ar->req, ar->log_fd, on_fs));
+    return 1;
+  }
+  if (ar->hole) {
+    /* Everything before the hole is in this segment: the rest goes in a new one. */
+    ar_leave_segment(ar, 0);
+    ar->route = AR_REOPENING;
+    sb__archive_step(ar);
+    return 1;
+  }
+  return sb__archive_spool_next(ar);
+}
+
+/*
+ * The service stops while the stream's data waits in the spool: what the .log took is
+ * flushed and closed, and once every append is committed the sink is done, kept for
+ * the next start. One that has caught up ends as a direct stream does.
+ */
+static void ar_step_stopping(sb__archive_t* ar) {
+  uv_loop_t* loop = ar->sink.stream->broker->loop;
+  if (ar->route == AR_DRAINING && ar->head == NULL && !ar->hole &&
+      sb__archive_spool_caught_up(ar)) {
+    if (ar_step_drain(ar))
+      return;
+    sb__archive_step(ar); /* direct */
+    return;
+  }
+  if (!ar->wq_direct)
+    sb__archive_drop_queue(ar);
+  if (ar->log_fd >= 0) {
+    if (ar->pre_sync == 1) {
+      ar->pre_sync = 2;
+      ar_submitted(ar, AR_BREAK_SYNC, uv_fs_fsync(loop, &ar->req, ar->log_fd, on_fs));
+    } else {
+      ar_submitted(ar, AR_BREAK_CLOSE, uv_fs_close(loop, &ar->req, ar->log_fd, on_fs));
+    }
+    return;
+  }
+  if (ar->appends_out > 0 || ar->reading)
+    return;
+  if (!ar->row)
+    SB_LOG_W("archive",
+             "stream %llu \"%s\": the service stops before its closing sidecar could "
+             "be written; the next start finishes it",
+             sb__archive_id(ar), ar->sink.stream->props.name);
+  sb__archive_end(ar, ar->row);
 }
 
 /*
  * Decides the next request from the state; called whenever nothing is in flight. The
- * order is: claim the .log, write the opening sidecar, write data as it comes, and
- * after finish: fsync and close the .log, write the closing sidecar, then end. Done is
- * reported from the handles' close callbacks: after finish, never inside it, with no
- * request left in flight, and only once the data is fsynced.
+ * direct order is: claim the .log, write the opening sidecar, write data as it comes,
+ * and after finish: fsync and close the .log, write the closing sidecar, then end.
+ * Done is reported from the handles' close callbacks: after finish, never inside it,
+ * with no request left in flight, and only once the data is fsynced. The other routes
+ * (the archive cannot write) are archive_spool.c's, with the steps above.
  */
-static void ar_step(sb__archive_t* ar) {
-  sb__archive_state_t* st = ar->sink.stream->broker->archive;
-  uv_loop_t* loop = ar->sink.stream->broker->loop;
+void sb__archive_step(sb__archive_t* ar) {
+  sb__broker_t* b = ar->sink.stream->broker;
+  uv_loop_t* loop = b->loop;
   if (ar->op != AR_NONE || ar->ending)
     return;
+  if (b->stopping && ar->route != AR_DIRECT) {
+    ar_step_stopping(ar);
+    return;
+  }
+  switch (ar->route) {
+  case AR_BROKEN:
+    ar_step_broken(ar);
+    return;
+  case AR_REOPENING:
+    ar_step_reopen(ar);
+    return;
+  case AR_DRAINING:
+    if (ar_step_drain(ar))
+      return;
+    break; /* caught up: direct again */
+  case AR_DIRECT:
+    break;
+  }
   if (!ar->claimed && !ar->failed) {
-    ar_submitted(ar, AR_LOG_OPEN,
-                 uv_fs_open(loop, &ar->req, ar->log_path,
-                            UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL, 0640,
-                            on_fs));
+    ar_claim(ar);
     return;
   }
   if (ar->json_pending) {
-    ar_submitted(ar, AR_JSON_OPEN,
-                 uv_fs_open(loop, &ar->req, ar->tmp_path,
-                            UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC, 0640,
-                            on_fs));
+    ar_submit_json_open(ar);
     return;
   }
   if (ar->head && !ar->failed) {
-    if (st->write_delay_ms > 0) {
-      ar->op = AR_LOG_DELAY;
-      uv_timer_start(&ar->delay, on_delay, st->write_delay_ms, 0);
-    } else {
-      ar_submit_data_write(ar);
-    }
+    ar_submit_data(ar);
     return;
   }
   if (!ar->finishing)
@@ -807,21 +1186,15 @@ static void ar_step(sb__archive_t* ar) {
   }
   if (ar->claimed && !ar->final_json_done) {
     ar->final_json_done = 1;
+    if (!ar->has_closed) {
+      ar->closed = sb__time_now();
+      ar->has_closed = 1;
+    }
     ar_json_start(ar, 1);
-    ar_step(ar);
+    sb__archive_step(ar);
     return;
   }
-  ar_end(ar);
-}
-
-/* The sidecar step that follows a failure: close the .tmp if open, else remove it. */
-static void ar_json_cleanup(sb__archive_t* ar) {
-  uv_loop_t* loop = ar->sink.stream->broker->loop;
-  ar->json_failed = 1;
-  if (ar->tmp_fd >= 0)
-    ar_submitted(ar, AR_JSON_CLOSE, uv_fs_close(loop, &ar->req, ar->tmp_fd, on_fs));
-  else
-    ar_submitted(ar, AR_JSON_UNLINK, uv_fs_unlink(loop, &ar->req, ar->tmp_path, on_fs));
+  sb__archive_end(ar, 0);
 }
 
 /*
@@ -831,16 +1204,16 @@ static void ar_json_cleanup(sb__archive_t* ar) {
 #define AR_RENAME_TRIES 50
 
 static void rename_retry_work(uv_work_t* w) {
-  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, retry);
+  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
   uv_fs_t req;
   uv_sleep(20);
-  ar->retry_result = uv_fs_rename(NULL, &req, ar->tmp_path, ar->json_path, NULL);
+  ar->work_result = uv_fs_rename(NULL, &req, ar->tmp_path, ar->json_path, NULL);
   uv_fs_req_cleanup(&req);
 }
 
 static void rename_retry_done(uv_work_t* w, int status) {
-  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, retry);
-  ar_complete(ar, status < 0 ? status : ar->retry_result);
+  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
+  ar_complete(ar, status < 0 ? status : ar->work_result);
 }
 
 /*
@@ -850,14 +1223,14 @@ static void rename_retry_done(uv_work_t* w, int status) {
  * and a sidecar that says the archive failed is worth more than none. Threadpool.
  */
 static void inplace_work(uv_work_t* w) {
-  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, retry);
+  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
   uv_fs_t req;
   uv_buf_t buf = uv_buf_init(ar->json, (unsigned)ar->json_len);
   int fd, r;
   fd = uv_fs_open(NULL, &req, ar->json_path, UV_FS_O_WRONLY, 0, NULL);
   uv_fs_req_cleanup(&req);
   if (fd < 0) {
-    ar->retry_result = fd;
+    ar->work_result = fd;
     return;
   }
   r = uv_fs_write(NULL, &req, fd, &buf, 1, 0, NULL);
@@ -874,11 +1247,13 @@ static void inplace_work(uv_work_t* w) {
   }
   uv_fs_close(NULL, &req, fd, NULL);
   uv_fs_req_cleanup(&req);
-  ar->retry_result = r < 0 ? r : 0;
+  ar->work_result = r < 0 ? r : 0;
 }
 
 static void ar_complete(sb__archive_t* ar, int r) {
-  uv_loop_t* loop = ar->sink.stream->broker->loop;
+  sb__stream_t* s = ar->sink.stream;
+  sb__archive_state_t* st = s->broker->archive;
+  uv_loop_t* loop = s->broker->loop;
   int op = ar->op;
   ar->op = AR_NONE;
   ar->in_complete = 1;
@@ -887,42 +1262,110 @@ static void ar_complete(sb__archive_t* ar, int r) {
     if (r >= 0) {
       ar->log_fd = (uv_file)r;
       ar->claimed = 1;
-      ar->sink.stream->broker->archive->files += 2;
-      SB_LOG_I("archive", "stream %llu \"%s\": archived to %s", ar_id(ar),
-               ar->sink.stream->props.name, ar->log_path);
+      ar->checked = 1;
+      st->files += 2;
+      if (ar->seg_start > 0 || ar->resumed)
+        SB_LOG_I("archive",
+                 "stream %llu \"%s\": archived to %s from byte %llu (a new segment)",
+                 sb__archive_id(ar), s->props.name, ar->log_path,
+                 (unsigned long long)ar->seg_start);
+      else
+        SB_LOG_I("archive", "stream %llu \"%s\": archived to %s", sb__archive_id(ar),
+                 s->props.name, ar->log_path);
       ar_json_start(ar, 0);
     } else if (r == UV_EEXIST && ar->seq < AR_MAX_SEQ) {
       ar->seq++;
       ar_set_paths(ar);
+    } else if (r == UV_EEXIST) {
+      ar_fail(ar, "creating", ar->log_path, SB_EEXIST, "no free sequence number");
     } else {
-      ar_fail(ar, "creating", ar->log_path, r);
+      ar_break(ar, "creating", ar->log_path, r);
+    }
+    break;
+  case AR_LOG_REOPEN:
+    if (r >= 0) {
+      ar->log_fd = (uv_file)r;
+      ar->checked = 0;
+    } else if (r == UV_ENOENT) {
+      SB_LOG_W("archive",
+               "stream %llu \"%s\": %s is gone; the stream goes on in a new segment",
+               sb__archive_id(ar), s->props.name, ar->log_path);
+      ar_leave_segment(ar, 1);
+    } else {
+      ar_break(ar, "opening", ar->log_path, r);
+    }
+    break;
+  case AR_LOG_STAT:
+    if (r < 0) {
+      ar_break(ar, "reading the size of", ar->log_path, r);
+    } else if (ar->stat_size != (uint64_t)ar->offset) {
+      SB_LOG_W("archive",
+               "stream %llu \"%s\": %s holds %llu bytes, not the %llu written to it; "
+               "the stream goes on in a new segment",
+               sb__archive_id(ar), s->props.name, ar->log_path,
+               (unsigned long long)ar->stat_size, (unsigned long long)ar->offset);
+      ar_leave_segment(ar, 0);
+    } else {
+      ar->checked = 1;
     }
     break;
   case AR_LOG_DELAY:
     break; /* the data went or failed meanwhile */
   case AR_LOG_WRITE:
     if (r < 0)
-      ar_fail(ar, "writing", ar->log_path, r);
+      ar_break(ar, "writing", ar->log_path, r);
     else if (r == 0)
-      ar_fail(ar, "writing (nothing written)", ar->log_path, UV_EIO);
+      ar_break(ar, "writing (nothing written)", ar->log_path, UV_EIO);
     else
       ar_consume(ar, (size_t)r);
-    ar_notify(ar);
+    if (r > 0)
+      sb__archive_spool_wrote(ar);
+    sb__archive_notify(ar);
+    break;
+  case AR_LOG_FLUSH:
+    if (r < 0) {
+      ar_break(ar, "flushing (fsync)", ar->log_path, r);
+    } else {
+      ar->unsynced = 0;
+      sb__archive_spool_flushed(ar);
+    }
     break;
   case AR_LOG_SYNC:
     ar->synced = 1;
-    if (r < 0)
-      ar_fail(ar, "flushing (fsync)", ar->log_path, r);
+    if (r < 0) {
+      ar_fail(ar, "flushing (fsync)", ar->log_path, sb__uv_err(r), uv_strerror(r));
+    } else if (!ar->durable_told) {
+      /* Every byte read is on disk: the client's connection may close now. */
+      ar->durable_told = 1;
+      sb__stream_sink_durable(s);
+    }
     break;
   case AR_LOG_CLOSE:
     ar->log_fd = -1;
     if (r < 0)
-      ar_fail(ar, "closing", ar->log_path, r);
+      ar_fail(ar, "closing", ar->log_path, sb__uv_err(r), uv_strerror(r));
+    else if (ar->synced && !ar->failed)
+      ar->log_done = 1;
+    break;
+  case AR_BREAK_SYNC:
+    ar->pre_sync = 0;
+    if (r < 0)
+      SB_LOG_W("archive",
+               "stream %llu \"%s\": flushing %s after it failed: %s; its bytes before "
+               "%llu may not be on disk",
+               sb__archive_id(ar), s->props.name, ar->log_path, uv_strerror(r),
+               (unsigned long long)sb__archive_written(ar));
+    sb__archive_spool_durable(ar);
+    break;
+  case AR_BREAK_CLOSE:
+    ar->log_fd = -1;
+    ar->pre_sync = 0;
+    ar->checked = 0;
+    sb__archive_spool_durable(ar);
     break;
   case AR_JSON_OPEN:
     if (r < 0) {
-      ar_fail(ar, "creating", ar->tmp_path, r);
-      ar->json_failed = 1;
+      ar_json_failed(ar, "creating", ar->tmp_path, r);
       op = AR_JSON_UNLINK; /* nothing was created that needs removing */
       goto unlinked;
     }
@@ -931,7 +1374,7 @@ static void ar_complete(sb__archive_t* ar, int r) {
     break;
   case AR_JSON_WRITE:
     if (r <= 0) {
-      ar_fail(ar, "writing", ar->tmp_path, r < 0 ? r : UV_EIO);
+      ar_json_failed(ar, "writing", ar->tmp_path, r < 0 ? r : UV_EIO);
       ar_json_cleanup(ar);
       break;
     }
@@ -944,17 +1387,15 @@ static void ar_complete(sb__archive_t* ar, int r) {
       ar_submitted(ar, AR_JSON_CLOSE, uv_fs_close(loop, &ar->req, ar->tmp_fd, on_fs));
     break;
   case AR_JSON_SYNC:
-    if (r < 0) {
-      ar_fail(ar, "flushing (fsync)", ar->tmp_path, r);
-      ar->json_failed = 1;
-    }
+    if (r < 0)
+      ar_json_failed(ar, "flushing (fsync)", ar->tmp_path, r);
     ar_submitted(ar, AR_JSON_CLOSE, uv_fs_close(loop, &ar->req, ar->tmp_fd, on_fs));
     break;
   case AR_JSON_CLOSE:
     ar->tmp_fd = -1;
     if (r < 0 && !ar->json_failed)
-      ar_fail(ar, "closing", ar->tmp_path, r);
-    if (r < 0 || ar->json_failed) {
+      ar_json_failed(ar, "closing", ar->tmp_path, r);
+    if (ar->json_failed) {
       ar_json_cleanup(ar);
       break;
     }
@@ -966,63 +1407,76 @@ static void ar_complete(sb__archive_t* ar, int r) {
         ar->renames_tried < AR_RENAME_TRIES) {
       ar->renames_tried++;
       ar->op = AR_JSON_RENAME;
-      if (uv_queue_work(loop, &ar->retry, rename_retry_work, rename_retry_done) == 0)
+      if (uv_queue_work(loop, &ar->work, rename_retry_work, rename_retry_done) == 0)
         break;
       ar->op = AR_NONE;
     }
     ar->renames_tried = 0;
     if (r < 0) {
-      ar_fail(ar, "renaming to", ar->json_path, r);
+      ar_json_failed(ar, "renaming to", ar->json_path, r);
       ar_json_cleanup(ar);
       break;
     }
     ar->json_pending = 0;
-    ar->sink.stream->broker->archive->bytes += ar->json_len - ar->json_bytes;
+    ar->json_failed = 0;
+    st->bytes += ar->json_len - ar->json_bytes;
     ar->json_bytes = ar->json_len;
+    sb__archive_spool_wrote(ar);
     break;
   case AR_JSON_UNLINK:
   unlinked:
-    /* Best effort: a failure is already logged. The closing sidecar gets one more
-     * try, written over the opening one. */
+    /* Best effort: the failure is kept. The closing sidecar gets one more try, written
+     * over the opening one; else the sidecar waits for a retry. */
     if (ar->json_final && !ar->inplace_tried && ar->json_bytes > 0) {
       ar->inplace_tried = 1;
-      ar_json_text(ar, 1); /* again: it now says what failed */
+      ar_json_text(ar, 1); /* again: it may say more now */
       ar->op = AR_JSON_INPLACE;
-      if (uv_queue_work(loop, &ar->retry, inplace_work, rename_retry_done) == 0)
+      if (uv_queue_work(loop, &ar->work, inplace_work, rename_retry_done) == 0)
         break;
       ar->op = AR_NONE;
     }
-    ar->json_pending = 0;
+    ar_json_gave_up(ar);
     break;
   case AR_JSON_INPLACE:
-    if (r < 0)
-      SB_LOG_E("archive", "stream %llu \"%s\": writing %s in place: %s", ar_id(ar),
-               ar->sink.stream->props.name, ar->json_path, uv_strerror(r));
-    else
-      SB_LOG_W("archive", "stream %llu \"%s\": closing sidecar written in place, %s",
-               ar_id(ar), ar->sink.stream->props.name, ar->json_path);
-    if (r >= 0) {
-      ar->sink.stream->broker->archive->bytes += ar->json_len - ar->json_bytes;
-      ar->json_bytes = ar->json_len;
+    if (r < 0) {
+      SB_LOG_E("archive", "stream %llu \"%s\": writing %s in place: %s",
+               sb__archive_id(ar), s->props.name, ar->json_path, uv_strerror(r));
+      ar_json_gave_up(ar);
+      break;
     }
+    SB_LOG_W("archive", "stream %llu \"%s\": closing sidecar written in place, %s",
+             sb__archive_id(ar), s->props.name, ar->json_path);
+    st->bytes += ar->json_len - ar->json_bytes;
+    ar->json_bytes = ar->json_len;
     ar->json_pending = 0;
+    ar->json_failed = 0;
+    ar->json_err = 0;
+    free(ar->json_where);
+    ar->json_where = NULL;
+    sb__archive_spool_wrote(ar);
     break;
   default:
     break;
   }
   ar->in_complete = 0;
-  ar_step(ar);
+  sb__archive_step(ar);
 }
 
 static void ar_write(sb__sink_t* sink, sb__chunk_t* c) {
   sb__archive_t* ar = ar_of(sink);
   sb__stream_t* s = sink->stream;
+  c->off = ar->next_off;
+  ar->next_off += c->len;
   if (ar->failed || ar->finishing || c->len == 0) {
     sb__chunk_free(c);
     return;
   }
   ar_known_end(ar->known,
                ar->start + (s->props.type == SB_DATAGRAM ? s->datagrams : s->bytes));
+  if (ar->route != AR_DIRECT) {
+    sb__archive_spool_append(ar, c);
+    return;
+  }
   c->next = NULL;
   if (ar->tail)
     ar->tail->next = c;
@@ -1032,7 +1486,7 @@ static void ar_write(sb__sink_t* sink, sb__chunk_t* c) {
   sink->queued += c->len;
   if (sink->queued > s->broker->cfg.upstream_high_watermark)
     ar->paused = 1;
-  ar_step(ar);
+  sb__archive_step(ar);
 }
 
 static void ar_finish(sb__sink_t* sink) {
@@ -1041,21 +1495,42 @@ static void ar_finish(sb__sink_t* sink) {
     return;
   ar->finishing = 1;
   ar->closed = sb__time_now();
+  ar->has_closed = 1;
+  sb__archive_spool_durable(ar);
   if (!ar->in_complete)
-    ar_step(ar);
+    sb__archive_step(ar);
+}
+
+/* The service stops: a stream waiting for a retry ends now (kept in the spool). */
+static void ar_stop(sb__sink_t* sink) {
+  sb__archive_t* ar = ar_of(sink);
+  if (!ar->in_complete)
+    sb__archive_step(ar);
+}
+
+static void ar_describe(sb__sink_t* sink, void* object) {
+  sb__archive_t* ar = ar_of(sink);
+  cJSON* o = object;
+  if (ar->claimed)
+    cJSON_AddStringToObject(o, "archive_file", ar->log_path);
+  cJSON_AddNumberToObject(o, "bytes_archived", (double)sb__archive_written(ar));
+  sb__archive_spool_describe(ar, o);
 }
 
 /* Frees what the sink holds; after done, or on a sink that never started its handles
  * or a request. */
 static void ar_destroy(sb__sink_t* sink) {
   sb__archive_t* ar = ar_of(sink);
-  ar_drop_pending(ar);
+  sb__archive_drop_queue(ar);
   free(ar->stem);
+  free(ar->parent);
   free(ar->log_path);
   free(ar->json_path);
   free(ar->tmp_path);
   free(ar->json);
+  free(ar->json_where);
   free(ar->err_text);
+  sb__buf_free(&ar->dg_tail);
   free(ar);
 }
 
@@ -1088,99 +1563,154 @@ static char* ar_join(const char* archive_dir, const char* rel, char** parent) {
  * 248 for a directory; the longest suffix is 16 bytes). */
 #define AR_SHORT_PATH 230
 
+/* The key of a stream's name in what the archive knows: a broker in front sends a
+ * reopen, or a second stream of one name, as NAME:N with the original in
+ * streambroker.name: the data is the original's. */
+static const char* ar_name_key(const sb__stream_t* s) {
+  const char* key = sb__props_get_tag(&s->props, "streambroker.name");
+  return key != NULL ? key : s->props.name;
+}
+
+/* The stream's own offset tag: where its data starts in the stream a broker in front
+ * reopened. */
+static void ar_read_tag(sb__archive_t* ar) {
+  sb__stream_t* s = ar->sink.stream;
+  const char* tag = sb__props_get_tag(&s->props, "streambroker.offset");
+  if (ar_offset_tag(tag, &ar->start) < 0) {
+    SB_LOG_W("archive",
+             "stream %llu \"%s\": tag streambroker.offset \"%s\" is not a "
+             "number; taken as 0",
+             sb__archive_id(ar), s->props.name, tag);
+    ar->start = 0;
+  }
+  ar->known = ar_known(s->broker->archive, ar_name_key(s), 0);
+}
+
+void sb__archive_gap(sb__archive_t* ar, uint64_t from, uint64_t to) {
+  sb__stream_t* s = ar->sink.stream;
+  sb__broker_t* b = s->broker;
+  int dgram = s->props.type == SB_DATAGRAM;
+  if (to <= from)
+    return;
+  /* A gap that follows the one the segment records already (the spool dropped more
+   * before the segment could begin) makes it longer. */
+  if (ar->gap == 0 || from != ar->gap_to) {
+    ar->gap_from = from;
+    b->counters.archive_gaps++;
+  }
+  ar->gap = ar->gap == 2 && from == ar->gap_to ? 2 : 1;
+  ar->gap_to = to;
+  if (dgram)
+    b->counters.archive_gap_datagrams += to - from;
+  else
+    b->counters.archive_gap_bytes += to - from;
+}
+
 /*
  * Gaps: a stream tagged streambroker.offset X starts at X of its name's data. When
  * the archive holds this name only up to E < X, E..X never arrived (the broker in
  * front lost it): the sidecar says so, a warning is logged and it is counted. The end
  * is over every segment of the name, kept as data is read.
  */
-static void ar_check_gap(sb__archive_t* ar) {
+void sb__archive_check_gap(sb__archive_t* ar, uint64_t at) {
   sb__stream_t* s = ar->sink.stream;
-  sb__broker_t* b = s->broker;
-  const char* tag = sb__props_get_tag(&s->props, "streambroker.offset");
-  int dgram = s->props.type == SB_DATAGRAM, r;
-  r = ar_offset_tag(tag, &ar->start);
-  if (r < 0) {
-    SB_LOG_W("archive", "stream %llu \"%s\": tag streambroker.offset \"%s\" is not a "
-             "number; taken as 0", ar_id(ar), s->props.name, tag);
-    ar->start = 0;
-  }
-  /* A broker in front sends a reopen, or a second stream of one name, as NAME:N with
-   * the original in streambroker.name: the data is the original's. */
-  const char* key = sb__props_get_tag(&s->props, "streambroker.name");
-  if (key == NULL)
-    key = s->props.name;
-  ar->known = ar_known(b->archive, key, 0);
-  if (ar->start > 0 && (ar->known == NULL || ar->known->end < ar->start)) {
-    ar->gap = ar->known ? 1 : 2;
-    ar->gap_from = ar->known ? ar->known->end : 0;
-    b->counters.archive_gaps++;
-    if (dgram)
-      b->counters.archive_gap_datagrams += ar->start - ar->gap_from;
-    else
-      b->counters.archive_gap_bytes += ar->start - ar->gap_from;
+  sb__archive_state_t* st = s->broker->archive;
+  int dgram = s->props.type == SB_DATAGRAM;
+  ar_known_t* k = ar->known ? ar->known : ar_known(st, ar_name_key(s), 0);
+  if (at > 0 && (k == NULL || k->end < at)) {
+    uint64_t from = k ? k->end : 0;
+    sb__archive_gap(ar, from, at);
+    ar->gap = k ? 1 : 2;
     SB_LOG_W("archive",
              "stream %llu \"%s\" starts at %s %llu, but the archive holds %s %llu: "
              "%llu %s never arrived",
-             ar_id(ar), s->props.name, dgram ? "datagram" : "byte",
-             (unsigned long long)ar->start,
-             ar->known ? "it only up to" : "nothing of it before",
-             (unsigned long long)ar->gap_from,
-             (unsigned long long)(ar->start - ar->gap_from), dgram ? "datagrams" : "bytes");
+             sb__archive_id(ar), s->props.name, dgram ? "datagram" : "byte",
+             (unsigned long long)at, k ? "it only up to" : "nothing of it before",
+             (unsigned long long)from, (unsigned long long)(at - from),
+             dgram ? "datagrams" : "bytes");
   }
-  if (ar->known == NULL)
-    ar->known = ar_known(b->archive, key, 1);
-  ar_known_end(ar->known, ar->start);
+  if (k == NULL)
+    k = ar_known(st, ar_name_key(s), 1);
+  ar->known = k;
+  ar_known_end(k, at);
 }
 
-/*
- * The directories are made here, synchronously: sb__mkdir_p is a few metadata calls
- * on a local disk, usually on directories that exist already, and doing it before
- * returning lets the stream be refused at once when its place cannot be made. Every
- * file operation after that runs on the threadpool.
- */
-sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir) {
+/* A sink with its paths; no handle or request yet. */
+static sb__archive_t* ar_new(sb__stream_t* s, const char* archive_dir) {
   sb__archive_t* ar = sb__xcalloc(1, sizeof(*ar));
   char* rel = sb__archive_path(s->props.name);
-  char* parent = NULL;
-  int r;
   ar_state(s->broker);
   ar->sink.write = ar_write;
   ar->sink.finish = ar_finish;
   ar->sink.destroy = ar_destroy;
+  ar->sink.stop = ar_stop;
+  ar->sink.describe = ar_describe;
   ar->sink.stream = s;
   ar->log_fd = -1;
   ar->tmp_fd = -1;
-  ar->stem = ar_join(archive_dir, rel, &parent);
+  ar->wq_direct = 1;
+  ar->trunc_off = UINT64_MAX;
+  sb__dgram_init(&ar->wdg, 0);
+  ar->stem = ar_join(archive_dir, rel, &ar->parent);
   free(rel);
   if (strlen(ar->stem) > AR_SHORT_PATH) {
     char* p = sb__path_long(ar->stem);
     free(ar->stem);
     ar->stem = p;
-    p = sb__path_long(parent);
-    free(parent);
-    parent = p;
+    p = sb__path_long(ar->parent);
+    free(ar->parent);
+    ar->parent = p;
   }
   ar_set_paths(ar);
-  if ((r = sb__mkdir_p(parent)) != 0) {
+  ar_read_tag(ar);
+  return ar;
+}
+
+static void ar_start_handles(sb__archive_t* ar) {
+  uv_loop_t* loop = ar->sink.stream->broker->loop;
+  uv_idle_init(loop, &ar->idle);
+  uv_timer_init(loop, &ar->delay);
+  uv_timer_init(loop, &ar->backoff);
+  ar->idle.data = ar->delay.data = ar->backoff.data = ar;
+  ar->open_handles = 3;
+}
+
+/*
+ * The directories are made here, synchronously: sb__mkdir_p is a few metadata calls
+ * on a local disk, usually on directories that exist already. When they cannot be
+ * made now (read-only, a file in the way), the stream goes to the spool from its
+ * first byte and the archive is tried again later; a path the system refuses outright
+ * refuses the stream. Every file operation after that runs on the threadpool.
+ */
+sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir) {
+  sb__archive_t* ar = ar_new(s, archive_dir);
+  int r = sb__mkdir_p(ar->parent);
+  if (r == SB_EINVAL) {
     s->broker->counters.archive_errors++;
     s->broker->counters.archive_streams_failed++;
     SB_LOG_E("archive",
              "stream %llu \"%s\": creating directory %s (%zu bytes) for its files: %s; "
              "the stream is refused",
-             (unsigned long long)s->id, s->props.name, parent, strlen(parent),
+             (unsigned long long)s->id, s->props.name, ar->parent, strlen(ar->parent),
              sb_strerror(r));
-    free(parent);
     ar_destroy(&ar->sink);
     return NULL;
   }
-  free(parent);
-  ar_check_gap(ar);
-  uv_idle_init(s->broker->loop, &ar->idle);
-  uv_timer_init(s->broker->loop, &ar->delay);
-  ar->idle.data = ar->delay.data = ar;
-  ar->open_handles = 2;
-  ar_step(ar);
+  ar_start_handles(ar);
+  sb__archive_check_gap(ar, ar->start);
+  if (r != 0)
+    sb__archive_spool_break(ar, "creating directory", ar->parent, ar_mkdir_why(r));
+  else
+    sb__archive_step(ar);
+  return &ar->sink;
+}
+
+/* A stream left in the spool by an earlier run: archived in a new segment from the
+ * spool's window once the archive can write. */
+sb__sink_t* sb__archive_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r) {
+  sb__archive_t* ar = ar_new(s, s->broker->cfg.archive_dir);
+  ar_start_handles(ar);
+  sb__archive_spool_resume(ar, r);
   return &ar->sink;
 }
 
@@ -1477,12 +2007,22 @@ static unsigned ar_stem_seq(const char* stem) {
   return (unsigned)strtoul(plus + 1, NULL, 10);
 }
 
+static int ar_absent(const char* path) {
+  uv_fs_t req;
+  int r = uv_fs_stat(NULL, &req, path, NULL);
+  uv_fs_req_cleanup(&req);
+  return r == UV_ENOENT;
+}
+
 /*
  * One segment found at start (STEM.log). A closed one is learnt (name's end, size,
  * age). One an earlier run left open (no sidecar, a sidecar of an open stream, or one
  * that cannot be read) is finished: its sidecar is written from what is known (the
  * sidecar, else the .json.tmp, else only the path) with the bytes in the .log,
- * "complete": false and "recovered": true.
+ * "complete": false and "recovered": true. An empty .log with no sidecar at all, nor
+ * a .json.tmp (a stream whose sidecar could not be written, on a full disk say: the
+ * .tmp of a failed write is removed) holds nothing: it is removed, which needs no
+ * room.
  */
 static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   char* log_path = ar_path_with(stem, 0, ".log");
@@ -1493,15 +2033,35 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   uint64_t size = 0, units, start = 0, json_size = 0;
   sb__time_t mt = {0, 0};
   uint64_t files = 1;
-  int dgram, r;
+  int dgram, r, stat_ok;
   const char* name = NULL;
-  sc->segments++;
-  if (uv_fs_stat(NULL, &req, log_path, NULL) == 0) {
+  stat_ok = uv_fs_stat(NULL, &req, log_path, NULL) == 0;
+  if (stat_ok) {
     size = req.statbuf.st_size;
     mt.sec = (int64_t)req.statbuf.st_mtim.tv_sec;
     mt.nsec = (int32_t)req.statbuf.st_mtim.tv_nsec;
   }
   uv_fs_req_cleanup(&req);
+  if (stat_ok && size == 0 && ar_absent(json_path) && ar_absent(tmp_path)) {
+    r = uv_fs_unlink(NULL, &req, log_path, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r == 0) {
+      sc->b->counters.archive_empty_removed++;
+      SB_LOG_W("archive",
+               "removed %s, left empty and without a sidecar by an earlier run (its "
+               "sidecar could not be written: a full disk?)",
+               log_path);
+    } else {
+      sc->b->counters.archive_errors++;
+      SB_LOG_E("archive", "removing %s (empty, no sidecar): %s", log_path,
+               uv_strerror(r));
+    }
+    free(log_path);
+    free(json_path);
+    free(tmp_path);
+    return;
+  }
+  sc->segments++;
   doc = ar_read_json(json_path);
   if (!(doc && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "closed")))) {
     /* Left open: finish it. */
@@ -1676,11 +2236,12 @@ int sb__archive_open(sb__broker_t* b) {
   ar_scan_dir(&sc, root, 0);
   free(root);
   SB_LOG_I("archive",
-           "%s: %llu streams, %llu files, %llu bytes; %llu recovered, %llu stale .tmp "
-           "removed (%llu ms)",
+           "%s: %llu streams, %llu files, %llu bytes; %llu recovered, %llu empty .log "
+           "removed, %llu stale .tmp removed (%llu ms)",
            b->cfg.archive_dir, (unsigned long long)sc.segments,
            (unsigned long long)st->files, (unsigned long long)st->bytes,
            (unsigned long long)b->counters.archive_recovered,
+           (unsigned long long)b->counters.archive_empty_removed,
            (unsigned long long)b->counters.archive_tmp_removed,
            (unsigned long long)((uv_hrtime() - t0) / 1000000));
   if (st->nclosed > 1)
@@ -1712,6 +2273,7 @@ static void ar_state_free(sb__archive_state_t* st) {
     free(st->closed[i].stem);
   free(st->closed);
   free(st->buckets);
+  free(st->last_error);
   free(st);
 }
 
@@ -1756,4 +2318,5 @@ void sb__archive_describe(sb__broker_t* b, void* obj) {
                           (double)b->counters.archive_retention_files);
   cJSON_AddNumberToObject(a, "retention_deleted_bytes",
                           (double)b->counters.archive_retention_bytes);
+  sb__archive_spool_status(b, a);
 }

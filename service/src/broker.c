@@ -202,9 +202,14 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
   b->started_ms = uv_now(loop);
   if ((r = sb__admin_start(b)) != 0)
     return r;
-  if (cfg->upstream != NULL) {
+  /* Archive mode: the scan finishes what an earlier run left open before any stream
+   * (resumed ones included) claims a file. */
+  if (cfg->upstream == NULL && (r = sb__archive_open(b)) != 0)
+    return r;
+  {
     /* After the bind: a second instance never gets this far, so never opens the spool
-     * that the first one writes. */
+     * that the first one writes. Archive mode has one too: it holds what the archive
+     * cannot write yet. */
     sb__spool_resume_t* resume;
     size_t nresume, i;
     if ((r = sb__spool_open(&b->spool, loop, cfg, &resume, &nresume)) != 0)
@@ -212,11 +217,10 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
     for (i = 0; i < nresume; i++)
       sb__stream_resume(b, &resume[i]);
     sb__spool_resume_free(resume, nresume);
+  }
+  if (cfg->upstream != NULL)
     b->upstream_watch =
         sb__upstream_watch_start(loop, cfg->upstream, on_upstream_appeared, b);
-  } else if ((r = sb__archive_open(b)) != 0) {
-    return r;
-  }
 
   uv_signal_init(loop, &b->sigint);
   uv_signal_init(loop, &b->sigterm);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -25,7 +26,8 @@ typedef enum {
 enum {
   SB__KEY_NULLABLE = 1, /* null is allowed and stored as NULL */
   SB__KEY_ADDRESS = 2,  /* an address of this platform's kind */
-  SB__KEY_NONEMPTY = 4  /* "" is refused */
+  SB__KEY_NONEMPTY = 4, /* "" is refused */
+  SB__KEY_PATH = 8      /* a path: absolute ("" keeps its meaning) */
 };
 
 typedef struct {
@@ -86,13 +88,16 @@ static const sb__key_t sb__keys[] = {
     "an address as for `control_pipe`, or `null`",
     "Address of the stream server every stream is forwarded to; `null` writes the "
     "streams to `archive_dir` instead (archive mode)."),
-  SB__STRING(data_dir, SB__KEY_NONEMPTY, NULL, sb__default_data_dir,
+  SB__STRING(data_dir, SB__KEY_NONEMPTY | SB__KEY_PATH, NULL, sb__default_data_dir,
     "`\"/var/lib/streambroker\"` (Linux), `\"%ProgramData%\\StreamBroker\"` (Windows)",
-    "a path, not empty",
-    "Directory of the service's state and spool."),
-  SB__STRING(archive_dir, 0, "", NULL, NULL,
-    "a path; `\"\"` means DATA_DIR/archive",
-    "Directory of the archived streams in archive mode."),
+    "an absolute path",
+    "Directory of the service's state and spool (in archive mode too: it holds what "
+    "the archive cannot write yet). It must exist or be creatable, and be writable."),
+  SB__STRING(archive_dir, SB__KEY_PATH, "", NULL, NULL,
+    "an absolute path; `\"\"` means DATA_DIR/archive",
+    "Directory of the archived streams in archive mode. At start it must exist or be "
+    "creatable, and be writable; later, while it cannot be written, streams wait in "
+    "the spool."),
   SB__UINT(archive_max_bytes, 0, 1125899906842624ull, 0,
     "Archive mode: when the archive's files (`.log` and `.json`) pass this many "
     "bytes, the oldest closed streams are deleted until it is below; `0`: no limit. "
@@ -187,10 +192,11 @@ static const sb__key_t sb__keys[] = {
     "starts again. 0: no reserve."),
   SB__ENUM(log_level, sb__level_values, SB_LOG_INFO,
     "Most detailed level logged."),
-  SB__STRING(log_file, 0, "", NULL, NULL,
-    "a path; `\"\"` means standard error (the Windows service: "
+  SB__STRING(log_file, SB__KEY_PATH, "", NULL, NULL,
+    "an absolute path; `\"\"` means standard error (the Windows service: "
     "`%ProgramData%\\StreamBroker\\logs\\streambrokerd.log`)",
-    "File the log is appended to; it rotates by `log_max_bytes`."),
+    "File the log is appended to; it rotates by `log_max_bytes`. Its directory must "
+    "exist or be creatable, and be writable."),
   SB__UINT(log_max_bytes, 1024, 1099511627776ull, 10485760,
     "Size at which `log_file` rotates: it becomes `log_file.1` (the older ones "
     "`.2`, `.3`, ...) and a new file starts. A line never straddles two files."),
@@ -479,6 +485,15 @@ static int sb__set_key(sb__config_t* cfg, const sb__key_t* k, const cJSON* v,
     snprintf(what, size, "must not be empty");
     return -1;
   }
+  /* A relative path would depend on the directory the service happens to start in
+   * (a Windows service starts in System32): refused, with what to write instead. */
+  if ((k->flags & SB__KEY_PATH) && v->valuestring[0] != '\0' &&
+      !sb__path_is_absolute(v->valuestring)) {
+    snprintf(what, size, "must be an absolute path (%s)",
+             sb__path_is_absolute("/") ? "starting with /"
+                                       : "C:\\... or \\\\server\\share\\...");
+    return -1;
+  }
   free(*sp);
   *sp = sb__xstrdup(v->valuestring);
   return 0;
@@ -702,4 +717,116 @@ void sb__config_write_defaults(FILE* out) {
     fputs(i + 1 < SB__NKEYS ? ",\n" : "\n", out);
   }
   fputs("}\n", out);
+}
+
+/* ---- directories ---- */
+
+/* 1 when path is a directory, 0 when it is something else, or a libuv error. */
+static int sb__is_dir(const char* path) {
+  uv_fs_t req;
+  int r = uv_fs_stat(NULL, &req, path, NULL);
+  int dir = r == 0 && (req.statbuf.st_mode & S_IFMT) == S_IFDIR;
+  uv_fs_req_cleanup(&req);
+  return r < 0 ? r : dir;
+}
+
+/* Creates a file in dir and removes it: 0, or the libuv error of the creation. What
+ * can be written is what counts (a read-only mount, an ACL, root's rights), not the
+ * mode bits. */
+static int sb__probe_write(const char* dir) {
+  char name[64];
+  char* path;
+  uv_fs_t req;
+  int fd;
+  snprintf(name, sizeof(name), ".streambroker-check-%d", (int)uv_os_getpid());
+  path = sb__path_join(dir, name);
+  fd = uv_fs_open(NULL, &req, path, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC,
+                  0600, NULL);
+  uv_fs_req_cleanup(&req);
+  if (fd >= 0) {
+    uv_fs_close(NULL, &req, fd, NULL);
+    uv_fs_req_cleanup(&req);
+    uv_fs_unlink(NULL, &req, path, NULL);
+    uv_fs_req_cleanup(&req);
+  }
+  free(path);
+  return fd < 0 ? fd : 0;
+}
+
+/*
+ * One directory, shown as key "shown" (the key's value: the directory itself, or the
+ * log file in it). The deepest part of its path that exists must be a directory this
+ * process can write in: the directory itself, or the one it would be made in.
+ */
+static int sb__check_dir(const char* key, const char* shown, const char* dir,
+                         int create, char* err, size_t size) {
+  char* p = sb__xstrdup(dir);
+  int r, made = create ? sb__mkdir_p(dir) : 0;
+  for (;;) {
+    char* parent;
+    r = sb__is_dir(p);
+    if (r == 1)
+      break;
+    if (r == 0) {
+      snprintf(err, size, "%s \"%s\": %s is not a directory", key, shown, p);
+      free(p);
+      return SB_EEXIST;
+    }
+    if (r != UV_ENOENT && r != UV_ENOTDIR) {
+      snprintf(err, size, "%s \"%s\": %s: %s", key, shown, p, uv_strerror(r));
+      free(p);
+      return sb__uv_err(r);
+    }
+    if ((parent = sb__path_parent(p)) == NULL) {
+      snprintf(err, size, "%s \"%s\": %s does not exist", key, shown, p);
+      free(p);
+      return SB_ENOENT;
+    }
+    free(p);
+    p = parent;
+  }
+  if ((r = sb__probe_write(p)) < 0) {
+    if (strcmp(p, dir) == 0)
+      snprintf(err, size, "%s \"%s\": cannot write in %s: %s", key, shown, p,
+               uv_strerror(r));
+    else
+      snprintf(err, size, "%s \"%s\": cannot create %s: cannot write in %s: %s", key,
+               shown, dir, p, uv_strerror(r));
+    free(p);
+    return sb__uv_err(r);
+  }
+  if (create && made != 0) {
+    snprintf(err, size, "%s \"%s\": cannot create %s: %s", key, shown, dir,
+             sb_strerror(made));
+    free(p);
+    return made;
+  }
+  free(p);
+  return 0;
+}
+
+int sb__config_check_dirs(const sb__config_t* cfg, unsigned which, int create,
+                          char* err, size_t err_size) {
+  int r;
+  if ((which & SB__DIRS_LOG) && cfg->log_file != NULL && cfg->log_file[0] != '\0') {
+    char* dir = sb__path_parent(cfg->log_file);
+    if (sb__is_dir(cfg->log_file) == 1) {
+      snprintf(err, err_size, "log_file \"%s\": is a directory", cfg->log_file);
+      free(dir);
+      return SB_EEXIST;
+    }
+    r = dir ? sb__check_dir("log_file", cfg->log_file, dir, create, err, err_size) : 0;
+    free(dir);
+    if (r != 0)
+      return r;
+  }
+  if ((which & SB__DIRS_DATA) &&
+      (r = sb__check_dir("data_dir", cfg->data_dir, cfg->data_dir, create, err,
+                         err_size)) != 0)
+    return r;
+  if ((which & SB__DIRS_ARCHIVE) && cfg->upstream == NULL &&
+      (r = sb__check_dir("archive_dir", cfg->archive_dir, cfg->archive_dir, create, err,
+                         err_size)) != 0)
+    return r;
+  return 0;
 }

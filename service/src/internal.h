@@ -129,6 +129,18 @@ void sb__config_free(sb__config_t* cfg);
 void sb__config_write_table(FILE* out);
 /* Writes the defaults as a JSON config file. */
 void sb__config_write_defaults(FILE* out);
+/*
+ * Checks the directories the config names: the directory of log_file (when set;
+ * which & SB__DIRS_LOG), data_dir (SB__DIRS_DATA) and, in archive mode, archive_dir
+ * (SB__DIRS_ARCHIVE) must be directories that exist, or can be made (create 0:
+ * nothing is made; create 1: they are made), and that this process can write (a file
+ * is created in each, and removed). On error returns SB_E* and writes one line naming
+ * the key, its path and what is wrong into err, such as
+ * "data_dir \"/x/y\": /x is not a directory".
+ */
+enum { SB__DIRS_LOG = 1, SB__DIRS_DATA = 2, SB__DIRS_ARCHIVE = 4, SB__DIRS_ALL = 7 };
+int sb__config_check_dirs(const sb__config_t* cfg, unsigned which, int create,
+                          char* err, size_t err_size);
 
 /* ---- counters (broker.c): every refusal and error, by reason ---- */
 
@@ -179,6 +191,12 @@ typedef struct {
   uint64_t archive_gap_datagrams; /* datagrams missing before them */
   uint64_t archive_retention_files; /* files deleted by retention */
   uint64_t archive_retention_bytes; /* bytes deleted by retention */
+  uint64_t archive_empty_removed;   /* empty .log without a sidecar, removed at start */
+  /* archive_spool.c */
+  uint64_t archive_streams_spooled; /* outages: a stream's files could not be written,
+                                       it turned to the spool (once per outage) */
+  uint64_t archive_bytes_spooled;   /* bytes those streams put in the spool */
+  uint64_t archive_retries;         /* retries that found the archive still failing */
 } sb__counters_t;
 
 #include "stream.h"
@@ -219,6 +237,10 @@ void sb__archive_describe(struct sb__broker_s* b, void* cjson_object);
 
 #include "spool.h"
 #include "upstream.h"
+
+/* A sink for a stream left in the spool by an earlier run (its client is gone): it is
+ * archived, in a new segment, once the archive can write (archive_spool.c). */
+sb__sink_t* sb__archive_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r);
 
 /* ---- the data directory's lock (posix/lock.c, win/lock.c) ---- */
 
@@ -264,7 +286,7 @@ typedef struct sb__broker_s {
    * memory per idle stream stays small whatever the stream count, and bulk data is
    * never copied. */
   sb__chunk_t* spare;
-  sb__spool_t* spool; /* NULL in archive mode */
+  sb__spool_t* spool;   /* both modes (archive mode: what the archive cannot write) */
   void* upstream_watch; /* sb__upstream_watch_start's, or NULL */
   struct sb__names_s* sent_names; /* names sent upstream since start (upstream.c) */
   int upstream_proc_told; /* said once that the upstream's process is unknown */
@@ -497,6 +519,13 @@ void sb__raise_fd_limit(void);
 int sb__mkdir_p(const char* path);
 /* Joins two path parts with the platform's separator; returns a new string. */
 char* sb__path_join(const char* a, const char* b);
+/* Whether a path is absolute: POSIX, it starts with '/'; Windows, a drive letter, ':'
+ * and a separator, or a UNC or long ("\\?\") path. A path relative to the current
+ * drive or to a drive's current directory is not. */
+int sb__path_is_absolute(const char* path);
+/* The directory a path is in, as a new string; NULL for a root (or a path with no
+ * directory part). Trailing separators are ignored. */
+char* sb__path_parent(const char* path);
 /* A path that file calls accept whatever its length: Windows, the absolute "\\?\"
  * form (past MAX_PATH); POSIX, a copy. Returns a new string. */
 char* sb__path_long(const char* path);

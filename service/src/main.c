@@ -4,7 +4,7 @@
  * Exit status (and, as a Windows service, the service-specific exit code): 0 after a
  * clean stop (or a valid config with --check-config), 2 for a usage error, 3 for an
  * invalid config, 4 when the service cannot start (control pipe in use, directories
- * not writable).
+ * not writable; --check-config too, for the directories).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,6 +233,14 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
     log_path = sb__default_service_log();
   }
   sb__log_set_rotation(cfg.log_max_bytes, cfg.log_max_files);
+  /* The log's directory first: its errors can only go to stderr (and the Event Log). */
+  if (sb__config_check_dirs(&cfg, SB__DIRS_LOG, 1, why, sizeof(why)) != 0) {
+    fprintf(stderr, "streambrokerd: %s\n", why);
+    start_failed(why);
+    sb__eventlog_close();
+    sb__config_free(&cfg);
+    return 4;
+  }
   if ((r = sb__log_open(log_path, cfg.log_level)) != 0) {
     snprintf(why, sizeof(why), "log_file \"%s\": %s", log_path, sb_strerror(r));
     fprintf(stderr, "streambrokerd: %s\n", why);
@@ -248,15 +256,24 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
   sb__notify_open();
   sb__process_init();
   sb__raise_fd_limit();
-  if (cfg.upstream == NULL && (r = sb__mkdir_p(cfg.archive_dir)) != 0) {
-    SB_LOG_E("broker", "archive_dir \"%s\": %s", cfg.archive_dir, sb_strerror(r));
-    snprintf(why, sizeof(why), "archive_dir \"%s\": %s", cfg.archive_dir,
-             sb_strerror(r));
+  /* data_dir (the spool, in either mode): made, and writable, before anything binds,
+   * so that a wrong path is told at once, naming its key. */
+  if (sb__config_check_dirs(&cfg, SB__DIRS_DATA, 1, why, sizeof(why)) != 0) {
+    SB_LOG_E("broker", "cannot start: %s", why);
+    fprintf(stderr, "streambrokerd: %s\n", why);
     start_failed(why);
     sb__config_free(&cfg);
     sb__log_close();
     sb__eventlog_close();
     return 4;
+  }
+  /* archive_dir: made, and checked, naming the key; but an archive that cannot be
+   * written does not stop the service: streams wait in the spool until it can (a
+   * read-only or full archive disk at boot loses nothing, and streams left in the
+   * spool are archived once it is back). */
+  if (cfg.upstream == NULL &&
+      sb__config_check_dirs(&cfg, SB__DIRS_ARCHIVE, 1, why, sizeof(why)) != 0) {
+    SB_LOG_E("broker", "%s; streams wait in the spool until it can be written", why);
   }
   loop = uv_default_loop();
   broker = sb__xcalloc(1, sizeof(*broker));
@@ -321,9 +338,16 @@ int main(int argc, char** argv) {
       sb__config_write_defaults(stdout);
       return 0;
     } else if (strcmp(a, "--check-config") == 0 && i + 1 < argc) {
+      char why[1024];
       if ((r = load(&cfg, argv[i + 1])) != 0)
         return r;
+      /* What the start would find: the directories, as this user sees them. */
+      r = sb__config_check_dirs(&cfg, SB__DIRS_ALL, 0, why, sizeof(why));
       sb__config_free(&cfg);
+      if (r != 0) {
+        fprintf(stderr, "streambrokerd: %s: %s\n", argv[i + 1], why);
+        return 4;
+      }
       printf("%s: valid\n", argv[i + 1]);
       return 0;
     } else if (strcmp(a, "--config") == 0 && i + 1 < argc) {

@@ -91,6 +91,7 @@ static void print_status(const cJSON* r) {
   const cJSON* c = cJSON_GetObjectItemCaseSensitive(r, "counters");
   const cJSON* bad = cJSON_GetObjectItemCaseSensitive(c, "bad_handshakes");
   const cJSON* sp = cJSON_GetObjectItemCaseSensitive(r, "spool");
+  const cJSON* ar = cJSON_GetObjectItemCaseSensitive(r, "archive");
   const cJSON* e;
   printf("streambrokerd %s, up %.0f s, serving %s\n", str(r, "version"),
          num(r, "uptime_s"), str(r, "control_pipe"));
@@ -113,6 +114,19 @@ static void print_status(const cJSON* r) {
   printf("bad handshakes:  %.0f timed out", num(c, "handshake_timeouts"));
   cJSON_ArrayForEach(e, bad) printf(", %.0f %s", e->valuedouble, e->string);
   printf("\n");
+  if (ar != NULL) {
+    const cJSON* w = cJSON_GetObjectItemCaseSensitive(ar, "writable");
+    if (cJSON_IsTrue(w))
+      printf("archive:         writable");
+    else
+      printf("archive:         NOT WRITABLE for %.0f streams (%s)",
+             num(ar, "streams_cannot_write"), str(ar, "last_error"));
+    printf(", %.0f streams (%.0f bytes) waiting in the spool\n",
+           num(ar, "streams_waiting"), num(ar, "bytes_waiting"));
+    printf("archive spool:   %.0f outages, %.0f bytes spooled, %.0f retries failed\n",
+           num(c, "archive_streams_spooled"), num(c, "archive_bytes_spooled"),
+           num(c, "archive_retries"));
+  }
   if (sp != NULL) {
     printf("spool:           %.0f bytes in %.0f chunks (cap %.0f), oldest unsent %.1f "
            "s ago\n",
@@ -169,8 +183,7 @@ static const sbctl_metric_t known[] = {
     {"counters.streams_opened", NULL, NULL, "Streams opened by clients."},
     {"counters.streams_closed", NULL, NULL, "Streams closed."},
     {"counters.bytes_in", NULL, NULL, "Payload bytes read from clients."},
-    {"counters.bytes_out", NULL, NULL,
-     "Bytes written to upstreams or archive files."},
+    {"counters.bytes_out", NULL, NULL, "Bytes written to upstreams or archive files."},
     {"counters.handshake_timeouts", NULL, NULL,
      "Connections closed because the handshake did not arrive in time."},
     {"counters.connections_empty", NULL, NULL,
@@ -178,17 +191,33 @@ static const sbctl_metric_t known[] = {
     {"counters.refused_limit", NULL, NULL,
      "Connections refused by max_streams or max_streams_per_client, or while "
      "stopping."},
-    {"counters.refused_group", NULL, NULL,
-     "Connections refused by allowed_groups."},
+    {"counters.refused_group", NULL, NULL, "Connections refused by allowed_groups."},
     {"counters.client_errors", NULL, NULL,
      "Client connections that ended with an error."},
     {"counters.upstream_dials", NULL, NULL, "Connections dialed to the upstream."},
     {"counters.upstream_dial_failures", NULL, NULL,
      "Upstream dials that failed (busy or absent; retried with backoff)."},
-    {"counters.upstream_errors", NULL, NULL,
-     "Upstream connections that broke."},
+    {"counters.upstream_errors", NULL, NULL, "Upstream connections that broke."},
     {"counters.archive_errors", NULL, NULL,
-     "Archive file errors (archive mode)."},
+     "Archive file errors (archive mode): each outage of a stream's files counts "
+     "once."},
+    {"counters.archive_streams_spooled", NULL, NULL,
+     "Times a stream turned to the spool because its archive files could not be "
+     "written (once per outage per stream)."},
+    {"counters.archive_bytes_spooled", NULL, NULL,
+     "Bytes archive streams put in the spool while their files could not be written."},
+    {"counters.archive_retries", NULL, NULL,
+     "Retries that found a stream's archive files still not writable."},
+    {"counters.archive_empty_removed", NULL, NULL,
+     "Empty .log files without a sidecar removed at start."},
+    {"archive.writable", "streambroker_archive_writable", "gauge",
+     "1 while no stream's archive files fail to be written, else 0."},
+    {"archive.streams_cannot_write", NULL, "gauge",
+     "Streams whose archive files cannot be written now (retrying)."},
+    {"archive.streams_waiting", NULL, "gauge",
+     "Streams with data in the spool waiting for the archive."},
+    {"archive.bytes_waiting", NULL, "gauge",
+     "Bytes in the spool waiting for the archive."},
     {"counters.upstream_reopens", NULL, NULL,
      "Upstream connections reopened from the replay window."},
     {"counters.bytes_spooled", NULL, NULL,

@@ -300,10 +300,12 @@ void sb__stream_resume(sb__broker_t* b, const sb__spool_resume_t* r) {
   b->counters.streams_resumed++;
   SB_LOG_I("stream",
            "stream %llu \"%s\" resumed from the spool: %llu bytes, %llu of them "
-           "written upstream before",
+           "written %s before",
            (unsigned long long)s->id, s->props.name, (unsigned long long)r->end,
-           (unsigned long long)r->acked);
-  s->sink = sb__upstream_sink_resume(s, r);
+           (unsigned long long)r->acked,
+           b->cfg.upstream ? "upstream" : "to the archive");
+  s->sink =
+      b->cfg.upstream ? sb__upstream_sink_resume(s, r) : sb__archive_sink_resume(s, r);
 }
 
 void sb__stream_sink_drained(sb__stream_t* s) {

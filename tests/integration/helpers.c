@@ -468,9 +468,8 @@ static void daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
   if (extra_json == NULL || strstr(extra_json, "\"log_level\"") == NULL)
     append_str(&cfg, ",\n  \"log_level\": \"debug\"");
   /* A small spool reserve: the suite starts a daemon some hundred times, and each
-   * would write the default 16 MiB. */
-  if (upstream != NULL &&
-      (extra_json == NULL || strstr(extra_json, "\"spool_reserve_bytes\"") == NULL))
+   * would write the default 16 MiB (archive mode has a spool too). */
+  if (extra_json == NULL || strstr(extra_json, "\"spool_reserve_bytes\"") == NULL)
     append_str(&cfg, ",\n  \"spool_reserve_bytes\": 1048576");
   if (log_name != NULL) {
     snprintf(d->log_file, sizeof(d->log_file), "%s/%s", d->dir, log_name);

@@ -4,6 +4,7 @@
 
 #include "list_admin.h"
 #include "list_archive.h"
+#include "list_archive_spool.h"
 #include "list_broker.h"
 #include "list_faults.h"
 #include "list_instance.h"
@@ -18,7 +19,7 @@
 #define TEST_LIST(X)                                                                   \
   TEST_LIST_SBCAT(X) TEST_LIST_SBRUN(X) TEST_LIST_BROKER(X) TEST_LIST_ADMIN(X) TEST_LIST_SPOOL(X) \
       TEST_LIST_FAULTS(X) TEST_LIST_WINSERVICE(X) TEST_LIST_ARCHIVE(X) TEST_LIST_BUTLER(X) \
-      TEST_LIST_OPS(X) TEST_LIST_LIVE(X) TEST_LIST_INSTANCE(X)
+      TEST_LIST_OPS(X) TEST_LIST_LIVE(X) TEST_LIST_INSTANCE(X) TEST_LIST_ARCHIVE_SPOOL(X)
 TEST_LIST(TEST_DECLARE)
 
 #endif

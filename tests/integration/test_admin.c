@@ -128,7 +128,7 @@ TEST_IMPL(admin_pipes_are_restricted) {
 TEST_IMPL(admin_bad_sddl_refused) {
   uv_loop_t loop;
   sb_it_daemon_t d;
-  char prog[4096], cfg[700], text[1200];
+  char prog[4096], cfg[700], text[2400];
   const char* argv[] = {prog, "--config", cfg, NULL};
   sb_it_result_t res;
   if (!sb_it_is_windows())
@@ -138,10 +138,21 @@ TEST_IMPL(admin_bad_sddl_refused) {
   sb_it_daemon_close(&d);
   /* The same config with a broken descriptor: the service refuses to start. */
   snprintf(cfg, sizeof(cfg), "%s/bad.json", d.dir);
-  snprintf(text, sizeof(text),
-           "{\"control_pipe\": \"%s\", \"admin_pipe\": \"%s\", \"data_dir\": \"x\","
-           " \"control_pipe_sddl\": \"D:(nonsense\"}",
-           d.address, d.admin_address);
+  {
+    /* data_dir: the daemon's own, absolute, its backslashes doubled for JSON. */
+    char jdir[1100];
+    size_t o = 0, i;
+    for (i = 0; d.dir[i] && o < sizeof(jdir) - 2; i++) {
+      if (d.dir[i] == '\\')
+        jdir[o++] = '\\';
+      jdir[o++] = d.dir[i];
+    }
+    jdir[o] = '\0';
+    snprintf(text, sizeof(text),
+             "{\"control_pipe\": \"%s\", \"admin_pipe\": \"%s\", \"data_dir\": \"%s\","
+             " \"control_pipe_sddl\": \"D:(nonsense\"}",
+             d.address, d.admin_address, jdir);
+  }
   sb_it_write_file(cfg, text, strlen(text));
   sb_it_program("streambrokerd", prog, sizeof(prog));
   sb_it_run(&loop, argv, NULL, "", 0, NULL, 0, &res);

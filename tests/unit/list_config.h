@@ -31,5 +31,8 @@
   X(config_path_join)                                                                  \
   X(config_mkdir_p)                                                                    \
   X(config_uv_err)                                                                     \
+  X(config_relative_paths_refused)                                                     \
+  X(config_path_parent)                                                                \
+  X(config_check_dirs)
 
 #endif

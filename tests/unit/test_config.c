@@ -2,6 +2,7 @@
  * test_config.c - streambroker.json parsing and validation, the key table and the
  * shipped config (config/), the log's line format, and the platform's path helpers.
  */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -124,26 +125,33 @@ TEST_IMPL(config_empty_object_defaults) {
   free(archive);
 }
 
+/* An absolute path of this platform's kind, as a JSON string's contents. */
+static const char* abs_path(const char* rest, char* out, size_t size) {
+  snprintf(out, size, "%s%s", on_unix() ? "/" : "C:/", rest);
+  return out;
+}
+
 TEST_IMPL(config_every_key) {
   sb__config_t cfg;
-  char err[256], text[2048];
+  char err[256], text[2048], d[32], ar[32], log[32];
   const char* addr = sb__default_control_pipe();
   snprintf(
       text, sizeof(text),
-      "{\"control_pipe\": \"%s-x\", \"upstream\": \"%s-up\", \"data_dir\": \"d\",\n"
-      " \"archive_dir\": \"ar\", \"handshake_timeout_ms\": 100,\n"
+      "{\"control_pipe\": \"%s-x\", \"upstream\": \"%s-up\", \"data_dir\": \"%s\",\n"
+      " \"archive_dir\": \"%s\", \"handshake_timeout_ms\": 100,\n"
       " \"max_frame_size\": 64, \"max_datagram_size\": 1, \"max_streams\": 1000000,\n"
       " \"max_streams_per_client\": 7, \"backoff_initial_ms\": 5,\n"
       " \"backoff_max_ms\": 30000, \"upstream_high_watermark\": 1073741824,\n"
-      " \"log_level\": \"debug\", \"log_file\": \"x.log\"}",
-      addr, addr);
+      " \"log_level\": \"debug\", \"log_file\": \"%s\"}",
+      addr, addr, abs_path("d", d, sizeof(d)), abs_path("ar", ar, sizeof(ar)),
+      abs_path("x.log", log, sizeof(log)));
   ASSERT_OK(parse(&cfg, text, err, sizeof(err)));
   snprintf(text, sizeof(text), "%s-x", addr);
   ASSERT_STR_EQ(cfg.control_pipe, text);
   snprintf(text, sizeof(text), "%s-up", addr);
   ASSERT_STR_EQ(cfg.upstream, text);
-  ASSERT_STR_EQ(cfg.data_dir, "d");
-  ASSERT_STR_EQ(cfg.archive_dir, "ar");
+  ASSERT_STR_EQ(cfg.data_dir, d);
+  ASSERT_STR_EQ(cfg.archive_dir, ar);
   ASSERT_UEQ(cfg.handshake_timeout_ms, 100);
   ASSERT_UEQ(cfg.max_frame_size, 64);
   ASSERT_UEQ(cfg.max_datagram_size, 1);
@@ -153,7 +161,7 @@ TEST_IMPL(config_every_key) {
   ASSERT_UEQ(cfg.backoff_max_ms, 30000);
   ASSERT_UEQ(cfg.upstream_high_watermark, 1073741824);
   ASSERT_EQ(cfg.log_level, SB_LOG_DEBUG);
-  ASSERT_STR_EQ(cfg.log_file, "x.log");
+  ASSERT_STR_EQ(cfg.log_file, log);
   sb__config_free(&cfg);
   /* Every level name, and integers written with an exponent or a zero fraction. */
   ASSERT_OK(parse(&cfg,
@@ -172,23 +180,31 @@ TEST_IMPL(config_every_key) {
 /* archive_dir "" (or absent) is DATA_DIR/archive, for the data_dir of the file. */
 TEST_IMPL(config_archive_dir_follows_data_dir) {
   sb__config_t cfg;
-  char err[256];
-  char* want = sb__path_join("/srv/sb", "archive");
-  ASSERT_OK(parse(&cfg, "{\"data_dir\": \"/srv/sb\"}", err, sizeof(err)));
+  char err[256], text[256], sb[32], other[32], a[32];
+  char* want;
+  abs_path("srv/sb", sb, sizeof(sb));
+  abs_path("srv/other", other, sizeof(other));
+  abs_path("a", a, sizeof(a));
+  want = sb__path_join(sb, "archive");
+  snprintf(text, sizeof(text), "{\"data_dir\": \"%s\"}", sb);
+  ASSERT_OK(parse(&cfg, text, err, sizeof(err)));
   ASSERT_STR_EQ(cfg.archive_dir, want);
   sb__config_free(&cfg);
-  ASSERT_OK(parse(&cfg, "{\"archive_dir\": \"\", \"data_dir\": \"/srv/sb\"}", err,
-                  sizeof(err)));
+  snprintf(text, sizeof(text), "{\"archive_dir\": \"\", \"data_dir\": \"%s\"}", sb);
+  ASSERT_OK(parse(&cfg, text, err, sizeof(err)));
   ASSERT_STR_EQ(cfg.archive_dir, want);
   /* A second file over the first: still derived from the latest data_dir ... */
   free(want);
-  want = sb__path_join("/srv/other", "archive");
-  ASSERT_OK(reparse(&cfg, "{\"data_dir\": \"/srv/other\"}", err, sizeof(err)));
+  want = sb__path_join(other, "archive");
+  snprintf(text, sizeof(text), "{\"data_dir\": \"%s\"}", other);
+  ASSERT_OK(reparse(&cfg, text, err, sizeof(err)));
   ASSERT_STR_EQ(cfg.archive_dir, want);
   /* ... until it is set explicitly, which then stays. */
-  ASSERT_OK(reparse(&cfg, "{\"archive_dir\": \"/a\"}", err, sizeof(err)));
-  ASSERT_OK(reparse(&cfg, "{\"data_dir\": \"/srv/sb\"}", err, sizeof(err)));
-  ASSERT_STR_EQ(cfg.archive_dir, "/a");
+  snprintf(text, sizeof(text), "{\"archive_dir\": \"%s\"}", a);
+  ASSERT_OK(reparse(&cfg, text, err, sizeof(err)));
+  snprintf(text, sizeof(text), "{\"data_dir\": \"%s\"}", sb);
+  ASSERT_OK(reparse(&cfg, text, err, sizeof(err)));
+  ASSERT_STR_EQ(cfg.archive_dir, a);
   sb__config_free(&cfg);
   free(want);
 }
@@ -407,12 +423,12 @@ TEST_IMPL(config_error_leaves_config) {
   sb__config_t cfg;
   char err[256];
   ASSERT_OK(
-      parse(&cfg, "{\"max_streams\": 9, \"log_file\": \"a.log\"}", err, sizeof(err)));
-  ASSERT_ERR(
-      reparse(&cfg, "{\"log_file\": \"b.log\", \"max_streams\": 0}", err, sizeof(err)),
-      SB_ECONFIG);
+      parse(&cfg, "{\"max_streams\": 9, \"allowed_groups\": \"a\"}", err, sizeof(err)));
+  ASSERT_ERR(reparse(&cfg, "{\"allowed_groups\": \"b\", \"max_streams\": 0}", err,
+                     sizeof(err)),
+             SB_ECONFIG);
   ASSERT_UEQ(cfg.max_streams, 9);
-  ASSERT_STR_EQ(cfg.log_file, "a.log");
+  ASSERT_STR_EQ(cfg.allowed_groups, "a");
   /* A NULL or empty err buffer is allowed. */
   ASSERT_ERR(sb__config_parse(&cfg, "[]", 2, "c.json", NULL, 0), SB_ECONFIG);
   sb__config_free(&cfg);
@@ -421,15 +437,15 @@ TEST_IMPL(config_error_leaves_config) {
 /* Key lines come from a scan that must not be fooled by nested keys, by braces,
  * quotes and line breaks inside strings, or by keys inside arrays. */
 TEST_IMPL(config_key_lines_skip_nested) {
-  EXPECT_ERROR("{\"log_file\": \"{\\\"a\\\": [\\n,\",\n"
-               " \"archive_dir\": \"x\\\\\",\n"
+  EXPECT_ERROR("{\"allowed_groups\": \"{\\\"a\\\": [\\n,\",\n"
+               " \"control_pipe_sddl\": \"x\\\\\",\n"
                " \"upstream\": null,\n"
-               " \"log_file\": \"y\"}",
-               "test.json:4: key \"log_file\": duplicate key");
+               " \"allowed_groups\": \"y\"}",
+               "test.json:4: key \"allowed_groups\": duplicate key");
   EXPECT_ERROR("{\"nested\": {\"a\": {\"b\": [1,\n 2, {\"c\": 3}]},\n\"d\": 4},\n"
                "\n  \"other\": 1}",
                "test.json:1: key \"nested\": unknown key");
-  EXPECT_ERROR("{\"max_streams\": 5, \"log_file\": \"a\nb\",\n\"z\": [\n]}",
+  EXPECT_ERROR("{\"max_streams\": 5, \"allowed_groups\": \"a\nb\",\n\"z\": [\n]}",
                "test.json:3: key \"z\": unknown key");
 }
 
@@ -835,4 +851,205 @@ TEST_IMPL(config_uv_err) {
     ASSERT_UEQ(c->len, 0);
     free(c);
   }
+}
+
+/* Paths must be absolute, on this platform's terms; "" keeps its meaning. */
+TEST_IMPL(config_relative_paths_refused) {
+  sb__config_t cfg;
+  char err[256], text[256];
+  const char* why =
+      on_unix() ? "must be an absolute path (starting with /)"
+                : "must be an absolute path (C:\\... or \\\\server\\share\\...)";
+  static const char* const keys[] = {"data_dir", "archive_dir", "log_file"};
+  const char* rel[] = {"d",
+                       "./d",
+                       "../d",
+                       "sub/d",
+                       on_unix() ? "~/d" : "C:d",
+                       on_unix() ? "C:/d" : "/d"};
+  size_t k, i;
+  for (k = 0; k < 3; k++) {
+    for (i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+      char want[400];
+      snprintf(text, sizeof(text), "{\n  \"max_streams\": 2,\n  \"%s\": \"%s\"\n}",
+               keys[k], rel[i]);
+      snprintf(want, sizeof(want), "test.json:3: key \"%s\": %s", keys[k], why);
+      expect_error(__LINE__, text, want);
+    }
+  }
+  /* Absolute ones, and "" for the two keys where it means a default. */
+  if (on_unix()) {
+    ASSERT_OK(parse(&cfg,
+                    "{\"data_dir\": \"/srv/sb\", \"archive_dir\": \"//x\","
+                    " \"log_file\": \"/var/log/sb.log\"}",
+                    err, sizeof(err)));
+  } else {
+    ASSERT_OK(parse(
+        &cfg,
+        "{\"data_dir\": \"C:\\\\sb\", \"archive_dir\": \"\\\\\\\\srv\\\\share\\\\a\","
+        " \"log_file\": \"d:/logs/sb.log\"}",
+        err, sizeof(err)));
+  }
+  sb__config_free(&cfg);
+  ASSERT_OK(
+      parse(&cfg, "{\"archive_dir\": \"\", \"log_file\": \"\"}", err, sizeof(err)));
+  sb__config_free(&cfg);
+  EXPECT_ERROR("{\"data_dir\": \"\"}",
+               "test.json:1: key \"data_dir\": must not be empty");
+}
+
+/* The platform's absolute paths and parents. */
+TEST_IMPL(config_path_parent) {
+  struct {
+    const char* path;
+    const char* parent; /* NULL: none */
+  } unix_cases[] = {{"/a/b", "/a"},    {"/a/b/", "/a"}, {"/a", "/"}, {"/", NULL},
+                    {"//a//b", "//a"}, {"a", NULL},     {"a/b", "a"}},
+    win_cases[] = {
+        {"C:\\a\\b", "C:\\a"},      {"C:\\a\\b\\", "C:\\a"},
+        {"C:\\a", "C:\\"},          {"C:\\", NULL},
+        {"C:/a/b", "C:/a"},         {"\\\\srv\\share\\a", "\\\\srv\\share\\"},
+        {"\\\\srv\\share\\", NULL}, {"\\\\?\\C:\\a\\b", "\\\\?\\C:\\a"},
+        {"\\\\?\\C:\\", NULL}};
+  size_t i, n = on_unix() ? sizeof(unix_cases) / sizeof(unix_cases[0])
+                          : sizeof(win_cases) / sizeof(win_cases[0]);
+  for (i = 0; i < n; i++) {
+    const char* path = on_unix() ? unix_cases[i].path : win_cases[i].path;
+    const char* want = on_unix() ? unix_cases[i].parent : win_cases[i].parent;
+    char* got = sb__path_parent(path);
+    if (want == NULL ? got != NULL : got == NULL || strcmp(got, want) != 0)
+      sb_test_fail(__FILE__, __LINE__, "parent of \"%s\": \"%s\", want \"%s\"", path,
+                   got ? got : "(none)", want ? want : "(none)");
+    free(got);
+  }
+  if (on_unix()) {
+    ASSERT(sb__path_is_absolute("/"));
+    ASSERT(sb__path_is_absolute("/x/y"));
+    ASSERT(!sb__path_is_absolute("x"));
+    ASSERT(!sb__path_is_absolute("./x"));
+    ASSERT(!sb__path_is_absolute("C:\\x"));
+  } else {
+    ASSERT(sb__path_is_absolute("C:\\x"));
+    ASSERT(sb__path_is_absolute("z:/x"));
+    ASSERT(sb__path_is_absolute("\\\\srv\\share"));
+    ASSERT(sb__path_is_absolute("\\\\?\\C:\\x"));
+    ASSERT(!sb__path_is_absolute("\\x"));
+    ASSERT(!sb__path_is_absolute("C:x"));
+    ASSERT(!sb__path_is_absolute("x\\y"));
+  }
+  ASSERT(!sb__path_is_absolute(""));
+}
+
+/* A config over the defaults, with its directory keys in the temp dir top. */
+static void dirs_config(sb__config_t* cfg, const char* data_dir,
+                        const char* archive_dir, const char* log_file,
+                        int archive_mode) {
+  sb__config_defaults(cfg);
+  free(cfg->data_dir);
+  cfg->data_dir = sb__xstrdup(data_dir);
+  free(cfg->archive_dir);
+  cfg->archive_dir =
+      archive_dir ? sb__xstrdup(archive_dir) : sb__path_join(data_dir, "archive");
+  free(cfg->log_file);
+  cfg->log_file = sb__xstrdup(log_file ? log_file : "");
+  if (!archive_mode) {
+    free(cfg->upstream);
+    cfg->upstream = sb__xstrdup(sb__default_control_pipe());
+  }
+}
+
+#define EXPECT_DIRS(cfg, create, want_err, ...)                                        \
+  expect_dirs(__LINE__, cfg, create, want_err, __VA_ARGS__)
+static void expect_dirs(int line, sb__config_t* cfg, int create, int want_err,
+                        const char* fmt, ...) {
+  char err[1024] = "", want[1024];
+  va_list ap;
+  int r = sb__config_check_dirs(cfg, SB__DIRS_ALL, create, err, sizeof(err));
+  va_start(ap, fmt);
+  vsnprintf(want, sizeof(want), fmt, ap);
+  va_end(ap);
+  if (r != want_err || (want_err != 0 && strcmp(err, want) != 0))
+    sb_test_fail(__FILE__, line, "check_dirs: %s \"%s\", want %s \"%s\"",
+                 sb_test_err_name(r), err, sb_test_err_name(want_err), want);
+  sb__config_free(cfg);
+}
+
+/*
+ * data_dir, archive_dir (archive mode only) and log_file's directory: a file in the
+ * way is named with the key that points there (data_dir's, not archive_dir's, when
+ * archive_dir is derived from it); a directory that can be made passes, and is made
+ * only when asked.
+ */
+TEST_IMPL(config_check_dirs) {
+  char* top = temp_path("dirs");
+  char* file = sb__path_join(top, "file");
+  char* under = sb__path_join(file, "sub");
+  char* deeper = sb__path_join(under, "deeper");
+  char* fresh = sb__path_join(top, "fresh");
+  char* fresh_log = sb__path_join(fresh, "x.log");
+  char* ok = sb__path_join(top, "ok");
+  char* ok_archive = sb__path_join(ok, "archive");
+  char* log_in_file = sb__path_join(under, "x.log");
+  sb__config_t cfg;
+  FILE* f;
+  ASSERT_OK(sb__mkdir_p(ok));
+  sb_test_temp(top);
+  f = fopen(file, "wb");
+  ASSERT_NOT_NULL(f);
+  fclose(f);
+
+  /* All fine; nothing is made by a check, and the check leaves nothing behind. */
+  dirs_config(&cfg, ok, NULL, fresh_log, 1);
+  EXPECT_DIRS(&cfg, 0, 0, "");
+  ASSERT(!is_dir(fresh));
+  ASSERT(!is_dir(ok_archive));
+  /* Made when asked. */
+  dirs_config(&cfg, ok, NULL, fresh_log, 1);
+  EXPECT_DIRS(&cfg, 1, 0, "");
+  ASSERT(is_dir(fresh));
+  ASSERT(is_dir(ok_archive));
+  {
+    uv_fs_t req;
+    uv_dirent_t ent;
+    int n = 0;
+    ASSERT_GE(uv_fs_scandir(NULL, &req, ok, 0, NULL), 0);
+    while (uv_fs_scandir_next(&req, &ent) != UV_EOF)
+      n++;
+    uv_fs_req_cleanup(&req);
+    ASSERT_EQ(n, 1); /* archive: no probe file left */
+  }
+
+  /* A file in the way of data_dir: named as data_dir's, though archive_dir is under
+   * it too. */
+  dirs_config(&cfg, under, NULL, NULL, 1);
+  EXPECT_DIRS(&cfg, 0, SB_EEXIST, "data_dir \"%s\": %s is not a directory", under,
+              file);
+  dirs_config(&cfg, deeper, NULL, NULL, 1);
+  EXPECT_DIRS(&cfg, 1, SB_EEXIST, "data_dir \"%s\": %s is not a directory", deeper,
+              file);
+  dirs_config(&cfg, file, NULL, NULL, 1);
+  EXPECT_DIRS(&cfg, 0, SB_EEXIST, "data_dir \"%s\": %s is not a directory", file, file);
+  /* archive_dir's own, in archive mode only. */
+  dirs_config(&cfg, ok, under, NULL, 1);
+  EXPECT_DIRS(&cfg, 0, SB_EEXIST, "archive_dir \"%s\": %s is not a directory", under,
+              file);
+  dirs_config(&cfg, ok, under, NULL, 0);
+  EXPECT_DIRS(&cfg, 0, 0, "");
+  /* The log file's directory. */
+  dirs_config(&cfg, ok, NULL, log_in_file, 0);
+  EXPECT_DIRS(&cfg, 0, SB_EEXIST, "log_file \"%s\": %s is not a directory", log_in_file,
+              file);
+  dirs_config(&cfg, ok, NULL, ok, 0);
+  EXPECT_DIRS(&cfg, 0, SB_EEXIST, "log_file \"%s\": is a directory", ok);
+
+  remove(fresh_log);
+  free(top);
+  free(file);
+  free(under);
+  free(deeper);
+  free(fresh);
+  free(fresh_log);
+  free(ok);
+  free(ok_archive);
+  free(log_in_file);
 }

@@ -2,7 +2,8 @@
 # test-msi.sh BUILD_DIR - the MSI, end to end under Wine, in a Wine prefix of its own:
 # its tables; a silent install that starts the service; a stream through the installed
 # sbcat and the installed sbctl's status; an upgrade to a higher version that keeps an
-# edited config and the spool; a refused downgrade; an uninstall that removes the
+# edited config and the spool (a stream the archive could not write, archived after the
+# upgrade once it can); a refused downgrade; an uninstall that removes the
 # service, its event source and the program files and leaves config and spool. The
 # service, on the shipped config, logs under ProgramData.
 set -euo pipefail
@@ -81,14 +82,25 @@ await grep -q '"complete":.true' "$pd/archive/msi/hello.json" || fail "stream no
 grep -q "hello from the msi" "$pd/archive/msi/hello.log" || fail "archived bytes"
 run 'C:\Program Files\streambroker\sbctl.exe' status | has "1 opened" || fail "sbctl status"
 
-# An administrator's edit and the spool must survive the upgrade.
+# An administrator's edit and the spool must survive the upgrade. In the spool: a
+# stream the archive cannot write (a file is where its directory should be).
 sed -i 's/"log_level": "info"/"log_level": "debug"/' "$pd/streambroker.json"
 grep -q '"log_level": "debug"' "$pd/streambroker.json" || fail "editing the config"
-echo "spool stand-in" >"$pd/spool.db"
+echo "in the way" >"$pd/archive/msi-wait"
+echo "waits in the spool" |
+  run 'C:\Program Files\streambroker\sbcat.exe' --name msi-wait/x --server net.pipe:streambroker ||
+  fail "sbcat while the archive cannot write"
+await grep -q '"msi-wait/x": creating directory' "$pd/logs/streambrokerd.log" ||
+  fail "the stream did not turn to the spool"
 run msiexec /i "$(winepath -w "$msi2" 2>/dev/null || echo "Z:$msi2")" /qn || fail "upgrade"
 await running || fail "the service is not RUNNING after the upgrade"
 grep -q '"log_level": "debug"' "$pd/streambroker.json" || fail "the upgrade lost the edit"
-grep -q "spool stand-in" "$pd/spool.db" || fail "the upgrade lost the spool"
+await grep -q "1 streams to resume" "$pd/logs/streambrokerd.log" ||
+  fail "the upgrade lost the spool"
+rm "$pd/archive/msi-wait"
+await grep -q '"complete":.true' "$pd/archive/msi-wait/x.json" ||
+  fail "the spooled stream was not archived after the upgrade"
+grep -q "waits in the spool" "$pd/archive/msi-wait/x.log" || fail "spooled bytes"
 # A new service process, from the upgraded files: its counters start again.
 await sh -c "'$top/tests/windows/wine-run.sh' 'C:\\Program Files\\streambroker\\sbctl.exe' \
   status | grep '0 opened' >/dev/null" || fail "the service was not restarted by the upgrade"

@@ -119,6 +119,28 @@ char* sb__path_join(const char* a, const char* b) {
   return out;
 }
 
+int sb__path_is_absolute(const char* path) {
+  return path != NULL && path[0] == '/';
+}
+
+/* "/a/b/" -> "/a"; "/a" -> "/"; "/" and "a" -> NULL. */
+char* sb__path_parent(const char* path) {
+  size_t n = strlen(path);
+  char* out;
+  while (n > 1 && path[n - 1] == '/')
+    n--;
+  while (n > 0 && path[n - 1] != '/')
+    n--;
+  if (n == 0 || (n == 1 && strlen(path) > 0 && strspn(path, "/") == strlen(path)))
+    return NULL; /* no directory part, or the root itself */
+  while (n > 1 && path[n - 1] == '/')
+    n--;
+  out = sb__xmalloc(n + 1);
+  memcpy(out, path, n);
+  out[n] = '\0';
+  return out;
+}
+
 /* POSIX calls take any path up to PATH_MAX; the archive keeps its paths below it. */
 char* sb__path_long(const char* path) {
   return sb__xstrdup(path);

@@ -189,6 +189,49 @@ int sb__mkdir_p(const char* path) {
   return r;
 }
 
+/* The root's length in bytes of the UTF-8 path. */
+static size_t sb__root_len8(const char* p) {
+  WCHAR* w = sb__utf16(p);
+  size_t root;
+  int n = 0;
+  if (w == NULL)
+    return 0;
+  root = sb__root_len(w);
+  if (root > 0)
+    n = WideCharToMultiByte(CP_UTF8, 0, w, (int)root, NULL, 0, NULL, NULL);
+  free(w);
+  return n > 0 ? (size_t)n : 0;
+}
+
+int sb__path_is_absolute(const char* path) {
+  if (path == NULL)
+    return 0;
+  if ((path[0] == '\\' || path[0] == '/') && (path[1] == '\\' || path[1] == '/'))
+    return 1; /* UNC, or \\?\ */
+  return ((path[0] >= 'A' && path[0] <= 'Z') || (path[0] >= 'a' && path[0] <= 'z')) &&
+         path[1] == ':' && (path[2] == '\\' || path[2] == '/');
+}
+
+/* "C:\a\b\" -> "C:\a"; "C:\a" -> "C:\"; "C:\" -> NULL; UNC roots likewise. */
+char* sb__path_parent(const char* path) {
+  size_t root = sb__root_len8(path), n = strlen(path);
+  char* out;
+  while (n > root && (path[n - 1] == '\\' || path[n - 1] == '/'))
+    n--;
+  if (n <= root)
+    return NULL;
+  while (n > root && path[n - 1] != '\\' && path[n - 1] != '/')
+    n--;
+  if (n == 0)
+    return NULL;
+  while (n > root && (path[n - 1] == '\\' || path[n - 1] == '/'))
+    n--;
+  out = sb__xmalloc(n + 1);
+  memcpy(out, path, n);
+  out[n] = '\0';
+  return out;
+}
+
 /* One '\' between the parts however many separators of either kind each brings; an
  * empty part gives the other one unchanged. */
 char* sb__path_join(const char* a, const char* b) {
