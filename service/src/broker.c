@@ -207,9 +207,9 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
   if (cfg->upstream == NULL && (r = sb__archive_open(b)) != 0)
     return r;
   {
-    /* After the bind: a second instance never gets this far, so never opens the spool
-     * that the first one writes. Archive mode has one too: it holds what the archive
-     * cannot write yet. */
+    /* The data directory's lock keeps a second instance from getting this far, so
+     * it never opens the spool that the first one writes. Archive mode has one too:
+     * it holds what the archive cannot write yet. */
     sb__spool_resume_t* resume;
     size_t nresume, i;
     if ((r = sb__spool_open(&b->spool, loop, cfg, &resume, &nresume)) != 0)
