@@ -31,8 +31,10 @@ static void expect(uv_loop_t* loop, const char* const* argv, int want,
   sb_it_result_free(&res);
 }
 
-/* Asks sc query until the service reports state (it writes its last log line a moment
- * before it reports STOPPED), for up to ms. */
+/* Runs argv until its output holds needle, for up to ms (then fails as expect does).
+ * sc query: the service writes its last log line a moment before it reports STOPPED;
+ * sbctl: a stream that reached the upstream is closed once the upstream's end is
+ * confirmed, after upstream_end_linger_ms on Windows. */
 static void wait_state(uv_loop_t* loop, const char* const* query, const char* state,
                        int ms) {
   int waited;
@@ -146,7 +148,7 @@ TEST_IMPL(winservice_install_start_use_stop_uninstall) {
   expect(&loop, install, 1, "already installed");
   expect(&loop, query, 0, "STOPPED");
   expect(&loop, start, 0, NULL);
-  expect(&loop, query, 0, "RUNNING");
+  wait_state(&loop, query, "RUNNING", 20000);
   ASSERT(wait_file(&loop, log, "running as the service StreamBroker", 20000));
 
   /* Used like any other: a stream arrives, sbctl reports it. */
@@ -157,7 +159,7 @@ TEST_IMPL(winservice_install_start_use_stop_uninstall) {
   ASSERT(wait_file(&loop, path, "\"complete\":\ttrue", 20000));
   snprintf(path, sizeof(path), "%s\\svc\\hello.log", archive);
   ASSERT(wait_file(&loop, path, "from a service\n", 1000));
-  expect(&loop, status, 0, "1 opened, 1 closed");
+  wait_state(&loop, status, "1 opened, 1 closed", 20000);
 
   /* The upstream goes away; a stream written meanwhile waits in the spool. */
   sb_it_daemon_kill(&up, SIGKILL);
