@@ -221,6 +221,16 @@ void sb__broker_stop(sb__broker_t* b) {
   uv_close((uv_handle_t*)&b->stop_async, on_handle_closed);
   for (s = b->streams; s; s = next) {
     next = s->next;
+    /* A connection still in its handshake is a stream the stop refuses, as one that
+     * comes during the stop is: counted and logged, never dropped unseen. */
+    if (!s->handshaken && !s->client_eof) {
+      b->counters.refused_limit++;
+      SB_LOG_W("listener",
+               "connection %llu from pid %lld closed in its handshake (%llu bytes "
+               "read): the service is stopping",
+               (unsigned long long)s->id, (long long)s->peer_pid,
+               (unsigned long long)s->hs.consumed);
+    }
     sb__stream_stop(s);
   }
   on_stopped_check(b);

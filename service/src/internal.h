@@ -330,10 +330,10 @@ typedef void (*sb__listener_cb)(sb__listener_t* l, void* arg);
  * descriptor of sddl (NULL or "": SB__ADMIN_SDDL when admin_only, else
  * SB__DEFAULT_CONTROL_SDDL; SB_ECONFIG when invalid), the first with
  * FILE_FLAG_FIRST_PIPE_INSTANCE, all with PIPE_REJECT_REMOTE_CLIENTS; instances is
- * how many wait for clients at any time (POSIX: the listen backlog is 511). what
- * names the pipe in logs ("control pipe"). counters may be NULL (losses then are only
- * logged). Returns 0 with *out set, or SB_E* after logging (nothing is left open
- * once the loop has run).
+ * how many wait for clients at any time (POSIX: the listen backlog is 511, 16 for the
+ * admin pipe). what names the pipe in logs ("control pipe"). counters may be NULL
+ * (losses then are only logged). Returns 0 with *out set, or SB_E* after logging
+ * (nothing is left open once the loop has run).
  */
 int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
                        const char* what, int admin_only, const char* sddl,
