@@ -38,8 +38,7 @@
 
 typedef enum {
   SB__INST_LISTENING, /* ConnectNamedPipe pending; its wait registered */
-  SB__INST_SIGNALLED, /* ConnectNamedPipe finished (the wait ran): queued for the loop
-                       */
+  SB__INST_SIGNALLED, /* ConnectNamedPipe finished (its wait ran): queued */
   SB__INST_CONNECTED  /* a client came at once (ERROR_PIPE_CONNECTED, ERROR_NO_DATA) */
 } sb__inst_state_t;
 
@@ -129,8 +128,8 @@ static VOID CALLBACK on_signalled(PVOID ctx, BOOLEAN timed_out) {
   uv_async_send(&l->async);
 }
 
-/* Closes an instance's handles (the wait first, so its callback is over) and frees it.
- */
+/* Closes an instance's handles (the wait first: its callback is over) and frees it.
+ * Its ConnectNamedPipe must be over too (finished, or cancelled and waited for). */
 static void inst_free(sb__listener_t* l, sb__inst_t* inst) {
   if (inst->wait != NULL)
     UnregisterWaitEx(inst->wait, INVALID_HANDLE_VALUE);
@@ -157,7 +156,7 @@ static void inst_free(sb__listener_t* l, sb__inst_t* inst) {
  */
 static DWORD inst_new(sb__listener_t* l, int first) {
   sb__inst_t* inst = sb__xcalloc(1, sizeof(*inst));
-  DWORD e;
+  DWORD e, n;
   inst->l = l;
   inst->pipe = CreateNamedPipeW(
       l->path,
@@ -200,7 +199,11 @@ static DWORD inst_new(sb__listener_t* l, int first) {
       inst->wait = NULL;
       SB_LOG_E("listener", "%s: RegisterWaitForSingleObject: error %lu", l->what,
                (unsigned long)e);
+      /* Over before its OVERLAPPED goes; a client that came first is lost. */
       CancelIoEx(inst->pipe, &inst->ov);
+      if (GetOverlappedResult(inst->pipe, &inst->ov, &n, TRUE) ||
+          GetLastError() == ERROR_PIPE_CONNECTED || GetLastError() == ERROR_NO_DATA)
+        lost(l, "its instance could not be waited on", e);
       inst_free(l, inst);
       return e;
     }
