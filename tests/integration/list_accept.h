@@ -4,6 +4,7 @@
 
 #define TEST_LIST_ACCEPT(X)                                                            \
   X(accept_short_lived_raw_writers)                                                    \
+  X(accept_short_lived_raw_writers_few_instances)                                      \
   X(accept_short_lived_lib_writers)                                                    \
   X(accept_stop_accounts_for_waiting_connections)
 
