@@ -151,8 +151,12 @@ static void spawn_writer(uv_loop_t* loop, writer_proc_t* w, const char* prog,
     opts.exit_cb = on_writer_exit;
     if ((r = uv_spawn(loop, &w->proc, &opts)) == 0)
       break;
-    /* Under Wine a process creation now and then fails (UV_UNKNOWN) with 50 others
-     * alive: the writers are what is tested, not that; a few more tries. */
+    if (r != UV_UNKNOWN)
+      sb_test_fail(__FILE__, __LINE__, "spawn %s (writer %d): %s", prog, i,
+                   uv_strerror(r));
+    /* Under Wine a process creation now and then fails (UV_UNKNOWN: the OS error is
+     * ERROR_INTERNAL_ERROR) with 50 others alive: the writers are what is tested, not
+     * that; a few more tries. */
     fprintf(stderr, "spawn %s (writer %d): %s (%s, %d; OS error %lu)\n", prog, i,
             uv_strerror(r), uv_err_name(r), r, sb_it_os_error());
     if (++tries == 5)
