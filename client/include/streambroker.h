@@ -48,6 +48,8 @@ extern "C" {
 #define SB_MAX_TAG_KEY_LEN 64u
 #define SB_MAX_TAG_VALUE_LEN 4096u
 #define SB_DEFAULT_DIAL_TIMEOUT_MS 5000u
+/* How long closing a stream waits for the server to read it (Windows), by default. */
+#define SB_CLOSE_TIMEOUT_MS 30000u
 
 /* The environment variables LUCI clients read. */
 #define SB_ENV_SERVER_PATH "LOGDOG_STREAM_SERVER_PATH"
@@ -168,6 +170,22 @@ SB_EXTERN int sb_client_open(sb_client_t** out, const char* address);
  * environment or is static: do not free it, and copy it before changing either.
  */
 SB_EXTERN const char* sb_default_address(void);
+/*
+ * A client's options, for sb_client_open_opts. Zero-initialise, then set what is
+ * needed; 0 means the default.
+ */
+typedef struct {
+  /* How long sb_stream_open retries a busy server (default SB_DEFAULT_DIAL_TIMEOUT_MS;
+   * a single try: sb_client_set_timeout(client, 0)). */
+  uint32_t dial_timeout_ms;
+  /* How long sb_stream_close waits for the server to read the stream (Windows;
+   * default SB_CLOSE_TIMEOUT_MS). */
+  uint32_t close_timeout_ms;
+} sb_client_opts_t;
+
+/* sb_client_open with options (opts may be NULL: all defaults). */
+SB_EXTERN int sb_client_open_opts(sb_client_t** out, const char* address,
+                                  const sb_client_opts_t* opts);
 /* Frees the client. Streams opened from it stay valid and must be closed separately. */
 SB_EXTERN void sb_client_close(sb_client_t* client);
 /*
@@ -197,7 +215,16 @@ SB_EXTERN int sb_stream_write(sb_stream_t* stream, const void* buf, size_t len);
  * Errors: SB_ESTREAMTYPE on another type, SB_ETOOBIG, SB_EPIPE.
  */
 SB_EXTERN int sb_stream_send_datagram(sb_stream_t* stream, const void* buf, size_t len);
-/* Ends the stream (EOF to the server) and frees it. Returns the first write error. */
+/*
+ * Ends the stream (EOF to the server) and frees it, in every case. Returns the first
+ * write error, or else whether the server read the stream: on Windows the call waits
+ * (FlushFileBuffers) until the server has read every byte written, up to the client's
+ * close timeout (sb_client_opts_t, default SB_CLOSE_TIMEOUT_MS): SB_ETIMEDOUT past it
+ * (the wait is cancelled, the stream closed: the server may still read it, or not),
+ * SB_EPIPE when the server closed the connection first. A process that exits right
+ * after a 0 from here knows its stream was read. POSIX: returns at once; the kernel
+ * hands what was written to the server, even after the close.
+ */
 SB_EXTERN int sb_stream_close(sb_stream_t* stream);
 
 /*
@@ -205,10 +232,18 @@ SB_EXTERN int sb_stream_close(sb_stream_t* stream);
  * OS handle (POSIX: a file descriptor; Windows: a HANDLE opened without
  * FILE_FLAG_OVERLAPPED), ready to be a child process's stdout or stderr. The handle is
  * inheritable; the caller owns it and closes it (close() / CloseHandle()) after the
- * child has started.
+ * child has started, or keeps it until the child has exited and then asks
+ * sb_os_handle_flush whether the server read everything, before closing it.
  */
 SB_EXTERN int sb_stream_open_for_process(sb_client_t* client, const sb_stream_opts_t* opts,
                                          sb_os_handle_t* out);
+/*
+ * For a handle of sb_stream_open_for_process (or a duplicate of it), once its child
+ * has exited: waits until the server has read everything written on the connection,
+ * as sb_stream_close does, up to timeout_ms (0: SB_CLOSE_TIMEOUT_MS). Does not close
+ * the handle. 0, SB_ETIMEDOUT, SB_EPIPE, SB_EINVAL or SB_EIO. POSIX: 0 at once.
+ */
+SB_EXTERN int sb_os_handle_flush(sb_os_handle_t handle, uint32_t timeout_ms);
 
 /*
  * Checks a stream name against the LogDog rules: 1..4096 bytes of '/'-separated

@@ -10,12 +10,14 @@ struct sb_client_s {
   char* path;
   char* ns;
   uint32_t timeout_ms;
+  uint32_t close_timeout_ms;
 };
 
 struct sb_stream_s {
   sb_os_handle_t handle;
   int type;
   int err; /* first write error, reported again by close */
+  uint32_t close_timeout_ms;
 };
 
 static char* sb__strdup(const char* s) {
@@ -35,6 +37,11 @@ const char* sb_default_address(void) {
 }
 
 int sb_client_open(sb_client_t** out, const char* address) {
+  return sb_client_open_opts(out, address, NULL);
+}
+
+int sb_client_open_opts(sb_client_t** out, const char* address,
+                        const sb_client_opts_t* opts) {
   sb_client_t* c;
   const char* path;
   int kind, err;
@@ -50,7 +57,12 @@ int sb_client_open(sb_client_t** out, const char* address) {
   if (c == NULL)
     return SB_ENOMEM;
   c->kind = kind;
-  c->timeout_ms = SB_DEFAULT_DIAL_TIMEOUT_MS;
+  c->timeout_ms = opts != NULL && opts->dial_timeout_ms != 0
+                      ? opts->dial_timeout_ms
+                      : SB_DEFAULT_DIAL_TIMEOUT_MS;
+  c->close_timeout_ms = opts != NULL && opts->close_timeout_ms != 0
+                            ? opts->close_timeout_ms
+                            : SB_CLOSE_TIMEOUT_MS;
   if ((c->path = sb__strdup(path)) == NULL) {
     sb_client_close(c);
     return SB_ENOMEM;
@@ -126,6 +138,7 @@ int sb_stream_open(sb_client_t* client, const sb_stream_opts_t* opts, sb_stream_
     return err;
   }
   s->type = (int)opts->type;
+  s->close_timeout_ms = client->close_timeout_ms;
   *out = s;
   return 0;
 }
@@ -191,7 +204,15 @@ int sb_stream_close(sb_stream_t* stream) {
   if (stream == NULL)
     return SB_EINVAL;
   err = stream->err;
+  if (err == 0)
+    err = sb__handle_flush(stream->handle, stream->close_timeout_ms);
   sb__handle_close(stream->handle);
   free(stream);
   return err;
+}
+
+int sb_os_handle_flush(sb_os_handle_t handle, uint32_t timeout_ms) {
+  if (handle == SB_INVALID_OS_HANDLE)
+    return SB_EINVAL;
+  return sb__handle_flush(handle, timeout_ms != 0 ? timeout_ms : SB_CLOSE_TIMEOUT_MS);
 }

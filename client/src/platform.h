@@ -23,6 +23,13 @@ int sb__dial(int kind, const char* path, uint32_t timeout_ms, int for_process,
 /* Writes all of buf, blocking. SB_EPIPE when the server is gone; never SIGPIPE. */
 int sb__handle_write(sb_os_handle_t h, const void* buf, size_t len);
 void sb__handle_close(sb_os_handle_t h);
+/*
+ * Waits until the server has read everything written on h, up to timeout_ms: Windows,
+ * FlushFileBuffers on a thread of its own, cancelled (CancelSynchronousIo) at the
+ * deadline: 0, SB_ETIMEDOUT, SB_EPIPE (the server closed first), SB_ENOMEM, SB_EIO.
+ * POSIX: 0 at once (the kernel keeps what was written for the server).
+ */
+int sb__handle_flush(sb_os_handle_t h, uint32_t timeout_ms);
 /* Sleeps about ms milliseconds. */
 void sb__sleep_ms(uint32_t ms);
 /* A monotonic clock in milliseconds. */

@@ -2,11 +2,13 @@
  * sbcat - copies standard input into one log stream.
  *
  *   sbcat --name NAME [--type text|binary|datagram] [--content-type T]
- *         [--tag KEY=VALUE]... [--server ADDR] [--timeout MS]
+ *         [--tag KEY=VALUE]... [--server ADDR] [--timeout MS] [--close-timeout MS]
  *
  * For a datagram stream each input line (without its "\n" or "\r\n") is one datagram.
- * Exit status: 0 when all of stdin was sent, 1 when the stream could not be opened or
- * written, 2 for a usage error (bad option, invalid name or tag).
+ * Exit status: 0 when all of stdin was sent (on Windows: and read by the server, which
+ * the close waits for, up to --close-timeout), 1 when the stream could not be opened,
+ * written or (Windows) was not read in time, 2 for a usage error (bad option, invalid
+ * name or tag).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +20,13 @@
 static const char usage[] =
     "usage: sbcat --name NAME [--type text|binary|datagram] [--content-type TYPE]\n"
     "             [--tag KEY=VALUE]... [--server ADDR] [--timeout MS]\n"
+    "             [--close-timeout MS]\n"
     "Copies standard input into the log stream NAME. ADDR is unix:PATH or\n"
     "net.pipe:NAME; by default the address in " SB_ENV_SERVER_PATH ", or when\n"
     "that is unset the service's control pipe, " SB_DEFAULT_SERVER ".\n"
-    "For datagram streams each input line is one datagram.\n";
+    "For datagram streams each input line is one datagram. --timeout: how long to\n"
+    "retry a busy server; --close-timeout: how long to wait at the end for the server\n"
+    "to read the stream (Windows; default 30000).\n";
 
 static int fail_usage(const char* fmt, const char* arg) {
   fprintf(stderr, "sbcat: ");
@@ -92,8 +97,9 @@ int main(int argc, char** argv) {
   sb_client_t* client = NULL;
   sb_stream_t* stream = NULL;
   const char* server = NULL;
-  long timeout = -1;
+  long timeout = -1, close_timeout = 0;
   int i, err, close_err, status = 1;
+  sb_client_opts_t copts;
 
   memset(&opts, 0, sizeof(opts));
   tags = calloc((size_t)argc, sizeof(*tags));
@@ -158,6 +164,13 @@ int main(int argc, char** argv) {
         status = fail_usage("--timeout takes milliseconds, not \"%s\"", argv[i]);
         goto done;
       }
+    } else if (strcmp(a, "--close-timeout") == 0) {
+      char* end;
+      close_timeout = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || close_timeout <= 0) {
+        status = fail_usage("--close-timeout takes milliseconds, not \"%s\"", argv[i]);
+        goto done;
+      }
     } else {
       {
         status = fail_usage("unknown option: %s", a);
@@ -173,7 +186,9 @@ int main(int argc, char** argv) {
   sb__tool_binary_stdio();
   if (server == NULL)
     server = sb_default_address();
-  if ((err = sb_client_open(&client, server)) != 0) {
+  memset(&copts, 0, sizeof(copts));
+  copts.close_timeout_ms = (uint32_t)close_timeout;
+  if ((err = sb_client_open_opts(&client, server, &copts)) != 0) {
     fprintf(stderr, "sbcat: stream server %s: %s\n", server, sb_strerror(err));
     status = err == SB_EADDRESS || err == SB_ENAME ? 2 : 1;
     goto done;

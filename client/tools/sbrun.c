@@ -6,9 +6,13 @@
  * The streams are opened "for a process": the connections themselves become the
  * child's stdout and stderr, so sbrun copies nothing and the child's output reaches
  * the server even if sbrun is killed. The child finds the server in
- * LOGDOG_STREAM_SERVER_PATH, to open streams of its own. sbrun exits with the child's
+ * LOGDOG_STREAM_SERVER_PATH, to open streams of its own. Once the child has exited,
+ * sbrun waits (Windows) until the server has read both streams, up to --close-timeout
+ * (default 30 s), as the client library's close does. sbrun exits with the child's
  * exit status (128 + the signal number when a signal ended it), 127 when the command
- * cannot be started, 1 when the streams cannot be opened, 2 for a usage error.
+ * cannot be started, 1 when the streams cannot be opened, or when the child exited 0
+ * but a stream was not read by the server in time (or its connection broke), 2 for a
+ * usage error.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +24,15 @@
 #include "tools.h"
 
 static const char usage[] =
-    "usage: sbrun [--server ADDR] [--name-prefix P] [--timeout MS] -- COMMAND [ARGS...]\n"
+    "usage: sbrun [--server ADDR] [--name-prefix P] [--timeout MS]\n"
+    "             [--close-timeout MS] -- COMMAND [ARGS...]\n"
     "Runs COMMAND with its stdout and stderr as the text streams P/stdout and\n"
     "P/stderr (stdout and stderr without a prefix). ADDR is unix:PATH or\n"
     "net.pipe:NAME; by default the address in " SB_ENV_SERVER_PATH ", or when\n"
-    "that is unset the service's control pipe, " SB_DEFAULT_SERVER ".\n";
+    "that is unset the service's control pipe, " SB_DEFAULT_SERVER ".\n"
+    "--timeout: how long to retry a busy server; --close-timeout: how long to wait,\n"
+    "once COMMAND has exited, for the server to read the streams (Windows; default\n"
+    "30000).\n";
 
 static int64_t exit_status = -1;
 static int term_signal;
@@ -72,7 +80,7 @@ static void free_env(char** env) {
 int main(int argc, char** argv) {
   const char* server = NULL;
   const char* prefix = NULL;
-  long timeout = -1;
+  long timeout = -1, close_timeout = 0;
   int i, err, status = 1;
   sb_client_t* client = NULL;
   sb_os_handle_t handles[2] = {SB_INVALID_OS_HANDLE, SB_INVALID_OS_HANDLE};
@@ -101,13 +109,17 @@ int main(int argc, char** argv) {
       server = argv[++i];
     } else if (strcmp(a, "--name-prefix") == 0) {
       prefix = argv[++i];
-    } else if (strcmp(a, "--timeout") == 0) {
+    } else if (strcmp(a, "--timeout") == 0 || strcmp(a, "--close-timeout") == 0) {
       char* end;
-      timeout = strtol(argv[++i], &end, 10);
-      if (*end != '\0' || timeout < 0) {
-        fprintf(stderr, "sbrun: --timeout takes milliseconds, not \"%s\"\n", argv[i]);
+      long v = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || v < 0 || (a[2] == 'c' && v == 0)) {
+        fprintf(stderr, "sbrun: %s takes milliseconds, not \"%s\"\n", a, argv[i]);
         return 2;
       }
+      if (a[2] == 'c')
+        close_timeout = v;
+      else
+        timeout = v;
     } else {
       fprintf(stderr, "sbrun: unknown option: %s\n%s", a, usage);
       return 2;
@@ -162,13 +174,6 @@ int main(int argc, char** argv) {
   opts.stdio_count = 3;
   opts.exit_cb = on_exit_cb;
   err = uv_spawn(uv_default_loop(), &proc, &opts);
-  /* The child has its own copies now: ours must go, or the streams never end. */
-  for (int k = 0; k < 2; k++) {
-    uv_fs_t req;
-    uv_fs_close(NULL, &req, fds[k], NULL);
-    uv_fs_req_cleanup(&req);
-    fds[k] = -1;
-  }
   if (err != 0) {
     fprintf(stderr, "sbrun: cannot run %s: %s\n", argv[i], uv_strerror(err));
     uv_close((uv_handle_t*)&proc, NULL);
@@ -176,8 +181,20 @@ int main(int argc, char** argv) {
     status = 127;
     goto done;
   }
+  /* Our copies stay open while the child runs (the streams end when the child's and
+   * ours are closed, just after it exits), so that we can ask whether the server read
+   * what it wrote. */
   uv_run(uv_default_loop(), UV_RUN_DEFAULT);
   status = term_signal ? 128 + term_signal : (int)exit_status;
+  for (int k = 0; k < 2; k++) {
+    err = sb_os_handle_flush((sb_os_handle_t)uv_get_osfhandle(fds[k]),
+                             (uint32_t)close_timeout);
+    if (err != 0) {
+      fprintf(stderr, "sbrun: stream \"%s\": %s\n", names[k], sb_strerror(err));
+      if (status == 0)
+        status = 1;
+    }
+  }
 
 done:
   for (int k = 0; k < 2; k++) {

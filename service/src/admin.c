@@ -67,6 +67,7 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(c, "connections_empty", k->connections_empty);
   add_u64(c, "refused_limit", k->refused_limit);
   add_u64(c, "refused_group", k->refused_group);
+  add_u64(c, "accept_lost", k->accept_lost);
   add_u64(c, "client_errors", k->client_errors);
   add_u64(c, "upstream_dials", k->upstream_dials);
   add_u64(c, "upstream_dial_failures", k->upstream_dial_failures);
@@ -249,16 +250,14 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
   }
 }
 
-static void on_connection(uv_stream_t* server, int status) {
-  sb__broker_t* b = server->data;
+static void on_connection(sb__listener_t* l, void* arg) {
+  sb__broker_t* b = arg;
   sb__admin_conn_t* c;
-  if (status < 0)
-    return;
   c = sb__xcalloc(1, sizeof(*c));
   c->broker = b;
   uv_pipe_init(b->loop, &c->pipe, 0);
   c->pipe.data = c;
-  if (uv_accept(server, (uv_stream_t*)&c->pipe) != 0 ||
+  if (sb__listener_accept(l, &c->pipe) != 0 ||
       uv_read_start((uv_stream_t*)&c->pipe, on_alloc, on_read) != 0)
     uv_close((uv_handle_t*)&c->pipe, on_conn_closed);
 }
@@ -270,21 +269,11 @@ int sb__admin_start(sb__broker_t* b) {
     SB_LOG_E("admin", "admin_pipe \"%s\": %s", b->cfg.admin_pipe, sb_strerror(r));
     return r;
   }
-  if ((r = sb__listener_prepare(path)) != 0)
+  /* Its connections are requests, not streams: a lost one is logged (sbctl sees no
+   * reply), not counted with the control pipe's. */
+  if ((r = sb__listener_start(&b->admin, b->loop, path, "admin pipe", 1, NULL,
+                              SB__ADMIN_INSTANCES, on_connection, b, NULL)) != 0)
     return r;
-  uv_pipe_init(b->loop, &b->admin, 0);
-  b->admin.data = b;
-  b->admin_listening = 1;
-  if ((r = uv_pipe_bind(&b->admin, path)) != 0) {
-    SB_LOG_E("admin", "bind %s: %s", path, uv_strerror(r));
-    return r == UV_EADDRINUSE ? SB_EEXIST : sb__uv_err(r);
-  }
-  if ((r = sb__listener_secure(&b->admin, path, 1, NULL)) != 0)
-    return r;
-  if ((r = uv_listen((uv_stream_t*)&b->admin, 16, on_connection)) != 0) {
-    SB_LOG_E("admin", "listen %s: %s", path, uv_strerror(r));
-    return sb__uv_err(r);
-  }
   SB_LOG_I("admin", "status on %s", b->cfg.admin_pipe);
   return 0;
 }

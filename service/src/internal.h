@@ -156,6 +156,8 @@ typedef struct {
                                   probe whether the pipe is served): not bad handshakes */
   uint64_t refused_limit;      /* connections refused by stream limits */
   uint64_t refused_group;      /* connections refused by allowed_groups */
+  uint64_t accept_lost;        /* connections the listener dropped unread (an accept or
+                                  a hand-over that failed, or waiting at a stop) */
   uint64_t client_errors;      /* client connections that ended with an error */
   uint64_t upstream_dials;
   uint64_t upstream_dial_failures;
@@ -264,10 +266,8 @@ void sb__lock_release(sb__lock_t* lock);
 typedef struct sb__broker_s {
   uv_loop_t* loop;
   sb__config_t cfg;
-  uv_pipe_t listener;
-  int listening;
-  uv_pipe_t admin; /* admin.c */
-  int admin_listening;
+  struct sb__listener_s* listener; /* the control pipe; NULL once stopped */
+  struct sb__listener_s* admin; /* the admin pipe (admin.c); NULL once stopped */
   uint64_t started_ms; /* uv_now at start, for uptime */
   uv_signal_t sigint, sigterm;
   int stopping;
@@ -355,22 +355,54 @@ int sb__admin_start(sb__broker_t* b);
 #define SB__DEFAULT_CONTROL_SDDL "D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGW;;;AU)"
 #define SB__ADMIN_SDDL "D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GA;;;BA)"
 
-/* ---- listener: platform parts (posix/listener.c, win/listener.c) ---- */
+/* ---- listener: the control and admin pipes (posix/listener.c, win/listener.c) ---- */
 
 /*
- * Prepares the control pipe's path before bind (POSIX: creates its directory mode
- * 0750, removes a stale socket of a dead instance, fails with SB_EEXIST while another
- * instance serves it) and secures it after bind (POSIX: mode 0660).
+ * A listening pipe and its accept loop. POSIX: a Unix socket, libuv's uv_listen (the
+ * kernel keeps what a client wrote before accept, even once it closed). Windows: a
+ * pool of named pipe instances of our own, each waiting in an overlapped
+ * ConnectNamedPipe; a client that wrote and closed before its instance was taken
+ * (ConnectNamedPipe's ERROR_NO_DATA) is handed over like any other, so what it wrote
+ * is read. A connection the listener cannot hand over is dropped unread: it is
+ * logged and counted (counters->accept_lost).
  */
-int sb__listener_prepare(const char* path);
+typedef struct sb__listener_s sb__listener_t;
 /*
- * Secures a bound pipe before it listens. POSIX: mode 0600 for the admin pipe (only
- * the service's user), else 0660. Windows: sets the DACL of the SDDL string given
- * (sddl NULL or "": SB__ADMIN_SDDL for the admin pipe, else SB__DEFAULT_CONTROL_SDDL)
- * on the pipe libuv created. SB_ECONFIG for an invalid SDDL, after logging.
+ * A connection waits: the callback calls sb__listener_accept once, with a pipe it has
+ * initialised (uv_pipe_init); one it does not accept is closed, logged and counted as
+ * lost. Loop thread.
  */
-int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only,
-                        const char* sddl);
+typedef void (*sb__listener_cb)(sb__listener_t* l, void* arg);
+
+/*
+ * Binds path (from sb__listener_bind_path) with its access rules and starts
+ * accepting. POSIX: creates the socket's directory (0750), removes a stale socket of a
+ * dead instance, SB_EEXIST while another instance serves it; mode 0600 (admin_only)
+ * or 0660 before listen. Windows: every instance is created with the security
+ * descriptor of sddl (NULL or "": SB__ADMIN_SDDL when admin_only, else
+ * SB__DEFAULT_CONTROL_SDDL; SB_ECONFIG when invalid), the first with
+ * FILE_FLAG_FIRST_PIPE_INSTANCE, all with PIPE_REJECT_REMOTE_CLIENTS; instances is
+ * how many wait for clients at any time (POSIX: the listen backlog is 511, 16 for the
+ * admin pipe). what names the pipe in logs ("control pipe"). counters may be NULL
+ * (losses then are only logged). Returns 0 with *out set, or SB_E* after logging
+ * (nothing is left open once the loop has run).
+ */
+int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
+                       const char* what, int admin_only, const char* sddl,
+                       int instances, sb__listener_cb cb, void* arg,
+                       sb__counters_t* counters);
+/* From the callback only: opens client (initialised, not yet open) on the waiting
+ * connection. 0, or SB_E* after logging (the connection is then lost, and counted). */
+int sb__listener_accept(sb__listener_t* l, uv_pipe_t* client);
+/*
+ * Stops accepting: connections not handed over yet are dropped (logged, counted),
+ * every instance and handle is closed, the listener freed, then closed(arg) runs (on a
+ * later loop turn; closed may be NULL). Loop thread.
+ */
+void sb__listener_stop(sb__listener_t* l, void (*closed)(void* arg), void* arg);
+/* Instances of the control pipe kept waiting (Windows), and of the admin pipe. */
+#define SB__CONTROL_INSTANCES 64
+#define SB__ADMIN_INSTANCES 4
 /* The bind path for an address of this platform's kind (SB_EADDRESS otherwise). */
 int sb__listener_bind_path(const char* address, char* out, size_t size);
 /*

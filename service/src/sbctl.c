@@ -105,6 +105,7 @@ static void print_status(const cJSON* r) {
   printf("bytes:           %.0f in, %.0f out\n", num(c, "bytes_in"),
          num(c, "bytes_out"));
   printf("refused:         %.0f (stream limits)\n", num(c, "refused_limit"));
+  printf("accept lost:     %.0f (connections dropped unread)\n", num(c, "accept_lost"));
   printf("errors:          %.0f client, %.0f upstream, %.0f archive\n",
          num(c, "client_errors"), num(c, "upstream_errors"), num(c, "archive_errors"));
   printf("upstream dials:  %.0f, %.0f failed\n", num(c, "upstream_dials"),
@@ -192,6 +193,9 @@ static const sbctl_metric_t known[] = {
      "Connections refused by max_streams or max_streams_per_client, or while "
      "stopping."},
     {"counters.refused_group", NULL, NULL, "Connections refused by allowed_groups."},
+    {"counters.accept_lost", NULL, NULL,
+     "Connections the control pipe's listener dropped unread: an accept or a "
+     "hand-over that failed, or a connection waiting at a stop."},
     {"counters.client_errors", NULL, NULL,
      "Client connections that ended with an error."},
     {"counters.upstream_dials", NULL, NULL, "Connections dialed to the upstream."},

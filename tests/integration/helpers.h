@@ -42,6 +42,8 @@ ssize_t sb_it_dgram_recv(uv_os_sock_t fd, char* buf, size_t size);
 void sb_it_dgram_close(uv_os_sock_t fd);
 /* 1 on Windows (named pipes, no POSIX signals), 0 elsewhere. */
 int sb_it_is_windows(void);
+/* The last OS error of this thread (GetLastError, errno), for a failure's message. */
+unsigned long sb_it_os_error(void);
 /* Path of a program built next to the test program ("sbcat" gets ".exe" on Windows). */
 void sb_it_program(const char* name, char* out, size_t size);
 

@@ -2,6 +2,7 @@
 #ifndef SB_ITEST_LIST_H
 #define SB_ITEST_LIST_H
 
+#include "list_accept.h"
 #include "list_admin.h"
 #include "list_archive.h"
 #include "list_archive_spool.h"
@@ -19,7 +20,8 @@
 #define TEST_LIST(X)                                                                   \
   TEST_LIST_SBCAT(X) TEST_LIST_SBRUN(X) TEST_LIST_BROKER(X) TEST_LIST_ADMIN(X) TEST_LIST_SPOOL(X) \
       TEST_LIST_FAULTS(X) TEST_LIST_WINSERVICE(X) TEST_LIST_ARCHIVE(X) TEST_LIST_BUTLER(X) \
-      TEST_LIST_OPS(X) TEST_LIST_LIVE(X) TEST_LIST_INSTANCE(X) TEST_LIST_ARCHIVE_SPOOL(X)
+      TEST_LIST_OPS(X) TEST_LIST_LIVE(X) TEST_LIST_INSTANCE(X) TEST_LIST_ARCHIVE_SPOOL(X) \
+      TEST_LIST_ACCEPT(X)
 TEST_LIST(TEST_DECLARE)
 
 #endif

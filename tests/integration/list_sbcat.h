@@ -9,6 +9,7 @@
   X(sbcat_address_and_namespace_from_env)                                              \
   X(sbcat_errors)                                                                      \
   X(sbcat_default_address)                                                             \
-  X(client_busy_server_times_out)
+  X(client_busy_server_times_out)                                                      \
+  X(sbcat_sbrun_unread_stream_fails)
 
 #endif

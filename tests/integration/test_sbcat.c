@@ -292,6 +292,7 @@ TEST_IMPL(client_busy_server_times_out) {
   struct busy_server b;
   uv_thread_t tid;
   sb_client_t* c;
+  sb_client_opts_t copts;
   sb_stream_t* streams[64];
   sb_stream_opts_t o;
   int i, n = 0, r = 0;
@@ -301,8 +302,11 @@ TEST_IMPL(client_busy_server_times_out) {
   ASSERT_OK(sb_it_recorder_start(&b.f.rec, &b.f.loop, b.f.bind_path, 1, 0));
   ASSERT_OK(uv_async_init(&b.f.loop, &b.stop, on_stop));
   ASSERT_OK(uv_thread_create(&tid, busy_thread, &b));
-  ASSERT_OK(sb_client_open(&c, b.f.address));
-  sb_client_set_timeout(c, 200);
+  /* A server that never reads holds a Windows close only until its deadline. */
+  memset(&copts, 0, sizeof(copts));
+  copts.dial_timeout_ms = 200;
+  copts.close_timeout_ms = 500;
+  ASSERT_OK(sb_client_open_opts(&c, b.f.address, &copts));
   memset(&o, 0, sizeof(o));
   o.name = "busy";
   /* The first few fill the backlog (or the pipe's spare instances); then busy. */
@@ -314,10 +318,56 @@ TEST_IMPL(client_busy_server_times_out) {
   }
   ASSERT_ERR(r, SB_EBUSY);
   ASSERT_LT(n, 64);
+  /* Windows: the close waits for the server to read the stream, and this one never
+   * does: past the deadline the wait is cancelled. POSIX: the kernel holds the bytes,
+   * the close returns at once. */
   for (i = 0; i < n; i++)
-    ASSERT_OK(sb_stream_close(streams[i]));
+    ASSERT_ERR(sb_stream_close(streams[i]), sb_it_is_windows() ? SB_ETIMEDOUT : 0);
   sb_client_close(c);
   ASSERT_OK(uv_async_send(&b.stop));
   ASSERT_OK(uv_thread_join(&tid));
+  fixture_stop(&b.f);
+}
+
+/*
+ * A server that takes the connections and never reads them: on Windows sbcat and
+ * sbrun wait at the end for it to read their streams, up to --close-timeout, then exit
+ * 1 saying so (their writes all succeeded: only the wait tells). POSIX: the kernel
+ * holds the bytes for the server, the close does not wait, and they exit 0.
+ */
+TEST_IMPL(sbcat_sbrun_unread_stream_fails) {
+  struct busy_server b;
+  sb_it_result_t res;
+  char sbrun[4096], child[4096];
+  const char* cat[] = {NULL, "--name",          "unread/cat", "--server",
+                       NULL, "--close-timeout", "300",        NULL};
+  const char* run[] = {sbrun,    "--server", NULL,  "--close-timeout",
+                       "300",    "--",       child, "write",
+                       "68690a", "",         "0",   NULL};
+  int want = sb_it_is_windows() ? 1 : 0;
+  memset(&b, 0, sizeof(b));
+  ASSERT_OK(uv_loop_init(&b.f.loop));
+  sb_it_address("unread", b.f.address, b.f.bind_path, sizeof(b.f.address));
+  ASSERT_OK(sb_it_recorder_start(&b.f.rec, &b.f.loop, b.f.bind_path, 16, 0));
+  sb_it_program("sbcat", b.f.sbcat, sizeof(b.f.sbcat));
+  sb_it_program("sbrun", sbrun, sizeof(sbrun));
+  sb_it_program("sb_child", child, sizeof(child));
+  cat[0] = b.f.sbcat;
+  cat[4] = b.f.address;
+  run[2] = b.f.address;
+  sb_it_run(&b.f.loop, cat, NULL, "a line\n", 7, NULL, 0, &res);
+  fprintf(stderr, "sbcat: exit %lld, stderr: %s\n", (long long)res.exit_status,
+          res.err.data);
+  ASSERT_EQ(res.exit_status, want);
+  if (want)
+    ASSERT(sb_it_contains(res.err.data, res.err.len, "timed out"));
+  sb_it_result_free(&res);
+  sb_it_run(&b.f.loop, run, NULL, "", 0, NULL, 0, &res);
+  fprintf(stderr, "sbrun: exit %lld, stderr: %s\n", (long long)res.exit_status,
+          res.err.data);
+  ASSERT_EQ(res.exit_status, want);
+  if (want)
+    ASSERT_EQ(sb_it_count(res.err.data, res.err.len, "timed out"), 2);
+  sb_it_result_free(&res);
   fixture_stop(&b.f);
 }

@@ -99,7 +99,8 @@ int sb__dial(int kind, const char* path, uint32_t timeout_ms, int for_process,
     delay = delay * 2 > SB__DIAL_BACKOFF_CAP_MS ? SB__DIAL_BACKOFF_CAP_MS : delay * 2;
   }
   free(wpath);
-  if (for_process && !SetHandleInformation(h, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT)) {
+  if (for_process &&
+      !SetHandleInformation(h, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT)) {
     e = GetLastError();
     CloseHandle(h);
     return sb__win_to_sb(e);
@@ -123,4 +124,102 @@ int sb__handle_write(sb_os_handle_t h, const void* buf, size_t len) {
 void sb__handle_close(sb_os_handle_t h) {
   if (h != NULL && h != INVALID_HANDLE_VALUE)
     CloseHandle(h);
+}
+
+/*
+ * FlushFileBuffers on a pipe returns once the server has read everything written, so
+ * a writer that exits right after knows its stream arrived; but it blocks for as long
+ * as the server does not read. So it runs on a thread of its own, and at the deadline
+ * the caller cancels it (CancelSynchronousIo). A cancel can come before the thread has
+ * entered FlushFileBuffers, when it finds nothing to cancel: the state (under lock)
+ * says so, and the cancel is repeated until the thread is out. Should the thread still
+ * not leave (a cancel that never takes), the caller gives up waiting after
+ * SB__FLUSH_CANCEL_MS: the thread then frees what they share, the last one out.
+ */
+#define SB__FLUSH_CANCEL_MS 5000u
+
+enum { SB__FLUSH_QUEUED, SB__FLUSH_RUNNING, SB__FLUSH_DONE, SB__FLUSH_CANCELLED };
+
+typedef struct {
+  HANDLE pipe;
+  SRWLOCK lock;
+  int state;
+  DWORD err; /* FlushFileBuffers' error, 0 when it succeeded */
+  volatile LONG refs;
+} sb__flush_t;
+
+static void flush_unref(sb__flush_t* f) {
+  if (InterlockedDecrement(&f->refs) == 0)
+    free(f);
+}
+
+static DWORD WINAPI flush_thread(LPVOID arg) {
+  sb__flush_t* f = arg;
+  BOOL ok = FALSE;
+  DWORD e = ERROR_OPERATION_ABORTED;
+  int run;
+  AcquireSRWLockExclusive(&f->lock);
+  run = f->state == SB__FLUSH_QUEUED;
+  if (run)
+    f->state = SB__FLUSH_RUNNING;
+  ReleaseSRWLockExclusive(&f->lock);
+  if (run) {
+    ok = FlushFileBuffers(f->pipe);
+    e = ok ? 0 : GetLastError();
+  }
+  AcquireSRWLockExclusive(&f->lock);
+  f->err = e;
+  f->state = SB__FLUSH_DONE;
+  ReleaseSRWLockExclusive(&f->lock);
+  flush_unref(f);
+  return 0;
+}
+
+int sb__handle_flush(sb_os_handle_t h, uint32_t timeout_ms) {
+  sb__flush_t* f;
+  HANDLE t;
+  uint64_t start;
+  int state, timed_out = 0;
+  DWORD e;
+  if (h == NULL || h == INVALID_HANDLE_VALUE)
+    return SB_EINVAL;
+  if ((f = calloc(1, sizeof(*f))) == NULL)
+    return SB_ENOMEM;
+  f->pipe = h;
+  f->state = SB__FLUSH_QUEUED;
+  f->refs = 2;
+  InitializeSRWLock(&f->lock);
+  t = CreateThread(NULL, 64 * 1024, flush_thread, f, STACK_SIZE_PARAM_IS_A_RESERVATION,
+                   NULL);
+  if (t == NULL) {
+    e = GetLastError();
+    free(f);
+    return e == ERROR_NOT_ENOUGH_MEMORY || e == ERROR_OUTOFMEMORY ? SB_ENOMEM : SB_EIO;
+  }
+  if (WaitForSingleObject(t, timeout_ms) != WAIT_OBJECT_0) {
+    timed_out = 1;
+    start = sb__now_ms();
+    do {
+      AcquireSRWLockExclusive(&f->lock);
+      if (f->state == SB__FLUSH_QUEUED)
+        f->state = SB__FLUSH_CANCELLED;
+      else if (f->state == SB__FLUSH_RUNNING)
+        CancelSynchronousIo(t);
+      ReleaseSRWLockExclusive(&f->lock);
+    } while (WaitForSingleObject(t, 10) != WAIT_OBJECT_0 &&
+             sb__now_ms() - start < SB__FLUSH_CANCEL_MS);
+  }
+  CloseHandle(t);
+  AcquireSRWLockExclusive(&f->lock);
+  state = f->state;
+  e = f->err;
+  ReleaseSRWLockExclusive(&f->lock);
+  flush_unref(f);
+  if (state != SB__FLUSH_DONE)
+    return SB_ETIMEDOUT; /* the thread never left: it frees f on its way out */
+  if (e == 0)
+    return 0; /* done, even if just past the deadline */
+  if (timed_out && e == ERROR_OPERATION_ABORTED)
+    return SB_ETIMEDOUT;
+  return sb__win_to_sb(e);
 }

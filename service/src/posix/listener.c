@@ -1,4 +1,5 @@
-/* posix/listener.c - the control socket's directory, stale sockets, modes, peers. */
+/* posix/listener.c - the control and admin sockets: directory, stale sockets, modes,
+ * libuv's accept loop, peers. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <grp.h>
@@ -28,7 +29,7 @@ int sb__listener_bind_path(const char* address, char* out, size_t size) {
  * accepts belongs to a live instance: we refuse to start rather than steal its name.
  * Anything that is not a socket is left alone and is an error.
  */
-int sb__listener_prepare(const char* path) {
+static int listener_prepare(const char* path) {
   char dir[1024];
   char* slash;
   struct stat st;
@@ -74,17 +75,135 @@ int sb__listener_prepare(const char* path) {
   return 0;
 }
 
-/* Mode 0660 before listen (0600 for the admin pipe): the directory (0750) and the
- * group decide who connects. */
-int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only,
-                        const char* sddl) {
-  (void)pipe;
+struct sb__listener_s {
+  uv_pipe_t pipe;
+  char* what;
+  sb__listener_cb cb;
+  void* arg;
+  sb__counters_t* counters;
+  int handed; /* the callback accepted the waiting connection */
+  void (*closed)(void* arg);
+  void* closed_arg;
+};
+
+static void on_listener_closed(uv_handle_t* h) {
+  sb__listener_t* l = h->data;
+  if (l->closed)
+    l->closed(l->closed_arg);
+  free(l->what);
+  free(l);
+}
+
+static void count_lost(sb__listener_t* l) {
+  if (l->counters)
+    l->counters->accept_lost++;
+}
+
+static void on_refused_closed(uv_handle_t* h) {
+  free(h);
+}
+
+/* The kernel keeps a connection, and what its client wrote, until accept: a client
+ * that closed before it is still read. An accept that fails (descriptors exhausted)
+ * drops one; libuv reports it here. */
+static void on_connection(uv_stream_t* server, int status) {
+  sb__listener_t* l = server->data;
+  if (status < 0) {
+    count_lost(l);
+    SB_LOG_E("listener", "%s: accept: %s; a connection was dropped unread", l->what,
+             uv_strerror(status));
+    return;
+  }
+  l->handed = 0;
+  l->cb(l, l->arg);
+  if (!l->handed) {
+    /* Nobody took it: take it, so libuv goes on accepting, and close it. */
+    uv_pipe_t* p = sb__xcalloc(1, sizeof(*p));
+    uv_pipe_init(server->loop, p, 0);
+    if (uv_accept(server, (uv_stream_t*)p) == 0) {
+      count_lost(l);
+      SB_LOG_E("listener", "%s: a connection was not taken; dropped unread", l->what);
+    }
+    uv_close((uv_handle_t*)p, on_refused_closed);
+  }
+}
+
+int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
+                       const char* what, int admin_only, const char* sddl,
+                       int instances, sb__listener_cb cb, void* arg,
+                       sb__counters_t* counters) {
+  sb__listener_t* l;
+  int r;
   (void)sddl;
+  (void)instances;
+  *out = NULL;
+  if ((r = listener_prepare(path)) != 0)
+    return r;
+  l = sb__xcalloc(1, sizeof(*l));
+  l->what = sb__xstrdup(what);
+  l->cb = cb;
+  l->arg = arg;
+  l->counters = counters;
+  uv_pipe_init(loop, &l->pipe, 0);
+  l->pipe.data = l;
+  if ((r = uv_pipe_bind(&l->pipe, path)) != 0) {
+    SB_LOG_E("listener", "%s: bind %s: %s", what, path, uv_strerror(r));
+    r = r == UV_EADDRINUSE ? SB_EEXIST : sb__uv_err(r);
+    goto fail;
+  }
+  /* Mode 0660 before listen (0600 for the admin pipe): the directory (0750) and the
+   * group decide who connects. */
   if (chmod(path, admin_only ? 0600 : 0660) != 0) {
     SB_LOG_E("listener", "chmod %s: %s", path, strerror(errno));
-    return SB_EACCES;
+    r = SB_EACCES;
+    goto fail;
+  }
+  if ((r = uv_listen((uv_stream_t*)&l->pipe, admin_only ? 16 : 511, on_connection)) !=
+      0) {
+    SB_LOG_E("listener", "%s: listen %s: %s", what, path, uv_strerror(r));
+    r = sb__uv_err(r);
+    goto fail;
+  }
+  *out = l;
+  return 0;
+fail:
+  uv_close((uv_handle_t*)&l->pipe, on_listener_closed);
+  return r;
+}
+
+int sb__listener_accept(sb__listener_t* l, uv_pipe_t* client) {
+  int r;
+  l->handed = 1;
+  if ((r = uv_accept((uv_stream_t*)&l->pipe, (uv_stream_t*)client)) != 0) {
+    count_lost(l);
+    SB_LOG_E("listener", "%s: accept: %s; a connection was dropped unread", l->what,
+             uv_strerror(r));
+    return sb__uv_err(r);
   }
   return 0;
+}
+
+/* Connections still in the kernel's backlog would go with the socket, unread and
+ * unseen: they are taken and closed here, so that each is counted. */
+void sb__listener_stop(sb__listener_t* l, void (*closed)(void* arg), void* arg) {
+  uv_os_fd_t fd;
+  uint64_t n = 0;
+  int c;
+  if (uv_fileno((uv_handle_t*)&l->pipe, &fd) == 0) {
+    while ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+      close(c);
+      n++;
+    }
+  }
+  if (n > 0) {
+    if (l->counters)
+      l->counters->accept_lost += n;
+    SB_LOG_W("listener", "%s: %llu connections waiting at the stop were dropped unread",
+             l->what, (unsigned long long)n);
+  }
+  l->closed = closed;
+  l->closed_arg = arg;
+  uv_close((uv_handle_t*)&l->pipe, on_listener_closed);
 }
 
 void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* gid) {

@@ -1,10 +1,82 @@
-/* win/listener.c - the control pipe's name and the client's process id. */
+/*
+ * win/listener.c - the control and admin pipes: a pool of named pipe instances of our
+ * own, each waiting for a client in an overlapped ConnectNamedPipe; the pipe's name;
+ * the client's process id.
+ *
+ * Why not libuv's uv_listen: libuv 1.44 keeps 4 instances, and when a client connected
+ * to a fresh instance, wrote and closed before libuv's ConnectNamedPipe on it (a
+ * short-lived writer in a burst), ConnectNamedPipe says ERROR_NO_DATA and libuv closes
+ * the instance, and with it what the client wrote: the stream vanishes, and nobody
+ * says so. The named pipe file system keeps what a closed client wrote readable by the
+ * server until it is read (checked under Wine: ReadFile returns it, then
+ * ERROR_BROKEN_PIPE), so here such an instance is handed over like any connected one
+ * and its stream is read to its end.
+ *
+ * Each instance has an event for its ConnectNamedPipe, waited on in the thread pool
+ * (RegisterWaitForSingleObject); the wait's callback queues the instance and wakes the
+ * loop (uv_async_send). On the loop thread a connected instance is replaced by a new
+ * one first (so the name never lacks a waiting instance), then handed over as a
+ * uv_pipe_t (uv_pipe_open, which takes a C runtime descriptor in libuv 1.44).
+ */
 #include <windows.h>
 #include <aclapi.h>
+#include <fcntl.h>
+#include <io.h>
 #include <sddl.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../internal.h"
+
+/* The pipes' buffers, as libuv's: what a client may write before the service reads. */
+#define SB__PIPE_BUFFER 65536
+/* After a failed CreateNamedPipeW, the pool is filled again this much later. */
+#define SB__REFILL_RETRY_MS 1000
+/* Losses logged one by one per minute; more are summed up in one line. */
+#define SB__LOST_LOG_BURST 20
+#define SB__LOST_LOG_WINDOW_MS 60000
+
+typedef enum {
+  SB__INST_LISTENING, /* ConnectNamedPipe pending; its wait registered */
+  SB__INST_SIGNALLED, /* ConnectNamedPipe finished (its wait ran): queued */
+  SB__INST_CONNECTED  /* a client came at once (ERROR_PIPE_CONNECTED, ERROR_NO_DATA) */
+} sb__inst_state_t;
+
+typedef struct sb__inst_s {
+  struct sb__listener_s* l;
+  HANDLE pipe;
+  OVERLAPPED ov; /* ov.hEvent: set when ConnectNamedPipe finishes */
+  HANDLE wait;   /* RegisterWaitForSingleObject's, or NULL */
+  sb__inst_state_t state;
+  DWORD result;                   /* CONNECTED: ERROR_SUCCESS or ERROR_NO_DATA */
+  struct sb__inst_s *prev, *next; /* the listener's instances */
+  struct sb__inst_s* queued;      /* the queue of finished instances */
+} sb__inst_t;
+
+struct sb__listener_s {
+  uv_loop_t* loop;
+  uv_async_t async;  /* the thread pool's waits wake the loop */
+  uv_timer_t refill; /* a failed CreateNamedPipeW is retried */
+  int pending_closes;
+  WCHAR path[300];
+  char* what;
+  PSECURITY_DESCRIPTOR sd;
+  SECURITY_ATTRIBUTES sa;
+  int want;    /* instances to keep waiting */
+  int waiting; /* instances created and not yet handed over */
+  sb__inst_t* insts;
+  /* Finished instances, in the order their waits ran; under lock. */
+  SRWLOCK lock;
+  sb__inst_t *queue_head, *queue_tail;
+  HANDLE handing; /* the connection the callback may accept, or NULL */
+  int stopping;
+  sb__listener_cb cb;
+  void* arg;
+  sb__counters_t* counters;
+  uint64_t lost_window_start, lost_logged, lost_unlogged;
+  void (*closed)(void* arg);
+  void* closed_arg;
+};
 
 int sb__listener_bind_path(const char* address, char* out, size_t size) {
   int kind;
@@ -17,70 +89,405 @@ int sb__listener_bind_path(const char* address, char* out, size_t size) {
   return 0;
 }
 
+/* A connection dropped unread: counted, and logged (up to SB__LOST_LOG_BURST lines a
+ * minute; the rest are summed up once the minute is over). */
+static void lost(sb__listener_t* l, const char* why, DWORD err) {
+  uint64_t now = uv_now(l->loop);
+  if (l->counters)
+    l->counters->accept_lost++;
+  if (now - l->lost_window_start >= SB__LOST_LOG_WINDOW_MS) {
+    if (l->lost_unlogged > 0)
+      SB_LOG_E("listener",
+               "%s: %llu more connections dropped unread in the last minute", l->what,
+               (unsigned long long)l->lost_unlogged);
+    l->lost_window_start = now;
+    l->lost_logged = l->lost_unlogged = 0;
+  }
+  if (l->lost_logged++ < SB__LOST_LOG_BURST)
+    SB_LOG_E("listener", "%s: a connection was dropped unread: %s (error %lu)", l->what,
+             why, (unsigned long)err);
+  else
+    l->lost_unlogged++;
+}
+
+/* Thread pool: an instance's ConnectNamedPipe finished. Queued for the loop; nothing
+ * of the instance is touched after the lock is released (the loop may free it). */
+static VOID CALLBACK on_signalled(PVOID ctx, BOOLEAN timed_out) {
+  sb__inst_t* inst = ctx;
+  sb__listener_t* l = inst->l;
+  (void)timed_out;
+  AcquireSRWLockExclusive(&l->lock);
+  inst->state = SB__INST_SIGNALLED;
+  inst->queued = NULL;
+  if (l->queue_tail)
+    l->queue_tail->queued = inst;
+  else
+    l->queue_head = inst;
+  l->queue_tail = inst;
+  ReleaseSRWLockExclusive(&l->lock);
+  uv_async_send(&l->async);
+}
+
+/* Closes an instance's handles (the wait first: its callback is over) and frees it.
+ * Its ConnectNamedPipe must be over too (finished, or cancelled and waited for). */
+static void inst_free(sb__listener_t* l, sb__inst_t* inst) {
+  if (inst->wait != NULL)
+    UnregisterWaitEx(inst->wait, INVALID_HANDLE_VALUE);
+  if (inst->pipe != INVALID_HANDLE_VALUE)
+    CloseHandle(inst->pipe);
+  if (inst->ov.hEvent != NULL)
+    CloseHandle(inst->ov.hEvent);
+  if (inst->prev)
+    inst->prev->next = inst->next;
+  else if (l->insts == inst)
+    l->insts = inst->next;
+  if (inst->next)
+    inst->next->prev = inst->prev;
+  l->waiting--;
+  free(inst);
+}
+
 /*
- * libuv creates the first instance with FILE_FLAG_FIRST_PIPE_INSTANCE, so on Windows a
- * second instance fails to bind; the probe here says why in plain words, and also
- * holds where that flag is not enforced (Wine): a pipe of that name that exists, busy
- * or free, belongs to someone else.
+ * One more instance waiting for a client. A client may come between CreateNamedPipeW
+ * and ConnectNamedPipe: ERROR_PIPE_CONNECTED, or ERROR_NO_DATA when it already wrote
+ * and closed; either is a connection, queued for the loop as a finished wait is.
+ * first: the pipe's first instance (FILE_FLAG_FIRST_PIPE_INSTANCE). Returns 0 or the
+ * Win32 error of the failed call (logged).
  */
-int sb__listener_prepare(const char* path) {
-  WCHAR wide[300];
-  if (MultiByteToWideChar(CP_UTF8, 0, path, -1, wide, 300) == 0)
-    return SB_EADDRESS;
-  if (WaitNamedPipeW(wide, 1) || GetLastError() == ERROR_SEM_TIMEOUT) {
-    SB_LOG_E("listener", "%s: another instance is serving it", path);
+static DWORD inst_new(sb__listener_t* l, int first) {
+  sb__inst_t* inst = sb__xcalloc(1, sizeof(*inst));
+  DWORD e, n;
+  inst->l = l;
+  inst->pipe = CreateNamedPipeW(
+      l->path,
+      PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED |
+          (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0),
+      PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+      PIPE_UNLIMITED_INSTANCES, SB__PIPE_BUFFER, SB__PIPE_BUFFER, 0, &l->sa);
+  if (inst->pipe == INVALID_HANDLE_VALUE) {
+    e = GetLastError();
+    free(inst);
+    if (!first || e != ERROR_ACCESS_DENIED)
+      SB_LOG_E("listener", "%s: CreateNamedPipeW: error %lu", l->what,
+               (unsigned long)e);
+    return e;
+  }
+  inst->next = l->insts;
+  if (l->insts)
+    l->insts->prev = inst;
+  l->insts = inst;
+  l->waiting++;
+  if ((inst->ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL)) == NULL) {
+    e = GetLastError();
+    SB_LOG_E("listener", "%s: CreateEventW: error %lu", l->what, (unsigned long)e);
+    inst_free(l, inst);
+    return e;
+  }
+  if (ConnectNamedPipe(inst->pipe, &inst->ov)) {
+    e = ERROR_PIPE_CONNECTED;
+  } else {
+    e = GetLastError();
+  }
+  switch (e) {
+  case ERROR_IO_PENDING:
+    inst->state = SB__INST_LISTENING;
+    /* WT_EXECUTEINWAITTHREAD: the callback only queues, so it may run right there. */
+    if (!RegisterWaitForSingleObject(&inst->wait, inst->ov.hEvent, on_signalled, inst,
+                                     INFINITE,
+                                     WT_EXECUTEONLYONCE | WT_EXECUTEINWAITTHREAD)) {
+      e = GetLastError();
+      inst->wait = NULL;
+      SB_LOG_E("listener", "%s: RegisterWaitForSingleObject: error %lu", l->what,
+               (unsigned long)e);
+      /* Over before its OVERLAPPED goes; a client that came first is lost. */
+      CancelIoEx(inst->pipe, &inst->ov);
+      if (GetOverlappedResult(inst->pipe, &inst->ov, &n, TRUE) ||
+          GetLastError() == ERROR_PIPE_CONNECTED || GetLastError() == ERROR_NO_DATA)
+        lost(l, "its instance could not be waited on", e);
+      inst_free(l, inst);
+      return e;
+    }
+    return 0;
+  case ERROR_PIPE_CONNECTED:
+  case ERROR_NO_DATA:
+    inst->state = SB__INST_CONNECTED;
+    inst->result = e == ERROR_NO_DATA ? ERROR_NO_DATA : ERROR_SUCCESS;
+    AcquireSRWLockExclusive(&l->lock);
+    inst->queued = NULL;
+    if (l->queue_tail)
+      l->queue_tail->queued = inst;
+    else
+      l->queue_head = inst;
+    l->queue_tail = inst;
+    ReleaseSRWLockExclusive(&l->lock);
+    uv_async_send(&l->async);
+    return 0;
+  default:
+    SB_LOG_E("listener", "%s: ConnectNamedPipe: error %lu", l->what, (unsigned long)e);
+    inst_free(l, inst);
+    return e;
+  }
+}
+
+static void on_refill(uv_timer_t* t);
+
+/* Tops the pool up to its size; on failure, tries again after SB__REFILL_RETRY_MS. */
+static void refill(sb__listener_t* l) {
+  while (!l->stopping && l->waiting < l->want) {
+    if (inst_new(l, 0) != 0) {
+      if (!uv_is_active((uv_handle_t*)&l->refill))
+        uv_timer_start(&l->refill, on_refill, SB__REFILL_RETRY_MS, 0);
+      return;
+    }
+  }
+}
+
+static void on_refill(uv_timer_t* t) {
+  refill(t->data);
+}
+
+/* The result of a finished ConnectNamedPipe: ERROR_SUCCESS when a client is there (or
+ * was: it may have closed since, its data still to be read), else the error. */
+static DWORD inst_result(sb__inst_t* inst) {
+  DWORD n;
+  if (inst->state == SB__INST_CONNECTED)
+    return ERROR_SUCCESS;
+  if (GetOverlappedResult(inst->pipe, &inst->ov, &n, FALSE))
+    return ERROR_SUCCESS;
+  n = GetLastError();
+  return n == ERROR_PIPE_CONNECTED || n == ERROR_NO_DATA ? ERROR_SUCCESS : n;
+}
+
+/* A finished instance: replaced in the pool, then handed over to the callback. */
+static void inst_done(sb__listener_t* l, sb__inst_t* inst) {
+  DWORD e;
+  if (inst->wait != NULL) {
+    /* The wait ran once (WT_EXECUTEONLYONCE); this frees it, after its callback. */
+    UnregisterWaitEx(inst->wait, INVALID_HANDLE_VALUE);
+    inst->wait = NULL;
+  }
+  e = inst_result(inst);
+  /* It leaves the pool's count now, so the pool is refilled before the hand-over. */
+  l->waiting--;
+  refill(l);
+  l->waiting++;
+  if (e != ERROR_SUCCESS) {
+    /* No client came (the instance failed): nothing to read. */
+    SB_LOG_E("listener", "%s: ConnectNamedPipe finished with error %lu", l->what,
+             (unsigned long)e);
+    inst_free(l, inst);
+    return;
+  }
+  if (inst->state == SB__INST_CONNECTED && inst->result == ERROR_NO_DATA)
+    SB_LOG_D("listener",
+             "%s: a client wrote and closed before its instance was taken; "
+             "reading what it wrote",
+             l->what);
+  l->handing = inst->pipe;
+  l->cb(l, l->arg);
+  if (l->handing != NULL) {
+    lost(l, "the service did not take it", 0);
+  } else {
+    inst->pipe = INVALID_HANDLE_VALUE; /* it belongs to the accepted uv_pipe_t now */
+  }
+  l->handing = NULL;
+  inst_free(l, inst);
+}
+
+static void on_async(uv_async_t* a) {
+  sb__listener_t* l = a->data;
+  sb__inst_t *inst, *next;
+  AcquireSRWLockExclusive(&l->lock);
+  inst = l->queue_head;
+  l->queue_head = l->queue_tail = NULL;
+  ReleaseSRWLockExclusive(&l->lock);
+  for (; inst != NULL; inst = next) {
+    next = inst->queued;
+    inst_done(l, inst);
+    if (l->stopping)
+      break; /* the callback stopped the listener, which freed every instance */
+  }
+}
+
+/*
+ * libuv 1.44's uv_pipe_open on Windows takes a C runtime descriptor and keeps it for
+ * the pipe's life, and C runtimes cap their table (msvcrt, and Wine's, at 2,048): with
+ * one per client connection beside one per upstream connection, 1,024 streams would
+ * exhaust it (libuv's own accept needs none). So the descriptor only carries the
+ * handle through uv_pipe_open: libuv is then given a duplicate of the handle, as if it
+ * had been opened without a descriptor (u.fd -1: libuv closes the handle itself), and
+ * the descriptor is closed. A duplicate shares the pipe's file object, and with it the
+ * loop's completion port that uv_pipe_open associated. No I/O is pending yet, so
+ * closing the original handle cancels nothing. These are fields of libuv 1.44's
+ * uv_pipe_t on Windows (handle, u.fd); should the duplicate fail, the descriptor is
+ * simply kept. A descriptor 0 to 2 (a service has no standard streams) libuv
+ * duplicates itself and forgets: it is closed here too.
+ */
+int sb__listener_accept(sb__listener_t* l, uv_pipe_t* client) {
+  HANDLE h = l->handing, dup = NULL;
+  int fd, r;
+  if (h == NULL)
+    return SB_EINVAL;
+  l->handing = NULL;
+  fd = _open_osfhandle((intptr_t)h, _O_BINARY);
+  if (fd < 0) {
+    CloseHandle(h);
+    lost(l, "no C runtime descriptor is free", (DWORD)errno);
+    return SB_ELIMIT;
+  }
+  if ((r = uv_pipe_open(client, fd)) != 0) {
+    _close(fd);
+    lost(l, uv_strerror(r), 0);
+    return sb__uv_err(r);
+  }
+  if (fd <= 2) {
+    _close(fd);
+  } else if (client->handle == h && client->u.fd == fd &&
+             DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), &dup, 0,
+                             FALSE, DUPLICATE_SAME_ACCESS)) {
+    client->handle = dup;
+    client->u.fd = -1;
+    _close(fd);
+  }
+  return 0;
+}
+
+static void on_listener_closed(uv_handle_t* h) {
+  sb__listener_t* l = h->data;
+  if (--l->pending_closes > 0)
+    return;
+  if (l->closed)
+    l->closed(l->closed_arg);
+  LocalFree(l->sd);
+  free(l->what);
+  free(l);
+}
+
+/*
+ * Every instance's ConnectNamedPipe is cancelled and its wait removed (after its
+ * callback, if it runs). An instance a client had connected to (its wait ran, or
+ * the cancel came too late) is dropped unread: a stopping service takes no streams,
+ * so it is counted and logged as lost.
+ */
+void sb__listener_stop(sb__listener_t* l, void (*closed)(void* arg), void* arg) {
+  uint64_t dropped = 0;
+  l->stopping = 1;
+  l->closed = closed;
+  l->closed_arg = arg;
+  uv_timer_stop(&l->refill);
+  while (l->insts != NULL) {
+    sb__inst_t* inst = l->insts;
+    DWORD n;
+    /* After this the wait's callback has run to its end, or never will. */
+    if (inst->wait != NULL) {
+      UnregisterWaitEx(inst->wait, INVALID_HANDLE_VALUE);
+      inst->wait = NULL;
+    }
+    if (inst->state == SB__INST_CONNECTED) {
+      dropped++;
+    } else {
+      /* Cancelled (or finished already), and waited for, so that it is over before
+       * its OVERLAPPED is freed; a client that came first is dropped. */
+      CancelIoEx(inst->pipe, &inst->ov);
+      if (GetOverlappedResult(inst->pipe, &inst->ov, &n, TRUE) ||
+          GetLastError() == ERROR_PIPE_CONNECTED || GetLastError() == ERROR_NO_DATA)
+        dropped++;
+    }
+    inst_free(l, inst);
+  }
+  /* The queue's instances were in the list too: all freed. */
+  AcquireSRWLockExclusive(&l->lock);
+  l->queue_head = l->queue_tail = NULL;
+  ReleaseSRWLockExclusive(&l->lock);
+  if (dropped > 0) {
+    if (l->counters)
+      l->counters->accept_lost += dropped;
+    SB_LOG_W("listener", "%s: %llu connections waiting at the stop were dropped unread",
+             l->what, (unsigned long long)dropped);
+  }
+  l->pending_closes = 2;
+  uv_close((uv_handle_t*)&l->async, on_listener_closed);
+  uv_close((uv_handle_t*)&l->refill, on_listener_closed);
+}
+
+/*
+ * A pipe of that name that exists, busy or free, belongs to someone else: said in plain
+ * words here, and also where FILE_FLAG_FIRST_PIPE_INSTANCE is not enforced (Wine).
+ */
+static int listener_prepare(const WCHAR* path, const char* what) {
+  if (WaitNamedPipeW(path, 1) || GetLastError() == ERROR_SEM_TIMEOUT) {
+    SB_LOG_E("listener", "%s: another instance is serving it", what);
     return SB_EEXIST;
   }
   return 0;
 }
 
 /*
- * libuv creates the pipe with WRITE_DAC and its default descriptor; the DACL of ours
- * replaces it on the first instance before anyone can connect (the pipe does not
- * listen yet), and every later instance shares the pipe's descriptor. Protected, so
- * nothing is inherited into it.
+ * The security descriptor is given to every instance at its creation, so no instance
+ * ever exists with the default one. Protected, so nothing is inherited into it.
  */
-int sb__listener_secure(uv_pipe_t* pipe, const char* path, int admin_only,
-                        const char* sddl) {
-  PSECURITY_DESCRIPTOR sd = NULL;
-  PACL dacl = NULL;
-  BOOL present = FALSE, defaulted = FALSE;
-  uv_os_fd_t h;
+int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
+                       const char* what, int admin_only, const char* sddl,
+                       int instances, sb__listener_cb cb, void* arg,
+                       sb__counters_t* counters) {
+  sb__listener_t* l;
   WCHAR wide[512];
   DWORD e;
+  *out = NULL;
+  l = sb__xcalloc(1, sizeof(*l));
+  l->loop = loop;
+  l->what = sb__xstrdup(what);
+  l->cb = cb;
+  l->arg = arg;
+  l->counters = counters;
+  l->want = instances > 0 ? instances : 1;
+  InitializeSRWLock(&l->lock);
+  uv_async_init(loop, &l->async, on_async);
+  l->async.data = l;
+  uv_timer_init(loop, &l->refill);
+  l->refill.data = l;
+  if (MultiByteToWideChar(CP_UTF8, 0, path, -1, l->path, 300) == 0) {
+    SB_LOG_E("listener", "%s: invalid pipe name %s", what, path);
+    sb__listener_stop(l, NULL, NULL);
+    return SB_EADDRESS;
+  }
   if (sddl == NULL || sddl[0] == '\0')
     sddl = admin_only ? SB__ADMIN_SDDL : SB__DEFAULT_CONTROL_SDDL;
   if (MultiByteToWideChar(CP_UTF8, 0, sddl, -1, wide, 512) == 0 ||
-      !ConvertStringSecurityDescriptorToSecurityDescriptorW(wide, SDDL_REVISION_1, &sd,
-                                                            NULL) ||
-      !GetSecurityDescriptorDacl(sd, &present, &dacl, &defaulted) || !present) {
+      !ConvertStringSecurityDescriptorToSecurityDescriptorW(wide, SDDL_REVISION_1,
+                                                            &l->sd, NULL)) {
     SB_LOG_E("listener", "%s: invalid security descriptor \"%s\" (error %lu)", path,
-             sddl, GetLastError());
-    LocalFree(sd);
+             sddl, (unsigned long)GetLastError());
+    sb__listener_stop(l, NULL, NULL);
     return SB_ECONFIG;
   }
-  if (uv_fileno((uv_handle_t*)pipe, &h) != 0) {
-    LocalFree(sd);
-    return SB_EIO;
+  l->sa.nLength = sizeof(l->sa);
+  l->sa.lpSecurityDescriptor = l->sd;
+  l->sa.bInheritHandle = FALSE;
+  if (listener_prepare(l->path, path) != 0) {
+    sb__listener_stop(l, NULL, NULL);
+    return SB_EEXIST;
   }
-  e = SetSecurityInfo(h, SE_KERNEL_OBJECT,
-                      DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
-                      NULL, NULL, dacl, NULL);
-  LocalFree(sd);
-  if (e != ERROR_SUCCESS) {
-    SB_LOG_E("listener", "SetSecurityInfo %s: error %lu", path, e);
-    return SB_EACCES;
+  if ((e = inst_new(l, 1)) != 0) {
+    if (e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY)
+      SB_LOG_E("listener", "%s: another instance is serving it", path);
+    sb__listener_stop(l, NULL, NULL);
+    return e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY ? SB_EEXIST : SB_EIO;
   }
-  SB_LOG_D("listener", "%s: security descriptor %s", path, sddl);
+  refill(l);
+  SB_LOG_D("listener", "%s: %d instances waiting, security descriptor %s", path,
+           l->waiting, sddl);
+  *out = l;
   return 0;
 }
 
+/* Wine says 0 for a client that has gone: unknown, as no pid at all. */
 void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* gid) {
   uv_os_fd_t h;
   ULONG client_pid = 0;
   *pid = *uid = *gid = -1;
   if (uv_fileno((uv_handle_t*)pipe, &h) == 0 &&
-      GetNamedPipeClientProcessId(h, &client_pid))
+      GetNamedPipeClientProcessId(h, &client_pid) && client_pid != 0)
     *pid = client_pid;
 }
 

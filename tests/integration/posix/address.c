@@ -20,6 +20,10 @@ void sb_it_address(const char* tag, char* address, char* bind_path, size_t size)
   sb_test_temp(bind_path);
 }
 
+unsigned long sb_it_os_error(void) {
+  return (unsigned long)errno;
+}
+
 int sb_it_is_windows(void) {
   return 0;
 }

@@ -12,6 +12,10 @@ void sb_it_address(const char* tag, char* address, char* bind_path, size_t size)
   snprintf(address, size, "net.pipe:sbit-%lu-%s", GetCurrentProcessId(), tag);
 }
 
+unsigned long sb_it_os_error(void) {
+  return GetLastError();
+}
+
 int sb_it_is_windows(void) {
   return 1;
 }
