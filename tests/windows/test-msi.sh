@@ -43,8 +43,10 @@ msi2=$(bash "$top/wix/build-msi.sh" "$build" 0.1.1 | tail -n 1)
 # Tables: the service is the MSI's, with a fixed upgrade code.
 msiinfo export "$msi1" ServiceInstall | has $'StreamBroker\tStreamBroker log-stream broker\t16\t2' ||
   fail "ServiceInstall: own process, automatic start"
-msiinfo export "$msi1" ServiceControl | has -P '^StreamBrokerControl\tStreamBroker\t163\t' ||
-  fail "ServiceControl: start on install, stop both, remove on uninstall"
+# Wait 1: Windows Installer waits for the service to stop before it removes files.
+msiinfo export "$msi1" ServiceControl |
+  has -P '^StreamBrokerControl\tStreamBroker\t163\t\t1\tService\r?$' ||
+  fail "ServiceControl: start on install, stop both, remove on uninstall, and wait"
 msiinfo export "$msi1" Property | has '^UpgradeCode.{18527C75-8E14-5CF3-AEF6-22ADB2196879}' ||
   fail "UpgradeCode"
 msiinfo export "$msi1" Component | has '^Service' || fail "Component Service"
@@ -113,6 +115,16 @@ if run msiexec /i "$(winepath -w "$msi1" 2>/dev/null || echo "Z:$msi1")" /qn; th
 fi
 await running || fail "the service stopped after the refused downgrade"
 
+# Wine's msiexec does not wait for ServiceControl's stop (its StopServices sends STOP and
+# goes on; its +msi trace then shows "failed to delete ...streambrokerd.exe (5)" whenever
+# the service process outlives the next few actions), where Windows Installer waits for
+# STOPPED (Wait 1, checked above). So the test waits as Windows Installer does: it stops
+# the service (net stop waits) before the uninstall. The upgrade above stopped a running
+# service through ServiceControl itself.
+run net stop StreamBroker >/dev/null || fail "net stop"
+await stopped_or_gone || fail "the service still runs after net stop"
+await sh -c "! pgrep -f '[P]rogram Files.streambroker.streambrokerd.exe' >/dev/null" ||
+  fail "the service process did not exit after net stop"
 run msiexec /x "$(winepath -w "$msi2" 2>/dev/null || echo "Z:$msi2")" /qn || fail "uninstall"
 await stopped_or_gone || fail "the service still runs after uninstall"
 run sc query StreamBroker >/dev/null 2>&1 && fail "the service is still registered"
