@@ -346,6 +346,8 @@ typedef struct {
   volatile int done;
   volatile uint64_t written; /* bytes whose write returned */
   uint64_t max;              /* stops by itself past this */
+  uint64_t hold_at;          /* waits there until released (0: never) */
+  volatile int released;
   int err;
 } text_writer_t;
 
@@ -363,6 +365,8 @@ static void text_writer_run(void* arg) {
   if (w->err == 0 && (w->err = sb_stream_open(client, &o, &s)) == 0) {
     while (!w->stop && w->written < w->max) {
       size_t n = w->max - w->written < 65536 ? (size_t)(w->max - w->written) : 65536;
+      while (w->hold_at > 0 && w->written >= w->hold_at && !w->released && !w->stop)
+        uv_sleep(10);
       if ((w->err = sb_stream_write(s, data.data + w->written, n)) != 0)
         break;
       w->written += n;
@@ -500,6 +504,9 @@ TEST_IMPL(spool_window_too_small_gap_recorded) {
   memset(&w, 0, sizeof(w));
   w.name = "gap/a";
   w.max = 8u << 20;
+  /* The writer waits at 1 MiB until U is stopped: on a loaded machine it could
+   * otherwise be done before the stop, and nothing would stall. */
+  w.hold_at = 1u << 20;
   sb_it_daemon_start(&up, &loop, "spgpu", NULL, "\"upstream_high_watermark\": 65536");
   sb_it_daemon_start(&b, &loop, "spgpb", up.address,
                      "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 300, "
@@ -510,6 +517,7 @@ TEST_IMPL(spool_window_too_small_gap_recorded) {
   r.at = 1u << 20;
   ASSERT(sb_it_run_until(&loop, 120000, text_writer_reached, &r));
   sb_it_daemon_kill(&up, SPOOL_SIGSTOP);
+  w.released = 1;
   /* B turns the stream to the spool once U has held its watermark half a second:
    * by then U's socket is full. */
   sb_it_daemon_wait_log(&b, "spooling until it catches up", 1, 60000);
