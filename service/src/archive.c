@@ -1011,18 +1011,25 @@ static void ar_claim(sb__archive_t* ar) {
                           UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL, 0640, on_fs));
 }
 
+/* The .log that failed is flushed (what it took is kept), then closed, one step at a
+ * time; 1 while a step was submitted, 0 once it is closed. */
+static int ar_close_failed_log(sb__archive_t* ar) {
+  uv_loop_t* loop = ar->sink.stream->broker->loop;
+  if (ar->log_fd < 0)
+    return 0;
+  if (ar->pre_sync == 1) {
+    ar->pre_sync = 2;
+    ar_submitted(ar, AR_BREAK_SYNC, uv_fs_fsync(loop, &ar->req, ar->log_fd, on_fs));
+  } else {
+    ar_submitted(ar, AR_BREAK_CLOSE, uv_fs_close(loop, &ar->req, ar->log_fd, on_fs));
+  }
+  return 1;
+}
+
 /* Broken: the failed .log is flushed and closed, then the retry waits for its time. */
 static void ar_step_broken(sb__archive_t* ar) {
-  uv_loop_t* loop = ar->sink.stream->broker->loop;
-  if (ar->log_fd >= 0) {
-    if (ar->pre_sync == 1) {
-      ar->pre_sync = 2;
-      ar_submitted(ar, AR_BREAK_SYNC, uv_fs_fsync(loop, &ar->req, ar->log_fd, on_fs));
-    } else {
-      ar_submitted(ar, AR_BREAK_CLOSE, uv_fs_close(loop, &ar->req, ar->log_fd, on_fs));
-    }
+  if (ar_close_failed_log(ar))
     return;
-  }
   if (ar->retry_due) {
     ar->retry_due = 0;
     ar->route = AR_REOPENING;
@@ -1103,7 +1110,6 @@ static int ar_step_drain(sb__archive_t* ar) {
  * the next start. One that has caught up ends as a direct stream does.
  */
 static void ar_step_stopping(sb__archive_t* ar) {
-  uv_loop_t* loop = ar->sink.stream->broker->loop;
   if (ar->route == AR_DRAINING && ar->head == NULL && !ar->hole &&
       sb__archive_spool_caught_up(ar)) {
     if (ar_step_drain(ar))
@@ -1113,15 +1119,8 @@ static void ar_step_stopping(sb__archive_t* ar) {
   }
   if (!ar->wq_direct)
     sb__archive_drop_queue(ar);
-  if (ar->log_fd >= 0) {
-    if (ar->pre_sync == 1) {
-      ar->pre_sync = 2;
-      ar_submitted(ar, AR_BREAK_SYNC, uv_fs_fsync(loop, &ar->req, ar->log_fd, on_fs));
-    } else {
-      ar_submitted(ar, AR_BREAK_CLOSE, uv_fs_close(loop, &ar->req, ar->log_fd, on_fs));
-    }
+  if (ar_close_failed_log(ar))
     return;
-  }
   if (ar->appends_out > 0 || ar->reading)
     return;
   if (!ar->row)

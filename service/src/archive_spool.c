@@ -47,18 +47,6 @@
 /* A read that failed for now (the database busy) is tried again after this. */
 #define AR_READ_RETRY_MS 1000
 
-static uint64_t jitter_state;
-
-/* xorshift64: jitter needs spread, not quality; seeded from the clock once. */
-static uint64_t jitter_next(void) {
-  if (jitter_state == 0)
-    jitter_state = uv_hrtime() | 1;
-  jitter_state ^= jitter_state << 13;
-  jitter_state ^= jitter_state >> 7;
-  jitter_state ^= jitter_state << 17;
-  return jitter_state;
-}
-
 static sb__broker_t* ar_broker(const sb__archive_t* ar) {
   return ar->sink.stream->broker;
 }
@@ -124,12 +112,7 @@ void sb__archive_spool_released(sb__archive_t* ar, uint64_t n) {
 /* The delay before retry number `attempt` + 1: doubling from backoff_initial_ms,
  * capped at backoff_max_ms, drawn from its upper half (jitter). */
 static uint64_t ar_backoff(const sb__archive_t* ar) {
-  const sb__config_t* cfg = &ar_broker(ar)->cfg;
-  unsigned step = ar->attempt < 20 ? ar->attempt : 20;
-  uint64_t delay = cfg->backoff_initial_ms << step;
-  if (delay > cfg->backoff_max_ms)
-    delay = cfg->backoff_max_ms;
-  return delay / 2 + jitter_next() % (delay / 2 + 1);
+  return sb__backoff_ms(&ar_broker(ar)->cfg, ar->attempt);
 }
 
 static void on_backoff(uv_timer_t* t) {

@@ -565,4 +565,10 @@ char* sb__path_long(const char* path);
 /* Translates a libuv error to SB_E*, once, at the boundary. */
 int sb__uv_err(int uv_err);
 
+/* The delay before retry number step (0: the first) of something that failed for now
+ * (an upstream dial, an archive that cannot write): backoff_initial_ms doubled at each
+ * step up to backoff_max_ms, drawn from its upper half (jitter), so that many streams
+ * do not retry in step. Loop thread (util.c). */
+uint64_t sb__backoff_ms(const sb__config_t* cfg, unsigned step);
+
 #endif /* SB_SERVICE_INTERNAL_H */

@@ -162,18 +162,6 @@ typedef struct {
   char hs[];
 } sb__upstream_write_t;
 
-static uint64_t jitter_state;
-
-/* xorshift64: jitter needs spread, not quality; seeded from the clock once. */
-static uint64_t jitter_next(void) {
-  if (jitter_state == 0)
-    jitter_state = uv_hrtime() | 1;
-  jitter_state ^= jitter_state << 13;
-  jitter_state ^= jitter_state >> 7;
-  jitter_state ^= jitter_state << 17;
-  return jitter_state;
-}
-
 static sb__upstream_t* up_of(sb__sink_t* sink) {
   return SB_CONTAINER_OF(sink, sb__upstream_t, sink);
 }
@@ -673,11 +661,7 @@ static void up_pick_name(sb__upstream_t* up) {
 /* The backoff delay after `step` failures: doubling from backoff_initial_ms, capped
  * at backoff_max_ms, drawn from the upper half (jitter). */
 static uint64_t up_backoff(sb__upstream_t* up, unsigned step) {
-  const sb__config_t* cfg = &up->b->cfg;
-  uint64_t delay = cfg->backoff_initial_ms << (step < 20 ? step : 20);
-  if (delay > cfg->backoff_max_ms)
-    delay = cfg->backoff_max_ms;
-  return delay / 2 + jitter_next() % (delay / 2 + 1);
+  return sb__backoff_ms(&up->b->cfg, step);
 }
 
 /* ---- the final close ---- */

@@ -125,3 +125,23 @@ int sb__uv_err(int e) {
     return SB_EIO;
   }
 }
+
+/* xorshift64: jitter needs spread, not quality; seeded from the clock once. Loop
+ * thread only. */
+static uint64_t sb__jitter_state;
+
+static uint64_t sb__jitter_next(void) {
+  if (sb__jitter_state == 0)
+    sb__jitter_state = uv_hrtime() | 1;
+  sb__jitter_state ^= sb__jitter_state << 13;
+  sb__jitter_state ^= sb__jitter_state >> 7;
+  sb__jitter_state ^= sb__jitter_state << 17;
+  return sb__jitter_state;
+}
+
+uint64_t sb__backoff_ms(const sb__config_t* cfg, unsigned step) {
+  uint64_t delay = cfg->backoff_initial_ms << (step < 20 ? step : 20);
+  if (delay > cfg->backoff_max_ms)
+    delay = cfg->backoff_max_ms;
+  return delay / 2 + sb__jitter_next() % (delay / 2 + 1);
+}

@@ -112,12 +112,10 @@ static void lost(sb__listener_t* l, const char* why, DWORD err) {
 
 /* Thread pool: an instance's ConnectNamedPipe finished. Queued for the loop; nothing
  * of the instance is touched after the lock is released (the loop may free it). */
-static VOID CALLBACK on_signalled(PVOID ctx, BOOLEAN timed_out) {
-  sb__inst_t* inst = ctx;
-  sb__listener_t* l = inst->l;
-  (void)timed_out;
+/* Hands an instance whose connect finished to the loop thread (any thread). */
+static void inst_queue(sb__listener_t* l, sb__inst_t* inst, int state) {
   AcquireSRWLockExclusive(&l->lock);
-  inst->state = SB__INST_SIGNALLED;
+  inst->state = state;
   inst->queued = NULL;
   if (l->queue_tail)
     l->queue_tail->queued = inst;
@@ -126,6 +124,13 @@ static VOID CALLBACK on_signalled(PVOID ctx, BOOLEAN timed_out) {
   l->queue_tail = inst;
   ReleaseSRWLockExclusive(&l->lock);
   uv_async_send(&l->async);
+}
+
+static VOID CALLBACK on_signalled(PVOID ctx, BOOLEAN timed_out) {
+  sb__inst_t* inst = ctx;
+  sb__listener_t* l = inst->l;
+  (void)timed_out;
+  inst_queue(l, inst, SB__INST_SIGNALLED);
 }
 
 /* Closes an instance's handles (the wait first: its callback is over) and frees it.
@@ -210,17 +215,8 @@ static DWORD inst_new(sb__listener_t* l, int first) {
     return 0;
   case ERROR_PIPE_CONNECTED:
   case ERROR_NO_DATA:
-    inst->state = SB__INST_CONNECTED;
     inst->result = e == ERROR_NO_DATA ? ERROR_NO_DATA : ERROR_SUCCESS;
-    AcquireSRWLockExclusive(&l->lock);
-    inst->queued = NULL;
-    if (l->queue_tail)
-      l->queue_tail->queued = inst;
-    else
-      l->queue_head = inst;
-    l->queue_tail = inst;
-    ReleaseSRWLockExclusive(&l->lock);
-    uv_async_send(&l->async);
+    inst_queue(l, inst, SB__INST_CONNECTED);
     return 0;
   default:
     SB_LOG_E("listener", "%s: ConnectNamedPipe: error %lu", l->what, (unsigned long)e);
