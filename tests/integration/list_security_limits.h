@@ -8,6 +8,7 @@
   X(security_handshake_memory_bounded)                                                 \
   X(security_log_flood_keeps_log)                                                      \
   X(security_sbcat_refused_by_groups_fails)                                            \
-  X(security_sbcat_refused_by_max_streams_fails)
+  X(security_sbcat_refused_by_max_streams_fails)                                       \
+  X(security_squatted_name_goes_to_plus_one)
 
 #endif

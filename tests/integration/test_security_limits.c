@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "helpers.h"
 #include "task.h"
 
@@ -44,6 +46,7 @@ SKIP_ALL(security_handshake_memory_bounded)
 SKIP_ALL(security_log_flood_keeps_log)
 SKIP_ALL(security_sbcat_refused_by_groups_fails)
 SKIP_ALL(security_sbcat_refused_by_max_streams_fails)
+SKIP_ALL(security_squatted_name_goes_to_plus_one)
 
 #else
 
@@ -602,6 +605,50 @@ TEST_IMPL(security_sbcat_refused_by_max_streams_fails) {
   close(fd);
   sb_it_daemon_close(&d);
   ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* A user takes a name first (squatting): root's stream of the same name goes to
+ * NAME+1, and the first sidecar says whose stream the squatter's was. */
+TEST_IMPL(security_squatted_name_goes_to_plus_one) {
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  sb_it_result_t res;
+  char path[1024];
+  char* json;
+  size_t len;
+  int ua, ga;
+  need_root();
+  add_user('q', &ua, &ga);
+  ASSERT_OK(uv_loop_init(&loop));
+  daemon_start(&d, &loop, "squat", NULL);
+  run_sbcat(&loop, &d, "squat/name", "squatter\n", ua, ga, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  sb_it_result_free(&res);
+  expect_archived(&d, "squat/name", "squatter\n");
+  run_sbcat(&loop, &d, "squat/name", "the owner\n", -1, -1, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  sb_it_result_free(&res);
+  sb_it_wait_file(&loop, d.log_file, "\"squat/name\" closed: ", 2, 60000);
+  snprintf(path, sizeof(path), "%s/squat/name+1.log", d.archive_dir);
+  json = sb_it_read_file(path, &len);
+  ASSERT_NOT_NULL(json);
+  ASSERT_MEM_EQ(json, len, "the owner\n", 10);
+  free(json);
+  snprintf(path, sizeof(path), "%s/squat/name.json", d.archive_dir);
+  json = sb_it_read_file(path, &len);
+  ASSERT_NOT_NULL(json);
+  {
+    cJSON* root = cJSON_ParseWithLength(json, len);
+    cJSON* client = cJSON_GetObjectItemCaseSensitive(root, "client");
+    cJSON* uid = cJSON_GetObjectItemCaseSensitive(client, "uid");
+    ASSERT(cJSON_IsNumber(uid));
+    ASSERT_EQ(uid->valuedouble, ua);
+    cJSON_Delete(root);
+  }
+  free(json);
+  sb_it_daemon_close(&d);
+  ASSERT_OK(uv_loop_close(&loop));
+  remove_users();
 }
 
 #endif
