@@ -123,7 +123,7 @@ static const sb__key_t sb__keys[] = {
     "connections in their handshake included; further ones are refused likewise. "
     "`0`: a quarter of `max_streams`. root (SYSTEM), the service's own user and "
     "members of its group are not limited by it."),
-  SB__UINT(max_handshakes, 1, 1000000, 1024,
+  SB__UINT(max_handshakes, 1, 1000000, 4096,
     "Connections still in their handshake, in total; a user may hold a quarter of "
     "them. Further connections are refused, logged and counted. The last sixteenth "
     "(at least one) of these and of `max_streams` is a reserve that only root "
