@@ -40,8 +40,10 @@ static void stream_close_client(sb__stream_t* s) {
 
 /*
  * The handshake's memory: the bytes its body buffer holds count against
- * handshake_memory_max. When the total falls, handshakes paused by the bound go on,
- * oldest first is not kept: any may go on while the total is below the bound.
+ * handshake_memory_max. When the total falls, handshakes paused by the bound go on
+ * (newest first, as the list runs) while it stays below the bound. A stream name is
+ * validated before it is logged (no control byte, at most 4,096 bytes); a content
+ * type is any JSON string, so it goes through sb__log_text.
  */
 static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
 static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf);
@@ -224,15 +226,14 @@ static void stream_data(sb__stream_t* s, const char* data, size_t len) {
 
 static void handshake_done(sb__stream_t* s) {
   sb__broker_t* b = s->broker;
-  char ctype[SB__LOG_TEXT_SIZE], name[SB__LOG_TEXT_SIZE];
+  char ctype[SB__LOG_TEXT_SIZE];
   hs_leave(s);
   s->handshaken = 1;
   uv_timer_stop(&s->deadline);
   sb__dgram_init(&s->dgram, b->cfg.max_datagram_size);
   b->counters.streams_opened++;
   SB_LOG_I("stream", "stream %llu \"%s\" opened: %s, %s, pid %lld",
-           (unsigned long long)s->id, sb__log_text(name, sizeof(name), s->props.name),
-           sb__type_name[s->props.type],
+           (unsigned long long)s->id, s->props.name, sb__type_name[s->props.type],
            sb__log_text(ctype, sizeof(ctype), s->props.content_type),
            (long long)s->peer_pid);
   s->sink = b->cfg.upstream ? sb__upstream_sink_create(s)
