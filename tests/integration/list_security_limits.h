@@ -9,6 +9,7 @@
   X(security_log_flood_keeps_log)                                                      \
   X(security_sbcat_refused_by_groups_fails)                                            \
   X(security_sbcat_refused_by_max_streams_fails)                                       \
-  X(security_squatted_name_goes_to_plus_one)
+  X(security_squatted_name_goes_to_plus_one)                                           \
+  X(security_sidecar_names_client_sid)
 
 #endif

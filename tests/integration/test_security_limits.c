@@ -48,7 +48,44 @@ SKIP_ALL(security_sbcat_refused_by_groups_fails)
 SKIP_ALL(security_sbcat_refused_by_max_streams_fails)
 SKIP_ALL(security_squatted_name_goes_to_plus_one)
 
+/* The sidecar names the SID of the client process's user (Windows has no uid), read
+ * from its token by the listener: who wrote each stream shows. */
+TEST_IMPL(security_sidecar_names_client_sid) {
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  sb_it_result_t res;
+  char sbcat[4096], path[1024];
+  const char* argv[] = {sbcat, "--name", "sid/line", "--server", NULL, NULL};
+  char* json;
+  size_t len;
+  cJSON *root, *sid;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&d, &loop, "sid", NULL, NULL);
+  sb_it_program("sbcat", sbcat, sizeof(sbcat));
+  argv[4] = d.address;
+  sb_it_run(&loop, argv, NULL, "who\n", 4, NULL, 0, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  sb_it_result_free(&res);
+  sb_it_daemon_wait_log(&d, "\"sid/line\" closed: ", 1, 60000);
+  snprintf(path, sizeof(path), "%s/sid/line.json", d.archive_dir);
+  json = sb_it_read_file(path, &len);
+  ASSERT_NOT_NULL(json);
+  root = cJSON_ParseWithLength(json, len);
+  sid = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetObjectItemCaseSensitive(root, "client"), "sid");
+  if (!cJSON_IsString(sid) || strncmp(sid->valuestring, "S-1-5-", 6) != 0)
+    sb_test_fail(__FILE__, __LINE__, "no client SID in %s: %.*s", path, (int)len, json);
+  cJSON_Delete(root);
+  free(json);
+  sb_it_daemon_close(&d);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
 #else
+
+TEST_IMPL(security_sidecar_names_client_sid) {
+  TEST_SKIP("Windows: a POSIX sidecar names the uid and gid");
+}
 
 /* ---- throwaway users ---- */
 
