@@ -222,8 +222,11 @@ SB_EXTERN int sb_stream_send_datagram(sb_stream_t* stream, const void* buf, size
  * close timeout (sb_client_opts_t, default SB_CLOSE_TIMEOUT_MS): SB_ETIMEDOUT past it
  * (the wait is cancelled, the stream closed: the server may still read it, or not),
  * SB_EPIPE when the server closed the connection first. A process that exits right
- * after a 0 from here knows its stream was read. POSIX: returns at once; the kernel
- * hands what was written to the server, even after the close.
+ * after a 0 from here knows its stream was read. POSIX: the same under the same
+ * deadline: the write side is shut down and the call waits for the server to close
+ * its end after reading everything (0), or to close it with bytes unread, as it does
+ * for a stream it refuses (a limit, allowed_groups, a bad handshake: the kernel then
+ * resets the connection, SB_EPIPE).
  */
 SB_EXTERN int sb_stream_close(sb_stream_t* stream);
 

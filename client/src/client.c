@@ -205,7 +205,7 @@ int sb_stream_close(sb_stream_t* stream) {
     return SB_EINVAL;
   err = stream->err;
   if (err == 0)
-    err = sb__handle_flush(stream->handle, stream->close_timeout_ms);
+    err = sb__handle_finish(stream->handle, stream->close_timeout_ms);
   sb__handle_close(stream->handle);
   free(stream);
   return err;

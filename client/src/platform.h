@@ -30,6 +30,13 @@ void sb__handle_close(sb_os_handle_t h);
  * POSIX: 0 at once (the kernel keeps what was written for the server).
  */
 int sb__handle_flush(sb_os_handle_t h, uint32_t timeout_ms);
+/*
+ * Ends a stream and learns whether the server took it, up to timeout_ms: 0 when the
+ * server read everything, SB_EPIPE when it closed the connection without (a
+ * refusal), SB_ETIMEDOUT, SB_EIO. POSIX: shuts down the write side and waits for the
+ * server's end of file (taken) or a reset (refused). Windows: sb__handle_flush.
+ */
+int sb__handle_finish(sb_os_handle_t h, uint32_t timeout_ms);
 /* Sleeps about ms milliseconds. */
 void sb__sleep_ms(uint32_t ms);
 /* A monotonic clock in milliseconds. */

@@ -59,6 +59,8 @@ static cJSON* status_reply(sb__broker_t* b) {
     live += s->handshaken;
   add_u64(r, "streams_open", live);
   add_u64(r, "connections_open", b->nstreams);
+  add_u64(r, "handshakes_open", b->nhandshakes);
+  add_u64(r, "handshake_bytes", b->hs_bytes);
   add_u64(c, "streams_opened", k->streams_opened);
   add_u64(c, "streams_closed", k->streams_closed);
   add_u64(c, "bytes_in", k->bytes_in);
@@ -67,6 +69,10 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(c, "connections_empty", k->connections_empty);
   add_u64(c, "refused_limit", k->refused_limit);
   add_u64(c, "refused_group", k->refused_group);
+  add_u64(c, "refused_user", k->refused_user);
+  add_u64(c, "refused_handshakes", k->refused_handshakes);
+  add_u64(c, "handshake_memory_waits", k->handshake_memory_waits);
+  add_u64(c, "log_suppressed", k->log_suppressed);
   add_u64(c, "accept_lost", k->accept_lost);
   add_u64(c, "client_errors", k->client_errors);
   add_u64(c, "upstream_dials", k->upstream_dials);

@@ -646,6 +646,9 @@ static char* ar_sidecar(sb__archive_t* ar, int version) {
     ar_need(cJSON_AddNumberToObject(client, "uid", (double)s->peer_uid));
   if (s->peer_gid >= 0)
     ar_need(cJSON_AddNumberToObject(client, "gid", (double)s->peer_gid));
+  /* Windows has no uid: the client process's user SID says who wrote the stream. */
+  if (s->peer_uid < 0 && strncmp(s->peer_user, "S-", 2) == 0)
+    ar_need(cJSON_AddStringToObject(client, "sid", s->peer_user));
   ar_add_gap(root, ar->gap, ar->gap_from, ar->gap_to, p->type == SB_DATAGRAM);
   ar_need(
       cJSON_AddBoolToObject(root, "complete", final && ar->err == 0 && ar->lost == 0));

@@ -42,40 +42,180 @@ uint64_t sb__broker_client_streams(sb__broker_t* b, int64_t pid) {
   return n;
 }
 
+/* A user's warning bucket (sb__broker_client_log_ok). */
+typedef struct sb__client_log_s {
+  struct sb__client_log_s* next;
+  double tokens;
+  uint64_t refilled;   /* uv_now of the last refill */
+  uint64_t suppressed; /* held back since this user's last warning */
+  char user[192];
+} sb__client_log_t;
+
+/* The buckets of users not heard from in a while are forgotten, so that the list
+ * stays as short as the users currently misbehaving. */
+#define SB__CLIENT_LOG_MAX 256
+
+int sb__broker_client_log_ok(sb__broker_t* b, const char* user) {
+  sb__client_log_t **pp, *e, *oldest = NULL;
+  uint64_t now = uv_now(b->loop);
+  size_t n = 0;
+  if (user == NULL)
+    user = "";
+  for (pp = &b->client_logs; (e = *pp) != NULL; pp = &e->next, n++) {
+    if (strcmp(e->user, user) == 0)
+      break;
+    if (oldest == NULL || e->refilled < oldest->refilled)
+      oldest = e;
+  }
+  if (e == NULL) {
+    if (n >= SB__CLIENT_LOG_MAX && oldest != NULL && oldest->suppressed == 0) {
+      e = oldest; /* reused: its user had nothing held back */
+    } else {
+      e = sb__xcalloc(1, sizeof(*e));
+      e->next = b->client_logs;
+      b->client_logs = e;
+    }
+    snprintf(e->user, sizeof(e->user), "%s", user);
+    e->tokens = SB__CLIENT_LOG_BURST;
+    e->refilled = now;
+    e->suppressed = 0;
+  }
+  e->tokens += (double)(now - e->refilled) / SB__CLIENT_LOG_REFILL_MS;
+  e->refilled = now;
+  if (e->tokens > SB__CLIENT_LOG_BURST)
+    e->tokens = SB__CLIENT_LOG_BURST;
+  if (e->tokens < 1) {
+    e->suppressed++;
+    b->counters.log_suppressed++;
+    return 0;
+  }
+  e->tokens -= 1;
+  if (e->suppressed > 0) {
+    SB_LOG_W("listener",
+             "suppressed %llu warnings caused by %s: they came faster than %d a "
+             "second (counter log_suppressed)",
+             (unsigned long long)e->suppressed, user[0] ? user : "an unknown user",
+             1000 / SB__CLIENT_LOG_REFILL_MS);
+    e->suppressed = 0;
+  }
+  return 1;
+}
+
+/* Says what the buckets still hold back, at the stop. */
+static void client_logs_free(sb__broker_t* b) {
+  sb__client_log_t* e;
+  while ((e = b->client_logs) != NULL) {
+    b->client_logs = e->next;
+    if (e->suppressed > 0)
+      SB_LOG_W("listener",
+               "suppressed %llu warnings caused by %s (counter "
+               "log_suppressed)",
+               (unsigned long long)e->suppressed,
+               e->user[0] ? e->user : "an unknown user");
+    free(e);
+  }
+}
+
+/* Connections of a user still attached (in their handshake, or streaming), and of
+ * those, the ones in their handshake. */
+static void user_counts(sb__broker_t* b, const char* user, uint64_t* attached,
+                        uint64_t* handshakes) {
+  sb__stream_t* s;
+  *attached = *handshakes = 0;
+  for (s = b->streams; s; s = s->next) {
+    if (s->client_eof || strcmp(s->peer_user, user) != 0)
+      continue;
+    (*attached)++;
+    *handshakes += !s->handshaken;
+  }
+}
+
+/*
+ * Why a limit refuses a new connection of peer, or NULL. A connection in its
+ * handshake counts against max_handshakes and, until it is done, against its user's
+ * and its process's streams (so that a stream never has to be refused after its
+ * handshake, when the client may have nothing left unread to be told by);
+ * max_handshakes keeps a flood of silent connections from taking more than that many of
+ * max_streams. The last stream_reserve streams and hs_reserve handshakes are for
+ * privileged peers only, who are not limited per user either: one user cannot lock out
+ * root.
+ */
+static const char* admission_refusal(sb__broker_t* b, const sb__peer_t* peer,
+                                     uint64_t** counter) {
+  uint64_t attached = b->nstreams - b->ndetached, user_attached = 0, user_hs = 0;
+  int priv = peer->privileged;
+  *counter = &b->counters.refused_limit;
+  if (b->stopping)
+    return "the service is stopping";
+  if (attached >= b->cfg.max_streams)
+    return "max_streams reached";
+  if (!priv && attached >= b->cfg.max_streams - b->stream_reserve)
+    return "max_streams reached (the rest is reserved for root and the service's "
+           "group)";
+  *counter = &b->counters.refused_handshakes;
+  if (b->nhandshakes >= b->cfg.max_handshakes)
+    return "max_handshakes reached";
+  if (!priv && b->nhandshakes >= b->cfg.max_handshakes - b->hs_reserve)
+    return "max_handshakes reached (the rest is reserved for root and the service's "
+           "group)";
+  /* A peer of unknown user (Windows: its process already gone) is limited by the
+   * totals only: it cannot be told from another. */
+  if (!priv && peer->user[0] != '\0') {
+    user_counts(b, peer->user, &user_attached, &user_hs);
+    if (user_hs >= b->hs_per_user)
+      return "its user's share of max_handshakes reached";
+    *counter = &b->counters.refused_user;
+    if (user_attached >= b->per_user)
+      return "max_streams_per_user reached";
+  }
+  *counter = &b->counters.refused_limit;
+  if (sb__broker_client_streams(b, peer->pid) >= b->cfg.max_streams_per_client)
+    return "max_streams_per_client reached";
+  return NULL;
+}
+
+/* Refuses an accepted connection: closed at once, before anything is read, so that a
+ * client that wrote finds its connection reset (Linux: the kernel resets a socket
+ * closed with unread data; Windows: its flush fails), not ended cleanly. */
+static void refuse(sb__broker_t* b, sb__stream_t* s, const sb__peer_t* peer,
+                   const char* why) {
+  SB_LOG_CW(b, peer->user, "listener", "refused a connection from pid %lld (%s): %s",
+            (long long)peer->pid, peer->user[0] ? peer->user : "unknown user", why);
+  uv_close((uv_handle_t*)&s->client, on_refused_closed);
+}
+
 /* A connection waits on the control pipe (the listener logged and counted any it
  * could not hand over). */
 static void on_connection(sb__listener_t* l, void* arg) {
   sb__broker_t* b = arg;
   sb__stream_t* s;
-  char why[256];
+  sb__peer_t peer;
+  const char* why_limit;
+  uint64_t* counter;
+  char why[512];
   s = sb__xcalloc(1, sizeof(*s));
   uv_pipe_init(b->loop, &s->client, 0);
   if (sb__listener_accept(l, &s->client) != 0) {
     uv_close((uv_handle_t*)&s->client, on_refused_closed);
     return;
   }
-  sb__peer_credentials(&s->client, &s->peer_pid, &s->peer_uid, &s->peer_gid);
-  if (b->stopping || b->nstreams - b->ndetached >= b->cfg.max_streams ||
-      sb__broker_client_streams(b, s->peer_pid) >= b->cfg.max_streams_per_client) {
-    b->counters.refused_limit++;
-    SB_LOG_W("listener", "refused a connection from pid %lld: %s",
-             (long long)s->peer_pid,
-             b->stopping ? "the service is stopping"
-             : b->nstreams - b->ndetached >= b->cfg.max_streams
-                 ? "max_streams reached"
-                 : "max_streams_per_client reached");
-    uv_close((uv_handle_t*)&s->client, on_refused_closed);
+  sb__peer_credentials(&s->client, &peer);
+  if ((why_limit = admission_refusal(b, &peer, &counter)) != NULL) {
+    (*counter)++;
+    refuse(b, s, &peer, why_limit);
     return;
   }
   if (b->cfg.allowed_groups && b->cfg.allowed_groups[0] &&
-      !sb__peer_allowed(s->peer_uid, s->peer_gid, b->cfg.allowed_groups, why,
-                        sizeof(why))) {
+      !sb__peer_allowed(&peer, b->cfg.allowed_groups, why, sizeof(why))) {
     b->counters.refused_group++;
-    SB_LOG_W("listener", "refused a connection from pid %lld: %s",
-             (long long)s->peer_pid, why);
-    uv_close((uv_handle_t*)&s->client, on_refused_closed);
+    refuse(b, s, &peer, why);
     return;
   }
+  s->peer_pid = peer.pid;
+  s->peer_uid = peer.uid;
+  s->peer_gid = peer.gid;
+  snprintf(s->peer_user, sizeof(s->peer_user), "%s", peer.user);
+  s->peer_privileged = peer.privileged;
   s->broker = b;
   s->id = ++b->next_id;
   s->next = b->streams;
@@ -83,6 +223,7 @@ static void on_connection(sb__listener_t* l, void* arg) {
     b->streams->prev = s;
   b->streams = s;
   b->nstreams++;
+  b->nhandshakes++;
   sb__stream_start(b, s);
 }
 
@@ -181,6 +322,12 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
   int r, instances = SB__CONTROL_INSTANCES;
   b->loop = loop;
   b->cfg = *cfg;
+  b->per_user = cfg->max_streams_per_user ? cfg->max_streams_per_user
+                                          : (cfg->max_streams + 3) / 4;
+  /* Small limits (tests, tiny machines) keep no reserve: it would be all of them. */
+  b->stream_reserve = cfg->max_streams / 16;
+  b->hs_reserve = cfg->max_handshakes / 16;
+  b->hs_per_user = (cfg->max_handshakes + 3) / 4;
   if ((r = broker_lock(b)) != 0)
     return r;
   if ((r = sb__listener_bind_path(cfg->control_pipe, path, sizeof(path))) != 0) {
@@ -273,11 +420,11 @@ void sb__broker_stop(sb__broker_t* b) {
      * comes during the stop is: counted and logged, never dropped unseen. */
     if (!s->handshaken && !s->client_eof) {
       b->counters.refused_limit++;
-      SB_LOG_W("listener",
-               "connection %llu from pid %lld closed in its handshake (%llu bytes "
-               "read): the service is stopping",
-               (unsigned long long)s->id, (long long)s->peer_pid,
-               (unsigned long long)s->hs.consumed);
+      SB_LOG_CW(b, s->peer_user, "listener",
+                "connection %llu from pid %lld closed in its handshake (%llu bytes "
+                "read): the service is stopping",
+                (unsigned long long)s->id, (long long)s->peer_pid,
+                (unsigned long long)s->hs.consumed);
     }
     sb__stream_stop(s);
   }
@@ -297,6 +444,7 @@ void sb__broker_close(sb__broker_t* b) {
   sb__archive_close(b);
   sb__lock_release(b->lock);
   b->lock = NULL;
+  client_logs_free(b);
 }
 
 /* After a failed sb__broker_start: closes what it had opened, then frees nothing else
@@ -314,4 +462,5 @@ void sb__broker_abort(sb__broker_t* b) {
   sb__archive_close(b);
   sb__lock_release(b->lock);
   b->lock = NULL;
+  client_logs_free(b);
 }

@@ -118,6 +118,20 @@ static const sb__key_t sb__keys[] = {
     "Open streams of one client process; further ones are refused likewise. Another "
     "streambrokerd in front of this one is one client: the default lets it carry "
     "4,096 streams."),
+  SB__UINT(max_streams_per_user, 0, 1000000, 0,
+    "Open streams of one user (Linux: uid; Windows: the client process's user SID), "
+    "connections in their handshake included; further ones are refused likewise. "
+    "`0`: a quarter of `max_streams`. root (SYSTEM), the service's own user and "
+    "members of its group are not limited by it."),
+  SB__UINT(max_handshakes, 1, 1000000, 4096,
+    "Connections still in their handshake, in total; a user may hold a quarter of "
+    "them. Further connections are refused, logged and counted. The last sixteenth "
+    "(at least one) of these and of `max_streams` is a reserve that only root "
+    "(SYSTEM), the service's own user and members of its group may use."),
+  SB__UINT(handshake_memory_max, 1048576, 1099511627776ull, 16777216,
+    "Bytes the handshakes in flight may hold in all. Past it, a handshake that "
+    "holds 4 KiB or more is paused (not read) until others finish or time out; "
+    "each pause is counted (`handshake_memory_waits`)."),
   SB__UINT(backoff_initial_ms, 1, 60000, 100,
     "First delay before dialing a busy or absent upstream again, in milliseconds; it "
     "doubles with each failed dial."),

@@ -66,6 +66,16 @@ void sb__log(int level, const char* module, const char* fmt, ...)
 #define SB_LOG_W(mod, ...) sb__log(SB_LOG_WARN, mod, __VA_ARGS__)
 #define SB_LOG_I(mod, ...) sb__log(SB_LOG_INFO, mod, __VA_ARGS__)
 #define SB_LOG_D(mod, ...) sb__log(SB_LOG_DEBUG, mod, __VA_ARGS__)
+/*
+ * Client-supplied text (a content type, a tag, a name) fit for a log line: its first
+ * SB__LOG_TEXT_MAX bytes, control bytes and '\' as \xNN, then "... (N bytes in all)"
+ * when it was longer. Writes into out (SB__LOG_TEXT_SIZE bytes suffice) and returns
+ * it. sb__log escapes control bytes anyway and cuts a message past 8 KiB; this keeps
+ * one field short.
+ */
+#define SB__LOG_TEXT_MAX 256
+#define SB__LOG_TEXT_SIZE (4 * SB__LOG_TEXT_MAX + 64)
+const char* sb__log_text(char* out, size_t size, const char* text);
 /* The name of a level ("error" ...), or -1 for an unknown name. */
 int sb__log_level_parse(const char* name);
 
@@ -84,6 +94,10 @@ typedef struct {
   uint64_t max_datagram_size;    /* bytes */
   uint64_t max_streams;          /* open streams in total */
   uint64_t max_streams_per_client; /* open streams of one client process */
+  uint64_t max_streams_per_user; /* open streams of one user (uid, SID); 0: a quarter of
+                                    max_streams */
+  uint64_t max_handshakes;       /* connections still in their handshake */
+  uint64_t handshake_memory_max; /* bytes held by handshakes in flight */
   uint64_t backoff_initial_ms;   /* upstream redial: first delay */
   uint64_t backoff_max_ms;       /* upstream redial: cap */
   uint64_t upstream_high_watermark; /* bytes queued to one upstream or file before the
@@ -156,6 +170,11 @@ typedef struct {
                                   probe whether the pipe is served): not bad handshakes */
   uint64_t refused_limit;      /* connections refused by stream limits */
   uint64_t refused_group;      /* connections refused by allowed_groups */
+  uint64_t refused_user;       /* connections refused by max_streams_per_user */
+  uint64_t refused_handshakes; /* connections refused by max_handshakes */
+  uint64_t handshake_memory_waits; /* handshakes paused: handshake_memory_max reached */
+  uint64_t log_suppressed;     /* client-caused warnings held back by the per-user rate
+                                  limit (each reported later as "suppressed N") */
   uint64_t accept_lost;        /* connections the listener dropped unread (an accept or
                                   a hand-over that failed, or waiting at a stop) */
   uint64_t client_errors;      /* client connections that ended with an error */
@@ -274,6 +293,13 @@ typedef struct sb__broker_s {
   sb__stream_t* streams; /* live streams */
   uint64_t nstreams;
   uint64_t ndetached; /* of those, streams whose client is gone (draining the spool) */
+  uint64_t nhandshakes; /* of those, connections still in their handshake */
+  uint64_t hs_bytes;    /* bytes their handshake buffers hold (handshake_memory_max) */
+  uint64_t hs_waiters;  /* handshakes paused until hs_bytes falls below the bound */
+  /* Derived limits (sb__broker_start): per user, and the reserves that only a
+   * privileged peer (sb__peer_t.privileged) may use. */
+  uint64_t per_user, stream_reserve, hs_per_user, hs_reserve;
+  struct sb__client_log_s* client_logs; /* per-user warning buckets (broker.c) */
   uint64_t next_id;
   sb__counters_t counters;
   uv_async_t stop_async; /* for other threads (Windows service control) */
@@ -338,6 +364,22 @@ void sb__stream_stop(sb__stream_t* s);
 void sb__stream_resume(sb__broker_t* b, const sb__spool_resume_t* r);
 /* Number of open streams of a client process. */
 uint64_t sb__broker_client_streams(sb__broker_t* b, int64_t pid);
+/*
+ * Whether a warning caused by the client user (sb__peer_t.user; "" for unknown) may
+ * be logged now: a token bucket per user (a burst of SB__CLIENT_LOG_BURST, then one
+ * every SB__CLIENT_LOG_REFILL_MS), so that one user's flood of bad connections cannot
+ * rotate the log away. What it holds back is counted (log_suppressed) and said in one
+ * "suppressed N" line before that user's next warning. Loop thread.
+ */
+int sb__broker_client_log_ok(sb__broker_t* b, const char* user);
+#define SB__CLIENT_LOG_BURST 20
+#define SB__CLIENT_LOG_REFILL_MS 1000
+/* Logs a warning a client caused, under the per-user rate limit. */
+#define SB_LOG_CW(b, user, mod, ...)                                                   \
+  do {                                                                                 \
+    if (sb__broker_client_log_ok((b), (user)))                                         \
+      sb__log(SB_LOG_WARN, mod, __VA_ARGS__);                                          \
+  } while (0)
 
 /* ---- admin.c: the administrators' pipe ---- */
 
@@ -405,15 +447,32 @@ void sb__listener_stop(sb__listener_t* l, void (*closed)(void* arg), void* arg);
 #define SB__ADMIN_INSTANCES 4
 /* The bind path for an address of this platform's kind (SB_EADDRESS otherwise). */
 int sb__listener_bind_path(const char* address, char* out, size_t size);
+/* What the service knows of a connected client. */
+#define SB__PEER_GROUPS_MAX 1024
+typedef struct {
+  int64_t pid, uid, gid; /* -1 when unknown (uid and gid always on Windows) */
+  /* Whose streams these are, for max_streams_per_user and the per-user log limit:
+   * POSIX "uid N", Windows the client process's user SID ("S-1-5-..."); "" unknown. */
+  char user[192];
+  /* root (SYSTEM on Windows), the service's own user, or (POSIX) a member of the
+   * service's own group: may use the reserves. */
+  int privileged;
+  int ngroups; /* POSIX: the peer's supplementary groups (SO_PEERGROUPS or
+                  /proc/PID/status); -1 when unknown */
+  int64_t groups[SB__PEER_GROUPS_MAX];
+} sb__peer_t;
+
 /*
  * Whether a peer may open streams under allowed_groups (comma-separated group names;
- * NULL or "": everyone). POSIX: its gid or one of its user's groups must be listed;
+ * NULL or "": everyone). POSIX: its gid or one of the groups the process holds (not
+ * those the group database gives its user) must be listed;
  * otherwise why says so. Windows: always (the pipe's DACL decides).
  */
-int sb__peer_allowed(int64_t uid, int64_t gid, const char* allowed_groups, char* why,
+int sb__peer_allowed(const sb__peer_t* peer, const char* allowed_groups, char* why,
                      size_t why_size);
-/* The peer's pid, uid and gid (-1 when unknown). */
-void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* gid);
+/* The peer of a connected pipe: what the kernel says of the process, at connect time
+ * (POSIX: SO_PEERCRED and SO_PEERGROUPS, not the group database). */
+void sb__peer_credentials(uv_pipe_t* pipe, sb__peer_t* peer);
 
 /* ---- upstream dial: platform parts (posix/dial.c, win/dial.c) ---- */
 

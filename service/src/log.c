@@ -246,17 +246,56 @@ static void sb__log_time(char out[64]) {
            (unsigned)(t.nsec / 1000000) % 1000);
 }
 
+/* The longest message a line carries; past it the line is cut and says so. */
+#define SB__LOG_LINE_MAX 8192
+
+/* Whether byte c would be a control byte in a terminal or an editor: C0, DEL. */
+static int sb__log_control(unsigned char c) {
+  return c < 0x20 || c == 0x7f;
+}
+
+const char* sb__log_text(char* out, size_t size, const char* text) {
+  size_t full, i, o = 0;
+  char tail[64];
+  if (text == NULL)
+    text = "";
+  full = strlen(text);
+  if (size == 0)
+    return "";
+  for (i = 0; i < full && i < SB__LOG_TEXT_MAX; i++) {
+    unsigned char c = (unsigned char)text[i];
+    if (o + 5 >= size)
+      break;
+    if (sb__log_control(c) || c == '\\') {
+      snprintf(out + o, size - o, "\\x%02x", c);
+      o += 4;
+    } else {
+      out[o++] = (char)c;
+    }
+  }
+  out[o] = '\0';
+  if (i < full) {
+    snprintf(tail, sizeof(tail), "... (%llu bytes in all)", (unsigned long long)full);
+    if (o + strlen(tail) < size)
+      memcpy(out + o, tail, strlen(tail) + 1);
+  }
+  return out;
+}
+
 /*
  * The whole line is formatted first, then written with one fwrite and flushed under
  * the lock, so lines of two threads never interleave and a killed service leaves its
- * last words. Line breaks inside the message (from a stream name, say) become spaces:
- * one event is always one line.
+ * last words. Text that came from a client may hold anything: every control byte in
+ * the message (a line break, ESC, BEL) is written as \xNN, so one event is always one
+ * line and nothing reaches a terminal raw; and a message past SB__LOG_LINE_MAX bytes
+ * is cut, saying its length, so that no one line rotates the log away.
  */
 void sb__log(int level, const char* module, const char* fmt, ...) {
   char stack[1024], ts[64];
   char* line = stack;
+  char* esc;
   va_list ap;
-  size_t head, len, i;
+  size_t head, len, i, o, ncontrol = 0;
   int n;
   FILE* out;
   uv_once(&sb__log_once, sb__log_init);
@@ -285,9 +324,29 @@ void sb__log(int level, const char* module, const char* fmt, ...) {
     vsnprintf(line + head, len - head + 1, fmt, ap);
     va_end(ap);
   }
-  for (i = head; i < len; i++) {
-    if (line[i] == '\n' || line[i] == '\r')
-      line[i] = ' ';
+  for (i = head; i < len && i < head + SB__LOG_LINE_MAX; i++)
+    ncontrol += sb__log_control((unsigned char)line[i]);
+  if (ncontrol > 0 || len - head > SB__LOG_LINE_MAX) {
+    /* Escaped and cut into a new buffer: 4 bytes per control byte, and the tail. */
+    size_t msg = len - head;
+    esc = sb__xmalloc(head + SB__LOG_LINE_MAX + 3 * ncontrol + 64);
+    memcpy(esc, line, head);
+    for (i = head, o = head; i < len && i < head + SB__LOG_LINE_MAX; i++) {
+      unsigned char c = (unsigned char)line[i];
+      if (sb__log_control(c)) {
+        snprintf(esc + o, 5, "\\x%02x", c);
+        o += 4;
+      } else {
+        esc[o++] = (char)c;
+      }
+    }
+    if (msg > SB__LOG_LINE_MAX)
+      o += (size_t)snprintf(esc + o, 64, "... (message cut: %llu bytes in all)",
+                            (unsigned long long)msg);
+    if (line != stack)
+      free(line);
+    line = esc;
+    len = o;
   }
   line[len++] = '\n';
   /* A file that could not be reopened after a rotation: tried again for each line,

@@ -104,7 +104,15 @@ static void print_status(const cJSON* r) {
          num(c, "streams_closed"));
   printf("bytes:           %.0f in, %.0f out\n", num(c, "bytes_in"),
          num(c, "bytes_out"));
-  printf("refused:         %.0f (stream limits)\n", num(c, "refused_limit"));
+  printf("refused:         %.0f (stream limits), %.0f (per user), %.0f (handshakes), "
+         "%.0f (groups)\n",
+         num(c, "refused_limit"), num(c, "refused_user"), num(c, "refused_handshakes"),
+         num(c, "refused_group"));
+  printf("handshakes:      %.0f open, %.0f bytes held, %.0f waits for memory\n",
+         num(r, "handshakes_open"), num(r, "handshake_bytes"),
+         num(c, "handshake_memory_waits"));
+  printf("log suppressed:  %.0f (client warnings over the per-user rate)\n",
+         num(c, "log_suppressed"));
   printf("accept lost:     %.0f (connections dropped unread)\n", num(c, "accept_lost"));
   printf("errors:          %.0f client, %.0f upstream, %.0f archive\n",
          num(c, "client_errors"), num(c, "upstream_errors"), num(c, "archive_errors"));
@@ -181,6 +189,10 @@ static const sbctl_metric_t known[] = {
     {"connections_open", NULL, "gauge",
      "Client connections open now, handshaking or streaming, with the streams whose "
      "client is gone while their data still goes upstream."},
+    {"handshakes_open", NULL, "gauge",
+     "Client connections still in their handshake (max_handshakes)."},
+    {"handshake_bytes", NULL, "gauge",
+     "Bytes the handshakes in flight hold (handshake_memory_max)."},
     {"counters.streams_opened", NULL, NULL, "Streams opened by clients."},
     {"counters.streams_closed", NULL, NULL, "Streams closed."},
     {"counters.bytes_in", NULL, NULL, "Payload bytes read from clients."},
@@ -193,6 +205,14 @@ static const sbctl_metric_t known[] = {
      "Connections refused by max_streams or max_streams_per_client, or while "
      "stopping."},
     {"counters.refused_group", NULL, NULL, "Connections refused by allowed_groups."},
+    {"counters.refused_user", NULL, NULL,
+     "Connections refused by max_streams_per_user."},
+    {"counters.refused_handshakes", NULL, NULL,
+     "Connections refused by max_handshakes (in total, or a user's quarter)."},
+    {"counters.handshake_memory_waits", NULL, NULL,
+     "Handshakes paused because handshake_memory_max was reached."},
+    {"counters.log_suppressed", NULL, NULL,
+     "Client-caused warnings held back by the per-user log rate limit."},
     {"counters.accept_lost", NULL, NULL,
      "Connections the control pipe's listener dropped unread: an accept or a "
      "hand-over that failed, or a connection waiting at a stop."},

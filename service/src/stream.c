@@ -39,6 +39,53 @@ static void stream_close_client(sb__stream_t* s) {
 }
 
 /*
+ * The handshake's memory: the bytes its body buffer holds count against
+ * handshake_memory_max. When the total falls, handshakes paused by the bound go on
+ * (newest first, as the list runs) while it stays below the bound. A stream name is
+ * validated before it is logged (no control byte, at most 4,096 bytes); a content
+ * type is any JSON string, so it goes through sb__log_text.
+ */
+static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf);
+
+static void hs_wake(sb__broker_t* b) {
+  sb__stream_t* s;
+  for (s = b->streams;
+       s && b->hs_waiters > 0 && b->hs_bytes < b->cfg.handshake_memory_max;
+       s = s->next) {
+    if (!s->hs_waiting)
+      continue;
+    s->hs_waiting = 0;
+    b->hs_waiters--;
+    if (!s->client_eof && !s->closing &&
+        uv_read_start((uv_stream_t*)&s->client, on_alloc, on_read) == 0)
+      s->reading = 1;
+  }
+}
+
+static void hs_charge(sb__stream_t* s, uint64_t bytes) {
+  sb__broker_t* b = s->broker;
+  uint64_t old = s->hs_charged;
+  b->hs_bytes = b->hs_bytes - old + bytes;
+  s->hs_charged = bytes;
+  if (bytes < old && b->hs_waiters > 0)
+    hs_wake(b);
+}
+
+/* The connection leaves its handshake (done, or ended in it): it no longer counts
+ * against max_handshakes nor holds handshake memory. */
+static void hs_leave(sb__stream_t* s) {
+  sb__broker_t* b = s->broker;
+  if (s->hs_waiting) {
+    s->hs_waiting = 0;
+    b->hs_waiters--;
+  }
+  if (!s->handshaken)
+    b->nhandshakes--;
+  hs_charge(s, 0);
+}
+
+/*
  * The client's data has ended (EOF, error, or the broker stopping): the sink
  * finishes. After a clean EOF the client's connection stays open (not read) until
  * the sink has every byte stored (durable or done): a broker in front of this one
@@ -47,6 +94,8 @@ static void stream_close_client(sb__stream_t* s) {
 static void stream_end_hold(sb__stream_t* s, int hold) {
   if (s->client_eof)
     return;
+  if (!s->handshaken)
+    hs_leave(s);
   s->client_eof = 1;
   s->broker->ndetached++;
   if (s->reading)
@@ -67,12 +116,17 @@ static void bad_handshake(sb__stream_t* s, int err) {
   if (-err > 0 && -err < (int)(sizeof(b->counters.bad_handshakes) /
                                sizeof(b->counters.bad_handshakes[0])))
     b->counters.bad_handshakes[-err]++;
-  SB_LOG_W("session",
-           "connection %llu from pid %lld: bad handshake after %llu bytes: %s (%s)",
-           (unsigned long long)s->id, (long long)s->peer_pid,
-           (unsigned long long)s->hs.consumed, sb_strerror(err), sb_err_name(err));
+  SB_LOG_CW(b, s->peer_user, "session",
+            "connection %llu from pid %lld: bad handshake after %llu bytes: %s (%s)",
+            (unsigned long long)s->id, (long long)s->peer_pid,
+            (unsigned long long)s->hs.consumed, sb_strerror(err), sb_err_name(err));
   stream_end(s);
 }
+
+/* A handshake holding less than this may still read past handshake_memory_max, so that
+ * the usual small handshake never waits behind large ones: the bound is then exceeded
+ * by at most max_handshakes times this. */
+#define SB__HS_SMALL 4096u
 
 static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
   sb__stream_t* s = h->data;
@@ -84,11 +138,21 @@ static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
     buf->len = 0;
     return;
   }
+  if (!s->handshaken && b->hs_bytes >= b->cfg.handshake_memory_max &&
+      s->hs_charged >= SB__HS_SMALL) {
+    /* Past handshake_memory_max: this large handshake waits (on_read pauses it). */
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
   if (b->spare == NULL)
     b->spare = sb__chunk_new_read();
   buf->base = b->spare->data;
-  /* Over the budget, a new stream's first reads take little more than its handshake. */
+  /* Over the budget, a new stream's first reads take little more than its handshake;
+   * past handshake_memory_max, a small handshake still finishes, 4 KiB at most. */
   buf->len = b->window_hold && !s->handshaken ? 4096 : SB__READ_SIZE;
+  if (!s->handshaken && b->hs_bytes >= b->cfg.handshake_memory_max)
+    buf->len = SB__HS_SMALL - (size_t)s->hs_charged;
 }
 
 /* The chunk for len bytes at data, which lie in the broker's spare chunk. */
@@ -152,23 +216,26 @@ static void stream_data(sb__stream_t* s, const char* data, size_t len) {
   }
   if (err) {
     b->counters.client_errors++;
-    SB_LOG_W("stream",
-             "stream %llu \"%s\": %s after %llu datagrams; the stream ends there",
-             (unsigned long long)s->id, s->props.name, sb_strerror(err),
-             (unsigned long long)s->datagrams);
+    SB_LOG_CW(b, s->peer_user, "stream",
+              "stream %llu \"%s\": %s after %llu datagrams; the stream ends there",
+              (unsigned long long)s->id, s->props.name, sb_strerror(err),
+              (unsigned long long)s->datagrams);
     stream_end(s);
   }
 }
 
 static void handshake_done(sb__stream_t* s) {
   sb__broker_t* b = s->broker;
+  char ctype[SB__LOG_TEXT_SIZE];
+  hs_leave(s);
   s->handshaken = 1;
   uv_timer_stop(&s->deadline);
   sb__dgram_init(&s->dgram, b->cfg.max_datagram_size);
   b->counters.streams_opened++;
   SB_LOG_I("stream", "stream %llu \"%s\" opened: %s, %s, pid %lld",
            (unsigned long long)s->id, s->props.name, sb__type_name[s->props.type],
-           s->props.content_type, (long long)s->peer_pid);
+           sb__log_text(ctype, sizeof(ctype), s->props.content_type),
+           (long long)s->peer_pid);
   s->sink = b->cfg.upstream ? sb__upstream_sink_create(s)
                             : sb__archive_sink_create(s, b->cfg.archive_dir);
   if (s->sink == NULL) {
@@ -183,6 +250,24 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
   size_t len = n > 0 ? (size_t)n : 0;
   if (n == UV_ENOBUFS && s->sink != NULL) {
     sb__stream_sink_hold(s, 1); /* released when the budget has room again */
+    return;
+  }
+  if (n == UV_ENOBUFS && !s->handshaken) {
+    /* handshake_memory_max: paused until hs_wake; its deadline still runs. */
+    sb__broker_t* b = s->broker;
+    uv_read_stop((uv_stream_t*)&s->client);
+    s->reading = 0;
+    if (!s->hs_waiting) {
+      s->hs_waiting = 1;
+      b->hs_waiters++;
+      b->counters.handshake_memory_waits++;
+      SB_LOG_CW(b, s->peer_user, "session",
+                "connection %llu from pid %lld waits: handshakes in flight hold %llu "
+                "bytes, handshake_memory_max is %llu",
+                (unsigned long long)s->id, (long long)s->peer_pid,
+                (unsigned long long)b->hs_bytes,
+                (unsigned long long)b->cfg.handshake_memory_max);
+    }
     return;
   }
   if (n < 0) {
@@ -201,12 +286,14 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
     }
     if (n != UV_EOF) {
       s->broker->counters.client_errors++;
-      SB_LOG_W("stream", "stream %llu \"%s\": client connection: %s; %llu bytes read",
-               (unsigned long long)s->id, s->props.name, uv_strerror((int)n),
-               (unsigned long long)s->bytes);
+      SB_LOG_CW(s->broker, s->peer_user, "stream",
+                "stream %llu \"%s\": client connection: %s; %llu bytes read",
+                (unsigned long long)s->id, s->props.name, uv_strerror((int)n),
+                (unsigned long long)s->bytes);
     } else if (s->props.type == SB_DATAGRAM && sb__dgram_eof(&s->dgram) != 0) {
-      SB_LOG_W("stream", "stream %llu \"%s\": client ended inside a datagram",
-               (unsigned long long)s->id, s->props.name);
+      SB_LOG_CW(s->broker, s->peer_user, "stream",
+                "stream %llu \"%s\": client ended inside a datagram",
+                (unsigned long long)s->id, s->props.name);
     } else {
       SB_LOG_D("stream", "stream %llu \"%s\": client finished after %llu bytes",
                (unsigned long long)s->id, s->props.name, (unsigned long long)s->bytes);
@@ -219,6 +306,7 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
   if (!s->handshaken) {
     size_t used;
     int r = sb__handshake_feed(&s->hs, (const uint8_t*)p, len, &used, &s->props);
+    hs_charge(s, s->hs.body != NULL ? s->hs.body_len : 0);
     if (r < 0) {
       bad_handshake(s, r);
       return;
@@ -238,12 +326,12 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
 static void on_deadline(uv_timer_t* t) {
   sb__stream_t* s = t->data;
   s->broker->counters.handshake_timeouts++;
-  SB_LOG_W("session",
-           "connection %llu from pid %lld: no complete handshake within %llu ms "
-           "(%llu bytes received)",
-           (unsigned long long)s->id, (long long)s->peer_pid,
-           (unsigned long long)s->broker->cfg.handshake_timeout_ms,
-           (unsigned long long)s->hs.consumed);
+  SB_LOG_CW(s->broker, s->peer_user, "session",
+            "connection %llu from pid %lld: no complete handshake within %llu ms "
+            "(%llu bytes received)",
+            (unsigned long long)s->id, (long long)s->peer_pid,
+            (unsigned long long)s->broker->cfg.handshake_timeout_ms,
+            (unsigned long long)s->hs.consumed);
   stream_end(s);
 }
 

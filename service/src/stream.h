@@ -90,6 +90,10 @@ struct sb__stream_s {
   int64_t peer_pid;       /* -1 when unknown */
   int64_t peer_uid;       /* -1 when unknown (always on Windows) */
   int64_t peer_gid;
+  char peer_user[192]; /* sb__peer_t.user: "" for a resumed stream */
+  int peer_privileged;
+  uint64_t hs_charged; /* bytes of broker->hs_bytes this handshake holds */
+  int hs_waiting;      /* paused: handshake_memory_max reached */
   sb__time_t opened;
   struct sb__stream_s *prev, *next; /* broker's list of live streams */
 };

@@ -41,10 +41,13 @@ static void on_conn_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     return;
   }
   if (n < 0) {
-    /* EOF, or a reset from a client that went away: the recording ends either way. */
+    /* EOF, or a reset from a client that went away: the recording ends either way.
+     * The connection is closed at once, as a stream server does after reading a
+     * stream to its end: a client waiting in sb_stream_close learns it was read. */
     uv_read_stop(s);
     c->closed = 1;
     r->nclosed++;
+    uv_close((uv_handle_t*)s, on_conn_close);
   }
 }
 
@@ -79,7 +82,8 @@ void sb_it_recorder_close(sb_it_recorder_t* r) {
   int i;
   uv_close((uv_handle_t*)&r->server, NULL);
   for (i = 0; i < r->nconns; i++) {
-    uv_close((uv_handle_t*)&r->conns[i].pipe, on_conn_close);
+    if (!uv_is_closing((uv_handle_t*)&r->conns[i].pipe))
+      uv_close((uv_handle_t*)&r->conns[i].pipe, on_conn_close);
   }
   uv_run(r->server.loop, UV_RUN_DEFAULT);
   for (i = 0; i < r->nconns; i++)

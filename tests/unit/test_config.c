@@ -696,7 +696,7 @@ TEST_IMPL(config_log_lines) {
   p = eol + 1;
   eol = strchr(p, '\n');
   *eol = '\0';
-  ASSERT_STR_EQ(check_log_line(p, "warn"), "test: two lines  ");
+  ASSERT_STR_EQ(check_log_line(p, "warn"), "test: two\\x0alines\\x0d\\x0a");
   p = eol + 1;
   eol = strchr(p, '\n');
   *eol = '\0';

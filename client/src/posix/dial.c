@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -85,8 +86,11 @@ int sb__dial(int kind, const char* path, uint32_t timeout_ms, int for_process,
     close(fd);
     return sb__errno_to_sb(e);
   }
-  /* The server never writes; say so, so nothing can ever block on our side. */
-  shutdown(fd, SHUT_RD);
+  /* The server never writes. A child's stdout says so, so nothing can block on its
+   * side; a stream of ours keeps its read side, where sb__handle_finish learns how the
+   * server ended the connection. */
+  if (for_process)
+    shutdown(fd, SHUT_RD);
   *out = fd;
   return 0;
 }
@@ -109,6 +113,44 @@ int sb__handle_write(sb_os_handle_t h, const void* buf, size_t len) {
 void sb__handle_close(sb_os_handle_t h) {
   if (h >= 0)
     close(h);
+}
+
+/*
+ * The server reads to the end of the stream and then closes its end: we see end of
+ * file. A server that refuses the stream (a limit, allowed_groups, a bad handshake)
+ * closes it with our bytes unread, and the kernel resets the connection: we see
+ * ECONNRESET. So we end our side (the server's EOF) and wait for the difference, up
+ * to timeout_ms, as the Windows side waits for FlushFileBuffers.
+ */
+int sb__handle_finish(sb_os_handle_t h, uint32_t timeout_ms) {
+  uint64_t deadline = sb__now_ms() + timeout_ms;
+  char buf[256];
+  if (h < 0)
+    return SB_EINVAL;
+  if (shutdown(h, SHUT_WR) != 0)
+    return errno == ENOTCONN ? SB_EPIPE : sb__errno_to_sb(errno);
+  for (;;) {
+    struct pollfd p;
+    uint64_t now = sb__now_ms();
+    ssize_t n;
+    int r;
+    if (now >= deadline)
+      return SB_ETIMEDOUT;
+    p.fd = h;
+    p.events = POLLIN;
+    p.revents = 0;
+    r = poll(&p, 1, (int)(deadline - now > 60000 ? 60000 : deadline - now));
+    if (r < 0 && errno != EINTR)
+      return sb__errno_to_sb(errno);
+    if (r <= 0)
+      continue;
+    n = recv(h, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n == 0)
+      return 0;
+    if (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+      return sb__errno_to_sb(errno);
+    /* Bytes from the server (it never writes any): ignored. */
+  }
 }
 
 /* A Unix socket's unread bytes stay queued for the server after our close, and are

@@ -223,3 +223,9 @@ int sb__handle_flush(sb_os_handle_t h, uint32_t timeout_ms) {
     return SB_ETIMEDOUT;
   return sb__win_to_sb(e);
 }
+
+/* A pipe has no half-close: the flush is the whole answer (a server that closed
+ * without reading fails it). */
+int sb__handle_finish(sb_os_handle_t h, uint32_t timeout_ms) {
+  return sb__handle_flush(h, timeout_ms);
+}

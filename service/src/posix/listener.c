@@ -3,7 +3,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <grp.h>
-#include <pwd.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -206,41 +205,98 @@ void sb__listener_stop(sb__listener_t* l, void (*closed)(void* arg), void* arg) 
   uv_close((uv_handle_t*)&l->pipe, on_listener_closed);
 }
 
-void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* gid) {
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+
+/* The "Groups:" line of /proc/PID/status: the process's groups now (the fallback for
+ * kernels before SO_PEERGROUPS). -1 when it cannot be read. */
+static int proc_groups(int64_t pid, int64_t* out, int max) {
+  char path[64], line[8192];
+  FILE* f;
+  int n = -1;
+  snprintf(path, sizeof(path), "/proc/%lld/status", (long long)pid);
+  if (pid <= 0 || (f = fopen(path, "re")) == NULL)
+    return -1;
+  while (fgets(line, sizeof(line), f) != NULL) {
+    char *p = line + 7, *end;
+    if (strncmp(line, "Groups:", 7) != 0)
+      continue;
+    n = 0;
+    for (;;) {
+      unsigned long long v = strtoull(p, &end, 10);
+      if (end == p)
+        break;
+      if (n < max)
+        out[n++] = (int64_t)v;
+      p = end;
+    }
+    break;
+  }
+  fclose(f);
+  return n;
+}
+
+/* The supplementary groups of the peer's process as it connected (SO_PEERGROUPS,
+ * Linux 4.13), else as /proc/PID/status says; -1 when neither can tell. */
+static int peer_groups(int fd, int64_t pid, int64_t* out, int max) {
+  gid_t stack[256];
+  gid_t* g = stack;
+  socklen_t len = sizeof(stack);
+  int r, n, i;
+  r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len);
+  if (r != 0 && errno == ERANGE && (g = malloc(len)) != NULL)
+    r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len);
+  if (r != 0 || g == NULL) {
+    if (g != stack)
+      free(g);
+    return proc_groups(pid, out, max);
+  }
+  n = (int)(len / sizeof(gid_t));
+  for (i = 0; i < n && i < max; i++)
+    out[i] = g[i];
+  if (g != stack)
+    free(g);
+  return n < max ? n : max;
+}
+
+void sb__peer_credentials(uv_pipe_t* pipe, sb__peer_t* peer) {
   uv_os_fd_t fd;
   struct ucred cred;
   socklen_t len = sizeof(cred);
-  *pid = *uid = *gid = -1;
+  peer->pid = peer->uid = peer->gid = -1;
+  peer->user[0] = '\0';
+  peer->privileged = 0;
+  peer->ngroups = -1;
   if (uv_fileno((uv_handle_t*)pipe, &fd) != 0 ||
       getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
     return;
-  *pid = cred.pid;
-  *uid = cred.uid;
-  *gid = cred.gid;
+  peer->pid = cred.pid;
+  peer->uid = cred.uid;
+  peer->gid = cred.gid;
+  snprintf(peer->user, sizeof(peer->user), "uid %lld", (long long)cred.uid);
+  peer->ngroups = peer_groups(fd, peer->pid, peer->groups, SB__PEER_GROUPS_MAX);
+  /* The reserves' holders: root, the service's own user, and processes running as
+   * its own group (their effective gid). Mere membership does not count: it is how
+   * every client gets to the socket (the streambroker group). */
+  peer->privileged = cred.uid == 0 || cred.uid == geteuid() || cred.gid == getegid();
 }
 
-/* Whether gid is uid's primary group or one of its supplementary groups. */
-static int sb__user_in_group(uid_t uid, gid_t peer_gid, gid_t gid) {
-  struct passwd pw, *res = NULL;
-  char buf[4096];
-  gid_t groups[256];
-  int n = 256, i;
-  if (peer_gid == gid)
+/* Whether the peer holds gid: its (effective) gid, or one of the supplementary groups
+ * its process holds. The group database is not asked: a process that dropped a group
+ * has not got it, whatever /etc/group says of its user. */
+static int peer_in_group(const sb__peer_t* peer, gid_t gid) {
+  int i;
+  if (peer->gid == (int64_t)gid)
     return 1;
-  if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
-    return 0;
-  if (pw.pw_gid == gid)
-    return 1;
-  if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
-    return 0;
-  for (i = 0; i < n; i++) {
-    if (groups[i] == gid)
+  for (i = 0; i < peer->ngroups; i++) {
+    if (peer->groups[i] == (int64_t)gid)
       return 1;
   }
   return 0;
 }
 
-int sb__peer_allowed(int64_t uid, int64_t gid, const char* allowed_groups, char* why,
+int sb__peer_allowed(const sb__peer_t* peer, const char* allowed_groups, char* why,
                      size_t why_size) {
   char* list;
   char* name;
@@ -248,7 +304,7 @@ int sb__peer_allowed(int64_t uid, int64_t gid, const char* allowed_groups, char*
   int ok = 0;
   if (allowed_groups == NULL || allowed_groups[0] == '\0')
     return 1;
-  if (uid < 0) {
+  if (peer->uid < 0) {
     snprintf(why, why_size, "its credentials are unknown");
     return 0;
   }
@@ -258,11 +314,13 @@ int sb__peer_allowed(int64_t uid, int64_t gid, const char* allowed_groups, char*
     struct group gr, *res = NULL;
     char buf[4096];
     if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) == 0 && res != NULL)
-      ok = sb__user_in_group((uid_t)uid, (gid_t)gid, gr.gr_gid);
+      ok = peer_in_group(peer, gr.gr_gid);
   }
   free(list);
   if (!ok)
-    snprintf(why, why_size, "uid %lld (gid %lld) is in none of allowed_groups \"%s\"",
-             (long long)uid, (long long)gid, allowed_groups);
+    snprintf(why, why_size,
+             "uid %lld (gid %lld) is in none of allowed_groups \"%s\" (its process "
+             "holds %d supplementary groups)",
+             (long long)peer->uid, (long long)peer->gid, allowed_groups, peer->ngroups);
   return ok;
 }

@@ -477,20 +477,64 @@ int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
   return 0;
 }
 
-/* Wine says 0 for a client that has gone: unknown, as no pid at all. */
-void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* gid) {
-  uv_os_fd_t h;
-  ULONG client_pid = 0;
-  *pid = *uid = *gid = -1;
-  if (uv_fileno((uv_handle_t*)pipe, &h) == 0 &&
-      GetNamedPipeClientProcessId(h, &client_pid) && client_pid != 0)
-    *pid = client_pid;
+/* The user SID of process pid (or of this process, pid 0) as a string; 0 or -1. */
+static int process_sid(DWORD pid, char* out, size_t size) {
+  HANDLE proc = pid ? OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid)
+                    : GetCurrentProcess();
+  HANDLE token = NULL;
+  union {
+    TOKEN_USER user;
+    char bytes[256];
+  } info;
+  DWORD len = 0;
+  char* text = NULL;
+  int r = -1;
+  if (proc == NULL)
+    return -1;
+  if (OpenProcessToken(proc, TOKEN_QUERY, &token) &&
+      GetTokenInformation(token, TokenUser, &info, sizeof(info), &len) &&
+      ConvertSidToStringSidA(info.user.User.Sid, &text) && strlen(text) < size) {
+    memcpy(out, text, strlen(text) + 1);
+    r = 0;
+  }
+  if (text != NULL)
+    LocalFree(text);
+  if (token != NULL)
+    CloseHandle(token);
+  if (pid)
+    CloseHandle(proc);
+  return r;
 }
 
-int sb__peer_allowed(int64_t uid, int64_t gid, const char* allowed_groups, char* why,
+/*
+ * The client's pid, and the user SID of its process for the per-user limits (the
+ * service, as SYSTEM or an administrator, may open any process's token). Wine says
+ * 0 for a client that has gone: unknown, as no pid at all; a client whose process is
+ * gone or cannot be opened has no user ("").
+ */
+void sb__peer_credentials(uv_pipe_t* pipe, sb__peer_t* peer) {
+  uv_os_fd_t h;
+  ULONG client_pid = 0;
+  char self[192];
+  peer->pid = peer->uid = peer->gid = -1;
+  peer->user[0] = '\0';
+  peer->privileged = 0;
+  peer->ngroups = -1;
+  if (uv_fileno((uv_handle_t*)pipe, &h) == 0 &&
+      GetNamedPipeClientProcessId(h, &client_pid) && client_pid != 0)
+    peer->pid = client_pid;
+  if (peer->pid < 0 ||
+      process_sid((DWORD)peer->pid, peer->user, sizeof(peer->user)) != 0)
+    return;
+  /* The reserves' holders: SYSTEM and the service's own account. */
+  peer->privileged =
+      strcmp(peer->user, "S-1-5-18") == 0 ||
+      (process_sid(0, self, sizeof(self)) == 0 && strcmp(peer->user, self) == 0);
+}
+
+int sb__peer_allowed(const sb__peer_t* peer, const char* allowed_groups, char* why,
                      size_t why_size) {
-  (void)uid;
-  (void)gid;
+  (void)peer;
   (void)allowed_groups;
   (void)why;
   (void)why_size;
