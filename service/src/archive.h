@@ -95,6 +95,7 @@ typedef struct {
   const char* json_what;
   char* json_where;
   int inplace_tried; /* the closing sidecar was written over the old one instead */
+  int tmp_cleared;   /* something in the .tmp's place was removed for this open */
   int claimed;       /* log_path is ours */
   int finishing;
   int synced;
