@@ -629,7 +629,7 @@ int sb__config_parse(sb__config_t* cfg, const char* text, size_t len,
 }
 
 int sb__config_load(sb__config_t* cfg, const char* path, char* err, size_t err_size) {
-  FILE* f = fopen(path, "rb");
+  FILE* f = sb__file_read(path);
   char* text = NULL;
   size_t len = 0, cap = 0, n;
   int r, e;

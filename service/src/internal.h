@@ -591,6 +591,9 @@ int sb__dir_secure(const char* key, const char* shown, const char* dir, unsigned
 uv_file sb__file_open(const char* path, int flags);
 /* The log file, opened the same way for appending; NULL with errno set. */
 FILE* sb__file_append(const char* path);
+/* A file to read (the config): fopen(path, "rb"), close-on-exec on POSIX. NULL with
+ * errno set. */
+FILE* sb__file_read(const char* path);
 /* Joins two path parts with the platform's separator; returns a new string. */
 char* sb__path_join(const char* a, const char* b);
 /* Whether a path is absolute: POSIX, it starts with '/'; Windows, a drive letter, ':'

@@ -148,7 +148,7 @@ static void start_failed(const char* why) {
 }
 
 static int file_exists(const char* path) {
-  FILE* f = fopen(path, "rb");
+  FILE* f = sb__file_read(path);
   if (f != NULL)
     fclose(f);
   return f != NULL;

@@ -376,3 +376,15 @@ FILE* sb__file_append(const char* path) {
     close(fd);
   return f;
 }
+
+/* Close-on-exec, as every descriptor of the service; a link is followed (a config
+ * kept elsewhere by a configuration tool is usual). */
+FILE* sb__file_read(const char* path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  FILE* f;
+  if (fd < 0)
+    return NULL;
+  if ((f = fdopen(fd, "rb")) == NULL)
+    close(fd);
+  return f;
+}

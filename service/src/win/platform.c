@@ -322,3 +322,7 @@ uv_file sb__file_open(const char* path, int flags) {
 FILE* sb__file_append(const char* path) {
   return fopen(path, "ab");
 }
+
+FILE* sb__file_read(const char* path) {
+  return fopen(path, "rb");
+}
