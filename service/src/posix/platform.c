@@ -245,11 +245,13 @@ int sb__dir_secure(const char* key, const char* shown, const char* dir, unsigned
   char who[64];
   int fd, r;
   if (realpath(dir, real) == NULL) {
-    /* Not there yet: what it would be made in must be safe (the caller makes it). */
+    /* Not there yet: what it would be made in must be safe; a sticky directory of
+     * root's (/tmp) is, since what the service makes there stays its own (and is
+     * checked itself once made). */
     char* parent = sb__path_parent(dir);
     r = 0;
     if (parent != NULL)
-      r = sb__dir_secure(key, shown, parent, how & SB__DIR_STICKY_OK, err, size);
+      r = sb__dir_secure(key, shown, parent, SB__DIR_STICKY_OK, err, size);
     free(parent);
     return r;
   }
