@@ -20,6 +20,8 @@
 #include "task.h"
 
 #ifndef _WIN32
+#include <dirent.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -210,6 +212,62 @@ static void sec_config_add(sb_it_daemon_t* d, const char* member) {
   free(text);
 }
 
+/* Whether this test process holds fd open, not close-on-exec, on target: the service
+ * inherited it (ctest leaves its own log open to its children); it did not open it. */
+static int sec_inherited(int fd, const char* target) {
+  char link[64], mine[400];
+  ssize_t len;
+  snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+  len = readlink(link, mine, sizeof(mine) - 1);
+  if (len <= 0)
+    return 0;
+  mine[len] = '\0';
+  return strcmp(mine, target) == 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC) == 0;
+}
+
+/* Every descriptor of a running process but 0, 1 and 2 (and those it inherited from
+ * this one) is close-on-exec (Linux's /proc/PID/fdinfo). Returns how many were
+ * looked at. */
+static int sec_all_cloexec(int pid) {
+  char path[128], line[256];
+  DIR* dir;
+  struct dirent* e;
+  int n = 0;
+  snprintf(path, sizeof(path), "/proc/%d/fdinfo", pid);
+  dir = opendir(path);
+  ASSERT_NOT_NULL(dir);
+  while ((e = readdir(dir)) != NULL) {
+    char info[400];
+    FILE* f;
+    int fd = atoi(e->d_name);
+    unsigned long flags = 0;
+    if (e->d_name[0] == '.' || fd <= 2)
+      continue;
+    snprintf(info, sizeof(info), "%s/%s", path, e->d_name);
+    if ((f = fopen(info, "r")) == NULL)
+      continue; /* closed meanwhile */
+    while (fgets(line, sizeof(line), f) != NULL)
+      if (sscanf(line, "flags: %lo", &flags) == 1)
+        break;
+    fclose(f);
+    if ((flags & O_CLOEXEC) == 0) {
+      char link[400], target[400];
+      ssize_t len;
+      snprintf(link, sizeof(link), "/proc/%d/fd/%d", pid, fd);
+      len = readlink(link, target, sizeof(target) - 1);
+      target[len > 0 ? len : 0] = '\0';
+      if (sec_inherited(fd, target))
+        continue;
+      closedir(dir);
+      sb_test_fail(__FILE__, __LINE__, "descriptor %d (%s) is not close-on-exec", fd,
+                   target);
+    }
+    n++;
+  }
+  closedir(dir);
+  return n;
+}
+
 /* Runs streambrokerd on cfg_path (--console, or the arguments given): it must exit 4
  * and say needle on stderr. */
 static void sec_expect_refused(uv_loop_t* loop, const char* first, const char* cfg_path,
@@ -234,7 +292,8 @@ static void sec_expect_refused(uv_loop_t* loop, const char* first, const char* c
  * so the spool holds every byte): every file the service makes (spool.db and its
  * -wal/-shm, spool.reserve, the lock, the archive's .log and .json, the log file) is
  * 0600 and every directory (data_dir, the archive, its subdirectories, the log's
- * directory) 0700; the control socket 0660 and the admin socket 0600.
+ * directory) 0700; the control socket 0660 and the admin socket 0600. Every
+ * descriptor the services hold is close-on-exec.
  */
 TEST_IMPL(security_modes_under_any_umask) {
 #ifdef _WIN32
@@ -270,6 +329,9 @@ TEST_IMPL(security_modes_under_any_umask) {
     ASSERT_GE(n, 9); /* dir, lock, db, reserve, archive, 2 subdirs, logs, log, ... */
     ASSERT_EQ(sec_mode(path), 0700);
     ASSERT_EQ(sec_mode(u.log_file), 0600);
+    /* Every descriptor they hold (log file, spool, lock, sockets) is close-on-exec. */
+    ASSERT_GE(sec_all_cloexec(u.proc.pid), 5);
+    ASSERT_GE(sec_all_cloexec(b.proc.pid), 5);
     ASSERT_EQ(sec_mode(b.bind_path) & 0777, 0660);
     {
       const char* admin = strchr(b.admin_address, ':') + 1;
