@@ -106,7 +106,7 @@ extern "C" {
   XX(ELIMIT, -30, "limit reached")                                                      \
   XX(ETIMEDOUT, -31, "timed out")                                                       \
   XX(ECANCELED, -32, "operation canceled")                                              \
-  XX(EUNSAFE, -33, "stream server socket could be another user's (refused)")
+  XX(EUNSAFE, -33, "socket or directory that others may write (refused)")
 
 typedef enum {
 #define SB__ERR_ENUM(name, value, text) SB_##name = value,

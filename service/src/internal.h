@@ -137,9 +137,9 @@ void sb__config_write_defaults(FILE* out);
  * (SB__DIRS_ARCHIVE) must be directories that exist, or can be made (create 0:
  * nothing is made; create 1: they are made), and that this process can write (a file
  * is created in each, and removed), and that are safe (sb__dir_secure: owned by root
- * or the service, writable by no one else; with create, data_dir and archive_dir get
- * the policy's mode). On error returns SB_E* and writes one line naming
- * the key, its path and what is wrong into err, such as
+ * or the service, writable by no one else, else SB_EUNSAFE; with create, data_dir
+ * and archive_dir get the policy's mode). On error returns SB_E* and writes one line
+ * naming the key, its path and what is wrong into err, such as
  * "data_dir \"/x/y\": /x is not a directory".
  */
 enum {
@@ -574,8 +574,9 @@ int sb__files_policy(const char* reader_group, int apply, char* err, size_t size
  * one else (above it, a sticky directory such as /tmp is allowed; for the directory
  * itself only with SB__DIR_STICKY_OK and owned by root). SB__DIR_PRIVATE with
  * SB__DIR_FIX: one the service owns gets the policy's mode and group. A directory that
- * does not exist yet is judged by where it would be made. 0, or SB_EACCES with err
- * naming key, shown (the key's value) and what is wrong. Windows: 0.
+ * does not exist yet is judged by where it would be made. 0, or SB_EUNSAFE with err
+ * naming key, shown (the key's value) and what is wrong (SB_EACCES when its mode
+ * cannot be set). Windows: 0.
  */
 enum { SB__DIR_STICKY_OK = 1, SB__DIR_PRIVATE = 2, SB__DIR_FIX = 4 };
 int sb__dir_secure(const char* key, const char* shown, const char* dir, unsigned how,

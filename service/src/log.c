@@ -55,6 +55,8 @@ static int sb__log_errno(int e) {
     return SB_EACCES;
   case ENOSPC:
     return SB_ENOSPC;
+  case ELOOP: /* a link in the log file's place: refused, never followed */
+    return SB_EUNSAFE;
   default:
     return SB_EIO;
   }

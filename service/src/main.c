@@ -282,7 +282,18 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
    * read-only or full archive disk at boot loses nothing, and streams left in the
    * spool are archived once it is back). */
   if (cfg.upstream == NULL &&
-      sb__config_check_dirs(&cfg, SB__DIRS_ARCHIVE, 1, why, sizeof(why)) != 0) {
+      (r = sb__config_check_dirs(&cfg, SB__DIRS_ARCHIVE, 1, why, sizeof(why))) != 0) {
+    if (r == SB_EUNSAFE) {
+      /* One that others control is no outage to wait out: they could read or
+       * redirect what is archived there. */
+      SB_LOG_E("broker", "cannot start: %s", why);
+      fprintf(stderr, "streambrokerd: %s\n", why);
+      start_failed(why);
+      sb__config_free(&cfg);
+      sb__log_close();
+      sb__eventlog_close();
+      return 4;
+    }
     SB_LOG_E("broker", "%s; streams wait in the spool until it can be written", why);
   }
   loop = uv_default_loop();

@@ -8,6 +8,7 @@
   X(security_symlink_sidecar_tmp)                                                      \
   X(security_symlink_recovery_tmp)                                                     \
   X(security_symlink_spool_reserve)                                                    \
+  X(security_symlink_log_file)                                                         \
   X(security_socket_dir_trap)
 
 #endif

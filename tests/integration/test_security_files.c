@@ -269,15 +269,61 @@ static int sec_all_cloexec(int pid) {
   return n;
 }
 
-/* Runs streambrokerd on cfg_path (--console, or the arguments given): it must exit 4
- * and say needle on stderr. */
+static int sec_exited(void* arg) {
+  return !((sb_it_daemon_t*)arg)->running;
+}
+
+/* Starts the (stopped) daemon again on its config: it must refuse to start, exit 4 and
+ * say needle on stderr. One that starts anyway is killed, and the test fails. */
+static void sec_expect_start_refused(sb_it_daemon_t* d, const char* needle) {
+  size_t before = d->log.len;
+  sb_it_daemon_respawn(d);
+  sb_it_run_until(d->loop, 30000, sec_exited, d);
+  if (d->running) {
+    uv_process_kill(&d->proc, SIGKILL);
+    sb_it_daemon_wait_exit(d, 30000);
+    sb_test_fail(__FILE__, __LINE__,
+                 "streambrokerd started; want a refusal saying \"%s\"", needle);
+  }
+  if (d->exit_status != 4 ||
+      !sb_it_contains(d->log.data + before, d->log.len - before, needle)) {
+    sb_it_daemon_dump(d);
+    sb_test_fail(__FILE__, __LINE__, "streambrokerd exited %d; want 4 and \"%s\"",
+                 (int)d->exit_status, needle);
+  }
+}
+
+/* Sets the string member key of the daemon's config to value (before a restart). */
+static void sec_config_set(sb_it_daemon_t* d, const char* key, const char* value) {
+  char member[1200], head[128];
+  size_t len;
+  char* text = sb_it_read_file(d->config_path, &len);
+  char* at;
+  char* end;
+  char* out;
+  ASSERT_NOT_NULL(text);
+  snprintf(head, sizeof(head), "\"%s\": \"", key);
+  snprintf(member, sizeof(member), "\"%s\": \"%s\"", key, value);
+  at = strstr(text, head);
+  ASSERT_NOT_NULL(at);
+  end = strchr(at + strlen(head), '"');
+  ASSERT_NOT_NULL(end);
+  out = malloc(len + strlen(member) + 1);
+  ASSERT_NOT_NULL(out);
+  memcpy(out, text, (size_t)(at - text));
+  strcpy(out + (at - text), member);
+  strcat(out, end + 1);
+  sb_it_write_file(d->config_path, out, strlen(out));
+  free(out);
+  free(text);
+}
+
+/* Runs streambrokerd --check-config on cfg_path: it must exit 4 and say needle. */
 static void sec_expect_refused(uv_loop_t* loop, const char* first, const char* cfg_path,
                                const char* needle) {
   char prog[4096];
-  const char* argv[] = {prog, first, cfg_path, "--console", NULL};
+  const char* argv[] = {prog, first, cfg_path, NULL};
   sb_it_result_t res;
-  if (strcmp(first, "--check-config") == 0)
-    argv[3] = NULL;
   sb_it_program("streambrokerd", prog, sizeof(prog));
   sb_it_run(loop, argv, NULL, "", 0, NULL, 0, &res);
   if (res.exit_status != 4 || !sb_it_contains(res.err.data, res.err.len, needle))
@@ -434,8 +480,7 @@ TEST_IMPL(security_reader_group_reads_writers_do_not) {
   sec_config_add(&d, extra);
   sec_expect_refused(&loop, "--check-config", d.config_path,
                      "reader_group \"sbt-no-such-group\": no such group");
-  sec_expect_refused(&loop, "--config", d.config_path,
-                     "reader_group \"sbt-no-such-group\": no such group");
+  sec_expect_start_refused(&d, "reader_group \"sbt-no-such-group\": no such group");
   sb_it_daemon_close(&d);
   ASSERT_OK(uv_loop_close(&loop));
 #endif
@@ -601,7 +646,7 @@ TEST_IMPL(security_symlink_spool_reserve) {
   snprintf(path, sizeof(path), "%s/spool.db", b.dir);
   ASSERT_EQ(rename(path, filler), 0);
   ASSERT_EQ(symlink(victim, path), 0);
-  sec_expect_refused(&loop, "--config", b.config_path, "a symbolic link");
+  sec_expect_start_refused(&b, "a symbolic link");
   sec_victim_intact(victim);
   sb_it_daemon_close(&b);
   sb_it_daemon_close(&u);
@@ -663,7 +708,7 @@ TEST_IMPL(security_socket_dir_trap) {
   snprintf(member, sizeof(member), "control_pipe \"%s\": %s is owned by uid %d",
            address, trap, (int)uid_x);
   sec_expect_refused(&loop, "--check-config", d.config_path, member);
-  sec_expect_refused(&loop, "--config", d.config_path, member);
+  sec_expect_start_refused(&d, member);
   snprintf(sock, sizeof(sock), "%s/sb.sock", trap);
   ASSERT_NE(access(sock, F_OK), 0);
   sb_it_daemon_close(&d);
@@ -675,29 +720,19 @@ TEST_IMPL(security_socket_dir_trap) {
     char data[700];
     snprintf(data, sizeof(data), "%s/data", trap);
     ASSERT_EQ(mkdir(data, 0700), 0);
-    snprintf(member, sizeof(member), "\"data_dir\": \"%s\"", data);
-    /* Replace the data_dir member: rewrite the whole config. */
-    {
-      size_t len;
-      char* text = sb_it_read_file(d.config_path, &len);
-      char* at = strstr(text, "\"data_dir\": \"");
-      char* end;
-      char* out;
-      ASSERT_NOT_NULL(at);
-      end = strchr(at + 13, '"');
-      ASSERT_NOT_NULL(end);
-      out = malloc(len + strlen(member) + 1);
-      ASSERT_NOT_NULL(out);
-      memcpy(out, text, (size_t)(at - text));
-      strcpy(out + (at - text), member);
-      strcat(out, end + 1);
-      sb_it_write_file(d.config_path, out, strlen(out));
-      free(out);
-      free(text);
-    }
+    sec_config_set(&d, "data_dir", data);
     snprintf(member, sizeof(member), "data_dir \"%s\": %s is owned by uid %d", data,
              trap, (int)uid_x);
-    sec_expect_refused(&loop, "--config", d.config_path, member);
+    sec_expect_start_refused(&d, member);
+    /* The data_dir back, an archive_dir of the attacker's: not an outage to wait out
+     * in the spool, a refusal. */
+    sec_config_set(&d, "data_dir", d.dir);
+    snprintf(data, sizeof(data), "%s/archive", trap);
+    sec_config_set(&d, "archive_dir", data);
+    snprintf(member, sizeof(member), "archive_dir \"%s\": %s is owned by uid %d", data,
+             trap, (int)uid_x);
+    sec_expect_refused(&loop, "--check-config", d.config_path, member);
+    sec_expect_start_refused(&d, member);
   }
   sb_it_daemon_close(&d);
 
@@ -729,6 +764,41 @@ TEST_IMPL(security_socket_dir_trap) {
   sb_it_recorder_close(&rec);
   unlink(sock);
   ASSERT_EQ(chmod(trap, 0700), 0);
+  ASSERT_OK(uv_loop_close(&loop));
+#endif
+}
+
+/*
+ * The log file a link to a root-only file: the start is refused (exit 4, naming
+ * log_file), the file untouched. A link in place of the data directory's lock: the
+ * same, naming data_dir.
+ */
+TEST_IMPL(security_symlink_log_file) {
+#ifdef _WIN32
+  TEST_SKIP("symbolic links as an unprivileged user are a POSIX matter here");
+#else
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  char other[512], victim[600], path[900], needle[1000];
+  sec_need_root();
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_tempdir("secvl", other, sizeof(other));
+  sec_victim(other, victim, sizeof(victim));
+  sb_it_daemon_start_logfile(&d, &loop, "seclg", NULL, NULL, "sb.log");
+  sec_stop(&d);
+  ASSERT_EQ(unlink(d.log_file), 0);
+  ASSERT_EQ(symlink(victim, d.log_file), 0);
+  snprintf(needle, sizeof(needle), "log_file \"%s\"", d.log_file);
+  sec_expect_start_refused(&d, needle);
+  sec_victim_intact(victim);
+  ASSERT_EQ(unlink(d.log_file), 0);
+  snprintf(path, sizeof(path), "%s/streambrokerd.lock", d.dir);
+  ASSERT_EQ(unlink(path), 0);
+  ASSERT_EQ(symlink(victim, path), 0);
+  snprintf(needle, sizeof(needle), "data_dir \"%s\": cannot take its lock file", d.dir);
+  sec_expect_start_refused(&d, needle);
+  sec_victim_intact(victim);
+  sb_it_daemon_close(&d);
   ASSERT_OK(uv_loop_close(&loop));
 #endif
 }

@@ -220,7 +220,7 @@ static int sb__check_ancestors(const char* key, const char* shown, const char* r
                "%s \"%s\": %s is owned by %s, neither root nor this service's user "
                "(uid %lu): whoever owns it can replace what is under it; refused",
                key, shown, p, who, (unsigned long)me);
-      r = SB_EACCES;
+      r = SB_EUNSAFE;
       break;
     }
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
@@ -229,7 +229,7 @@ static int sb__check_ancestors(const char* key, const char* shown, const char* r
                "replace what is under it; refused",
                key, shown, p, st.st_mode & S_IWOTH ? "everyone" : "its group",
                (unsigned)(st.st_mode & 07777));
-      r = SB_EACCES;
+      r = SB_EUNSAFE;
       break;
     }
   }
@@ -271,7 +271,7 @@ int sb__dir_secure(const char* key, const char* shown, const char* dir, unsigned
              "%s \"%s\": %s is owned by %s, neither root nor this service's user "
              "(uid %lu); refused",
              key, shown, real, who, (unsigned long)me);
-    r = SB_EACCES;
+    r = SB_EUNSAFE;
   } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 &&
              !((how & SB__DIR_STICKY_OK) && (st.st_mode & S_ISVTX) && st.st_uid == 0)) {
     snprintf(err, size,
@@ -279,7 +279,7 @@ int sb__dir_secure(const char* key, const char* shown, const char* dir, unsigned
              "and links there; refused",
              key, shown, real, st.st_mode & S_IWOTH ? "everyone" : "its group",
              (unsigned)(st.st_mode & 07777));
-    r = SB_EACCES;
+    r = SB_EUNSAFE;
   } else if ((how & SB__DIR_PRIVATE) && st.st_uid == me && (how & SB__DIR_FIX)) {
     /* Ours: exactly the policy's mode and group, whatever an earlier version or an
      * installer left (a group that clients share must not read the data). */
@@ -304,7 +304,7 @@ int sb__dir_secure(const char* key, const char* shown, const char* dir, unsigned
              "%s \"%s\": %s belongs to root and is not setgid to reader_group (gid "
              "%lu); make it so (chgrp, chmod 2750) or let the service own it",
              key, shown, real, (unsigned long)sb__reader_gid);
-    r = SB_EACCES;
+    r = SB_EUNSAFE;
   }
   close(fd);
   return r;
