@@ -697,18 +697,37 @@ static void ar_json_start(sb__archive_t* ar, int final) {
   ar->json_pending = 1;
 }
 
+/*
+ * The stream's files are opened on the threadpool through sb__file_open: relative to
+ * their directory's descriptor, never through a link, a regular file of the service's
+ * own, with the mode of its files (0600, 0640 with reader_group) whatever the umask.
+ */
+static void open_work(uv_work_t* w) {
+  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
+  ar->work_result = sb__file_open(ar->open_path, ar->open_flags);
+}
+
+static void open_done(uv_work_t* w, int status) {
+  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
+  ar_complete(ar, status < 0 ? status : ar->work_result);
+}
+
+static void ar_submit_open(sb__archive_t* ar, int op, const char* path, int flags) {
+  ar->open_path = path;
+  ar->open_flags = flags;
+  ar_submitted(
+      ar, op,
+      uv_queue_work(ar->sink.stream->broker->loop, &ar->work, open_work, open_done));
+}
+
 static void ar_submit_json_open(sb__archive_t* ar) {
   /* A sidecar that failed before is made again: it may say more now. */
   if (ar->json_failed)
     ar_json_start(ar, ar->json_final);
-  /* Made exclusively, never through a link: a .tmp planted beside the sidecar must not
-   * send the service's write elsewhere. The mode is 0640 less the service's umask
-   * (0600; 0640 with reader_group, which the directory's setgid bit gives it). */
-  ar_submitted(
-      ar, AR_JSON_OPEN,
-      uv_fs_open(ar->sink.stream->broker->loop, &ar->req, ar->tmp_path,
-                 UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL | UV_FS_O_NOFOLLOW, 0640,
-                 on_fs));
+  /* Made exclusively: a .tmp planted beside the sidecar must not send the service's
+   * write elsewhere. */
+  ar_submit_open(ar, AR_JSON_OPEN, ar->tmp_path,
+                 UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL);
 }
 
 static void ar_submit_json_write(sb__archive_t* ar) {
@@ -1013,11 +1032,8 @@ static void ar_claim(sb__archive_t* ar) {
     return;
   }
   /* A link in the .log's place takes the next sequence number, as any file does. */
-  ar_submitted(
-      ar, AR_LOG_OPEN,
-      uv_fs_open(ar->sink.stream->broker->loop, &ar->req, ar->log_path,
-                 UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL | UV_FS_O_NOFOLLOW, 0640,
-                 on_fs));
+  ar_submit_open(ar, AR_LOG_OPEN, ar->log_path,
+                 UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL);
 }
 
 /* The .log that failed is flushed (what it took is kept), then closed, one step at a
@@ -1074,9 +1090,7 @@ static void ar_step_reopen(sb__archive_t* ar) {
     return;
   }
   if (!ar->log_done && ar->log_fd < 0) {
-    ar_submitted(ar, AR_LOG_REOPEN,
-                 uv_fs_open(loop, &ar->req, ar->log_path,
-                            UV_FS_O_WRONLY | UV_FS_O_NOFOLLOW, 0, on_fs));
+    ar_submit_open(ar, AR_LOG_REOPEN, ar->log_path, UV_FS_O_WRONLY);
     return;
   }
   if (!ar->log_done && !ar->checked) {
