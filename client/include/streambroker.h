@@ -105,13 +105,14 @@ extern "C" {
   XX(ENOSPC, -29, "no space left on device")                                            \
   XX(ELIMIT, -30, "limit reached")                                                      \
   XX(ETIMEDOUT, -31, "timed out")                                                       \
-  XX(ECANCELED, -32, "operation canceled")
+  XX(ECANCELED, -32, "operation canceled")                                              \
+  XX(EUNSAFE, -33, "socket or directory that others may write (refused)")
 
 typedef enum {
 #define SB__ERR_ENUM(name, value, text) SB_##name = value,
   SB_ERRNO_MAP(SB__ERR_ENUM)
 #undef SB__ERR_ENUM
-  SB__ERR_MIN = -33
+  SB__ERR_MIN = -34
 } sb_errno_t;
 
 /* Text for an error code; never NULL ("unknown error" for an unknown code). */
@@ -200,7 +201,10 @@ SB_EXTERN int sb_client_set_namespace(sb_client_t* client, const char* ns);
  * Opens a stream: validates the options (SB_ENAME, SB_ETAG, SB_ETYPE, SB_ETIMESTAMP),
  * dials the server (retrying while it is busy, with capped exponential backoff, up to
  * the client's timeout: SB_EBUSY; an absent server fails at once: SB_ENOSERVER;
- * SB_EACCES when refused by permissions) and writes the handshake.
+ * SB_EACCES when refused by permissions; POSIX, SB_EUNSAFE when the socket's directory
+ * is writable by others than its owner, unless it is a sticky directory of root's such
+ * as /tmp holding a socket of root's, the caller's or the directory owner's: someone
+ * else could have put a server of their own there) and writes the handshake.
  * The stream is freed by sb_stream_close().
  */
 SB_EXTERN int sb_stream_open(sb_client_t* client, const sb_stream_opts_t* opts,

@@ -83,6 +83,7 @@ enum {
   AR_BREAK_SYNC,  /* a .log that failed: what it holds is flushed ... */
   AR_BREAK_CLOSE, /* ... and it is closed (results only logged) */
   AR_JSON_OPEN,
+  AR_JSON_CLEAR, /* what was in the .tmp's place is removed, then the open again */
   AR_JSON_WRITE,
   AR_JSON_SYNC,
   AR_JSON_CLOSE,
@@ -699,13 +700,37 @@ static void ar_json_start(sb__archive_t* ar, int final) {
   ar->json_pending = 1;
 }
 
+/*
+ * The stream's files are opened on the threadpool through sb__file_open: relative to
+ * their directory's descriptor, never through a link, a regular file of the service's
+ * own, with the mode of its files (0600, 0640 with reader_group) whatever the umask.
+ */
+static void open_work(uv_work_t* w) {
+  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
+  ar->work_result = sb__file_open(ar->open_path, ar->open_flags);
+}
+
+static void open_done(uv_work_t* w, int status) {
+  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
+  ar_complete(ar, status < 0 ? status : ar->work_result);
+}
+
+static void ar_submit_open(sb__archive_t* ar, int op, const char* path, int flags) {
+  ar->open_path = path;
+  ar->open_flags = flags;
+  ar_submitted(
+      ar, op,
+      uv_queue_work(ar->sink.stream->broker->loop, &ar->work, open_work, open_done));
+}
+
 static void ar_submit_json_open(sb__archive_t* ar) {
   /* A sidecar that failed before is made again: it may say more now. */
   if (ar->json_failed)
     ar_json_start(ar, ar->json_final);
-  ar_submitted(ar, AR_JSON_OPEN,
-               uv_fs_open(ar->sink.stream->broker->loop, &ar->req, ar->tmp_path,
-                          UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC, 0640, on_fs));
+  /* Made exclusively: a .tmp planted beside the sidecar must not send the service's
+   * write elsewhere. */
+  ar_submit_open(ar, AR_JSON_OPEN, ar->tmp_path,
+                 UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL);
 }
 
 static void ar_submit_json_write(sb__archive_t* ar) {
@@ -1009,9 +1034,9 @@ static void ar_claim(sb__archive_t* ar) {
       sb__archive_spool_break(ar, "creating directory", ar->parent, ar_mkdir_why(r));
     return;
   }
-  ar_submitted(ar, AR_LOG_OPEN,
-               uv_fs_open(ar->sink.stream->broker->loop, &ar->req, ar->log_path,
-                          UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL, 0640, on_fs));
+  /* A link in the .log's place takes the next sequence number, as any file does. */
+  ar_submit_open(ar, AR_LOG_OPEN, ar->log_path,
+                 UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL);
 }
 
 /* The .log that failed is flushed (what it took is kept), then closed, one step at a
@@ -1068,8 +1093,7 @@ static void ar_step_reopen(sb__archive_t* ar) {
     return;
   }
   if (!ar->log_done && ar->log_fd < 0) {
-    ar_submitted(ar, AR_LOG_REOPEN,
-                 uv_fs_open(loop, &ar->req, ar->log_path, UV_FS_O_WRONLY, 0, on_fs));
+    ar_submit_open(ar, AR_LOG_REOPEN, ar->log_path, UV_FS_O_WRONLY);
     return;
   }
   if (!ar->log_done && !ar->checked) {
@@ -1229,7 +1253,8 @@ static void inplace_work(uv_work_t* w) {
   uv_fs_t req;
   uv_buf_t buf = uv_buf_init(ar->json, (unsigned)ar->json_len);
   int fd, r;
-  fd = uv_fs_open(NULL, &req, ar->json_path, UV_FS_O_WRONLY, 0, NULL);
+  fd =
+      uv_fs_open(NULL, &req, ar->json_path, UV_FS_O_WRONLY | UV_FS_O_NOFOLLOW, 0, NULL);
   uv_fs_req_cleanup(&req);
   if (fd < 0) {
     ar->work_result = fd;
@@ -1366,6 +1391,17 @@ static void ar_complete(sb__archive_t* ar, int r) {
     sb__archive_spool_durable(ar);
     break;
   case AR_JSON_OPEN:
+    if (r == UV_EEXIST && !ar->tmp_cleared) {
+      /* A leftover of a crash, or a link planted to make the service write elsewhere:
+       * removed (a link, not its target), and the .tmp made anew. */
+      ar->tmp_cleared = 1;
+      SB_LOG_W("archive", "%s was in the way of the sidecar: removed, never followed",
+               ar->tmp_path);
+      ar_submitted(ar, AR_JSON_CLEAR,
+                   uv_fs_unlink(loop, &ar->req, ar->tmp_path, on_fs));
+      break;
+    }
+    ar->tmp_cleared = 0;
     if (r < 0) {
       ar_json_failed(ar, "creating", ar->tmp_path, r);
       op = AR_JSON_UNLINK; /* nothing was created that needs removing */
@@ -1373,6 +1409,9 @@ static void ar_complete(sb__archive_t* ar, int r) {
     }
     ar->tmp_fd = (uv_file)r;
     ar_submit_json_write(ar);
+    break;
+  case AR_JSON_CLEAR:
+    ar_submit_json_open(ar); /* a failed unlink shows as the open's EEXIST */
     break;
   case AR_JSON_WRITE:
     if (r <= 0) {
@@ -1884,7 +1923,7 @@ static char* ar_read_small(const char* path, size_t* len) {
   uv_fs_t req;
   sb__buf_t b = {0};
   char chunk[16384];
-  int fd = uv_fs_open(NULL, &req, path, UV_FS_O_RDONLY, 0, NULL);
+  int fd = uv_fs_open(NULL, &req, path, UV_FS_O_RDONLY | UV_FS_O_NOFOLLOW, 0, NULL);
   uv_fs_req_cleanup(&req);
   if (fd < 0)
     return NULL;
@@ -1928,7 +1967,7 @@ static uint64_t ar_count_datagrams(const char* path) {
   sb__dgram_t d;
   static char chunk[65536];
   int64_t off = 0;
-  int fd = uv_fs_open(NULL, &req, path, UV_FS_O_RDONLY, 0, NULL);
+  int fd = uv_fs_open(NULL, &req, path, UV_FS_O_RDONLY | UV_FS_O_NOFOLLOW, 0, NULL);
   uv_fs_req_cleanup(&req);
   if (fd < 0)
     return 0;
@@ -1970,9 +2009,11 @@ static int ar_write_sync(const char* path, const char* text) {
   uv_buf_t buf = uv_buf_init((char*)text, (unsigned)strlen(text));
   int fd, r;
   snprintf(tmp, n, "%s.tmp", path);
-  fd = uv_fs_open(NULL, &req, tmp, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC, 0640,
-                  NULL);
+  /* Made anew: what is in its place (a leftover, or a link) is removed, not followed,
+   * and the .tmp is created exclusively. */
+  uv_fs_unlink(NULL, &req, tmp, NULL);
   uv_fs_req_cleanup(&req);
+  fd = sb__file_open(tmp, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL);
   if ((r = fd) >= 0) {
     r = uv_fs_write(NULL, &req, fd, &buf, 1, 0, NULL);
     uv_fs_req_cleanup(&req);

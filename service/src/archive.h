@@ -95,6 +95,7 @@ typedef struct {
   const char* json_what;
   char* json_where;
   int inplace_tried; /* the closing sidecar was written over the old one instead */
+  int tmp_cleared;   /* something in the .tmp's place was removed for this open */
   int claimed;       /* log_path is ours */
   int finishing;
   int synced;
@@ -110,8 +111,10 @@ typedef struct {
   char* err_text;  /* what failed, for the log and the sidecar */
   sb__time_t closed;
   int has_closed;
-  uv_work_t work; /* a sidecar rename tried again, or written in place */
+  uv_work_t work; /* a file opened, a sidecar rename tried again, or written in place */
   int work_result;
+  const char* open_path; /* the file opened by work: log_path or tmp_path */
+  int open_flags;
   unsigned renames_tried;
   ar_known_t* known; /* this name's entry */
   uint64_t start;    /* the streambroker.offset tag the stream came with (0: none) */

@@ -27,7 +27,9 @@ enum {
   SB__KEY_NULLABLE = 1, /* null is allowed and stored as NULL */
   SB__KEY_ADDRESS = 2,  /* an address of this platform's kind */
   SB__KEY_NONEMPTY = 4, /* "" is refused */
-  SB__KEY_PATH = 8      /* a path: absolute ("" keeps its meaning) */
+  SB__KEY_PATH = 8,     /* a path: absolute ("" keeps its meaning) */
+  SB__KEY_NAME = 16     /* one account or group name: no control character, ',' or
+                           ':', at most 256 bytes */
 };
 
 typedef struct {
@@ -221,7 +223,15 @@ static const sb__key_t sb__keys[] = {
     "group names separated by commas; `\"\"` means any",
     "Linux only: only members of these groups (by primary or supplementary group) may "
     "open streams; others are refused with a logged reason. The socket's mode (0660) "
-    "and directory still decide who can connect at all."),
+    "and directory still decide who can connect at all. Neither lets anyone read what "
+    "was written: that is `reader_group`'s."),
+  SB__STRING(reader_group, SB__KEY_NAME, "", NULL, NULL,
+    "a group name; `\"\"` means none",
+    "Linux: the group that may read the spool, the archive and the log file (data "
+    "files 0640 and directories 2750 in this group); without it they are the "
+    "service's alone (0600 and 0700). `allowed_groups` and the socket's group only let "
+    "users write streams, never read them. The service's user must be a member (or "
+    "root); `--check-config` says when the group does not exist."),
   SB__STRING(control_pipe_sddl, 0, "", NULL, NULL,
     "an SDDL string; `\"\"` means the default",
     "Windows only: security descriptor of the control pipe. The default, "
@@ -454,6 +464,19 @@ static void sb__enum_what(const sb__key_t* k, char* what, size_t size) {
 }
 
 /* Sets one key from its JSON value; on error writes what is wrong and returns -1. */
+/* One name, as the group database or Windows would take it: what would end a list
+ * (',') or a group file's field (':'), and control characters, are refused. */
+static int sb__name_ok(const char* s) {
+  size_t n = strlen(s);
+  if (n > 256)
+    return 0;
+  for (; *s; s++) {
+    if ((unsigned char)*s < 0x20 || *s == 0x7f || *s == ',' || *s == ':')
+      return 0;
+  }
+  return 1;
+}
+
 static int sb__set_key(sb__config_t* cfg, const sb__key_t* k, const cJSON* v,
                        char* what, size_t size) {
   char** sp;
@@ -497,6 +520,12 @@ static int sb__set_key(sb__config_t* cfg, const sb__key_t* k, const cJSON* v,
   }
   if ((k->flags & SB__KEY_NONEMPTY) && v->valuestring[0] == '\0') {
     snprintf(what, size, "must not be empty");
+    return -1;
+  }
+  if ((k->flags & SB__KEY_NAME) && !sb__name_ok(v->valuestring)) {
+    snprintf(what, size,
+             "must be one group name (no control character, ',' or ':'; at most 256 "
+             "bytes)");
     return -1;
   }
   /* A relative path would depend on the directory the service happens to start in
@@ -614,7 +643,7 @@ int sb__config_parse(sb__config_t* cfg, const char* text, size_t len,
 }
 
 int sb__config_load(sb__config_t* cfg, const char* path, char* err, size_t err_size) {
-  FILE* f = fopen(path, "rb");
+  FILE* f = sb__file_read(path);
   char* text = NULL;
   size_t len = 0, cap = 0, n;
   int r, e;
@@ -754,7 +783,12 @@ static int sb__probe_write(const char* dir) {
   int fd;
   snprintf(name, sizeof(name), ".streambroker-check-%d", (int)uv_os_getpid());
   path = sb__path_join(dir, name);
-  fd = uv_fs_open(NULL, &req, path, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC,
+  /* The name is predictable: whatever is in its place (a link) is removed, never
+   * followed, and the file is made anew. */
+  uv_fs_unlink(NULL, &req, path, NULL);
+  uv_fs_req_cleanup(&req);
+  fd = uv_fs_open(NULL, &req, path,
+                  UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL | UV_FS_O_NOFOLLOW,
                   0600, NULL);
   uv_fs_req_cleanup(&req);
   if (fd >= 0) {
@@ -773,7 +807,7 @@ static int sb__probe_write(const char* dir) {
  * process can write in: the directory itself, or the one it would be made in.
  */
 static int sb__check_dir(const char* key, const char* shown, const char* dir,
-                         int create, char* err, size_t size) {
+                         unsigned how, int create, char* err, size_t size) {
   char* p = sb__xstrdup(dir);
   int r, made = create ? sb__mkdir_p(dir) : 0;
   for (;;) {
@@ -798,6 +832,13 @@ static int sb__check_dir(const char* key, const char* shown, const char* dir,
     }
     free(p);
     p = parent;
+  }
+  /* Owned by root or the service, writable by no one else (above it too); one the
+   * service owns gets its mode (a start, not --check-config, changes it). */
+  if ((r = sb__dir_secure(key, shown, dir, how | (create ? SB__DIR_FIX : 0u), err,
+                          size)) != 0) {
+    free(p);
+    return r;
   }
   if ((r = sb__probe_write(p)) < 0) {
     if (strcmp(p, dir) == 0)
@@ -829,18 +870,39 @@ int sb__config_check_dirs(const sb__config_t* cfg, unsigned which, int create,
       free(dir);
       return SB_EEXIST;
     }
-    r = dir ? sb__check_dir("log_file", cfg->log_file, dir, create, err, err_size) : 0;
+    r = dir ? sb__check_dir("log_file", cfg->log_file, dir, SB__DIR_STICKY_OK, create,
+                            err, err_size)
+            : 0;
     free(dir);
     if (r != 0)
       return r;
   }
   if ((which & SB__DIRS_DATA) &&
-      (r = sb__check_dir("data_dir", cfg->data_dir, cfg->data_dir, create, err,
-                         err_size)) != 0)
+      (r = sb__check_dir("data_dir", cfg->data_dir, cfg->data_dir, SB__DIR_PRIVATE,
+                         create, err, err_size)) != 0)
     return r;
   if ((which & SB__DIRS_ARCHIVE) && cfg->upstream == NULL &&
-      (r = sb__check_dir("archive_dir", cfg->archive_dir, cfg->archive_dir, create, err,
-                         err_size)) != 0)
+      (r = sb__check_dir("archive_dir", cfg->archive_dir, cfg->archive_dir,
+                         SB__DIR_PRIVATE, create, err, err_size)) != 0)
     return r;
+  if (which & SB__DIRS_SOCKETS) {
+    /* A socket's directory: whoever may write in it may put a server of their own in
+     * the socket's place before the service binds (clients would talk to it). */
+    const char* keys[2] = {"control_pipe", "admin_pipe"};
+    const char* values[2] = {cfg->control_pipe, cfg->admin_pipe};
+    int i;
+    for (i = 0; i < 2; i++) {
+      int kind;
+      const char* path;
+      char* dir;
+      if (values[i] == NULL || sb__address_parse(values[i], &kind, &path) != 0 ||
+          kind != SB__ADDR_UNIX || (dir = sb__path_parent(path)) == NULL)
+        continue;
+      r = sb__dir_secure(keys[i], values[i], dir, SB__DIR_STICKY_OK, err, err_size);
+      free(dir);
+      if (r != 0)
+        return r;
+    }
+  }
   return 0;
 }

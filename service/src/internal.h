@@ -119,6 +119,8 @@ typedef struct {
   uint64_t log_max_files;        /* files kept, the current one included */
   char* allowed_groups;          /* POSIX: comma-separated groups whose members may open
                                     streams; "": anyone who can reach the socket */
+  char* reader_group;            /* the group that may read data, archive and log; "":
+                                    only the service */
   char* control_pipe_sddl;       /* Windows: the control pipe's security descriptor;
                                     "": the default (SB__DEFAULT_CONTROL_SDDL) */
 } sb__config_t;
@@ -148,11 +150,19 @@ void sb__config_write_defaults(FILE* out);
  * which & SB__DIRS_LOG), data_dir (SB__DIRS_DATA) and, in archive mode, archive_dir
  * (SB__DIRS_ARCHIVE) must be directories that exist, or can be made (create 0:
  * nothing is made; create 1: they are made), and that this process can write (a file
- * is created in each, and removed). On error returns SB_E* and writes one line naming
- * the key, its path and what is wrong into err, such as
+ * is created in each, and removed), and that are safe (sb__dir_secure: owned by root
+ * or the service, writable by no one else, else SB_EUNSAFE; with create, data_dir
+ * and archive_dir get the policy's mode). On error returns SB_E* and writes one line
+ * naming the key, its path and what is wrong into err, such as
  * "data_dir \"/x/y\": /x is not a directory".
  */
-enum { SB__DIRS_LOG = 1, SB__DIRS_DATA = 2, SB__DIRS_ARCHIVE = 4, SB__DIRS_ALL = 7 };
+enum {
+  SB__DIRS_LOG = 1,
+  SB__DIRS_DATA = 2,
+  SB__DIRS_ARCHIVE = 4,
+  SB__DIRS_SOCKETS = 8, /* the control and admin sockets' directories (POSIX) */
+  SB__DIRS_ALL = 15
+};
 int sb__config_check_dirs(const sb__config_t* cfg, unsigned which, int create,
                           char* err, size_t err_size);
 
@@ -606,8 +616,44 @@ const char* sb__default_config_path(void);
 void sb__process_init(void);
 /* Raises the open-file limit as far as allowed (POSIX); no-op elsewhere. */
 void sb__raise_fd_limit(void);
-/* Creates a directory and its parents (mode 0750 on POSIX). 0 or SB_E*. */
+/* Creates a directory and its parents (mode 0750 on POSIX, less the umask, which
+ * sb__files_policy sets). 0 or SB_E*. */
 int sb__mkdir_p(const char* path);
+/*
+ * What the service creates is its own: POSIX, files 0600 and directories 0700 (with
+ * reader_group: 0640 and 2750, that group), and the process's umask set to match
+ * (077, or 027), whatever it was started with. reader_group NULL or "": none. With
+ * apply 0 only checks that the group exists. 0, or SB_ECONFIG with err saying why.
+ * Windows: the access lists are set elsewhere (win/platform.c); 0.
+ */
+int sb__files_policy(const char* reader_group, int apply, char* err, size_t size);
+/*
+ * Checks a directory the service uses but may not have made (POSIX): it and each
+ * directory above it must be owned by root or the service's user and writable by no
+ * one else (above it, a sticky directory such as /tmp is allowed; for the directory
+ * itself only with SB__DIR_STICKY_OK and owned by root). SB__DIR_PRIVATE with
+ * SB__DIR_FIX: one the service owns gets the policy's mode and group. A directory that
+ * does not exist yet is judged by where it would be made. 0, or SB_EUNSAFE with err
+ * naming key, shown (the key's value) and what is wrong (SB_EACCES when its mode
+ * cannot be set). Windows: 0.
+ */
+enum { SB__DIR_STICKY_OK = 1, SB__DIR_PRIVATE = 2, SB__DIR_FIX = 4 };
+int sb__dir_secure(const char* key, const char* shown, const char* dir, unsigned how,
+                   char* err, size_t size);
+/*
+ * Opens a file the service keeps (uv_fs_open's UV_FS_O_* flags; created with the
+ * policy's mode): POSIX, relative to its directory's descriptor, never through a
+ * symbolic link, never a FIFO or device; one opened for writing must be the service's
+ * own, with one link, and is given the policy's mode and group. Returns the descriptor
+ * (close-on-exec), or a negative libuv error (UV_ELOOP for a link, UV_EFTYPE,
+ * UV_EPERM). Windows: uv_fs_open.
+ */
+uv_file sb__file_open(const char* path, int flags);
+/* The log file, opened the same way for appending; NULL with errno set. */
+FILE* sb__file_append(const char* path);
+/* A file to read (the config): fopen(path, "rb"), close-on-exec on POSIX. NULL with
+ * errno set. */
+FILE* sb__file_read(const char* path);
 /* Joins two path parts with the platform's separator; returns a new string. */
 char* sb__path_join(const char* a, const char* b);
 /* Whether a path is absolute: POSIX, it starts with '/'; Windows, a drive letter, ':'

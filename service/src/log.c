@@ -55,14 +55,17 @@ static int sb__log_errno(int e) {
     return SB_EACCES;
   case ENOSPC:
     return SB_ENOSPC;
+  case ELOOP: /* a link in the log file's place: refused, never followed */
+    return SB_EUNSAFE;
   default:
     return SB_EIO;
   }
 }
 
-/* Opens path for appending, with *size its current length. */
+/* Opens path for appending, with *size its current length: never through a link, with
+ * the mode of the service's files (0600, 0640 with reader_group), not the umask's. */
 static FILE* sb__log_fopen(const char* path, uint64_t* size) {
-  FILE* f = fopen(path, "ab");
+  FILE* f = sb__file_append(path);
   long end;
   if (f == NULL)
     return NULL;

@@ -148,7 +148,7 @@ static void start_failed(const char* why) {
 }
 
 static int file_exists(const char* path) {
-  FILE* f = fopen(path, "rb");
+  FILE* f = sb__file_read(path);
   if (f != NULL)
     fclose(f);
   return f != NULL;
@@ -219,6 +219,15 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
     sb__eventlog_close();
     return r;
   }
+  /* Before anything is created (the log file first): what the service makes is its
+   * own, readable by reader_group when set, whatever umask it was started with. */
+  if (sb__files_policy(cfg.reader_group, 1, why, sizeof(why)) != 0) {
+    fprintf(stderr, "streambrokerd: %s\n", why);
+    start_failed(why);
+    sb__eventlog_close();
+    sb__config_free(&cfg);
+    return 4;
+  }
   /* A service has no stderr to read: without log_file it logs where the platform
    * says (Windows: under ProgramData; Linux: stderr, the journal's). */
   log_path = cfg.log_file;
@@ -258,7 +267,8 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
   sb__raise_fd_limit();
   /* data_dir (the spool, in either mode): made, and writable, before anything binds,
    * so that a wrong path is told at once, naming its key. */
-  if (sb__config_check_dirs(&cfg, SB__DIRS_DATA, 1, why, sizeof(why)) != 0) {
+  if (sb__config_check_dirs(&cfg, SB__DIRS_DATA | SB__DIRS_SOCKETS, 1, why,
+                            sizeof(why)) != 0) {
     SB_LOG_E("broker", "cannot start: %s", why);
     fprintf(stderr, "streambrokerd: %s\n", why);
     start_failed(why);
@@ -272,7 +282,18 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
    * read-only or full archive disk at boot loses nothing, and streams left in the
    * spool are archived once it is back). */
   if (cfg.upstream == NULL &&
-      sb__config_check_dirs(&cfg, SB__DIRS_ARCHIVE, 1, why, sizeof(why)) != 0) {
+      (r = sb__config_check_dirs(&cfg, SB__DIRS_ARCHIVE, 1, why, sizeof(why))) != 0) {
+    if (r == SB_EUNSAFE) {
+      /* One that others control is no outage to wait out: they could read or
+       * redirect what is archived there. */
+      SB_LOG_E("broker", "cannot start: %s", why);
+      fprintf(stderr, "streambrokerd: %s\n", why);
+      start_failed(why);
+      sb__config_free(&cfg);
+      sb__log_close();
+      sb__eventlog_close();
+      return 4;
+    }
     SB_LOG_E("broker", "%s; streams wait in the spool until it can be written", why);
   }
   loop = uv_default_loop();
@@ -341,8 +362,11 @@ int main(int argc, char** argv) {
       char why[1024];
       if ((r = load(&cfg, argv[i + 1])) != 0)
         return r;
-      /* What the start would find: the directories, as this user sees them. */
-      r = sb__config_check_dirs(&cfg, SB__DIRS_ALL, 0, why, sizeof(why));
+      /* What the start would find: reader_group, and the directories, as this user
+       * sees them. */
+      r = sb__files_policy(cfg.reader_group, 0, why, sizeof(why));
+      if (r == 0)
+        r = sb__config_check_dirs(&cfg, SB__DIRS_ALL, 0, why, sizeof(why));
       sb__config_free(&cfg);
       if (r != 0) {
         fprintf(stderr, "streambrokerd: %s: %s\n", argv[i + 1], why);

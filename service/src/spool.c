@@ -260,11 +260,20 @@ static int db_open(sb__spool_t* sp, int synchronous, char* why, size_t why_size)
   sqlite3_stmt* st;
 #ifndef _WIN32
   {
-    /* Log data: readable by the service's user and group only (SQLite gives its -wal
-     * and -shm files the database's mode). */
+    /* Log data: the service's alone, or reader_group's too (SQLite gives its -wal and
+     * -shm files the database's mode). A link in its place is refused here, never
+     * followed: SQLite would follow it (it opens its -wal and -journal with
+     * O_NOFOLLOW itself). SQLITE_OPEN_NOFOLLOW is not used: it also refuses a data_dir
+     * reached through a link, such as /var/lib on another disk. */
     uv_fs_t req;
-    int fd = uv_fs_open(NULL, &req, sp->path, UV_FS_O_RDWR | UV_FS_O_CREAT, 0640, NULL);
-    uv_fs_req_cleanup(&req);
+    int fd = sb__file_open(sp->path, UV_FS_O_RDWR | UV_FS_O_CREAT);
+    if (fd == UV_ELOOP || fd == UV_EFTYPE || fd == UV_EPERM) {
+      snprintf(why, why_size, "cannot open it (%s: refused, left as it is)",
+               fd == UV_ELOOP    ? "a symbolic link"
+               : fd == UV_EFTYPE ? "not a regular file"
+                                 : "not the service's own file");
+      return -1;
+    }
     if (fd >= 0) {
       uv_fs_close(NULL, &req, fd, NULL);
       uv_fs_req_cleanup(&req);
@@ -694,9 +703,11 @@ static int reserve_write(sb__spool_t* sp) {
   uint64_t done = 0;
   uv_file fd;
   int r;
-  fd = uv_fs_open(NULL, &req, sp->reserve_path,
-                  UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_TRUNC, 0600, NULL);
+  /* Made anew, never through what is in its place: a link there is removed (not its
+   * target), and O_EXCL refuses one put back meanwhile. */
+  uv_fs_unlink(NULL, &req, sp->reserve_path, NULL);
   uv_fs_req_cleanup(&req);
+  fd = sb__file_open(sp->reserve_path, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL);
   if (fd < 0)
     return fd;
   r = 0;

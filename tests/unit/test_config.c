@@ -568,8 +568,8 @@ TEST_IMPL(config_write_defaults_parses) {
          NULL);
   ASSERT(strstr(text, "\n  \"log_level\": \"info\",\n  \"log_file\": \"\",\n"
                       "  \"log_max_bytes\": 10485760,\n  \"log_max_files\": 5,\n"
-                      "  \"allowed_groups\": \"\",\n  \"control_pipe_sddl\": \"\"\n}\n") !=
-         NULL);
+                      "  \"allowed_groups\": \"\",\n  \"reader_group\": \"\",\n"
+                      "  \"control_pipe_sddl\": \"\"\n}\n") != NULL);
   ASSERT_NULL(strchr(text, '\t'));
   ASSERT_OK(parse(&cfg, text, err, sizeof(err)));
   ASSERT_STR_EQ(cfg.control_pipe, def.control_pipe);

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +48,40 @@ static int sb__errno_to_sb(int e) {
 }
 
 /*
+ * Whoever may write in the socket's directory may have put a server of their own in
+ * its place (while the service was stopped, say), and would receive the stream. The
+ * directory must be writable by no one but its owner; a sticky one owned by root (such
+ * as /tmp) is allowed, since there only a socket's owner can remove or replace it,
+ * provided the socket belongs to root, to the caller or to the directory's owner: a
+ * socket another user put in /tmp is refused. Which user runs the service the client
+ * cannot know: a directory that user owns is trusted (the service checks its own).
+ */
+static int sb__socket_safe(const char* path) {
+  char dir[sizeof(((struct sockaddr_un*)0)->sun_path)];
+  const char* slash = strrchr(path, '/');
+  struct stat ds, ss;
+  size_t n;
+  if (slash == NULL) {
+    strcpy(dir, ".");
+  } else {
+    n = slash == path ? 1 : (size_t)(slash - path);
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+  }
+  if (stat(dir, &ds) != 0)
+    return 0; /* the connect says what is wrong */
+  if ((ds.st_mode & (S_IWGRP | S_IWOTH)) == 0)
+    return 0;
+  if ((ds.st_mode & S_ISVTX) == 0 || ds.st_uid != 0)
+    return SB_EUNSAFE;
+  if (lstat(path, &ss) != 0)
+    return 0;
+  if (ss.st_uid != 0 && ss.st_uid != geteuid() && ss.st_uid != ds.st_uid)
+    return SB_EUNSAFE;
+  return 0;
+}
+
+/*
  * The socket is connected non-blocking so that a full listen backlog shows as EAGAIN
  * (Linux) instead of blocking without limit; then it is made blocking again, since the
  * public API's writes block.
@@ -64,6 +99,8 @@ int sb__dial(int kind, const char* path, uint32_t timeout_ms, int for_process,
   memset(&sa, 0, sizeof(sa));
   sa.sun_family = AF_UNIX;
   memcpy(sa.sun_path, path, strlen(path));
+  if ((e = sb__socket_safe(path)) != 0)
+    return e;
   for (;;) {
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)

@@ -28,7 +28,7 @@ int sb__listener_bind_path(const char* address, char* out, size_t size) {
  * accepts belongs to a live instance: we refuse to start rather than steal its name.
  * Anything that is not a socket is left alone and is an error.
  */
-static int listener_prepare(const char* path) {
+static int listener_prepare(const char* path, const char* what_key) {
   char dir[1024];
   char* slash;
   struct stat st;
@@ -41,9 +41,23 @@ static int listener_prepare(const char* path) {
   strcpy(dir, path);
   slash = strrchr(dir, '/');
   if (slash != NULL && slash != dir) {
+    char why[1024];
+    mode_t old;
     *slash = '\0';
-    if ((r = sb__mkdir_p(dir)) != 0) {
+    /* Made 0750 (the umask of the service's files would make it 0700): the socket's
+     * group reaches the socket through it. */
+    old = umask(027);
+    r = sb__mkdir_p(dir);
+    umask(old);
+    if (r != 0) {
       SB_LOG_E("listener", "creating %s: %s", dir, sb_strerror(r));
+      return r;
+    }
+    /* Only the service (or root) may write in it: whoever else could would put a
+     * server of their own in the socket's place, and clients would talk to it. */
+    if ((r = sb__dir_secure(what_key, path, dir, SB__DIR_STICKY_OK, why,
+                            sizeof(why))) != 0) {
+      SB_LOG_E("listener", "%s", why);
       return r;
     }
   }
@@ -136,7 +150,7 @@ int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
   (void)sddl;
   (void)instances;
   *out = NULL;
-  if ((r = listener_prepare(path)) != 0)
+  if ((r = listener_prepare(path, admin_only ? "admin_pipe" : "control_pipe")) != 0)
     return r;
   l = sb__xcalloc(1, sizeof(*l));
   l->what = sb__xstrdup(what);
@@ -145,16 +159,18 @@ int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
   l->counters = counters;
   uv_pipe_init(loop, &l->pipe, 0);
   l->pipe.data = l;
-  if ((r = uv_pipe_bind(&l->pipe, path)) != 0) {
+  /* The socket is born with its mode, 0660 (0600 for the admin pipe): a umask around
+   * bind, not a chmod after it, which would leave a moment in which anyone could
+   * connect. The loop's other threads create nothing yet (the listeners start first).
+   * The directory (0750) and the socket's group decide who connects. */
+  {
+    mode_t old = umask(admin_only ? 0177 : 0117);
+    r = uv_pipe_bind(&l->pipe, path);
+    umask(old);
+  }
+  if (r != 0) {
     SB_LOG_E("listener", "%s: bind %s: %s", what, path, uv_strerror(r));
     r = r == UV_EADDRINUSE ? SB_EEXIST : sb__uv_err(r);
-    goto fail;
-  }
-  /* Mode 0660 before listen (0600 for the admin pipe): the directory (0750) and the
-   * group decide who connects. */
-  if (chmod(path, admin_only ? 0600 : 0660) != 0) {
-    SB_LOG_E("listener", "chmod %s: %s", path, strerror(errno));
-    r = SB_EACCES;
     goto fail;
   }
   if ((r = uv_listen((uv_stream_t*)&l->pipe, admin_only ? 16 : 511, on_connection)) !=

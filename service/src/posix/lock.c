@@ -58,12 +58,13 @@ int sb__lock_take(const char* data_dir, const char* who, sb__lock_t** out, char*
   int fd, r = 0;
   *out = NULL;
   holder[0] = '\0';
-  /* O_NOFOLLOW: a link planted in the data directory is refused, never followed. */
-  fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
-            0644);
+  /* A link planted in the data directory is refused, never followed; the file is the
+   * service's, with its mode. */
+  fd = sb__file_open(path, O_RDWR | O_CREAT);
   if (fd < 0) {
-    r = lock_errno(errno);
-    SB_LOG_E("broker", "data_dir lock %s: %s", path, strerror(errno));
+    r = fd == UV_ELOOP || fd == UV_EFTYPE ? SB_EEXIST : lock_errno(-fd);
+    SB_LOG_E("broker", "data_dir lock %s: %s", path, uv_strerror(fd));
+    fd = -1;
     goto done;
   }
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
