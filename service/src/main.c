@@ -147,6 +147,17 @@ static void start_failed(const char* why) {
   sb__eventlog_report(SB__EVENT_START_FAILED, why);
 }
 
+/* A directory the service cannot use, or must not (others control it): exit 4. */
+static int dirs_refused(sb__config_t* cfg, const char* why) {
+  SB_LOG_E("broker", "cannot start: %s", why);
+  fprintf(stderr, "streambrokerd: %s\n", why);
+  start_failed(why);
+  sb__config_free(cfg);
+  sb__log_close();
+  sb__eventlog_close();
+  return 4;
+}
+
 static int file_exists(const char* path) {
   FILE* f = sb__file_read(path);
   if (f != NULL)
@@ -269,13 +280,7 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
    * so that a wrong path is told at once, naming its key. */
   if (sb__config_check_dirs(&cfg, SB__DIRS_DATA | SB__DIRS_SOCKETS, 1, why,
                             sizeof(why)) != 0) {
-    SB_LOG_E("broker", "cannot start: %s", why);
-    fprintf(stderr, "streambrokerd: %s\n", why);
-    start_failed(why);
-    sb__config_free(&cfg);
-    sb__log_close();
-    sb__eventlog_close();
-    return 4;
+    return dirs_refused(&cfg, why);
   }
   /* archive_dir: made, and checked, naming the key; but an archive that cannot be
    * written does not stop the service: streams wait in the spool until it can (a
@@ -286,13 +291,7 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
     if (r == SB_EUNSAFE) {
       /* One that others control is no outage to wait out: they could read or
        * redirect what is archived there. */
-      SB_LOG_E("broker", "cannot start: %s", why);
-      fprintf(stderr, "streambrokerd: %s\n", why);
-      start_failed(why);
-      sb__config_free(&cfg);
-      sb__log_close();
-      sb__eventlog_close();
-      return 4;
+      return dirs_refused(&cfg, why);
     }
     SB_LOG_E("broker", "%s; streams wait in the spool until it can be written", why);
   }
