@@ -350,9 +350,13 @@ uint64_t sb__broker_client_streams(sb__broker_t* b, int64_t pid);
 int sb__admin_start(sb__broker_t* b);
 
 /* The pipes' security descriptors on Windows: network logons denied; SYSTEM and
- * Administrators full control; Authenticated Users read and write (control pipe only).
- * The DACL is protected: nothing is inherited. */
-#define SB__DEFAULT_CONTROL_SDDL "D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGW;;;AU)"
+ * Administrators full control; Authenticated Users read and write (control pipe only)
+ * as 0x12019B, FILE_GENERIC_READ | FILE_GENERIC_WRITE without FILE_APPEND_DATA, which
+ * on a pipe is FILE_CREATE_PIPE_INSTANCE (GW would let any user serve the pipe's
+ * name). The DACL is protected: nothing is inherited. The service's own account is
+ * added at run time (win/listener.c). */
+#define SB__DEFAULT_CONTROL_SDDL                                                       \
+  "D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x12019b;;;AU)"
 #define SB__ADMIN_SDDL "D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GA;;;BA)"
 
 /* ---- listener: the control and admin pipes (posix/listener.c, win/listener.c) ---- */
@@ -380,7 +384,10 @@ typedef void (*sb__listener_cb)(sb__listener_t* l, void* arg);
  * dead instance, SB_EEXIST while another instance serves it; mode 0600 (admin_only)
  * or 0660 before listen. Windows: every instance is created with the security
  * descriptor of sddl (NULL or "": SB__ADMIN_SDDL when admin_only, else
- * SB__DEFAULT_CONTROL_SDDL; SB_ECONFIG when invalid), the first with
+ * SB__DEFAULT_CONTROL_SDDL) plus the service's own account with full control (the
+ * first instance's is the pipe's); SB_ECONFIG when it is invalid, does not deny
+ * network logons before it allows anything, or denies the account
+ * FILE_CREATE_PIPE_INSTANCE; a label (S:) is kept; the first with
  * FILE_FLAG_FIRST_PIPE_INSTANCE, all with PIPE_REJECT_REMOTE_CLIENTS; instances is
  * how many wait for clients at any time (POSIX: the listen backlog is 511, 16 for the
  * admin pipe). what names the pipe in logs ("control pipe"). counters may be NULL
@@ -391,6 +398,15 @@ int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
                        const char* what, int admin_only, const char* sddl,
                        int instances, sb__listener_cb cb, void* arg,
                        sb__counters_t* counters);
+/*
+ * sbctl's connection to the admin pipe at path: pipe is initialised (uv_pipe_init);
+ * cb(req, status) runs once connected (Windows: before this returns). Windows opens
+ * the pipe itself with SECURITY_IDENTIFICATION (the server cannot act as the
+ * administrator) and checks that the server is the service (SB_ESERVER otherwise).
+ * 0, or SB_E* (cb then never runs).
+ */
+int sb__admin_connect(uv_loop_t* loop, uv_pipe_t* pipe, uv_connect_t* req,
+                      const char* path, uv_connect_cb cb);
 /* From the callback only: opens client (initialised, not yet open) on the waiting
  * connection. 0, or SB_E* after logging (the connection is then lost, and counted). */
 int sb__listener_accept(sb__listener_t* l, uv_pipe_t* client);
