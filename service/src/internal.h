@@ -565,6 +565,20 @@ void sb__process_init(void);
 void sb__raise_fd_limit(void);
 /* Creates a directory and its parents (mode 0750 on POSIX). 0 or SB_E*. */
 int sb__mkdir_p(const char* path);
+/*
+ * Windows: whether path (a directory or file; absent is fine) is the service's own:
+ * not a link (reparse point), owned by SYSTEM, Administrators or the service, and
+ * writable by nobody else. 0, or SB_EACCES with why ("KEY \"PATH\" ...: what to
+ * do"). POSIX: 0 (posix/ checks owners and modes where it opens).
+ */
+int sb__path_check_private(const char* key, const char* path, char* why, size_t size);
+/* Windows: SB_EACCES (logged) when a directory of path strictly below root is a link
+ * (reparse point), which the archive never writes through. POSIX: 0. */
+int sb__path_check_links(const char* root, const char* path);
+/* Makes the directory path the service's own (Windows: its protected access list, also
+ * on an existing one owned by SYSTEM, Administrators or the service; for install, as
+ * an administrator). POSIX: sb__mkdir_p. 0, or SB_E* with why. */
+int sb__path_make_private(const char* path, char* why, size_t size);
 /* Joins two path parts with the platform's separator; returns a new string. */
 char* sb__path_join(const char* a, const char* b);
 /* Whether a path is absolute: POSIX, it starts with '/'; Windows, a drive letter, ':'
