@@ -575,9 +575,10 @@ int sb__path_check_private(const char* key, const char* path, char* why, size_t 
 /* Windows: SB_EACCES (logged) when a directory of path strictly below root is a link
  * (reparse point), which the archive never writes through. POSIX: 0. */
 int sb__path_check_links(const char* root, const char* path);
-/* Makes the directory path the service's own (Windows: its protected access list, also
- * on an existing one owned by SYSTEM, Administrators or the service; for install, as
- * an administrator). POSIX: sb__mkdir_p. 0, or SB_E* with why. */
+/* Windows: gives the existing directory path, owned by SYSTEM, Administrators or the
+ * service, the service's protected access list (for install, as an administrator); an
+ * absent one is left for the service to make. POSIX: sb__mkdir_p. 0, or SB_E* with
+ * why. */
 int sb__path_make_private(const char* path, char* why, size_t size);
 /* Joins two path parts with the platform's separator; returns a new string. */
 char* sb__path_join(const char* a, const char* b);
