@@ -87,10 +87,25 @@ typedef struct {
   TOKEN_USER* own; /* self's storage when it is the client's user */
 } sb__trust_t;
 
-static int trust_init(sb__trust_t* t) {
+static INIT_ONCE sb__service_once = INIT_ONCE_STATIC_INIT;
+static BYTE sb__service_sid[SECURITY_MAX_SID_SIZE];
+static int sb__service_known;
+
+static BOOL CALLBACK service_sid_init(PINIT_ONCE once, PVOID arg, PVOID* ctx) {
   DWORD n = SECURITY_MAX_SID_SIZE, dn = 64;
-  WCHAR domain[64], test[256];
+  WCHAR domain[64];
   SID_NAME_USE use;
+  (void)once;
+  (void)arg;
+  (void)ctx;
+  sb__service_known = LookupAccountNameW(NULL, L"NT SERVICE\\StreamBroker",
+                                         sb__service_sid, &n, domain, &dn, &use) != 0;
+  return TRUE;
+}
+
+static int trust_init(sb__trust_t* t) {
+  DWORD n = SECURITY_MAX_SID_SIZE;
+  WCHAR test[256];
   HANDLE tok;
   memset(t, 0, sizeof(*t));
   if (!CreateWellKnownSid(WinLocalSystemSid, NULL, t->system, &n))
@@ -98,10 +113,12 @@ static int trust_init(sb__trust_t* t) {
   n = SECURITY_MAX_SID_SIZE;
   if (!CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, t->admins, &n))
     return SB_EIO;
-  n = SECURITY_MAX_SID_SIZE;
-  /* Known to Windows once the service is installed (any service has its SID). */
-  t->has_service = LookupAccountNameW(NULL, L"NT SERVICE\\StreamBroker", t->service, &n,
-                                      domain, &dn, &use) != 0;
+  /* Known to Windows once the service is installed (any service has its SID); looked
+   * up once per process (a call to the security authority). */
+  InitOnceExecuteOnce(&sb__service_once, service_sid_init, NULL, NULL);
+  t->has_service = sb__service_known;
+  if (t->has_service)
+    memcpy(t->service, sb__service_sid, SECURITY_MAX_SID_SIZE);
   n = GetEnvironmentVariableW(L"" SB_ENV_TEST_SERVER_SID, test, 256);
   if (n > 0 && n < 256) {
     PSID sid = NULL;
