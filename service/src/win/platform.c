@@ -2,6 +2,7 @@
 #include <windows.h>
 #include <aclapi.h>
 #include <knownfolders.h>
+#include <lm.h>
 #include <sddl.h>
 #include <shlobj.h>
 #include <stdio.h>
@@ -221,6 +222,36 @@ static int sb__sid_trusted(PSID sid) {
          (sb__self_service != NULL && EqualSid(sid, sb__self_service));
 }
 
+/*
+ * Whether the account sid is a member of BUILTIN\Administrators, directly or through
+ * a group: a file an administrator made is owned by their own account (Windows' default
+ * owner for administrators' objects is the object's creator). Asked of the local
+ * account database (NetUserGetLocalGroups); an account it cannot tell about is not
+ * taken for one.
+ */
+static int sb__sid_is_admin(PSID sid) {
+  WCHAR name[256], domain[256], full[520], admins[256], adomain[256];
+  DWORD nn = 256, dn = 256, an = 256, adn = 256, read = 0, total = 0, i;
+  BYTE buf[SECURITY_MAX_SID_SIZE];
+  DWORD bn = sizeof(buf);
+  SID_NAME_USE use;
+  LOCALGROUP_USERS_INFO_0* groups = NULL;
+  int r = 0;
+  if (!CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, buf, &bn) ||
+      !LookupAccountSidW(NULL, buf, admins, &an, adomain, &adn, &use) ||
+      !LookupAccountSidW(NULL, sid, name, &nn, domain, &dn, &use) || use != SidTypeUser)
+    return 0;
+  _snwprintf(full, 520, L"%ls\\%ls", domain, name);
+  full[519] = 0;
+  if (NetUserGetLocalGroups(NULL, full, 0, LG_INCLUDE_INDIRECT, (LPBYTE*)&groups,
+                            MAX_PREFERRED_LENGTH, &read, &total) != NERR_Success)
+    return 0;
+  for (i = 0; i < read && !r; i++)
+    r = _wcsicmp(groups[i].lgrui0_name, admins) == 0;
+  NetApiBufferFree(groups);
+  return r;
+}
+
 /* "BUILTIN\Users (S-1-5-32-545)", for a message. */
 static void sb__sid_name(PSID sid, char* out, size_t size) {
   WCHAR name[256], domain[256];
@@ -299,15 +330,16 @@ int sb__acl_check_private(PSECURITY_DESCRIPTOR sd, const char* key, const char* 
   int r = 0;
   GetSecurityDescriptorOwner(sd, &owner, &defaulted);
   GetSecurityDescriptorDacl(sd, &present, &dacl, &defaulted);
-  if (owner != NULL && !sb__sid_trusted(owner)) {
+  if (owner != NULL && !sb__sid_trusted(owner) && !sb__sid_is_admin(owner)) {
     sb__sid_name(owner, who, sizeof(who));
     snprintf(
         why, size,
-        "%s \"%s\" is owned by %s, not by SYSTEM, Administrators or this service: "
+        "%s \"%s\" is owned by %s, not by SYSTEM, an administrator or this service: "
         "someone else made it and may have put files in it; look at what it holds, "
         "remove it, and start the service again, which makes it with an access "
-        "list of its own",
-        key, path, who);
+        "list of its own (or, if it is yours, icacls \"%s\" /setowner "
+        "*S-1-5-32-544)",
+        key, path, who, path);
     r = SB_EACCES;
     goto done;
   }
