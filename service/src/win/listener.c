@@ -66,8 +66,9 @@ struct sb__listener_s {
   PACL acl;
   PSID owner;
   SECURITY_ATTRIBUTES sa;
-  int want;    /* instances to keep waiting */
-  int waiting; /* instances created and not yet handed over */
+  DWORD first_access; /* WRITE_OWNER when a label may need setting again */
+  int want;           /* instances to keep waiting */
+  int waiting;        /* instances created and not yet handed over */
   sb__inst_t* insts;
   /* Finished instances, in the order their waits ran; under lock. */
   SRWLOCK lock;
@@ -170,7 +171,7 @@ static DWORD inst_new(sb__listener_t* l, int first) {
   inst->pipe = CreateNamedPipeW(
       l->path,
       PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED |
-          (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0),
+          (first ? FILE_FLAG_FIRST_PIPE_INSTANCE | l->first_access : 0),
       PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
       PIPE_UNLIMITED_INSTANCES, SB__PIPE_BUFFER, SB__PIPE_BUFFER, 0, &l->sa);
   if (inst->pipe == INVALID_HANDLE_VALUE) {
@@ -596,8 +597,10 @@ static int listener_security(sb__listener_t* l, const char* sddl, const char* pa
   SetSecurityDescriptorControl(&l->sd, SE_DACL_PROTECTED, SE_DACL_PROTECTED);
   SetSecurityDescriptorOwner(&l->sd, l->owner, FALSE);
   SetSecurityDescriptorGroup(&l->sd, l->owner, FALSE);
-  if (spresent && sacl != NULL)
+  if (spresent && sacl != NULL) {
     SetSecurityDescriptorSacl(&l->sd, TRUE, sacl, FALSE);
+    l->first_access = WRITE_OWNER; /* a label is set with WRITE_OWNER */
+  }
   if (!DuplicateToken(tok, SecurityIdentification, &imp) ||
       !AccessCheck(&l->sd, imp, FILE_CREATE_PIPE_INSTANCE, &sb__file_mapping, &privs,
                    &plen, &granted, &access)) {
@@ -629,30 +632,63 @@ done:
 }
 
 /*
- * A label (S:) of the SDDL is given at creation, and set once more on the pipe, and
- * read back: a pipe that lacks it would refuse the low-integrity clients it was
- * meant to admit, so that is said rather than left silent.
+ * A label (S:) of the SDDL is given at creation, then read back (and set once more if
+ * missing): a pipe that lacks it would refuse the low-integrity clients it was meant
+ * to admit, so that is said rather than left silent.
  */
-static void listener_label(sb__listener_t* l, const char* path) {
+/* The first mandatory label entry of sacl, or NULL. */
+static SYSTEM_MANDATORY_LABEL_ACE* label_of(PACL sacl) {
+  ACE_HEADER* ace;
+  DWORD i;
+  for (i = 0; sacl != NULL && i < sacl->AceCount; i++)
+    if (GetAce(sacl, i, (void**)&ace) &&
+        ace->AceType == SYSTEM_MANDATORY_LABEL_ACE_TYPE)
+      return (SYSTEM_MANDATORY_LABEL_ACE*)ace;
+  return NULL;
+}
+
+/* Whether the pipe's label, read back, is the one asked for (its level and policy). */
+static int label_kept(HANDLE pipe, SYSTEM_MANDATORY_LABEL_ACE* want, const char* path,
+                      DWORD* err) {
   PSECURITY_DESCRIPTOR got = NULL;
-  PACL sacl = NULL, have = NULL;
-  BOOL present = FALSE, defaulted = FALSE;
-  DWORD e;
-  if (!GetSecurityDescriptorSacl(&l->sd, &present, &sacl, &defaulted) || !present ||
-      sacl == NULL || l->insts == NULL)
-    return;
-  e = SetSecurityInfo(l->insts->pipe, SE_KERNEL_OBJECT, LABEL_SECURITY_INFORMATION,
-                      NULL, NULL, NULL, sacl);
-  if (e == ERROR_SUCCESS)
-    e = GetSecurityInfo(l->insts->pipe, SE_KERNEL_OBJECT, LABEL_SECURITY_INFORMATION,
-                        NULL, NULL, NULL, &have, &got);
-  if (e != ERROR_SUCCESS || have == NULL || have->AceCount == 0)
-    SB_LOG_E(
-        "listener",
-        "%s: the mandatory label of control_pipe_sddl could not be set on the pipe "
-        "(error %lu): clients below medium integrity will be refused",
-        path, (unsigned long)e);
+  PACL have = NULL;
+  SYSTEM_MANDATORY_LABEL_ACE* ace;
+  char sid[SECURITY_MAX_SID_SIZE * 4];
+  int r = 0;
+  *err = GetSecurityInfo(pipe, SE_KERNEL_OBJECT, LABEL_SECURITY_INFORMATION, NULL, NULL,
+                         NULL, &have, &got);
+  if (*err == ERROR_SUCCESS && (ace = label_of(have)) != NULL)
+    r = ace->Mask == want->Mask && EqualSid(&ace->SidStart, &want->SidStart);
+  if (r) {
+    sid_text(&ace->SidStart, sid, sizeof(sid));
+    SB_LOG_D("listener", "%s: label %s, policy 0x%lx, read back on the pipe", path, sid,
+             (unsigned long)ace->Mask);
+  }
   LocalFree(got);
+  return r;
+}
+
+static void listener_label(sb__listener_t* l, const char* path) {
+  PACL sacl = NULL;
+  BOOL present = FALSE, defaulted = FALSE;
+  SYSTEM_MANDATORY_LABEL_ACE* want;
+  DWORD e, set;
+  if (!GetSecurityDescriptorSacl(&l->sd, &present, &sacl, &defaulted) || !present ||
+      (want = label_of(sacl)) == NULL || l->insts == NULL)
+    return;
+  /* Read back; set once more only when it is missing (that needs WRITE_OWNER, which
+   * the server's handle may lack: what counts is what is read back). */
+  if (label_kept(l->insts->pipe, want, path, &e))
+    return;
+  set = SetSecurityInfo(l->insts->pipe, SE_KERNEL_OBJECT, LABEL_SECURITY_INFORMATION,
+                        NULL, NULL, NULL, sacl);
+  if (label_kept(l->insts->pipe, want, path, &e))
+    return;
+  SB_LOG_E(
+      "listener",
+      "%s: the mandatory label of control_pipe_sddl is not on the pipe (read back: "
+      "error %lu, set: error %lu): clients below medium integrity will be refused",
+      path, (unsigned long)e, (unsigned long)set);
 }
 
 /*
