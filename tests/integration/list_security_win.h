@@ -9,6 +9,7 @@
   X(security_win_data_dir_refused)                                                     \
   X(security_win_client_checks_server)                                                 \
   X(security_win_custom_sddl_checked)                                                  \
+  X(security_win_taken_name_named)                                                     \
   X(security_win_stream_not_inherited)
 
 #endif

@@ -40,6 +40,9 @@ TEST_IMPL(security_win_client_checks_server) {
 TEST_IMPL(security_win_custom_sddl_checked) {
   TEST_SKIP("control_pipe_sddl: Windows (Wine) only");
 }
+TEST_IMPL(security_win_taken_name_named) {
+  TEST_SKIP("named pipe servers: Windows (Wine) only");
+}
 TEST_IMPL(security_win_stream_not_inherited) {
   TEST_SKIP("handle inheritance: Windows (Wine) only (POSIX: O_CLOEXEC tests)");
 }
@@ -539,6 +542,32 @@ TEST_IMPL(security_win_custom_sddl_checked) {
     }
     fprintf(stderr, "note: a client reads no label here; the service read it back\n");
   }
+  sb_it_daemon_close(&d);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/*
+ * The name taken while the service was down (here by a second service, which a
+ * squatter stands for): the start fails, naming the pipe's server, its pid and user.
+ */
+TEST_IMPL(security_win_taken_name_named) {
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  char dir[512], data[700], cfg[700], want[64];
+  sb_it_result_t res;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&d, &loop, "sectaken", NULL, NULL);
+  sb_it_tempdir("sectaken2", dir, sizeof(dir));
+  snprintf(data, sizeof(data), "%s\\data", dir);
+  snprintf(cfg, sizeof(cfg), "%s\\streambroker.json", dir);
+  write_config(cfg, data, d.address, NULL);
+  run_daemon(&loop, cfg, &res);
+  snprintf(want, sizeof(want), "(pid %d, user ", (int)d.proc.pid);
+  if (res.exit_status != 4 || !sb_it_contains(res.err.data, res.err.len, want))
+    sb_test_fail(__FILE__, __LINE__,
+                 "a start on a taken name: exit %d, want \"%s\": %s",
+                 (int)res.exit_status, want, res.err.data);
+  sb_it_result_free(&res);
   sb_it_daemon_close(&d);
   ASSERT_OK(uv_loop_close(&loop));
 }

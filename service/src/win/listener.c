@@ -414,12 +414,61 @@ void sb__listener_stop(sb__listener_t* l, void (*closed)(void* arg), void* arg) 
 }
 
 /*
+ * Who serves the pipe at path, for the message of a start that finds it taken: its
+ * process id and user ("pid 812, user NT AUTHORITY\SYSTEM"). While the service is
+ * down any user may create the name; clients then refuse that server (they check
+ * who serves), and the administrator learns here whom to look at. Asked anonymously
+ * (SECURITY_ANONYMOUS), nothing written.
+ */
+static void pipe_holder(const WCHAR* path, char* out, size_t size) {
+  HANDLE h, proc, tok;
+  ULONG pid = 0;
+  BYTE buf[512];
+  DWORD n;
+  WCHAR name[256], domain[256];
+  DWORD nn = 256, dn = 256;
+  SID_NAME_USE use;
+  char u8[600] = "";
+  snprintf(out, size, "unknown");
+  h = CreateFileW(path, FILE_READ_ATTRIBUTES, 0, NULL, OPEN_EXISTING,
+                  SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS, NULL);
+  if (h == INVALID_HANDLE_VALUE)
+    return;
+  if (GetNamedPipeServerProcessId(h, &pid) && pid != 0) {
+    snprintf(out, size, "pid %lu", (unsigned long)pid);
+    if ((proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid)) != NULL) {
+      if (OpenProcessToken(proc, TOKEN_QUERY, &tok)) {
+        if (GetTokenInformation(tok, TokenUser, buf, sizeof(buf), &n) &&
+            LookupAccountSidW(NULL, ((TOKEN_USER*)buf)->User.Sid, name, &nn, domain,
+                              &dn, &use)) {
+          int l = WideCharToMultiByte(CP_UTF8, 0, domain, -1, u8, 256, NULL, NULL);
+          if (l > 0) {
+            u8[l - 1] = '\\';
+            WideCharToMultiByte(CP_UTF8, 0, name, -1, u8 + l, 300, NULL, NULL);
+          }
+          snprintf(out, size, "pid %lu, user %s", (unsigned long)pid, u8);
+        }
+        CloseHandle(tok);
+      }
+      CloseHandle(proc);
+    }
+  }
+  CloseHandle(h);
+}
+
+/*
  * A pipe of that name that exists, busy or free, belongs to someone else: said in plain
- * words here, and also where FILE_FLAG_FIRST_PIPE_INSTANCE is not enforced (Wine).
+ * words here, naming its server, and also where FILE_FLAG_FIRST_PIPE_INSTANCE is not
+ * enforced (Wine).
  */
 static int listener_prepare(const WCHAR* path, const char* what) {
+  char holder[700];
   if (WaitNamedPipeW(path, 1) || GetLastError() == ERROR_SEM_TIMEOUT) {
-    SB_LOG_E("listener", "%s: another instance is serving it", what);
+    pipe_holder(path, holder, sizeof(holder));
+    SB_LOG_E("listener",
+             "%s: another instance is serving it (%s); if that is not this service, "
+             "someone took the name while the service was down: clients refuse it",
+             what, holder);
     return SB_EEXIST;
   }
   return 0;
