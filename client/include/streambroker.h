@@ -106,13 +106,14 @@ extern "C" {
   XX(ELIMIT, -30, "limit reached")                                                      \
   XX(ETIMEDOUT, -31, "timed out")                                                       \
   XX(ECANCELED, -32, "operation canceled")                                              \
-  XX(EUNSAFE, -33, "socket or directory that others may write (refused)")
+  XX(EUNSAFE, -33, "socket or directory that others may write (refused)")                \
+  XX(ESERVER, -34, "the pipe's server is not the stream service")
 
 typedef enum {
 #define SB__ERR_ENUM(name, value, text) SB_##name = value,
   SB_ERRNO_MAP(SB__ERR_ENUM)
 #undef SB__ERR_ENUM
-  SB__ERR_MIN = -34
+  SB__ERR_MIN = -35
 } sb_errno_t;
 
 /* Text for an error code; never NULL ("unknown error" for an unknown code). */
@@ -237,10 +238,21 @@ SB_EXTERN int sb_stream_close(sb_stream_t* stream);
 /*
  * Opens a text or binary stream whose connection is handed over to the caller as an
  * OS handle (POSIX: a file descriptor; Windows: a HANDLE opened without
- * FILE_FLAG_OVERLAPPED), ready to be a child process's stdout or stderr. The handle is
- * inheritable; the caller owns it and closes it (close() / CloseHandle()) after the
- * child has started, or keeps it until the child has exited and then asks
- * sb_os_handle_flush whether the server read everything, before closing it.
+ * FILE_FLAG_OVERLAPPED), ready to be a child process's stdout or stderr. The caller
+ * owns it and closes it (close() / CloseHandle()) after the child has started, or
+ * keeps it until the child has exited and then asks sb_os_handle_flush whether the
+ * server read everything, before closing it.
+ *
+ * Windows: the handle is NOT inheritable. Were it, every child the program starts
+ * while it is open (from any thread) would inherit it, and the stream would not end
+ * until the last of them exits. Hand it to the one child it is for: duplicate it
+ * inheritable (DuplicateHandle(..., TRUE, DUPLICATE_SAME_ACCESS)), name the duplicate
+ * in the child's STARTUPINFOEXW, both as hStdOutput/hStdError and in a
+ * PROC_THREAD_ATTRIBUTE_HANDLE_LIST attribute (so only the listed handles are
+ * inherited), call CreateProcessW with bInheritHandles TRUE and
+ * EXTENDED_STARTUPINFO_PRESENT, then close the duplicate. sbrun does so.
+ * POSIX: the descriptor is inheritable across exec (no FD_CLOEXEC), as a child's
+ * stdout needs after dup2.
  */
 SB_EXTERN int sb_stream_open_for_process(sb_client_t* client, const sb_stream_opts_t* opts,
                                          sb_os_handle_t* out);

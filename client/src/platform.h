@@ -15,8 +15,10 @@
  * kind gives SB_ENOTSUP). While the server is busy (POSIX: EAGAIN from a full listen
  * backlog; Windows: ERROR_PIPE_BUSY), retries with capped exponential backoff until
  * timeout_ms has passed, then SB_EBUSY. An absent server is SB_ENOSERVER at once.
- * for_process: the handle is made inheritable (and on Windows it is opened
- * synchronous, never overlapped, as child stdio needs); otherwise it is not inherited.
+ * for_process: POSIX, the descriptor is made inheritable; Windows handles are never
+ * inheritable (the caller hands one to its child alone) and always synchronous,
+ * never overlapped, as child stdio needs. Windows also checks who serves the pipe
+ * (SB_ESERVER when it is not the service: win/pipe.h).
  */
 int sb__dial(int kind, const char* path, uint32_t timeout_ms, int for_process,
              sb_os_handle_t* out);

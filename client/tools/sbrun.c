@@ -34,15 +34,6 @@ static const char usage[] =
     "once COMMAND has exited, for the server to read the streams (Windows; default\n"
     "30000).\n";
 
-static int64_t exit_status = -1;
-static int term_signal;
-
-static void on_exit_cb(uv_process_t* p, int64_t status, int sig) {
-  exit_status = status;
-  term_signal = sig;
-  uv_close((uv_handle_t*)p, NULL);
-}
-
 /* The parent's environment with LOGDOG_STREAM_SERVER_PATH set to address. */
 static char** child_env(const char* address) {
   uv_env_item_t* items = NULL;
@@ -87,9 +78,8 @@ int main(int argc, char** argv) {
   int fds[2] = {-1, -1};
   char names[2][512];
   char** env = NULL;
-  uv_process_t proc;
-  uv_process_options_t opts;
-  uv_stdio_container_t stdio[3];
+  int64_t exit_status = -1;
+  int term_signal = 0;
 
   for (i = 1; i < argc; i++) {
     const char* a = argv[i];
@@ -160,31 +150,15 @@ int main(int argc, char** argv) {
     goto done;
   }
 
-  memset(&opts, 0, sizeof(opts));
-  stdio[0].flags = UV_INHERIT_FD;
-  stdio[0].data.fd = 0;
-  stdio[1].flags = UV_INHERIT_FD;
-  stdio[1].data.fd = fds[0];
-  stdio[2].flags = UV_INHERIT_FD;
-  stdio[2].data.fd = fds[1];
-  opts.file = argv[i];
-  opts.args = argv + i;
-  opts.env = env;
-  opts.stdio = stdio;
-  opts.stdio_count = 3;
-  opts.exit_cb = on_exit_cb;
-  err = uv_spawn(uv_default_loop(), &proc, &opts);
-  if (err != 0) {
-    fprintf(stderr, "sbrun: cannot run %s: %s\n", argv[i], uv_strerror(err));
-    uv_close((uv_handle_t*)&proc, NULL);
-    uv_run(uv_default_loop(), UV_RUN_DEFAULT);
-    status = 127;
-    goto done;
-  }
   /* Our copies stay open while the child runs (the streams end when the child's and
    * ours are closed, just after it exits), so that we can ask whether the server read
    * what it wrote. */
-  uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+  err = sb__tool_run(argv + i, env, fds[0], fds[1], &exit_status, &term_signal);
+  if (err != 0) {
+    fprintf(stderr, "sbrun: cannot run %s: %s\n", argv[i], uv_strerror(err));
+    status = 127;
+    goto done;
+  }
   status = term_signal ? 128 + term_signal : (int)exit_status;
   for (int k = 0; k < 2; k++) {
     err = sb_os_handle_flush((sb_os_handle_t)uv_get_osfhandle(fds[k]),

@@ -2,6 +2,8 @@
 #ifndef SB_TOOLS_H
 #define SB_TOOLS_H
 
+#include <stdint.h>
+
 #include "streambroker.h"
 
 /* Puts stdin and stdout in binary mode, so no byte is translated on the way. */
@@ -18,5 +20,16 @@ int sb__tool_handle_fd(sb_os_handle_t h);
  * would sit in sbcat). 0 at end of input, -1 on error.
  */
 long sb__tool_read_stdin(void* buf, unsigned size);
+
+/*
+ * Runs args (args[0] the program, looked up in PATH) with the environment env ("K=V"
+ * strings, NULL-terminated), its stdin ours and its stdout and stderr the descriptors
+ * out_fd and err_fd, and waits until it exits: *status its exit status, *signal the
+ * signal that ended it (POSIX) or 0. Windows hands the child only those three
+ * handles (PROC_THREAD_ATTRIBUTE_HANDLE_LIST); POSIX uses uv_spawn on the default
+ * loop. 0, or a libuv error when it cannot be started.
+ */
+int sb__tool_run(char** args, char** env, int out_fd, int err_fd, int64_t* status,
+                 int* signal);
 
 #endif

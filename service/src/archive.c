@@ -1027,7 +1027,10 @@ static void ar_begin_segment(sb__archive_t* ar) {
  * what was missing). */
 static void ar_claim(sb__archive_t* ar) {
   int r;
-  if (ar->route != AR_DIRECT && (r = sb__mkdir_p(ar->parent)) != 0) {
+  if (ar->route != AR_DIRECT &&
+      ((r = sb__mkdir_p(ar->parent)) != 0 ||
+       (r = sb__path_check_links(ar->sink.stream->broker->cfg.archive_dir,
+                                 ar->parent)) != 0)) {
     if (r == SB_EINVAL)
       ar_fail(ar, "creating directory", ar->parent, r, ar_mkdir_why(r));
     else
@@ -1726,6 +1729,8 @@ static void ar_start_handles(sb__archive_t* ar) {
 sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir) {
   sb__archive_t* ar = ar_new(s, archive_dir);
   int r = sb__mkdir_p(ar->parent);
+  if (r == 0)
+    r = sb__path_check_links(archive_dir, ar->parent);
   if (r == SB_EINVAL) {
     s->broker->counters.archive_errors++;
     s->broker->counters.archive_streams_failed++;

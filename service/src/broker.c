@@ -298,6 +298,11 @@ static int broker_lock(sb__broker_t* b) {
     SB_LOG_E("broker", "%s", b->start_error);
     return r;
   }
+  if ((r = sb__path_check_private("data_dir", b->cfg.data_dir, b->start_error,
+                                  sizeof(b->start_error))) != 0) {
+    SB_LOG_E("broker", "%s", b->start_error);
+    return r;
+  }
   snprintf(who, sizeof(who), "streambrokerd %s %s, serving %s", SB_VERSION_STRING,
            b->role ? b->role : "in a console", b->cfg.control_pipe);
   r = sb__lock_take(b->cfg.data_dir, who, &b->lock, holder, sizeof(holder));

@@ -236,7 +236,10 @@ static const sb__key_t sb__keys[] = {
     "an SDDL string; `\"\"` means the default",
     "Windows only: security descriptor of the control pipe. The default, "
     "`" SB__DEFAULT_CONTROL_SDDL "`, denies network logons and gives SYSTEM and "
-    "Administrators full control and Authenticated Users read and write. Ignored on "
+    "Administrators full control and Authenticated Users read and write without the "
+    "right to create instances of the pipe (0x12019B; GW would hold it). A custom one "
+    "must deny network logons (NU) before it allows anything; the service's own "
+    "account is added to it with full control; a label (S:) is kept. Ignored on "
     "Linux, where the socket's mode and directory decide."),
 };
 /* clang-format on */

@@ -402,9 +402,13 @@ int sb__broker_client_log_ok(sb__broker_t* b, const char* user);
 int sb__admin_start(sb__broker_t* b);
 
 /* The pipes' security descriptors on Windows: network logons denied; SYSTEM and
- * Administrators full control; Authenticated Users read and write (control pipe only).
- * The DACL is protected: nothing is inherited. */
-#define SB__DEFAULT_CONTROL_SDDL "D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGW;;;AU)"
+ * Administrators full control; Authenticated Users read and write (control pipe only)
+ * as 0x12019B, FILE_GENERIC_READ | FILE_GENERIC_WRITE without FILE_APPEND_DATA, which
+ * on a pipe is FILE_CREATE_PIPE_INSTANCE (GW would let any user serve the pipe's
+ * name). The DACL is protected: nothing is inherited. The service's own account is
+ * added at run time (win/listener.c). */
+#define SB__DEFAULT_CONTROL_SDDL                                                       \
+  "D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x12019b;;;AU)"
 #define SB__ADMIN_SDDL "D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GA;;;BA)"
 
 /* ---- listener: the control and admin pipes (posix/listener.c, win/listener.c) ---- */
@@ -432,7 +436,10 @@ typedef void (*sb__listener_cb)(sb__listener_t* l, void* arg);
  * dead instance, SB_EEXIST while another instance serves it; mode 0600 (admin_only)
  * or 0660 before listen. Windows: every instance is created with the security
  * descriptor of sddl (NULL or "": SB__ADMIN_SDDL when admin_only, else
- * SB__DEFAULT_CONTROL_SDDL; SB_ECONFIG when invalid), the first with
+ * SB__DEFAULT_CONTROL_SDDL) plus the service's own account with full control (the
+ * first instance's is the pipe's); SB_ECONFIG when it is invalid, does not deny
+ * network logons before it allows anything, or denies the account
+ * FILE_CREATE_PIPE_INSTANCE; a label (S:) is kept; the first with
  * FILE_FLAG_FIRST_PIPE_INSTANCE, all with PIPE_REJECT_REMOTE_CLIENTS; instances is
  * how many wait for clients at any time (POSIX: the listen backlog is 511, 16 for the
  * admin pipe). what names the pipe in logs ("control pipe"). counters may be NULL
@@ -443,6 +450,15 @@ int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
                        const char* what, int admin_only, const char* sddl,
                        int instances, sb__listener_cb cb, void* arg,
                        sb__counters_t* counters);
+/*
+ * sbctl's connection to the admin pipe at path: pipe is initialised (uv_pipe_init);
+ * cb(req, status) runs once connected (Windows: before this returns). Windows opens
+ * the pipe itself with SECURITY_IDENTIFICATION (the server cannot act as the
+ * administrator) and checks that the server is the service (SB_ESERVER otherwise).
+ * 0, or SB_E* (cb then never runs).
+ */
+int sb__admin_connect(uv_loop_t* loop, uv_pipe_t* pipe, uv_connect_t* req,
+                      const char* path, uv_connect_cb cb);
 /* From the callback only: opens client (initialised, not yet open) on the waiting
  * connection. 0, or SB_E* after logging (the connection is then lost, and counted). */
 int sb__listener_accept(sb__listener_t* l, uv_pipe_t* client);
@@ -654,6 +670,21 @@ FILE* sb__file_append(const char* path);
 /* A file to read (the config): fopen(path, "rb"), close-on-exec on POSIX. NULL with
  * errno set. */
 FILE* sb__file_read(const char* path);
+/*
+ * Windows: whether path (a directory or file; absent is fine) is the service's own:
+ * not a link (reparse point), owned by SYSTEM, Administrators or the service, and
+ * writable by nobody else. 0, or SB_EACCES with why ("KEY \"PATH\" ...: what to
+ * do"). POSIX: 0 (posix/ checks owners and modes where it opens).
+ */
+int sb__path_check_private(const char* key, const char* path, char* why, size_t size);
+/* Windows: SB_EACCES (logged) when a directory of path strictly below root is a link
+ * (reparse point), which the archive never writes through. POSIX: 0. */
+int sb__path_check_links(const char* root, const char* path);
+/* Windows: gives the existing directory path, owned by SYSTEM, Administrators or the
+ * service, the service's protected access list (for install, as an administrator); an
+ * absent one is left for the service to make. POSIX: sb__mkdir_p. 0, or SB_E* with
+ * why. */
+int sb__path_make_private(const char* path, char* why, size_t size);
 /* Joins two path parts with the platform's separator; returns a new string. */
 char* sb__path_join(const char* a, const char* b);
 /* Whether a path is absolute: POSIX, it starts with '/'; Windows, a drive letter, ':'

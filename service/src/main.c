@@ -215,6 +215,21 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
 
   if (started != NULL || sb__want_eventlog)
     sb__eventlog_open();
+  /* A config someone else could write would run the service their way: checked
+   * before it is read (Windows: owner and access list of the file and its folder). */
+  if (config_path != NULL) {
+    char* dir = sb__path_parent(config_path);
+    r = sb__path_check_private("config", config_path, why, sizeof(why));
+    if (r == 0 && dir != NULL)
+      r = sb__path_check_private("config's directory", dir, why, sizeof(why));
+    free(dir);
+    if (r != 0) {
+      fprintf(stderr, "streambrokerd: %s\n", why);
+      start_failed(why);
+      sb__eventlog_close();
+      return 4;
+    }
+  }
   if ((r = load_why(&cfg, config_path, why, sizeof(why))) != 0) {
     start_failed(why);
     /* A service has no console: the reason goes to a log file in the data directory,

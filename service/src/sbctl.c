@@ -490,7 +490,17 @@ int main(int argc, char** argv) {
   uv_pipe_init(uv_default_loop(), &c.pipe, 0);
   c.pipe.data = &c;
   c.connect.data = &c;
-  uv_pipe_connect(&c.connect, &c.pipe, path, on_connect);
+  {
+    int r = sb__admin_connect(uv_default_loop(), &c.pipe, &c.connect, path, on_connect);
+    if (r != 0) {
+      fprintf(stderr, "sbctl: cannot talk to streambrokerd at %s: %s\n", address,
+              sb_strerror(r));
+      uv_close((uv_handle_t*)&c.pipe, NULL);
+      uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+      uv_loop_close(uv_default_loop());
+      return 1;
+    }
+  }
   uv_run(uv_default_loop(), UV_RUN_DEFAULT);
   uv_loop_close(uv_default_loop());
   if (c.err != 0) {

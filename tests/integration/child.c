@@ -3,10 +3,16 @@
  *   sb_child write OUT_HEX ERR_HEX CODE   writes the bytes to stdout and stderr (binary
  *                                         mode), exits with CODE
  *   sb_child env                          prints LOGDOG_STREAM_SERVER_PATH to stdout
+ *   sb_child sleep MS                     waits MS milliseconds, writes nothing
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <time.h>
+#endif
 
 #include "task.h"
 #include "tools.h"
@@ -30,6 +36,17 @@ int main(int argc, char** argv) {
     fputs(v ? v : "(unset)", stdout);
     return 0;
   }
-  fprintf(stderr, "usage: sb_child write OUT_HEX ERR_HEX CODE | env\n");
+  if (argc == 3 && strcmp(argv[1], "sleep") == 0) {
+#ifdef _WIN32
+    Sleep((DWORD)atoi(argv[2]));
+#else
+    struct timespec ts;
+    ts.tv_sec = atoi(argv[2]) / 1000;
+    ts.tv_nsec = (long)(atoi(argv[2]) % 1000) * 1000000L;
+    nanosleep(&ts, NULL);
+#endif
+    return 0;
+  }
+  fprintf(stderr, "usage: sb_child write OUT_HEX ERR_HEX CODE | env | sleep MS\n");
   return 2;
 }

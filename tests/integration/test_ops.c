@@ -340,5 +340,11 @@ TEST_IMPL(ops_eventlog_reports) {
   ASSERT_EQ(res.exit_status, 3);
   sb_it_result_free(&res);
   printf("eventlog-check: failed start done\n");
+  /* A reason that holds "%%41" (as shortened archive names hold "%%"): the Event
+   * Viewer must not read it as a parameter message (the script checks the event). */
+  sb_it_write_file(bad, "{\"x%%41\": 0}", 13);
+  sb_it_run(&loop, failed, NULL, "", 0, NULL, 0, &res);
+  ASSERT_EQ(res.exit_status, 3);
+  sb_it_result_free(&res);
   ASSERT_OK(uv_loop_close(&loop));
 }

@@ -44,5 +44,9 @@ grep -q 'warn:eventlog:ReportEventW L"[0-9]* messages suppressed' "$out/stderr" 
 # The failed start: an error, with the reason.
 grep -q 'err:eventlog:ReportEventW L".*bad.json:1: key \\"max_streams\\"' "$out/stderr" ||
   fail "no error event for the failed start"
+# "%%" in a reason: a word joiner (U+2060) between the two, so the Event Viewer does
+# not expand "%%41" as parameter message 41.
+grep -q 'err:eventlog:ReportEventW L".*x%\\2060%41' "$out/stderr" ||
+  fail "no error event with its %% kept apart ($(grep -o 'x%[^ ]*41' "$out/stderr" | head -1))"
 rm -rf "$out"
 echo "1 passed, 0 failed"

@@ -1,10 +1,13 @@
-/* win/dial.c - the client's named pipe dialer. */
+/* win/dial.c - the client's named pipe dialer, and its check of the pipe's server. */
 #include <windows.h>
+#include <aclapi.h>
+#include <sddl.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../platform.h"
 #include "../protocol.h"
+#include "pipe.h"
 
 void sb__sleep_ms(uint32_t ms) {
   Sleep(ms);
@@ -60,11 +63,169 @@ static WCHAR* sb__pipe_path(const char* name) {
   return wide;
 }
 
+/* A copy of one of a token's facts (TokenUser, TokenGroups), or NULL. */
+static void* token_info(HANDLE tok, TOKEN_INFORMATION_CLASS c) {
+  DWORD n = 0;
+  void* p;
+  GetTokenInformation(tok, c, NULL, 0, &n);
+  if (n == 0 || (p = malloc(n)) == NULL)
+    return NULL;
+  if (!GetTokenInformation(tok, c, p, n, &n)) {
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+/* The SIDs a client trusts as its pipe's server; each NULL when unknown. */
+typedef struct {
+  BYTE system[SECURITY_MAX_SID_SIZE];
+  BYTE admins[SECURITY_MAX_SID_SIZE];
+  BYTE service[SECURITY_MAX_SID_SIZE]; /* NT SERVICE\StreamBroker */
+  PSID self;                           /* the client's user, or the test's SID */
+  int has_service;
+  TOKEN_USER* own; /* self's storage when it is the client's user */
+} sb__trust_t;
+
+static INIT_ONCE sb__service_once = INIT_ONCE_STATIC_INIT;
+static BYTE sb__service_sid[SECURITY_MAX_SID_SIZE];
+static int sb__service_known;
+
+static BOOL CALLBACK service_sid_init(PINIT_ONCE once, PVOID arg, PVOID* ctx) {
+  DWORD n = SECURITY_MAX_SID_SIZE, dn = 64;
+  WCHAR domain[64];
+  SID_NAME_USE use;
+  (void)once;
+  (void)arg;
+  (void)ctx;
+  sb__service_known = LookupAccountNameW(NULL, L"NT SERVICE\\StreamBroker",
+                                         sb__service_sid, &n, domain, &dn, &use) != 0;
+  return TRUE;
+}
+
+static int trust_init(sb__trust_t* t) {
+  DWORD n = SECURITY_MAX_SID_SIZE;
+  WCHAR test[256];
+  HANDLE tok;
+  memset(t, 0, sizeof(*t));
+  if (!CreateWellKnownSid(WinLocalSystemSid, NULL, t->system, &n))
+    return SB_EIO;
+  n = SECURITY_MAX_SID_SIZE;
+  if (!CreateWellKnownSid(WinBuiltinAdministratorsSid, NULL, t->admins, &n))
+    return SB_EIO;
+  /* Known to Windows once the service is installed (any service has its SID); looked
+   * up once per process (a call to the security authority). */
+  InitOnceExecuteOnce(&sb__service_once, service_sid_init, NULL, NULL);
+  t->has_service = sb__service_known;
+  if (t->has_service)
+    memcpy(t->service, sb__service_sid, SECURITY_MAX_SID_SIZE);
+  n = GetEnvironmentVariableW(L"" SB_ENV_TEST_SERVER_SID, test, 256);
+  if (n > 0 && n < 256) {
+    PSID sid = NULL;
+    if (!ConvertStringSidToSidW(test, &sid))
+      return SB_EINVAL;
+    t->self = sid; /* LocalFree'd in trust_free */
+    return 0;
+  }
+  if (OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &tok)) {
+    t->own = token_info(tok, TokenUser);
+    CloseHandle(tok);
+  }
+  if (t->own == NULL)
+    return SB_ENOMEM;
+  t->self = t->own->User.Sid;
+  return 0;
+}
+
+static void trust_free(sb__trust_t* t) {
+  if (t->own != NULL)
+    free(t->own);
+  else if (t->self != NULL)
+    LocalFree(t->self);
+}
+
+static int trusted(const sb__trust_t* t, PSID sid, int admins_too) {
+  return EqualSid(sid, (PSID)t->system) || EqualSid(sid, t->self) ||
+         (t->has_service && EqualSid(sid, (PSID)t->service)) ||
+         (admins_too && EqualSid(sid, (PSID)t->admins));
+}
+
 /*
- * Write-only, anonymous impersonation level (the server learns nothing it could
+ * The server process's token, when we may read it (our own user's processes; any
+ * process for an administrator): its user, or its service SID among its groups.
+ * 1 trusted, 0 not, -1 unreadable.
+ */
+static int check_token(HANDLE pipe, const sb__trust_t* t) {
+  ULONG pid = 0;
+  HANDLE proc, tok = NULL;
+  TOKEN_USER* user = NULL;
+  TOKEN_GROUPS* groups = NULL;
+  DWORD i;
+  int r = -1;
+  if (!GetNamedPipeServerProcessId(pipe, &pid) || pid == 0)
+    return -1;
+  if ((proc = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, pid)) == NULL)
+    return -1;
+  if (OpenProcessToken(proc, TOKEN_QUERY, &tok) &&
+      (user = token_info(tok, TokenUser)) != NULL) {
+    r = trusted(t, user->User.Sid, 0);
+    if (!r && t->has_service && (groups = token_info(tok, TokenGroups)) != NULL) {
+      for (i = 0; i < groups->GroupCount; i++)
+        if ((groups->Groups[i].Attributes & SE_GROUP_ENABLED) &&
+            EqualSid(groups->Groups[i].Sid, (PSID)t->service))
+          r = 1;
+    }
+  }
+  free(groups);
+  free(user);
+  if (tok != NULL)
+    CloseHandle(tok);
+  CloseHandle(proc);
+  return r;
+}
+
+/* The pipe's owner: 1 trusted, 0 not, -1 unreadable. */
+static int check_owner(HANDLE pipe, const sb__trust_t* t) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID owner = NULL;
+  int r = -1;
+  if (GetSecurityInfo(pipe, SE_KERNEL_OBJECT, OWNER_SECURITY_INFORMATION, &owner, NULL,
+                      NULL, NULL, &sd) == ERROR_SUCCESS &&
+      owner != NULL)
+    r = trusted(t, owner, 1);
+  LocalFree(sd);
+  return r;
+}
+
+/*
+ * Someone who creates the pipe's name while the service is down (a restart, an
+ * upgrade) would receive what clients write: before writing, the client checks who
+ * serves it. The process token first; a client that may not read it (a
+ * non-administrator, and the service's process) checks the pipe's owner, which a
+ * squatter cannot set to SYSTEM, Administrators or the service SID.
+ */
+int sb__pipe_check_server(HANDLE h) {
+  sb__trust_t t;
+  int r = trust_init(&t);
+  if (r == 0) {
+    r = check_token(h, &t);
+    if (r < 0)
+      r = check_owner(h, &t);
+    r = r == 1 ? 0 : SB_ESERVER;
+  }
+  trust_free(&t);
+  return r;
+}
+
+/*
+ * Write access without FILE_APPEND_DATA (on a pipe, FILE_CREATE_PIPE_INSTANCE, which
+ * GENERIC_WRITE holds and the pipe grants clients no longer), with READ_CONTROL for
+ * the owner check; anonymous impersonation level (the server learns nothing it could
  * impersonate us with), never overlapped (so the handle can be a child's stdout).
  * While every pipe instance is busy, WaitNamedPipeW sleeps until one is free or the
- * current backoff step ends, whichever is first.
+ * current backoff step ends, whichever is first. The handle is never inheritable,
+ * not even for a process: a child started meanwhile by another thread would hold
+ * the stream open (see sb_stream_open_for_process).
  */
 int sb__dial(int kind, const char* path, uint32_t timeout_ms, int for_process,
              sb_os_handle_t* out) {
@@ -73,12 +234,14 @@ int sb__dial(int kind, const char* path, uint32_t timeout_ms, int for_process,
   DWORD e;
   uint64_t start = sb__now_ms();
   uint32_t delay = SB__DIAL_BACKOFF_FIRST_MS;
+  int r;
+  (void)for_process;
   if (kind != SB__ADDR_PIPE)
     return SB_ENOTSUP;
   if ((wpath = sb__pipe_path(path)) == NULL)
     return SB_EADDRESS;
   for (;;) {
-    h = CreateFileW(wpath, GENERIC_WRITE, 0, NULL, OPEN_EXISTING,
+    h = CreateFileW(wpath, SB__PIPE_CLIENT_ACCESS, 0, NULL, OPEN_EXISTING,
                     SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS, NULL);
     if (h != INVALID_HANDLE_VALUE)
       break;
@@ -99,11 +262,9 @@ int sb__dial(int kind, const char* path, uint32_t timeout_ms, int for_process,
     delay = delay * 2 > SB__DIAL_BACKOFF_CAP_MS ? SB__DIAL_BACKOFF_CAP_MS : delay * 2;
   }
   free(wpath);
-  if (for_process &&
-      !SetHandleInformation(h, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT)) {
-    e = GetLastError();
+  if ((r = sb__pipe_check_server(h)) != 0) {
     CloseHandle(h);
-    return sb__win_to_sb(e);
+    return r;
   }
   *out = h;
   return 0;

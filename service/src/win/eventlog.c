@@ -8,6 +8,8 @@
 #include <windows.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <wchar.h>
 
 #include "../internal.h"
 
@@ -23,6 +25,24 @@ void sb__eventlog_open(void) {
     sb__event_source = RegisterEventSourceW(NULL, SB__EVENT_SOURCE);
 }
 
+/*
+ * The Event Viewer reads "%%N" in an insertion string as a reference to parameter
+ * message N and shows that instead (shortened archive names hold "%%" and hex
+ * digits): a word joiner (U+2060, invisible) goes between two '%', in place. w has
+ * room for twice its length.
+ */
+static void escape_percents(WCHAR* w) {
+  size_t len = wcslen(w), i;
+  for (i = 0; i + 1 < len; i++) {
+    if (w[i] == L'%' && w[i + 1] == L'%') {
+      memmove(w + i + 2, w + i + 1, (len - i) * sizeof(WCHAR));
+      w[i + 1] = 0x2060;
+      len++;
+      i++;
+    }
+  }
+}
+
 /* ReportEventW is thread-safe: the log calls this from any thread, under its lock. */
 void sb__eventlog_report(int event_id, const char* text) {
   WCHAR stack[1024];
@@ -35,9 +55,11 @@ void sb__eventlog_report(int event_id, const char* text) {
   n = MultiByteToWideChar(CP_UTF8, 0, text, -1, NULL, 0);
   if (n <= 0)
     return;
-  if ((size_t)n > sizeof(stack) / sizeof(stack[0]))
-    w = sb__xmalloc((size_t)n * sizeof(WCHAR));
+  /* Room for a word joiner after every '%' (below). */
+  if ((size_t)n * 2 > sizeof(stack) / sizeof(stack[0]))
+    w = sb__xmalloc((size_t)n * 2 * sizeof(WCHAR));
   MultiByteToWideChar(CP_UTF8, 0, text, -1, w, n);
+  escape_percents(w);
   switch (event_id) {
   case SB__EVENT_STARTED:
   case SB__EVENT_STOPPED:

@@ -227,6 +227,15 @@ int sb__service_install(const char* config_path, const char* account,
   CloseServiceHandle(scm);
   printf("installed the service %s as %s: %ls\n", SB_SERVICE_NAME,
          account ? account : "LocalSystem", command);
+  if (account == NULL) {
+    /* An existing data directory (an earlier version's, with ProgramData's access
+     * list) becomes the service's own; an absent one the service makes so itself. */
+    char why[1024];
+    if (sb__path_make_private(sb__default_data_dir(), why, sizeof(why)) != 0)
+      fprintf(stderr,
+              "streambrokerd: the service will not start until this is fixed: %s\n",
+              why);
+  }
   /* Its events then show with our message table, not "description not found". */
   return sb__eventlog_install();
 }
