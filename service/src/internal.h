@@ -454,8 +454,10 @@ void sb__upstream_proc_close(sb__upstream_proc_t* proc);
 /*
  * Watches for the upstream to appear, so that streams waiting in backoff dial at once:
  * POSIX watches the socket's directory (inotify), Windows asks WaitNamedPipeW on a
- * thread while sb__upstream_watch_waiting says some stream waits. appeared(arg) runs
- * on the loop thread. Returns NULL when it cannot watch (the backoff still works).
+ * thread while sb__upstream_watch_waiting says some stream found it absent (called
+ * only for SB_ENOSERVER: a busy or refusing upstream is left to the backoff), and wakes
+ * once when it exists. appeared(arg) runs on the loop thread. Returns NULL when it
+ * cannot watch (the backoff still works).
  */
 void* sb__upstream_watch_start(uv_loop_t* loop, const char* address,
                                void (*appeared)(void* arg), void* arg);

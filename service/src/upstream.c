@@ -1572,7 +1572,11 @@ static void up_dial(sb__upstream_t* up) {
    * (killed, restarting), and that is an outage; for every stream (the epoch). */
   up->refusals = 0;
   b->upstream_epoch++;
-  sb__upstream_watch_waiting(b->upstream_watch);
+  /* Only an absent upstream is watched for: one that exists but refuses us or is busy
+   * would wake every waiting stream at once, over and over; they take turns on their
+   * own jittered backoff instead. */
+  if (r == SB_ENOSERVER)
+    sb__upstream_watch_waiting(b->upstream_watch);
   delay = up_backoff(up, up->attempt);
   /* A busy upstream (every pipe instance taken, a full listen backlog) is a moment's
    * load: said at debug level for the first SB__BUSY_QUIET retries, and warned only if

@@ -16,12 +16,13 @@
 #include "list_sbrun.h"
 #include "list_spool.h"
 #include "list_winservice.h"
+#include "list_winreal.h"
 
 #define TEST_LIST(X)                                                                   \
   TEST_LIST_SBCAT(X) TEST_LIST_SBRUN(X) TEST_LIST_BROKER(X) TEST_LIST_ADMIN(X) TEST_LIST_SPOOL(X) \
       TEST_LIST_FAULTS(X) TEST_LIST_WINSERVICE(X) TEST_LIST_ARCHIVE(X) TEST_LIST_BUTLER(X) \
       TEST_LIST_OPS(X) TEST_LIST_LIVE(X) TEST_LIST_INSTANCE(X) TEST_LIST_ARCHIVE_SPOOL(X) \
-      TEST_LIST_ACCEPT(X)
+      TEST_LIST_ACCEPT(X) TEST_LIST_WINREAL(X)
 TEST_LIST(TEST_DECLARE)
 
 #endif

@@ -107,9 +107,14 @@ void sb__upstream_proc_close(sb__upstream_proc_t* proc) {
 /* ---- watching for the upstream to appear: WaitNamedPipeW on a thread ---- */
 
 /*
- * WaitNamedPipeW waits for an instance of an existing pipe to become free, but fails at
- * once while the pipe does not exist; so the thread asks every 100 ms while some stream
- * waits for the upstream, and wakes the loop when the pipe can be opened.
+ * While some stream found the upstream's pipe absent, the thread asks every 100 ms
+ * whether the pipe exists, and wakes the loop once when it does. WaitNamedPipeW with a
+ * 1 ms timeout says so: it fails with ERROR_FILE_NOT_FOUND only while no instance
+ * exists; a free instance (TRUE) or busy ones (ERROR_SEM_TIMEOUT) mean it is there.
+ * Whether a dial then succeeds is the streams' business: a busy upstream, or one whose
+ * access list refuses us, is not watched (the dialer says waiting only when absent), so
+ * such dials follow their own jittered backoff instead of all being woken together
+ * each time an instance frees.
  */
 typedef struct {
   uv_async_t async;
@@ -124,16 +129,14 @@ typedef struct {
 static void watch_thread(void* arg) {
   sb__watch_t* w = arg;
   while (!w->quit) {
-    if (!w->waiting) {
-      Sleep(100);
-      continue;
-    }
-    if (WaitNamedPipeW(w->wpath, 250)) {
+    DWORD e;
+    if (w->waiting &&
+        (WaitNamedPipeW(w->wpath, 1) ||
+         ((e = GetLastError()) != ERROR_FILE_NOT_FOUND && e != ERROR_PATH_NOT_FOUND))) {
       InterlockedExchange(&w->waiting, 0);
       uv_async_send(&w->async);
-    } else {
-      Sleep(100);
     }
+    Sleep(100);
   }
 }
 

@@ -1,0 +1,9 @@
+/* list_winreal.h - integration tests of test_winreal.c: the Windows service as real
+ * Windows runs it (issue 22), each run under Wine where Wine can show the fault. */
+#ifndef SB_LIST_WINREAL_H
+#define SB_LIST_WINREAL_H
+
+#define TEST_LIST_WINREAL(X)                                                           \
+  X(winreal_watcher_refused_upstream)
+
+#endif
