@@ -4,6 +4,7 @@
 #define SB_LIST_WINREAL_H
 
 #define TEST_LIST_WINREAL(X)                                                           \
-  X(winreal_watcher_refused_upstream)
+  X(winreal_watcher_refused_upstream)                                                  \
+  X(winreal_end_flush_cancel_gap)
 
 #endif
