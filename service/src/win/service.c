@@ -88,35 +88,58 @@ static DWORD WINAPI control_handler(DWORD control, DWORD type, LPVOID data,
 
 /*
  * Restart 5 s, 10 s and 30 s after a failure (counts reset after a day), and a
- * preshutdown timeout as long as a stop may take. Set by install, and again by the
- * service itself at each start, so a service registered by the MSI (whose wixl has no
- * ServiceConfig) gets them too.
+ * preshutdown timeout as long as a stop may take. The failure-actions flag makes the
+ * SCM apply them also when the service stops itself with an error (a failed start
+ * reports STOPPED with a service-specific code), not only when its process dies
+ * without reporting STOPPED. Set by install, and again by the service itself as each
+ * start begins (before anything can fail), so a service registered by the MSI (whose
+ * wixl has no ServiceConfig) gets them from its first start.
  */
-static int set_recovery(SC_HANDLE svc) {
+static DWORD set_recovery(SC_HANDLE svc, const char** what) {
   SC_ACTION actions[3] = {{SC_ACTION_RESTART, 5000},
                           {SC_ACTION_RESTART, 10000},
                           {SC_ACTION_RESTART, 30000}};
   SERVICE_FAILURE_ACTIONSW failure;
+  SERVICE_FAILURE_ACTIONS_FLAG flag;
   SERVICE_PRESHUTDOWN_INFO preshutdown;
+  DWORD e = 0;
   memset(&failure, 0, sizeof(failure));
   failure.dwResetPeriod = 24 * 3600;
   failure.cActions = 3;
   failure.lpsaActions = actions;
+  flag.fFailureActionsOnNonCrashFailures = TRUE;
   preshutdown.dwPreshutdownTimeout = SB__STOP_WAIT_HINT_MS;
-  return ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &failure) &&
-                 ChangeServiceConfig2W(svc, SERVICE_CONFIG_PRESHUTDOWN_INFO,
-                                       &preshutdown)
-             ? 0
-             : SB_EIO;
+  /* Each is set even if another fails (Wine knows no failure-actions flag). */
+  if (!ChangeServiceConfig2W(svc, SERVICE_CONFIG_PRESHUTDOWN_INFO, &preshutdown)) {
+    e = GetLastError();
+    *what = "the preshutdown timeout";
+  }
+  if (!ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &failure)) {
+    e = GetLastError();
+    *what = "the restart actions";
+  }
+  if (!ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, &flag)) {
+    e = GetLastError();
+    *what = "the failure-actions flag (restarts after a failed start)";
+  }
+  return e;
 }
+
+/* At the start of ServiceMain, before the log is open: what failed is said once the
+ * service runs (or its start failed). */
+static DWORD sb__recovery_error;
+static const char* sb__recovery_what;
 
 static void set_own_recovery(void) {
   SC_HANDLE scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT), svc = NULL;
   if (scm != NULL)
     svc = OpenServiceW(scm, SB__SERVICE_WNAME, SERVICE_CHANGE_CONFIG | SERVICE_START);
-  if (svc == NULL || set_recovery(svc) != 0)
-    SB_LOG_W("service", "cannot set the service's recovery actions: error %lu",
-             GetLastError());
+  if (svc == NULL) {
+    sb__recovery_error = GetLastError();
+    sb__recovery_what = "the recovery actions";
+  } else {
+    sb__recovery_error = set_recovery(svc, &sb__recovery_what);
+  }
   if (svc != NULL)
     CloseServiceHandle(svc);
   if (scm != NULL)
@@ -127,7 +150,11 @@ static void on_started(sb__broker_t* b) {
   sb__running_broker = b;
   report(SERVICE_RUNNING, NO_ERROR, 0, 0);
   SB_LOG_I("service", "running as the service %s", SB_SERVICE_NAME);
-  set_own_recovery();
+  if (sb__recovery_error != 0)
+    SB_LOG_W("service",
+             "cannot set %s: error %lu; an administrator can (sc failure, sc "
+             "failureflag)",
+             sb__recovery_what, sb__recovery_error);
 }
 
 static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
@@ -140,6 +167,7 @@ static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
     return;
   }
   report(SERVICE_START_PENDING, NO_ERROR, 0, 10000);
+  set_own_recovery();
   sb__exit_code = sb__run(sb__run_arg, on_started);
   sb__running_broker = NULL;
   /* A failed start reports why: the service-specific code is the exit status. */
@@ -222,7 +250,15 @@ int sb__service_install(const char* config_path, const char* account,
   desc.lpDescription = L"Brokers log streams of local programs to an upstream stream "
                        L"server (LUCI LogDog butler protocol), or archives them.";
   ChangeServiceConfig2W(svc, SERVICE_CONFIG_DESCRIPTION, &desc);
-  set_recovery(svc);
+  {
+    const char* what = NULL;
+    DWORD e = set_recovery(svc, &what);
+    if (e != 0)
+      fprintf(stderr,
+              "streambrokerd: cannot set %s: error %lu (the service tries again as it "
+              "starts)\n",
+              what, e);
+  }
   CloseServiceHandle(svc);
   CloseServiceHandle(scm);
   printf("installed the service %s as %s: %ls\n", SB_SERVICE_NAME,
