@@ -418,12 +418,23 @@ void sb__peer_credentials(uv_pipe_t* pipe, int64_t* pid, int64_t* uid, int64_t* 
 /* ---- upstream dial: platform parts (posix/dial.c, win/dial.c) ---- */
 
 /*
- * One non-blocking attempt to connect to the upstream address; on success *fd is a
- * connected descriptor/handle for uv_pipe_open. Returns 0, SB_EBUSY (server busy:
- * retry soon), SB_ENOSERVER (absent: retry later), or another SB_E* (also retried).
+ * One non-blocking attempt to connect to the upstream address; on success *h is a
+ * connected descriptor (POSIX) or handle (Windows) for sb__pipe_adopt. Returns 0,
+ * SB_EBUSY (server busy: retry soon), SB_ENOSERVER (absent: retry later), or another
+ * SB_E* (also retried).
  * Windows: write access, SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS, overlapped.
  */
-int sb__upstream_dial(const char* address, uv_file* fd);
+int sb__upstream_dial(const char* address, uv_os_fd_t* h);
+/*
+ * uv_pipe_open of a connected descriptor or handle (from sb__upstream_dial, or an
+ * accepted pipe instance); a libuv error code, and h is then closed. Windows: libuv
+ * 1.44 takes a C runtime descriptor for it and keeps it for the pipe's life, and the
+ * C runtime's table holds 2,048: the descriptor here only carries the handle into
+ * libuv and is closed at once, so no descriptor stays per connection; and one spare
+ * descriptor is kept for the moment the table is full (of archive files, which libuv
+ * opens with descriptors). Loop thread.
+ */
+int sb__pipe_adopt(uv_pipe_t* pipe, uv_os_fd_t h);
 /* Bytes written on a connected pipe that its peer has not read yet (POSIX: SIOCOUTQ of
  * the socket), or -1 when the platform cannot tell (Windows). */
 int64_t sb__pipe_unread(uv_pipe_t* pipe);
@@ -441,10 +452,10 @@ typedef struct {
   void* handle;   /* Windows: the process handle, or NULL */
 } sb__upstream_proc_t;
 
-/* Identifies the process at the other end of fd (a connected upstream descriptor or
+/* Identifies the process at the other end of h (a connected upstream descriptor or
  * handle). 0, or SB_ENOTSUP / SB_EACCES / SB_EIO when it cannot be identified (another
  * user's process, no /proc): proc is then left unknown. */
-int sb__upstream_proc_open(uv_file fd, sb__upstream_proc_t* proc);
+int sb__upstream_proc_open(uv_os_fd_t h, sb__upstream_proc_t* proc);
 /* 1: the process lives and is not exiting; 0: it exited, or is exiting (Linux: state
  * Z or X, another start time, or PF_EXITING, which the kernel sets before it closes a
  * dying process's files); a negative SB_E* code: unknown, or it cannot tell. */

@@ -1579,7 +1579,7 @@ static void on_retry(uv_timer_t* t) {
  */
 static void up_dial(sb__upstream_t* up) {
   sb__broker_t* b = up->b;
-  uv_file fd;
+  uv_os_fd_t fd;
   uint64_t delay;
   int r, ur;
   /* The handle is reused only once its last close is done (on_conn_closed dials). */
@@ -1620,7 +1620,7 @@ static void up_dial(sb__upstream_t* up) {
     up->pipe.data = up;
     up->pipe_open = 1;
     up->gen++;
-    if ((ur = uv_pipe_open(&up->pipe, fd)) != 0) {
+    if ((ur = sb__pipe_adopt(&up->pipe, fd)) != 0) {
       SB_LOG_E("upstream", "uv_pipe_open: %s", uv_strerror(ur));
       up_broken(up, sb__uv_err(ur));
       return;
