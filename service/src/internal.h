@@ -575,6 +575,12 @@ char* sb__path_parent(const char* path);
  * form (past MAX_PATH); POSIX, a copy. Returns a new string. */
 char* sb__path_long(const char* path);
 
+/* Whether an exclusive create of path that failed with uv_err (a libuv code) found
+ * the name taken: EEXIST, or (Windows) access denied on a name still listed, a file
+ * deleted while another process holds it ("delete pending"). (posix/fsname.c,
+ * win/fsname.c) */
+int sb__fs_name_taken(int uv_err, const char* path);
+
 /* Translates a libuv error to SB_E*, once, at the boundary. */
 int sb__uv_err(int uv_err);
 
