@@ -15,6 +15,8 @@
 
 #define SB__SERVICE_WNAME L"StreamBroker"
 #define SB__STOP_WAIT_HINT_MS 20000
+#define SB__START_WAIT_HINT_MS 10000
+#define SB__CHECKPOINT_MS 1000
 
 static SERVICE_STATUS_HANDLE sb__status_handle;
 static SERVICE_STATUS sb__status;
@@ -46,13 +48,20 @@ static void report(DWORD state, DWORD win32_exit, DWORD specific_exit,
   LeaveCriticalSection(&sb__status_lock);
 }
 
-/* While stopping, a checkpoint a second tells the SCM the stop is progressing. */
-static DWORD WINAPI stop_ticker(LPVOID arg) {
-  (void)arg;
+/*
+ * While starting or stopping, a checkpoint a second tells the SCM the work goes on
+ * (arg: the pending state watched; the thread ends once the state is another). A
+ * start scans the archive directory and opens and checks the spool before the pipe is
+ * bound, which a large archive or spool makes longer than one wait hint: without
+ * checkpoints the SCM would log event 7022 (hung on starting), and an MSI upgrade
+ * waiting on the start would fail.
+ */
+static DWORD WINAPI pending_ticker(LPVOID arg) {
+  DWORD state = (DWORD)(uintptr_t)arg;
   for (;;) {
-    Sleep(1000);
+    Sleep(SB__CHECKPOINT_MS);
     EnterCriticalSection(&sb__status_lock);
-    if (sb__status.dwCurrentState != SERVICE_STOP_PENDING) {
+    if (sb__status.dwCurrentState != state) {
       LeaveCriticalSection(&sb__status_lock);
       return 0;
     }
@@ -75,7 +84,8 @@ static DWORD WINAPI control_handler(DWORD control, DWORD type, LPVOID data,
     SB_LOG_I("service", "control %lu: stopping", control);
     report(SERVICE_STOP_PENDING, NO_ERROR, 0, SB__STOP_WAIT_HINT_MS);
     if (sb__stop_ticker == NULL)
-      sb__stop_ticker = CreateThread(NULL, 0, stop_ticker, NULL, 0, NULL);
+      sb__stop_ticker = CreateThread(NULL, 0, pending_ticker,
+                                     (LPVOID)(uintptr_t)SERVICE_STOP_PENDING, 0, NULL);
     if (b != NULL)
       uv_async_send(&b->stop_async);
     return NO_ERROR;
@@ -158,6 +168,7 @@ static void on_started(sb__broker_t* b) {
 }
 
 static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
+  HANDLE start_ticker;
   (void)argc;
   (void)argv;
   sb__status_handle =
@@ -166,7 +177,9 @@ static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
     sb__exit_code = 4;
     return;
   }
-  report(SERVICE_START_PENDING, NO_ERROR, 0, 10000);
+  report(SERVICE_START_PENDING, NO_ERROR, 0, SB__START_WAIT_HINT_MS);
+  start_ticker = CreateThread(NULL, 0, pending_ticker,
+                              (LPVOID)(uintptr_t)SERVICE_START_PENDING, 0, NULL);
   set_own_recovery();
   sb__exit_code = sb__run(sb__run_arg, on_started);
   sb__running_broker = NULL;
@@ -175,6 +188,8 @@ static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
     report(SERVICE_STOPPED, ERROR_SERVICE_SPECIFIC_ERROR, (DWORD)sb__exit_code, 0);
   else
     report(SERVICE_STOPPED, NO_ERROR, 0, 0);
+  if (start_ticker != NULL)
+    CloseHandle(start_ticker); /* it ended once the state left START_PENDING */
 }
 
 int sb__service_dispatch(sb__run_fn run, void* arg, int* exit_code) {
