@@ -5,6 +5,9 @@
 
 #define TEST_LIST_WINREAL(X)                                                           \
   X(winreal_watcher_refused_upstream)                                                  \
-  X(winreal_end_flush_cancel_gap)
+  X(winreal_end_flush_cancel_gap)                                                      \
+  X(winreal_many_streams_through_pair)                                                 \
+  X(winservice_start_checkpoints_large_archive)                                        \
+  X(winreal_archive_delete_pending_name)
 
 #endif
