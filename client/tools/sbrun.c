@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
   uv_process_options_t opts;
   uv_stdio_container_t stdio[3];
 
+  argv = sb__tool_utf8_argv(&argc, argv); /* uv_spawn takes UTF-8 */
   for (i = 1; i < argc; i++) {
     const char* a = argv[i];
     if (strcmp(a, "--") == 0) {
