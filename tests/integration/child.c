@@ -3,6 +3,7 @@
  *   sb_child write OUT_HEX ERR_HEX CODE   writes the bytes to stdout and stderr (binary
  *                                         mode), exits with CODE
  *   sb_child env                          prints LOGDOG_STREAM_SERVER_PATH to stdout
+ *   sb_child args ARG                     prints ARG to stdout, in UTF-8
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,11 @@
 
 int main(int argc, char** argv) {
   sb__tool_binary_stdio();
+  argv = sb__tool_utf8_argv(&argc, argv);
+  if (argc == 3 && strcmp(argv[1], "args") == 0) {
+    fputs(argv[2], stdout); /* UTF-8, as it arrived */
+    return 0;
+  }
   if (argc == 5 && strcmp(argv[1], "write") == 0) {
     size_t n;
     unsigned char* out = sb_test_unhex(argv[2], &n);

@@ -8,6 +8,7 @@
   X(winreal_end_flush_cancel_gap)                                                      \
   X(winreal_many_streams_through_pair)                                                 \
   X(winservice_start_checkpoints_large_archive)                                        \
-  X(winreal_archive_delete_pending_name)
+  X(winreal_archive_delete_pending_name)                                               \
+  X(winreal_sbrun_unicode_argument)
 
 #endif

@@ -570,3 +570,43 @@ TEST_IMPL(winreal_archive_delete_pending_name) {
   ASSERT_OK(uv_loop_close(&loop));
 #endif
 }
+
+/*
+ * sbrun's arguments reach its command in UTF-8, as uv_spawn takes them: on Windows
+ * main's argv is in the ANSI code page (Wine's: 1252), where "é" is one byte that is
+ * not UTF-8 and "ж" is lost. sbrun runs sb_child, which writes the argument it got
+ * back (read from its own wide command line) as its stdout stream.
+ */
+TEST_IMPL(winreal_sbrun_unicode_argument) {
+#ifndef _WIN32
+  TEST_SKIP("POSIX arguments are bytes, passed as they are");
+#else
+  static const char arg[] = "caf\xc3\xa9 \xe2\x82\xac \xd0\xb6"; /* "café € ж" */
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  char sbrun[4096], child[4096];
+  const char* argv[] = {sbrun,  "--server", NULL, "--name-prefix", "u8", "--", child,
+                        "args", arg,        NULL};
+  sb_it_result_t res;
+  sb__buf_t got;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_program("sbrun", sbrun, sizeof(sbrun));
+  sb_it_program("sb_child", child, sizeof(child));
+  sb_it_daemon_start(&d, &loop, "wr-u8", NULL, NULL);
+  argv[2] = d.address;
+  sb_it_run(&loop, argv, NULL, "", 0, NULL, 0, &res);
+  if (res.exit_status != 0)
+    sb_test_fail(__FILE__, __LINE__, "sbrun: exit %d: %s", (int)res.exit_status,
+                 res.err.data);
+  sb_it_result_free(&res);
+  sb_it_wait_settled1(&loop, d.archive_dir, "u8/stdout");
+  memset(&got, 0, sizeof(got));
+  sb_it_reassemble(d.archive_dir, "u8/stdout", &got, 0, NULL);
+  if (got.len != strlen(arg) || memcmp(got.data, arg, got.len) != 0)
+    sb_test_fail(__FILE__, __LINE__, "the command got \"%.*s\", not \"%s\"",
+                 (int)got.len, got.data, arg);
+  sb__buf_free(&got);
+  sb_it_daemon_close(&d);
+  ASSERT_OK(uv_loop_close(&loop));
+#endif
+}
