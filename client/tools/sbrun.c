@@ -81,6 +81,7 @@ int main(int argc, char** argv) {
   int64_t exit_status = -1;
   int term_signal = 0;
 
+  argv = sb__tool_utf8_argv(&argc, argv); /* uv_spawn takes UTF-8 */
   for (i = 1; i < argc; i++) {
     const char* a = argv[i];
     if (strcmp(a, "--") == 0) {

@@ -20,6 +20,13 @@ int sb__tool_handle_fd(sb_os_handle_t h);
  * would sit in sbcat). 0 at end of input, -1 on error.
  */
 long sb__tool_read_stdin(void* buf, unsigned size);
+/*
+ * The program's arguments in UTF-8, as libuv (uv_spawn) and the client library take
+ * them. Windows: main's argv is in the ANSI code page (a character outside it is lost,
+ * and one inside it is not UTF-8), so they are read again from GetCommandLineW; the
+ * result lives as long as the process. POSIX: argv itself. argc is set to their count.
+ */
+char** sb__tool_utf8_argv(int* argc, char** argv);
 
 /*
  * Runs args (args[0] the program, looked up in PATH) with the environment env ("K=V"

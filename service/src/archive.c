@@ -1303,10 +1303,10 @@ static void ar_complete(sb__archive_t* ar, int r) {
         SB_LOG_I("archive", "stream %llu \"%s\": archived to %s", sb__archive_id(ar),
                  s->props.name, ar->log_path);
       ar_json_start(ar, 0);
-    } else if (r == UV_EEXIST && ar->seq < AR_MAX_SEQ) {
-      ar->seq++;
+    } else if (sb__fs_name_taken(r, ar->log_path) && ar->seq < AR_MAX_SEQ) {
+      ar->seq++; /* EEXIST, or a delete-pending name on Windows */
       ar_set_paths(ar);
-    } else if (r == UV_EEXIST) {
+    } else if (sb__fs_name_taken(r, ar->log_path)) {
       ar_fail(ar, "creating", ar->log_path, SB_EEXIST, "no free sequence number");
     } else {
       ar_break(ar, "creating", ar->log_path, r);

@@ -503,12 +503,23 @@ void sb__peer_credentials(uv_pipe_t* pipe, sb__peer_t* peer);
 /* ---- upstream dial: platform parts (posix/dial.c, win/dial.c) ---- */
 
 /*
- * One non-blocking attempt to connect to the upstream address; on success *fd is a
- * connected descriptor/handle for uv_pipe_open. Returns 0, SB_EBUSY (server busy:
- * retry soon), SB_ENOSERVER (absent: retry later), or another SB_E* (also retried).
+ * One non-blocking attempt to connect to the upstream address; on success *h is a
+ * connected descriptor (POSIX) or handle (Windows) for sb__pipe_adopt. Returns 0,
+ * SB_EBUSY (server busy: retry soon), SB_ENOSERVER (absent: retry later), or another
+ * SB_E* (also retried).
  * Windows: write access, SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS, overlapped.
  */
-int sb__upstream_dial(const char* address, uv_file* fd);
+int sb__upstream_dial(const char* address, uv_os_fd_t* h);
+/*
+ * uv_pipe_open of a connected descriptor or handle (from sb__upstream_dial, or an
+ * accepted pipe instance); a libuv error code, and h is then closed. Windows: libuv
+ * 1.44 takes a C runtime descriptor for it and keeps it for the pipe's life, and the
+ * C runtime's table holds 2,048: the descriptor here only carries the handle into
+ * libuv and is closed at once, so no descriptor stays per connection; and one spare
+ * descriptor is kept for the moment the table is full (of archive files, which libuv
+ * opens with descriptors). Loop thread.
+ */
+int sb__pipe_adopt(uv_pipe_t* pipe, uv_os_fd_t h);
 /* Bytes written on a connected pipe that its peer has not read yet (POSIX: SIOCOUTQ of
  * the socket), or -1 when the platform cannot tell (Windows). */
 int64_t sb__pipe_unread(uv_pipe_t* pipe);
@@ -526,10 +537,10 @@ typedef struct {
   void* handle;   /* Windows: the process handle, or NULL */
 } sb__upstream_proc_t;
 
-/* Identifies the process at the other end of fd (a connected upstream descriptor or
+/* Identifies the process at the other end of h (a connected upstream descriptor or
  * handle). 0, or SB_ENOTSUP / SB_EACCES / SB_EIO when it cannot be identified (another
  * user's process, no /proc): proc is then left unknown. */
-int sb__upstream_proc_open(uv_file fd, sb__upstream_proc_t* proc);
+int sb__upstream_proc_open(uv_os_fd_t h, sb__upstream_proc_t* proc);
 /* 1: the process lives and is not exiting; 0: it exited, or is exiting (Linux: state
  * Z or X, another start time, or PF_EXITING, which the kernel sets before it closes a
  * dying process's files); a negative SB_E* code: unknown, or it cannot tell. */
@@ -539,8 +550,10 @@ void sb__upstream_proc_close(sb__upstream_proc_t* proc);
 /*
  * Watches for the upstream to appear, so that streams waiting in backoff dial at once:
  * POSIX watches the socket's directory (inotify), Windows asks WaitNamedPipeW on a
- * thread while sb__upstream_watch_waiting says some stream waits. appeared(arg) runs
- * on the loop thread. Returns NULL when it cannot watch (the backoff still works).
+ * thread while sb__upstream_watch_waiting says some stream found it absent (called
+ * only for SB_ENOSERVER: a busy or refusing upstream is left to the backoff), and wakes
+ * once when it exists. appeared(arg) runs on the loop thread. Returns NULL when it
+ * cannot watch (the backoff still works).
  */
 void* sb__upstream_watch_start(uv_loop_t* loop, const char* address,
                                void (*appeared)(void* arg), void* arg);
@@ -697,6 +710,12 @@ char* sb__path_parent(const char* path);
 /* A path that file calls accept whatever its length: Windows, the absolute "\\?\"
  * form (past MAX_PATH); POSIX, a copy. Returns a new string. */
 char* sb__path_long(const char* path);
+
+/* Whether an exclusive create of path that failed with uv_err (a libuv code) found
+ * the name taken: EEXIST, or (Windows) access denied on a name still listed, a file
+ * deleted while another process holds it ("delete pending"). (posix/fsname.c,
+ * win/fsname.c) */
+int sb__fs_name_taken(int uv_err, const char* path);
 
 /* Translates a libuv error to SB_E*, once, at the boundary. */
 int sb__uv_err(int uv_err);

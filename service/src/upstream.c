@@ -1216,17 +1216,42 @@ static void on_shutdown(uv_shutdown_t* req, int status) {
  * on the threadpool, counted as a job so that the sink outlives it; at the deadline the
  * loop cancels it (CancelSynchronousIo), so an upstream that never reads does not hold
  * a threadpool thread. state (under lock): 0 queued, 1 flushing (thread valid), 2
- * finished, 3 cancelled before it began. */
+ * finished, 3 cancelled before it began.
+ *
+ * The job flushes its own duplicate of the pipe handle, closed by the worker when it is
+ * done: the connection's handle may close at the deadline while the worker still runs,
+ * and a redial may then get the same handle value, which the worker must never flush.
+ * State 1 is published just before the worker enters FlushFileBuffers: a cancel in that
+ * gap finds no I/O to cancel, so the loop cancels again every SB__FLUSH_RECANCEL_MS
+ * until the worker is out. */
+#define SB__FLUSH_RECANCEL_MS 20
 typedef struct {
   uv_work_t work;
   sb__upstream_t* up;
-  HANDLE pipe;
+  HANDLE pipe; /* the job's own duplicate: the worker closes it */
   HANDLE thread;
   SRWLOCK lock;
   int state;
   uint64_t gen;
   BOOL ok;
+  int recancel;       /* the timer below was started: freed in its close callback */
+  unsigned cancels;   /* cancels tried that found nothing */
+  uv_timer_t retimer; /* cancels again while the worker has not entered the flush */
 } sb__flush_t;
+
+/* Test-only: SB_TEST_FLUSH_DELAY_MS holds the worker between publishing state 1 and
+ * entering FlushFileBuffers, the gap a real Windows threadpool may leave; for the
+ * first SB_TEST_FLUSH_DELAYS flushes of the process (default 1). */
+static DWORD flush_test_delay(void) {
+  static volatile LONG delay = -1, left;
+  if (delay < 0) {
+    const char* v = getenv("SB_TEST_FLUSH_DELAY_MS");
+    const char* n = getenv("SB_TEST_FLUSH_DELAYS");
+    InterlockedExchange(&left, n != NULL ? atol(n) : 1);
+    InterlockedExchange(&delay, v != NULL ? atol(v) : 0);
+  }
+  return delay > 0 && InterlockedDecrement(&left) >= 0 ? (DWORD)delay : 0;
+}
 
 /*
  * After the flush, a zero-byte write asks whether the server still holds its end: a
@@ -1238,7 +1263,7 @@ typedef struct {
 static void flush_work(uv_work_t* w) {
   sb__flush_t* f = SB_CONTAINER_OF(w, sb__flush_t, work);
   OVERLAPPED ov;
-  DWORD n = 0;
+  DWORD n = 0, delay = flush_test_delay();
   HANDLE ev;
   int cancelled;
   AcquireSRWLockExclusive(&f->lock);
@@ -1248,21 +1273,53 @@ static void flush_work(uv_work_t* w) {
                       &f->thread, 0, FALSE, DUPLICATE_SAME_ACCESS))
     f->state = 1;
   ReleaseSRWLockExclusive(&f->lock);
+  if (delay > 0)
+    Sleep(delay);
   f->ok = !cancelled && FlushFileBuffers(f->pipe);
   AcquireSRWLockExclusive(&f->lock);
   if (f->state == 1)
     CloseHandle(f->thread);
   f->state = 2;
   ReleaseSRWLockExclusive(&f->lock);
-  if (!f->ok || (ev = CreateEventW(NULL, TRUE, FALSE, NULL)) == NULL)
-    return;
-  memset(&ov, 0, sizeof(ov));
-  ov.hEvent = (HANDLE)((uintptr_t)ev | 1);
-  if (!WriteFile(f->pipe, "", 0, &n, &ov) &&
-      (GetLastError() != ERROR_IO_PENDING ||
-       !GetOverlappedResult(f->pipe, &ov, &n, TRUE)))
+  if (f->ok && (ev = CreateEventW(NULL, TRUE, FALSE, NULL)) != NULL) {
+    memset(&ov, 0, sizeof(ov));
+    ov.hEvent = (HANDLE)((uintptr_t)ev | 1);
+    if (!WriteFile(f->pipe, "", 0, &n, &ov) &&
+        (GetLastError() != ERROR_IO_PENDING ||
+         !GetOverlappedResult(f->pipe, &ov, &n, TRUE)))
+      f->ok = FALSE;
+    CloseHandle(ev);
+  } else if (f->ok) {
     f->ok = FALSE;
-  CloseHandle(ev);
+  }
+  CloseHandle(f->pipe);
+}
+
+static void on_flush_freed(uv_handle_t* h) {
+  free(h->data);
+}
+
+/* Cancels the worker's flush if it is in it; 1 when it must be tried again (state 1,
+ * and nothing was there to cancel yet). Loop thread. */
+static int flush_cancel(sb__flush_t* f) {
+  int again = 0;
+  AcquireSRWLockExclusive(&f->lock);
+  if (f->state == 1) {
+    if (!CancelSynchronousIo(f->thread)) {
+      f->cancels++;
+      again = 1;
+    }
+  } else if (f->state == 0) {
+    f->state = 3;
+  }
+  ReleaseSRWLockExclusive(&f->lock);
+  return again;
+}
+
+static void on_flush_recancel(uv_timer_t* t) {
+  sb__flush_t* f = t->data;
+  if (!flush_cancel(f))
+    uv_timer_stop(t);
 }
 
 static void flush_done(uv_work_t* w, int status) {
@@ -1271,6 +1328,11 @@ static void flush_done(uv_work_t* w, int status) {
   up->jobs_out--;
   if (up->flush == f)
     up->flush = NULL;
+  if (f->cancels > 0)
+    SB_LOG_D("upstream",
+             "stream %llu: the end's flush was cancelled after %u tries that found it "
+             "not begun",
+             up_id(up), f->cancels + 1);
   if (f->gen == up->gen && !up->closing && up->conn_ending) {
     uv_timer_stop(&up->timer);
     if (status == 0 && f->ok) {
@@ -1278,8 +1340,17 @@ static void flush_done(uv_work_t* w, int status) {
     } else {
       up_broken(up, SB_EPIPE);
     }
+  } else if (f->gen != up->gen) {
+    /* A flush of an earlier connection, cancelled at its deadline, held the stream's
+     * end on the current one (up_pump waits for every job): it may end now. */
+    up_pump(up);
   }
-  free(f);
+  if (f->recancel) {
+    f->retimer.data = f;
+    uv_close((uv_handle_t*)&f->retimer, on_flush_freed);
+  } else {
+    free(f);
+  }
   up_maybe_done(up);
 }
 
@@ -1288,12 +1359,15 @@ static void on_end_timeout(uv_timer_t* t) {
   sb__flush_t* f = up->flush;
   if (f == NULL || !up->conn_ending || up->closing)
     return;
-  AcquireSRWLockExclusive(&f->lock);
-  if (f->state == 1)
-    CancelSynchronousIo(f->thread);
-  else if (f->state == 0)
-    f->state = 3;
-  ReleaseSRWLockExclusive(&f->lock);
+  if (flush_cancel(f)) {
+    /* The worker published its thread but has not entered the flush: try again until
+     * it is out (flush_done closes the timer). */
+    f->recancel = 1;
+    uv_timer_init(up->b->loop, &f->retimer);
+    f->retimer.data = f;
+    uv_timer_start(&f->retimer, on_flush_recancel, SB__FLUSH_RECANCEL_MS,
+                   SB__FLUSH_RECANCEL_MS);
+  }
   up->flush = NULL;
   up_end_unconfirmed(up);
 }
@@ -1309,8 +1383,18 @@ static void up_conn_end(sb__upstream_t* up) {
     up_conn_close(up);
     return;
   }
+  /* The job's own handle: the connection's may close (and its value be reused by a
+   * redial) before the worker is done with it. */
+  if (!DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), &f->pipe, 0, FALSE,
+                       DUPLICATE_SAME_ACCESS)) {
+    DWORD e = GetLastError();
+    free(f);
+    SB_LOG_E("upstream", "stream %llu \"%s\": DuplicateHandle: error %lu", up_id(up),
+             up_name(up), e);
+    up_broken(up, SB_EIO);
+    return;
+  }
   f->up = up;
-  f->pipe = h;
   f->gen = up->gen;
   InitializeSRWLock(&f->lock);
   up->flush = f;
@@ -1495,7 +1579,7 @@ static void on_retry(uv_timer_t* t) {
  */
 static void up_dial(sb__upstream_t* up) {
   sb__broker_t* b = up->b;
-  uv_file fd;
+  uv_os_fd_t fd;
   uint64_t delay;
   int r, ur;
   /* The handle is reused only once its last close is done (on_conn_closed dials). */
@@ -1536,7 +1620,7 @@ static void up_dial(sb__upstream_t* up) {
     up->pipe.data = up;
     up->pipe_open = 1;
     up->gen++;
-    if ((ur = uv_pipe_open(&up->pipe, fd)) != 0) {
+    if ((ur = sb__pipe_adopt(&up->pipe, fd)) != 0) {
       SB_LOG_E("upstream", "uv_pipe_open: %s", uv_strerror(ur));
       up_broken(up, sb__uv_err(ur));
       return;
@@ -1572,7 +1656,11 @@ static void up_dial(sb__upstream_t* up) {
    * (killed, restarting), and that is an outage; for every stream (the epoch). */
   up->refusals = 0;
   b->upstream_epoch++;
-  sb__upstream_watch_waiting(b->upstream_watch);
+  /* Only an absent upstream is watched for: one that exists but refuses us or is busy
+   * would wake every waiting stream at once, over and over; they take turns on their
+   * own jittered backoff instead. */
+  if (r == SB_ENOSERVER)
+    sb__upstream_watch_waiting(b->upstream_watch);
   delay = up_backoff(up, up->attempt);
   /* A busy upstream (every pipe instance taken, a full listen backlog) is a moment's
    * load: said at debug level for the first SB__BUSY_QUIET retries, and warned only if

@@ -4,6 +4,7 @@
  *                                         mode), exits with CODE
  *   sb_child env                          prints LOGDOG_STREAM_SERVER_PATH to stdout
  *   sb_child sleep MS                     waits MS milliseconds, writes nothing
+ *   sb_child args ARG                     prints ARG to stdout, in UTF-8
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,11 @@
 
 int main(int argc, char** argv) {
   sb__tool_binary_stdio();
+  argv = sb__tool_utf8_argv(&argc, argv);
+  if (argc == 3 && strcmp(argv[1], "args") == 0) {
+    fputs(argv[2], stdout); /* UTF-8, as it arrived */
+    return 0;
+  }
   if (argc == 5 && strcmp(argv[1], "write") == 0) {
     size_t n;
     unsigned char* out = sb_test_unhex(argv[2], &n);
@@ -47,6 +53,6 @@ int main(int argc, char** argv) {
 #endif
     return 0;
   }
-  fprintf(stderr, "usage: sb_child write OUT_HEX ERR_HEX CODE | env | sleep MS\n");
+  fprintf(stderr, "usage: sb_child write OUT_HEX ERR_HEX CODE | env | sleep MS | args ARG\n");
   return 2;
 }

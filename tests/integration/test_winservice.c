@@ -3,13 +3,77 @@
  * Windows' own tools under Wine: install, net start, sc query, a stream through the
  * pipe to an upstream, sbctl, a stream spooled while the upstream is away, net stop
  * (the spool keeps it), net start (it is delivered), uninstall; and a failed start that
- * reports its exit code.
+ * reports its exit code. The recovery settings are read back from the SCM.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _WIN32
+#include <windows.h>
+#endif
+
 #include "helpers.h"
 #include "task.h"
+
+#ifdef _WIN32
+/* The service's failure-actions flag as the SCM holds it (1 or 0), after setting it
+ * to set when set >= 0; -2 when the SCM knows no such setting (Wine 8's answers
+ * ERROR_INVALID_LEVEL: only real Windows can show the flag); -1 when it cannot be read
+ * (the test then fails). Also checks the three restart actions when want_actions. */
+static int failure_flag(int set, int want_actions) {
+  SC_HANDLE scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT), svc = NULL;
+  BYTE buf[8192];
+  DWORD need = 0;
+  int r = -1;
+  if (scm != NULL)
+    svc = OpenServiceW(scm, L"StreamBroker",
+                       SERVICE_QUERY_CONFIG | SERVICE_CHANGE_CONFIG);
+  if (svc != NULL && set >= 0) {
+    SERVICE_FAILURE_ACTIONS_FLAG f;
+    f.fFailureActionsOnNonCrashFailures = set ? TRUE : FALSE;
+    if (!ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, &f))
+      fprintf(stderr, "ChangeServiceConfig2W(FAILURE_ACTIONS_FLAG): error %lu\n",
+              GetLastError());
+  }
+  if (svc != NULL) {
+    if (QueryServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, buf, sizeof(buf),
+                             &need))
+      r = ((SERVICE_FAILURE_ACTIONS_FLAG*)buf)->fFailureActionsOnNonCrashFailures ? 1
+                                                                                  : 0;
+    else if (GetLastError() == ERROR_INVALID_LEVEL)
+      r = -2; /* Wine's SCM: no such level */
+    else
+      fprintf(stderr, "QueryServiceConfig2W(FAILURE_ACTIONS_FLAG): error %lu\n",
+              GetLastError());
+  }
+  if (svc != NULL && r != -1 && want_actions) {
+    SERVICE_FAILURE_ACTIONSW* fa = (SERVICE_FAILURE_ACTIONSW*)buf;
+    if (!QueryServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, buf, sizeof(buf),
+                              &need)) {
+      if (GetLastError() != ERROR_INVALID_LEVEL) { /* Wine cannot read them back */
+        fprintf(stderr, "QueryServiceConfig2W(FAILURE_ACTIONS): error %lu\n",
+                GetLastError());
+        r = -1;
+      }
+    } else if (fa->cActions != 3 || fa->lpsaActions[0].Type != SC_ACTION_RESTART ||
+               fa->lpsaActions[0].Delay != 5000 || fa->lpsaActions[2].Delay != 30000) {
+      fprintf(stderr, "the restart actions are not the service's\n");
+      r = -1;
+    }
+  }
+  if (svc != NULL)
+    CloseServiceHandle(svc);
+  if (scm != NULL)
+    CloseServiceHandle(scm);
+  return r;
+}
+#else
+static int failure_flag(int set, int want_actions) {
+  (void)set;
+  (void)want_actions;
+  return -1;
+}
+#endif
 
 static void run_prog(uv_loop_t* loop, const char* const* argv, sb_it_result_t* res) {
   sb_it_run(loop, argv, NULL, "", 0, NULL, 0, res);
@@ -145,6 +209,19 @@ TEST_IMPL(winservice_install_start_use_stop_uninstall) {
   sb_it_result_free(&res);
 
   expect(&loop, install, 0, "installed the service StreamBroker");
+  /* Restarts follow any failure, a clean failed start too, not only a crash. Where
+   * the SCM cannot hold the flag (Wine), install says it tried. */
+  {
+    int flag = failure_flag(-1, 1);
+    ASSERT(flag == 1 || flag == -2);
+    if (flag == -2) {
+      const char* again[] = {prog, "uninstall", NULL};
+      sb_it_result_t r2;
+      run_prog(&loop, again, &r2);
+      sb_it_result_free(&r2);
+      expect(&loop, install, 0, "cannot set the failure-actions flag");
+    }
+  }
   expect(&loop, install, 1, "already installed");
   expect(&loop, query, 0, "STOPPED");
   expect(&loop, start, 0, NULL);
@@ -228,6 +305,12 @@ TEST_IMPL(winservice_failed_start_reports_exit_code) {
   run_prog(&loop, uninstall, &res);
   sb_it_result_free(&res);
   expect(&loop, install, 0, "installed");
+  /* As a service registered by the MSI (which cannot set the flag) would be: the
+   * service sets it itself as its start begins, before anything can fail. */
+  {
+    int flag = failure_flag(0, 0);
+    ASSERT(flag == 0 || flag == -2);
+  }
   /* Whether net start itself says so differs (Wine's does not): what matters is what
    * the service reports. */
   run_prog(&loop, start, &res);
@@ -235,6 +318,10 @@ TEST_IMPL(winservice_failed_start_reports_exit_code) {
   /* STOPPED, with ERROR_SERVICE_SPECIFIC_ERROR (1066) and the service's own code, 4. */
   wait_state(&loop, query, "STOPPED", 20000);
   expect(&loop, query, 0, "1066");
+  {
+    int flag = failure_flag(-1, 1);
+    ASSERT(flag == 1 || flag == -2);
+  }
   expect(&loop, uninstall, 0, "removed");
 
   /* A config that does not load: the reason lands in the data directory's start log. */

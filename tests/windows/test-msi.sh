@@ -76,6 +76,11 @@ run reg query "$evkey" /v EventMessageFile | has -i 'streambrokerd.exe' ||
 await sh -c "'$top/tests/windows/wine-run.sh' reg query \
   'HKLM\\System\\CurrentControlSet\\Services\\StreamBroker' /v PreshutdownTimeout |
   grep 0x4e20 >/dev/null" || fail "the service did not configure its recovery"
+# The failure-actions flag (restarts after a failed start, not only a crash) is set the
+# same way, as the start begins; Wine's SCM refuses that level (error 124), and the
+# service says so, which shows the call was made.
+grep -q "failure-actions flag" "$pd/logs/streambrokerd.log" ||
+  fail "the service did not set the failure-actions flag"
 
 echo "hello from the msi" |
   run 'C:\Program Files\streambroker\sbcat.exe' --name msi/hello --server net.pipe:streambroker ||

@@ -18,3 +18,8 @@ long sb__tool_read_stdin(void* buf, unsigned size) {
   while (n < 0 && errno == EINTR);
   return (long)n;
 }
+
+char** sb__tool_utf8_argv(int* argc, char** argv) {
+  (void)argc;
+  return argv;
+}

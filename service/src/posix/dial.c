@@ -16,6 +16,13 @@
 #include <linux/sockios.h>
 #endif
 
+int sb__pipe_adopt(uv_pipe_t* pipe, uv_os_fd_t fd) {
+  int r = uv_pipe_open(pipe, fd);
+  if (r != 0)
+    close(fd);
+  return r;
+}
+
 int64_t sb__pipe_unread(uv_pipe_t* pipe) {
 #if defined(SIOCOUTQ)
   uv_os_fd_t fd;
@@ -73,7 +80,7 @@ static int proc_stat(int64_t pid, char* state, unsigned long* flags,
   return 0;
 }
 
-int sb__upstream_proc_open(uv_file fd, sb__upstream_proc_t* proc) {
+int sb__upstream_proc_open(uv_os_fd_t fd, sb__upstream_proc_t* proc) {
 #if defined(SO_PEERCRED)
   struct ucred cred;
   socklen_t len = sizeof(cred);
@@ -124,7 +131,7 @@ void sb__upstream_proc_close(sb__upstream_proc_t* proc) {
   proc->pid = -1;
 }
 
-int sb__upstream_dial(const char* address, uv_file* out) {
+int sb__upstream_dial(const char* address, uv_os_fd_t* out) {
   struct sockaddr_un sa;
   const char* path;
   int kind, fd, e;

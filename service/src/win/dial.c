@@ -1,11 +1,73 @@
 /* win/dial.c - one attempt to open the upstream's named pipe. */
 #include <windows.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <io.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../internal.h"
+
+/*
+ * libuv 1.44's uv_pipe_open on Windows takes a C runtime descriptor and keeps it for
+ * the pipe's life, and C runtimes cap their table (msvcrt, and Wine's, at 2,048; the
+ * mingw-w64 toolchain here has no UCRT, whose _setmaxstdio goes further): one per
+ * client connection and one per upstream connection would exhaust it at about 1,000
+ * streams (libuv's own accept needs none). So the descriptor only carries the handle
+ * through uv_pipe_open: libuv is then given a duplicate of the handle, as if it had
+ * been opened without a descriptor (u.fd -1: libuv closes the handle itself), and the
+ * descriptor is closed. A duplicate shares the pipe's file object, and with it the
+ * loop's completion port that uv_pipe_open associated. No I/O is pending yet, so
+ * closing the original handle cancels nothing. These are fields of libuv 1.44's
+ * uv_pipe_t on Windows (handle, u.fd); should the duplicate fail, the descriptor is
+ * simply kept. A descriptor 0 to 2 (a service has no standard streams) libuv
+ * duplicates itself and forgets: it is closed here too.
+ *
+ * Archive files do take a descriptor each (libuv's uv_fs_open): with 2,048 of them
+ * open the table is full, and a connection could not even pass through. So one spare
+ * descriptor (on NUL) is held, given up for the moment a handle passes while the
+ * table is full, and taken again. A threadpool open may take the freed slot first: the
+ * connection is then refused as before (the caller logs it).
+ */
+static int sb__crt_spare = -1;
+
+static void spare_take(void) {
+  if (sb__crt_spare < 0)
+    sb__crt_spare = _open("NUL", _O_RDONLY | _O_BINARY);
+}
+
+int sb__pipe_adopt(uv_pipe_t* pipe, uv_os_fd_t h) {
+  HANDLE dup = NULL;
+  int fd, r;
+  spare_take();
+  fd = _open_osfhandle((intptr_t)h, _O_BINARY);
+  if (fd < 0 && errno == EMFILE && sb__crt_spare >= 0) {
+    _close(sb__crt_spare);
+    sb__crt_spare = -1;
+    fd = _open_osfhandle((intptr_t)h, _O_BINARY);
+  }
+  if (fd < 0) {
+    CloseHandle(h);
+    spare_take();
+    return UV_EMFILE;
+  }
+  if ((r = uv_pipe_open(pipe, fd)) != 0) {
+    _close(fd); /* and with it h */
+    spare_take();
+    return r;
+  }
+  if (fd <= 2) {
+    _close(fd);
+  } else if (pipe->handle == h && pipe->u.fd == fd &&
+             DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), &dup, 0,
+                             FALSE, DUPLICATE_SAME_ACCESS)) {
+    pipe->handle = dup;
+    pipe->u.fd = -1;
+    _close(fd);
+  }
+  spare_take();
+  return 0;
+}
 
 /*
  * Write access only (the protocol never reads), anonymous impersonation level so the
@@ -17,13 +79,13 @@ int64_t sb__pipe_unread(uv_pipe_t* pipe) {
   return -1; /* a pipe's client cannot see what the server left unread */
 }
 
-int sb__upstream_dial(const char* address, uv_file* out) {
+int sb__upstream_dial(const char* address, uv_os_fd_t* out) {
   const char* name;
   WCHAR wpath[300];
   char path[300];
   HANDLE h;
   DWORD e;
-  int kind, fd;
+  int kind;
   if (sb__address_parse(address, &kind, &name) != 0 || kind != SB__ADDR_PIPE ||
       strlen(name) + 10 > sizeof(path))
     return SB_EADDRESS;
@@ -48,12 +110,7 @@ int sb__upstream_dial(const char* address, uv_file* out) {
       return SB_EIO;
     }
   }
-  fd = _open_osfhandle((intptr_t)h, _O_BINARY);
-  if (fd < 0) {
-    CloseHandle(h);
-    return SB_EIO;
-  }
-  *out = fd;
+  *out = h;
   return 0;
 }
 
@@ -65,8 +122,8 @@ int sb__upstream_dial(const char* address, uv_file* out) {
  * Opening it may be refused (a service of another account): the caller then treats
  * the upstream as today, and says so once.
  */
-int sb__upstream_proc_open(uv_file fd, sb__upstream_proc_t* proc) {
-  HANDLE pipe = (HANDLE)_get_osfhandle(fd), h;
+int sb__upstream_proc_open(uv_os_fd_t pipe, sb__upstream_proc_t* proc) {
+  HANDLE h;
   ULONG pid = 0;
   proc->pid = -1;
   proc->handle = NULL;
@@ -107,9 +164,14 @@ void sb__upstream_proc_close(sb__upstream_proc_t* proc) {
 /* ---- watching for the upstream to appear: WaitNamedPipeW on a thread ---- */
 
 /*
- * WaitNamedPipeW waits for an instance of an existing pipe to become free, but fails at
- * once while the pipe does not exist; so the thread asks every 100 ms while some stream
- * waits for the upstream, and wakes the loop when the pipe can be opened.
+ * While some stream found the upstream's pipe absent, the thread asks every 100 ms
+ * whether the pipe exists, and wakes the loop once when it does. WaitNamedPipeW with a
+ * 1 ms timeout says so: it fails with ERROR_FILE_NOT_FOUND only while no instance
+ * exists; a free instance (TRUE) or busy ones (ERROR_SEM_TIMEOUT) mean it is there.
+ * Whether a dial then succeeds is the streams' business: a busy upstream, or one whose
+ * access list refuses us, is not watched (the dialer says waiting only when absent), so
+ * such dials follow their own jittered backoff instead of all being woken together
+ * each time an instance frees.
  */
 typedef struct {
   uv_async_t async;
@@ -124,16 +186,14 @@ typedef struct {
 static void watch_thread(void* arg) {
   sb__watch_t* w = arg;
   while (!w->quit) {
-    if (!w->waiting) {
-      Sleep(100);
-      continue;
-    }
-    if (WaitNamedPipeW(w->wpath, 250)) {
+    DWORD e;
+    if (w->waiting &&
+        (WaitNamedPipeW(w->wpath, 1) ||
+         ((e = GetLastError()) != ERROR_FILE_NOT_FOUND && e != ERROR_PATH_NOT_FOUND))) {
       InterlockedExchange(&w->waiting, 0);
       uv_async_send(&w->async);
-    } else {
-      Sleep(100);
     }
+    Sleep(100);
   }
 }
 

@@ -310,45 +310,20 @@ static void on_async(uv_async_t* a) {
   }
 }
 
-/*
- * libuv 1.44's uv_pipe_open on Windows takes a C runtime descriptor and keeps it for
- * the pipe's life, and C runtimes cap their table (msvcrt, and Wine's, at 2,048): with
- * one per client connection beside one per upstream connection, 1,024 streams would
- * exhaust it (libuv's own accept needs none). So the descriptor only carries the
- * handle through uv_pipe_open: libuv is then given a duplicate of the handle, as if it
- * had been opened without a descriptor (u.fd -1: libuv closes the handle itself), and
- * the descriptor is closed. A duplicate shares the pipe's file object, and with it the
- * loop's completion port that uv_pipe_open associated. No I/O is pending yet, so
- * closing the original handle cancels nothing. These are fields of libuv 1.44's
- * uv_pipe_t on Windows (handle, u.fd); should the duplicate fail, the descriptor is
- * simply kept. A descriptor 0 to 2 (a service has no standard streams) libuv
- * duplicates itself and forgets: it is closed here too.
- */
+/* The descriptor only carries the handle into libuv (sb__pipe_adopt, win/dial.c). */
 int sb__listener_accept(sb__listener_t* l, uv_pipe_t* client) {
-  HANDLE h = l->handing, dup = NULL;
-  int fd, r;
+  HANDLE h = l->handing;
+  int r;
   if (h == NULL)
     return SB_EINVAL;
   l->handing = NULL;
-  fd = _open_osfhandle((intptr_t)h, _O_BINARY);
-  if (fd < 0) {
-    CloseHandle(h);
-    lost(l, "no C runtime descriptor is free", (DWORD)errno);
+  if ((r = sb__pipe_adopt(client, h)) == UV_EMFILE) {
+    lost(l, "no C runtime descriptor is free", (DWORD)EMFILE);
     return SB_ELIMIT;
   }
-  if ((r = uv_pipe_open(client, fd)) != 0) {
-    _close(fd);
+  if (r != 0) {
     lost(l, uv_strerror(r), 0);
     return sb__uv_err(r);
-  }
-  if (fd <= 2) {
-    _close(fd);
-  } else if (client->handle == h && client->u.fd == fd &&
-             DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), &dup, 0,
-                             FALSE, DUPLICATE_SAME_ACCESS)) {
-    client->handle = dup;
-    client->u.fd = -1;
-    _close(fd);
   }
   return 0;
 }

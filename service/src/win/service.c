@@ -15,6 +15,8 @@
 
 #define SB__SERVICE_WNAME L"StreamBroker"
 #define SB__STOP_WAIT_HINT_MS 20000
+#define SB__START_WAIT_HINT_MS 10000
+#define SB__CHECKPOINT_MS 1000
 
 static SERVICE_STATUS_HANDLE sb__status_handle;
 static SERVICE_STATUS sb__status;
@@ -46,13 +48,20 @@ static void report(DWORD state, DWORD win32_exit, DWORD specific_exit,
   LeaveCriticalSection(&sb__status_lock);
 }
 
-/* While stopping, a checkpoint a second tells the SCM the stop is progressing. */
-static DWORD WINAPI stop_ticker(LPVOID arg) {
-  (void)arg;
+/*
+ * While starting or stopping, a checkpoint a second tells the SCM the work goes on
+ * (arg: the pending state watched; the thread ends once the state is another). A
+ * start scans the archive directory and opens and checks the spool before the pipe is
+ * bound, which a large archive or spool makes longer than one wait hint: without
+ * checkpoints the SCM would log event 7022 (hung on starting), and an MSI upgrade
+ * waiting on the start would fail.
+ */
+static DWORD WINAPI pending_ticker(LPVOID arg) {
+  DWORD state = (DWORD)(uintptr_t)arg;
   for (;;) {
-    Sleep(1000);
+    Sleep(SB__CHECKPOINT_MS);
     EnterCriticalSection(&sb__status_lock);
-    if (sb__status.dwCurrentState != SERVICE_STOP_PENDING) {
+    if (sb__status.dwCurrentState != state) {
       LeaveCriticalSection(&sb__status_lock);
       return 0;
     }
@@ -75,7 +84,8 @@ static DWORD WINAPI control_handler(DWORD control, DWORD type, LPVOID data,
     SB_LOG_I("service", "control %lu: stopping", control);
     report(SERVICE_STOP_PENDING, NO_ERROR, 0, SB__STOP_WAIT_HINT_MS);
     if (sb__stop_ticker == NULL)
-      sb__stop_ticker = CreateThread(NULL, 0, stop_ticker, NULL, 0, NULL);
+      sb__stop_ticker = CreateThread(NULL, 0, pending_ticker,
+                                     (LPVOID)(uintptr_t)SERVICE_STOP_PENDING, 0, NULL);
     if (b != NULL)
       uv_async_send(&b->stop_async);
     return NO_ERROR;
@@ -88,35 +98,58 @@ static DWORD WINAPI control_handler(DWORD control, DWORD type, LPVOID data,
 
 /*
  * Restart 5 s, 10 s and 30 s after a failure (counts reset after a day), and a
- * preshutdown timeout as long as a stop may take. Set by install, and again by the
- * service itself at each start, so a service registered by the MSI (whose wixl has no
- * ServiceConfig) gets them too.
+ * preshutdown timeout as long as a stop may take. The failure-actions flag makes the
+ * SCM apply them also when the service stops itself with an error (a failed start
+ * reports STOPPED with a service-specific code), not only when its process dies
+ * without reporting STOPPED. Set by install, and again by the service itself as each
+ * start begins (before anything can fail), so a service registered by the MSI (whose
+ * wixl has no ServiceConfig) gets them from its first start.
  */
-static int set_recovery(SC_HANDLE svc) {
+static DWORD set_recovery(SC_HANDLE svc, const char** what) {
   SC_ACTION actions[3] = {{SC_ACTION_RESTART, 5000},
                           {SC_ACTION_RESTART, 10000},
                           {SC_ACTION_RESTART, 30000}};
   SERVICE_FAILURE_ACTIONSW failure;
+  SERVICE_FAILURE_ACTIONS_FLAG flag;
   SERVICE_PRESHUTDOWN_INFO preshutdown;
+  DWORD e = 0;
   memset(&failure, 0, sizeof(failure));
   failure.dwResetPeriod = 24 * 3600;
   failure.cActions = 3;
   failure.lpsaActions = actions;
+  flag.fFailureActionsOnNonCrashFailures = TRUE;
   preshutdown.dwPreshutdownTimeout = SB__STOP_WAIT_HINT_MS;
-  return ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &failure) &&
-                 ChangeServiceConfig2W(svc, SERVICE_CONFIG_PRESHUTDOWN_INFO,
-                                       &preshutdown)
-             ? 0
-             : SB_EIO;
+  /* Each is set even if another fails (Wine knows no failure-actions flag). */
+  if (!ChangeServiceConfig2W(svc, SERVICE_CONFIG_PRESHUTDOWN_INFO, &preshutdown)) {
+    e = GetLastError();
+    *what = "the preshutdown timeout";
+  }
+  if (!ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS, &failure)) {
+    e = GetLastError();
+    *what = "the restart actions";
+  }
+  if (!ChangeServiceConfig2W(svc, SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, &flag)) {
+    e = GetLastError();
+    *what = "the failure-actions flag (restarts after a failed start)";
+  }
+  return e;
 }
+
+/* At the start of ServiceMain, before the log is open: what failed is said once the
+ * service runs (or its start failed). */
+static DWORD sb__recovery_error;
+static const char* sb__recovery_what;
 
 static void set_own_recovery(void) {
   SC_HANDLE scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT), svc = NULL;
   if (scm != NULL)
     svc = OpenServiceW(scm, SB__SERVICE_WNAME, SERVICE_CHANGE_CONFIG | SERVICE_START);
-  if (svc == NULL || set_recovery(svc) != 0)
-    SB_LOG_W("service", "cannot set the service's recovery actions: error %lu",
-             GetLastError());
+  if (svc == NULL) {
+    sb__recovery_error = GetLastError();
+    sb__recovery_what = "the recovery actions";
+  } else {
+    sb__recovery_error = set_recovery(svc, &sb__recovery_what);
+  }
   if (svc != NULL)
     CloseServiceHandle(svc);
   if (scm != NULL)
@@ -127,10 +160,15 @@ static void on_started(sb__broker_t* b) {
   sb__running_broker = b;
   report(SERVICE_RUNNING, NO_ERROR, 0, 0);
   SB_LOG_I("service", "running as the service %s", SB_SERVICE_NAME);
-  set_own_recovery();
+  if (sb__recovery_error != 0)
+    SB_LOG_W("service",
+             "cannot set %s: error %lu; an administrator can (sc failure, sc "
+             "failureflag)",
+             sb__recovery_what, sb__recovery_error);
 }
 
 static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
+  HANDLE start_ticker;
   (void)argc;
   (void)argv;
   sb__status_handle =
@@ -139,7 +177,10 @@ static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
     sb__exit_code = 4;
     return;
   }
-  report(SERVICE_START_PENDING, NO_ERROR, 0, 10000);
+  report(SERVICE_START_PENDING, NO_ERROR, 0, SB__START_WAIT_HINT_MS);
+  start_ticker = CreateThread(NULL, 0, pending_ticker,
+                              (LPVOID)(uintptr_t)SERVICE_START_PENDING, 0, NULL);
+  set_own_recovery();
   sb__exit_code = sb__run(sb__run_arg, on_started);
   sb__running_broker = NULL;
   /* A failed start reports why: the service-specific code is the exit status. */
@@ -147,6 +188,8 @@ static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
     report(SERVICE_STOPPED, ERROR_SERVICE_SPECIFIC_ERROR, (DWORD)sb__exit_code, 0);
   else
     report(SERVICE_STOPPED, NO_ERROR, 0, 0);
+  if (start_ticker != NULL)
+    CloseHandle(start_ticker); /* it ended once the state left START_PENDING */
 }
 
 int sb__service_dispatch(sb__run_fn run, void* arg, int* exit_code) {
@@ -222,7 +265,15 @@ int sb__service_install(const char* config_path, const char* account,
   desc.lpDescription = L"Brokers log streams of local programs to an upstream stream "
                        L"server (LUCI LogDog butler protocol), or archives them.";
   ChangeServiceConfig2W(svc, SERVICE_CONFIG_DESCRIPTION, &desc);
-  set_recovery(svc);
+  {
+    const char* what = NULL;
+    DWORD e = set_recovery(svc, &what);
+    if (e != 0)
+      fprintf(stderr,
+              "streambrokerd: cannot set %s: error %lu (the service tries again as it "
+              "starts)\n",
+              what, e);
+  }
   CloseServiceHandle(svc);
   CloseServiceHandle(scm);
   printf("installed the service %s as %s: %ls\n", SB_SERVICE_NAME,
