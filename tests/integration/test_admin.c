@@ -445,8 +445,17 @@ TEST_IMPL(admin_metrics_promtool) {
     sb__buf_putc(&res.out, '\0'); /* for strstr; not part of the output */
     res.out.len--;
     if (dir != NULL) {
+      sb_it_result_t st;
       snprintf(saved, sizeof(saved), "%s/%s.prom", dir, what[k]);
       sb_it_write_file(saved, res.out.data, res.out.len);
+      /* The status too: the script runs sbctl metrics --from it through cmd's
+       * redirection, as an administrator's task does (a program started here gets
+       * binary stdio from libuv, which would hide a CRLF). */
+      run_sbctl(&loop, ds[k]->admin_address, "--json", "status", &st);
+      ASSERT_EQ(st.exit_status, 0);
+      snprintf(saved, sizeof(saved), "%s/%s-status.json", dir, what[k]);
+      sb_it_write_file(saved, st.out.data, st.out.len);
+      sb_it_result_free(&st);
     }
     assert_lacks(&res, what[k], "\r");
     assert_lacks(&res, what[k], " untyped\n");
