@@ -6,8 +6,10 @@
 #                                the foreground on the default config
 #   bash installer/dev.sh test   install what is missing, build for Linux (plain and
 #                                ASan+UBSan with the fuzzers) and for Windows, run all
-#                                tests (the Windows ones under Wine); fails too when
-#                                the run left new entries in /tmp, and lists them
+#                                tests (the Windows ones under Wine) and the README's
+#                                quick start on a fresh clone (tests/readme-quickstart.sh);
+#                                fails too when the run left new entries in /tmp, and
+#                                lists them
 #   bash installer/dev.sh build [TARGET...]  build for Linux only (everything, or the
 #                                cmake targets named)
 #
@@ -115,6 +117,8 @@ test)
   status=0
   log "tests: Linux"
   ctest --test-dir "$build/linux" --no-tests=error --output-on-failure -j "$jobs" || status=1
+  log "tests: the README's quick start and examples, on a fresh clone"
+  bash "$top/tests/readme-quickstart.sh" || status=1
   log "tests: Linux, ASan+UBSan, and fuzzing"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir "$build/asan" --no-tests=error --output-on-failure -j "$jobs" || status=1

@@ -2,13 +2,15 @@
  * sbctl - asks a running streambrokerd for its status, over the admin pipe.
  *
  *   sbctl [--admin ADDR] [--json] status     the service, its upstream, counters
- *   sbctl [--admin ADDR] [--json] streams    open streams, client pid and bytes
+ *   sbctl [--admin ADDR] [--json] streams    open streams, client pid, bytes, and
+ *                                            where each goes (file or upstream)
  *   sbctl [--admin ADDR] [--from FILE] metrics   the status in the Prometheus text
  *                                            format, for textfile collectors
  *
  * --json prints the service's reply as it is, for scripts. --from reads a status
- * reply saved earlier (sbctl --json status; "-": standard input) instead of asking. Exit status: 0, 1 when the
- * service cannot be reached or answers with an error, 2 for a usage error.
+ * reply saved earlier (sbctl --json status; "-": standard input) instead of asking.
+ * Exit status: 0, 1 when the service cannot be reached or answers with an error, 2 for
+ * a usage error.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -513,3 +513,86 @@ TEST_IMPL(admin_metrics_promtool) {
   sb_it_daemon_close(&a);
   ASSERT_OK(uv_loop_close(&loop));
 }
+
+/* Waits until the service lists the stream name (its handshake was read). */
+static void wait_listed(uv_loop_t* loop, const sb_it_daemon_t* d, const char* name) {
+  sb_it_result_t res;
+  int i;
+  for (i = 0; i < 600; i++) {
+    run_sbctl(loop, d->admin_address, "--json", "streams", &res);
+    if (sb_it_contains(res.out.data, res.out.len, name)) {
+      sb_it_result_free(&res);
+      return;
+    }
+    sb_it_result_free(&res);
+    uv_sleep(100);
+  }
+  sb_test_fail(__FILE__, __LINE__, "the service never listed %s", name);
+}
+
+/*
+ * sbctl's text, as an administrator reads it: status shows the archive (its
+ * directory, bytes, files, retention) as the README says, and streams where each
+ * stream goes, its archive file or its name upstream with the connection's state.
+ */
+TEST_IMPL(admin_text_archive_and_destinations) {
+  uv_loop_t loop;
+  sb_it_daemon_t a, f;
+  sb_it_result_t res;
+  sb_client_t *ca, *cf;
+  sb_stream_t *sa, *sf;
+  sb_stream_opts_t o;
+  char needle[700];
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&a, &loop, "text-archive", NULL, "\"archive_max_bytes\": 1000000");
+  sb_it_daemon_start(&f, &loop, "text-forward", a.address, NULL);
+  memset(&o, 0, sizeof(o));
+  o.name = "where/archived";
+  ASSERT_OK(sb_client_open(&ca, a.address));
+  ASSERT_OK(sb_stream_open(ca, &o, &sa));
+  ASSERT_OK(sb_stream_write(sa, "abc\n", 4));
+  o.name = "where/forwarded";
+  ASSERT_OK(sb_client_open(&cf, f.address));
+  ASSERT_OK(sb_stream_open(cf, &o, &sf));
+  ASSERT_OK(sb_stream_write(sf, "abc\n", 4));
+  wait_listed(&loop, &a, "where/archived");
+  wait_listed(&loop, &f, "where/forwarded");
+
+  run_sbctl(&loop, a.admin_address, "status", NULL, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  snprintf(needle, sizeof(needle), "\narchive:         %s: ", a.archive_dir);
+  if (!sb_it_contains(res.out.data, res.out.len, needle))
+    sb_test_fail(__FILE__, __LINE__, "no \"%s\" in:\n%.*s", needle + 1,
+                 (int)res.out.len, res.out.data);
+  ASSERT(sb_it_contains(res.out.data, res.out.len, " bytes in "));
+  ASSERT(sb_it_contains(res.out.data, res.out.len,
+                        "\nretention:       max 1000000 bytes, no age limit; deleted 0 "
+                        "streams (0 files, 0 bytes)\n"));
+  sb_it_result_free(&res);
+
+  run_sbctl(&loop, a.admin_address, "streams", NULL, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  ASSERT(sb_it_contains(res.out.data, res.out.len, "GOES TO"));
+  ASSERT(sb_it_contains(res.out.data, res.out.len, a.archive_dir));
+  ASSERT(sb_it_contains(res.out.data, res.out.len, "archived.log\n"));
+  sb_it_result_free(&res);
+
+  run_sbctl(&loop, f.admin_address, "streams", NULL, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  if (!sb_it_contains(res.out.data, res.out.len, "  upstream where/forwarded ("))
+    sb_test_fail(__FILE__, __LINE__, "no upstream name in:\n%.*s", (int)res.out.len,
+                 res.out.data);
+  sb_it_result_free(&res);
+  /* Forward mode has no archive section. */
+  run_sbctl(&loop, f.admin_address, "status", NULL, &res);
+  ASSERT(!sb_it_contains(res.out.data, res.out.len, "\narchive:"));
+  sb_it_result_free(&res);
+
+  ASSERT_OK(sb_stream_close(sa));
+  ASSERT_OK(sb_stream_close(sf));
+  sb_client_close(ca);
+  sb_client_close(cf);
+  sb_it_daemon_close(&f);
+  sb_it_daemon_close(&a);
+  ASSERT_OK(uv_loop_close(&loop));
+}
