@@ -10,6 +10,7 @@
 # /var/lib/streambroker); needs no other streambrokerd on that config. Removes what
 # it made: the clone, the streams it archived, and those directories when it made
 # them. dev.sh test runs it.
+# shellcheck disable=SC2016 # the README's lines are matched as written, $ and all
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -96,14 +97,17 @@ done
 ok "the PATH line finds streambrokerd, sbcat, sbrun and sbctl"
 
 in_readme 'echo hello | sbcat --name first/try && sbctl streams && sbctl status'
-echo hello | sbcat --name first/try && sbctl streams >"$work/out" && sbctl status >>"$work/out" ||
+if ! { echo hello | sbcat --name first/try && sbctl streams >"$work/out" &&
+  sbctl status >>"$work/out"; }; then
   fail "the quick start's first try failed"
+fi
 grep -q "^archive: *$archive:" "$work/out" || fail "sbctl status shows no archive section"
 grep -q 'retention:' "$work/out" || fail "sbctl status shows no retention"
 ok "first try: sbcat, sbctl streams, sbctl status (with the archive)"
 
 # sbcat
 in_readme 'some-program | sbcat --name myapp/stdout --tag host=$(hostname)'
+# shellcheck disable=SC2046 # as the README writes it
 printf 'from some program\n' | sbcat --name myapp/stdout --tag host=$(hostname) ||
   fail "sbcat example 1"
 in_readme 'sbcat --name build.proto --type datagram --server unix:/run/streambroker/streambroker.sock < records'
