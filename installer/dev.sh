@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # dev.sh - set up a Debian machine, build, run and test streambroker.
 #
-#   bash installer/dev.sh run    install what is missing, build, run streambrokerd in the
-#                                foreground on the default config
+#   bash installer/dev.sh run    install what is missing, build the service and its
+#                                tools (saying where they are), run streambrokerd in
+#                                the foreground on the default config
 #   bash installer/dev.sh test   install what is missing, build for Linux (plain and
 #                                ASan+UBSan with the fuzzers) and for Windows, run all
-#                                tests (the Windows ones under Wine); fails too when
-#                                the run left new entries in /tmp, and lists them
-#   bash installer/dev.sh build  build for Linux only
+#                                tests (the Windows ones under Wine) and the README's
+#                                quick start on a fresh clone (tests/readme-quickstart.sh);
+#                                fails too when the run left new entries in /tmp, and
+#                                lists them
+#   bash installer/dev.sh build [TARGET...]  build for Linux only (everything, or the
+#                                cmake targets named)
 #
 # Build trees go to build/ (override with SB_BUILD_DIR). Needs root, or sudo, to install
 # packages; nothing is installed when everything is present already.
@@ -47,7 +51,9 @@ linux_deps() {
 
 test_deps() {
   linux_deps
-  need_packages clang libclang-rt-14-dev llvm python3
+  # prometheus: promtool, which lints sbctl metrics (integration.admin_metrics_promtool,
+  # tests/windows/test-promtool.sh); git: the quick-start test clones the tree.
+  need_packages clang libclang-rt-14-dev llvm python3 prometheus git
 }
 
 windows_deps() {
@@ -73,19 +79,17 @@ cmd=${1:-}
 case "$cmd" in
 run)
   linux_deps
-  build_linux streambrokerd sbcat
-  bin="$build/linux/bin/streambrokerd"
-  if [ ! -x "$bin" ]; then
-    log "streambrokerd is not built yet: the service is not part of this tree so far."
-    log "built: $(ls "$build/linux/bin" | tr '\n' ' ')"
-    exit 1
-  fi
+  build_linux streambrokerd sbcat sbrun sbctl
+  bindir=$build/linux/bin
+  bin="$bindir/streambrokerd"
+  log "built in $bindir: streambrokerd sbcat sbrun sbctl"
+  log "for the README's examples, in another shell: export PATH=\"$bindir:\$PATH\""
   log "starting $bin --config $top/config/streambroker.json (Ctrl+C stops it)"
   exec "$bin" --config "$top/config/streambroker.json"
   ;;
 build)
   linux_deps
-  build_linux
+  build_linux "${@:2}"
   ;;
 test)
   test_deps
@@ -113,6 +117,8 @@ test)
   status=0
   log "tests: Linux"
   ctest --test-dir "$build/linux" --no-tests=error --output-on-failure -j "$jobs" || status=1
+  log "tests: the README's quick start and examples, on a fresh clone"
+  bash "$top/tests/readme-quickstart.sh" || status=1
   log "tests: Linux, ASan+UBSan, and fuzzing"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir "$build/asan" --no-tests=error --output-on-failure -j "$jobs" || status=1
@@ -135,7 +141,7 @@ test)
   exit $status
   ;;
 *)
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
   exit 2
   ;;
 esac

@@ -11,6 +11,10 @@
 
 #define SB__ADMIN_MAX_REQUEST 4096
 
+/* Wall-clock time the admin pipe started, in seconds since the epoch: the process's
+ * start as metrics know it (process_start_time_seconds), taken once per process. */
+static double process_started_s;
+
 typedef struct {
   uv_pipe_t pipe;
   uv_write_t write;
@@ -95,7 +99,9 @@ static cJSON* status_reply(sb__broker_t* b) {
   /* Bad handshakes by reason, under the error's name. */
   for (e = 1; e < (int)(sizeof(k->bad_handshakes) / sizeof(k->bad_handshakes[0]));
        e++) {
-    if (k->bad_handshakes[e] > 0)
+    /* The handshake errors are there from the start at 0, so a metric's series does
+     * not appear out of nowhere at its first error. */
+    if (k->bad_handshakes[e] > 0 || (-e <= SB_EMAGIC && -e >= SB_ETRUNCATED))
       add_u64(bad, sb_err_name(-e), k->bad_handshakes[e]);
   }
   add_u64(c, "upstream_reopens", k->upstream_reopens);
@@ -132,6 +138,16 @@ static cJSON* status_reply(sb__broker_t* b) {
     cJSON_AddItemToObject(r, "replay_memory", m);
   }
   sb__archive_describe(b, r);
+  {
+    cJSON* p = cJSON_AddObjectToObject(r, "process");
+    size_t rss = 0;
+    int64_t handles = sb__process_open_handles();
+    cJSON_AddNumberToObject(p, "start_time_s", process_started_s);
+    if (uv_resident_set_memory(&rss) == 0)
+      add_u64(p, "resident_memory_bytes", rss);
+    if (handles >= 0)
+      add_u64(p, "open_handles", (uint64_t)handles);
+  }
   if (b->spool) {
     sb__spool_stats_t st;
     cJSON* sp = cJSON_CreateObject();
@@ -271,6 +287,10 @@ static void on_connection(sb__listener_t* l, void* arg) {
 int sb__admin_start(sb__broker_t* b) {
   char path[1024];
   int r;
+  if (process_started_s == 0) {
+    sb__time_t now = sb__time_now();
+    process_started_s = (double)now.sec + (double)(now.nsec / 1000000) / 1000.0;
+  }
   if ((r = sb__listener_bind_path(b->cfg.admin_pipe, path, sizeof(path))) != 0) {
     SB_LOG_E("admin", "admin_pipe \"%s\": %s", b->cfg.admin_pipe, sb_strerror(r));
     return r;

@@ -2356,6 +2356,7 @@ void sb__archive_describe(sb__broker_t* b, void* obj) {
   a = cJSON_AddObjectToObject(obj, "archive");
   if (a == NULL)
     return;
+  cJSON_AddStringToObject(a, "dir", b->cfg.archive_dir);
   cJSON_AddNumberToObject(a, "bytes", (double)st->bytes);
   cJSON_AddNumberToObject(a, "files", (double)st->files);
   cJSON_AddNumberToObject(a, "closed_streams", (double)(st->nclosed - st->head));

@@ -645,6 +645,8 @@ const char* sb__default_config_path(void);
 void sb__process_init(void);
 /* Raises the open-file limit as far as allowed (POSIX); no-op elsewhere. */
 void sb__raise_fd_limit(void);
+/* How many descriptors (Windows: handles) the process has open; -1 when unknown. */
+int64_t sb__process_open_handles(void);
 /* Creates a directory and its parents (mode 0750 on POSIX, less the umask, which
  * sb__files_policy sets). 0 or SB_E*. */
 int sb__mkdir_p(const char* path);

@@ -2,13 +2,15 @@
  * sbctl - asks a running streambrokerd for its status, over the admin pipe.
  *
  *   sbctl [--admin ADDR] [--json] status     the service, its upstream, counters
- *   sbctl [--admin ADDR] [--json] streams    open streams, client pid and bytes
+ *   sbctl [--admin ADDR] [--json] streams    open streams, client pid, bytes, and
+ *                                            where each goes (file or upstream)
  *   sbctl [--admin ADDR] [--from FILE] metrics   the status in the Prometheus text
  *                                            format, for textfile collectors
  *
  * --json prints the service's reply as it is, for scripts. --from reads a status
- * reply saved earlier (sbctl --json status; "-": standard input) instead of asking. Exit status: 0, 1 when the
- * service cannot be reached or answers with an error, 2 for a usage error.
+ * reply saved earlier (sbctl --json status; "-": standard input) instead of asking.
+ * Exit status: 0, 1 when the service cannot be reached or answers with an error, 2 for
+ * a usage error.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "internal.h"
+#include "tools.h"
 
 static const char usage[] =
     "usage: sbctl [--admin ADDR] [--json] status|streams\n"
@@ -121,14 +124,34 @@ static void print_status(const cJSON* r) {
   printf("probes:          %.0f (connections closed before sending a byte)\n",
          num(c, "connections_empty"));
   printf("bad handshakes:  %.0f timed out", num(c, "handshake_timeouts"));
-  cJSON_ArrayForEach(e, bad) printf(", %.0f %s", e->valuedouble, e->string);
+  /* Every handshake error is listed from the start: the ones seen are news. */
+  cJSON_ArrayForEach(e, bad) {
+    if (e->valuedouble > 0)
+      printf(", %.0f %s", e->valuedouble, e->string);
+  }
   printf("\n");
   if (ar != NULL) {
     const cJSON* w = cJSON_GetObjectItemCaseSensitive(ar, "writable");
-    if (cJSON_IsTrue(w))
-      printf("archive:         writable");
+    printf("archive:         %s: %.0f bytes in %.0f files, %.0f closed streams\n",
+           str(ar, "dir"), num(ar, "bytes"), num(ar, "files"),
+           num(ar, "closed_streams"));
+    /* 0 is no limit (archive_max_bytes, archive_max_age). */
+    printf("retention:       ");
+    if (num(ar, "max_bytes") > 0)
+      printf("max %.0f bytes", num(ar, "max_bytes"));
     else
-      printf("archive:         NOT WRITABLE for %.0f streams (%s)",
+      printf("no size limit");
+    if (num(ar, "max_age_s") > 0)
+      printf(", max age %.0f s", num(ar, "max_age_s"));
+    else
+      printf(", no age limit");
+    printf("; deleted %.0f streams (%.0f files, %.0f bytes)\n",
+           num(ar, "retention_deleted_streams"), num(ar, "retention_deleted_files"),
+           num(ar, "retention_deleted_bytes"));
+    if (cJSON_IsTrue(w))
+      printf("archive writes:  writable");
+    else
+      printf("archive writes:  NOT WRITABLE for %.0f streams (%s)",
              num(ar, "streams_cannot_write"), str(ar, "last_error"));
     printf(", %.0f streams (%.0f bytes) waiting in the spool\n",
            num(ar, "streams_waiting"), num(ar, "bytes_waiting"));
@@ -153,13 +176,30 @@ static void print_status(const cJSON* r) {
   }
 }
 
+/* Where a stream goes: archive mode, its .log file; forward mode, the name it has
+ * upstream and its route (live, spool, ...), or "-" when the reply does not say. */
+static void print_destination(const cJSON* s) {
+  const cJSON* file = cJSON_GetObjectItemCaseSensitive(s, "archive_file");
+  const cJSON* up = cJSON_GetObjectItemCaseSensitive(s, "upstream_name");
+  if (cJSON_IsString(file))
+    printf("%s", file->valuestring);
+  else if (cJSON_IsString(up))
+    printf("upstream %s (%s, %s)", up->valuestring, str(s, "upstream"),
+           str(s, "route"));
+  else
+    printf("-");
+}
+
 static void print_streams(const cJSON* r) {
   const cJSON* list = cJSON_GetObjectItemCaseSensitive(r, "streams");
   const cJSON* s;
-  printf("%6s %8s %-8s %12s  %s\n", "ID", "PID", "TYPE", "BYTES", "NAME");
+  printf("%6s %8s %-8s %12s  %-30s  %s\n", "ID", "PID", "TYPE", "BYTES", "NAME",
+         "GOES TO");
   cJSON_ArrayForEach(s, list) {
-    printf("%6.0f %8.0f %-8s %12.0f  %s\n", num(s, "id"), num(s, "pid"), str(s, "type"),
-           num(s, "bytes"), str(s, "name"));
+    printf("%6.0f %8.0f %-8s %12.0f  %-30s  ", num(s, "id"), num(s, "pid"),
+           str(s, "type"), num(s, "bytes"), str(s, "name"));
+    print_destination(s);
+    printf("\n");
   }
 }
 
@@ -167,117 +207,217 @@ static void print_streams(const cJSON* r) {
 
 /*
  * Every number in the status reply becomes a sample, so a counter added to the
- * service later appears here without a change to sbctl. The naming rule: a number
- * under "counters" is a counter, streambroker_NAME_total; an object of numbers there
- * is one counter with a "reason" label per member (bad_handshakes, bytes_refused);
- * a number under another object OBJ is streambroker_OBJ_NAME; a top-level number is
- * streambroker_NAME; the strings at the top become the labels of streambroker_info.
- * This table adds what the rule cannot know: the help text, a gauge's type, and
- * better names (units) for a few. Unknown numbers outside "counters" are untyped.
+ * service later still appears here. The table below names each field the service
+ * reports: its family name (Prometheus style: the base unit spelled out before
+ * "_total"), its type and its help text. A field the table does not know (a newer
+ * service) follows the rule: under "counters", a counter streambroker_NAME_total (an
+ * object of numbers there is one counter with a "reason" label per member); under
+ * another object OBJ, a gauge streambroker_OBJ_NAME; at the top, a gauge
+ * streambroker_NAME. The strings at the top become the labels of streambroker_info.
  */
 typedef struct {
   const char* path; /* "counters.bytes_in", "spool.bytes", "uptime_s" */
-  const char* name; /* NULL: by the rule */
+  const char* name; /* NULL: by the rule; "": not exported (another family has it) */
   const char* type; /* NULL: by the rule */
   const char* help;
+  int per_upstream; /* labelled upstream="ADDR" when the service forwards */
 } sbctl_metric_t;
 
+#define C_ "counter"
+#define G_ "gauge"
 static const sbctl_metric_t known[] = {
-    {"uptime_s", "streambroker_uptime_seconds", "gauge",
-     "Seconds since the service started."},
-    {"streams_open", NULL, "gauge", "Streams open now (handshake done)."},
-    {"connections_open", NULL, "gauge",
+    {"uptime_s", "streambroker_uptime_seconds", G_,
+     "Seconds since the service started.", 0},
+    {"streams_open", NULL, G_, "Streams open now (handshake done).", 0},
+    {"connections_open", NULL, G_,
      "Client connections open now, handshaking or streaming, with the streams whose "
-     "client is gone while their data still goes upstream."},
-    {"handshakes_open", NULL, "gauge",
-     "Client connections still in their handshake (max_handshakes)."},
-    {"handshake_bytes", NULL, "gauge",
-     "Bytes the handshakes in flight hold (handshake_memory_max)."},
-    {"counters.streams_opened", NULL, NULL, "Streams opened by clients."},
-    {"counters.streams_closed", NULL, NULL, "Streams closed."},
-    {"counters.bytes_in", NULL, NULL, "Payload bytes read from clients."},
-    {"counters.bytes_out", NULL, NULL, "Bytes written to upstreams or archive files."},
-    {"counters.handshake_timeouts", NULL, NULL,
-     "Connections closed because the handshake did not arrive in time."},
-    {"counters.connections_empty", NULL, NULL,
-     "Connections that closed before sending a byte (probes; not bad handshakes)."},
-    {"counters.refused_limit", NULL, NULL,
+     "client is gone while their data still goes upstream.",
+     0},
+    {"handshakes_open", NULL, G_,
+     "Client connections still in their handshake (max_handshakes).", 0},
+    {"handshake_bytes", NULL, G_,
+     "Bytes the handshakes in flight hold (handshake_memory_max).", 0},
+    {"process.start_time_s", "process_start_time_seconds", G_,
+     "Start time of the service process since the Unix epoch, in seconds.", 0},
+    {"process.resident_memory_bytes", "process_resident_memory_bytes", G_,
+     "Resident memory size of the service process, in bytes.", 0},
+    {"process.open_handles", "process_open_fds", G_,
+     "Open file descriptors (Windows: open handles) of the service process.", 0},
+    {"counters.streams_opened", NULL, C_, "Streams opened by clients.", 0},
+    {"counters.streams_closed", NULL, C_, "Streams closed.", 0},
+    {"counters.bytes_in", "streambroker_received_bytes_total", C_,
+     "Payload bytes read from clients.", 0},
+    {"counters.bytes_out", "streambroker_written_bytes_total", C_,
+     "Bytes written to the upstream or to archive files.", 0},
+    {"counters.handshake_timeouts", NULL, C_,
+     "Connections closed because the handshake did not arrive in time.", 0},
+    {"counters.connections_empty", NULL, C_,
+     "Connections that closed before sending a byte (probes; not bad handshakes).", 0},
+    {"counters.refused_limit", NULL, C_,
      "Connections refused by max_streams or max_streams_per_client, or while "
-     "stopping."},
-    {"counters.refused_group", NULL, NULL, "Connections refused by allowed_groups."},
-    {"counters.refused_user", NULL, NULL,
-     "Connections refused by max_streams_per_user."},
-    {"counters.refused_handshakes", NULL, NULL,
-     "Connections refused by max_handshakes (in total, or a user's quarter)."},
-    {"counters.handshake_memory_waits", NULL, NULL,
-     "Handshakes paused because handshake_memory_max was reached."},
-    {"counters.log_suppressed", NULL, NULL,
-     "Client-caused warnings held back by the per-user log rate limit."},
-    {"counters.accept_lost", NULL, NULL,
+     "stopping.",
+     0},
+    {"counters.refused_group", NULL, C_, "Connections refused by allowed_groups.", 0},
+    {"counters.refused_user", NULL, C_, "Connections refused by max_streams_per_user.",
+     0},
+    {"counters.refused_handshakes", NULL, C_,
+     "Connections refused by max_handshakes (in total, or a user's quarter).", 0},
+    {"counters.handshake_memory_waits", NULL, C_,
+     "Handshakes paused because handshake_memory_max was reached.", 0},
+    {"counters.log_suppressed", NULL, C_,
+     "Client-caused warnings held back by the per-user log rate limit.", 0},
+    {"counters.accept_lost", NULL, C_,
      "Connections the control pipe's listener dropped unread: an accept or a "
-     "hand-over that failed, or a connection waiting at a stop."},
-    {"counters.client_errors", NULL, NULL,
-     "Client connections that ended with an error."},
-    {"counters.upstream_dials", NULL, NULL, "Connections dialed to the upstream."},
-    {"counters.upstream_dial_failures", NULL, NULL,
-     "Upstream dials that failed (busy or absent; retried with backoff)."},
-    {"counters.upstream_errors", NULL, NULL, "Upstream connections that broke."},
-    {"counters.archive_errors", NULL, NULL,
-     "Archive file errors (archive mode): each outage of a stream's files counts "
-     "once."},
-    {"counters.archive_streams_spooled", NULL, NULL,
-     "Times a stream turned to the spool because its archive files could not be "
-     "written (once per outage per stream)."},
-    {"counters.archive_bytes_spooled", NULL, NULL,
-     "Bytes archive streams put in the spool while their files could not be written."},
-    {"counters.archive_retries", NULL, NULL,
-     "Retries that found a stream's archive files still not writable."},
-    {"counters.archive_empty_removed", NULL, NULL,
-     "Empty .log files without a sidecar removed at start."},
-    {"archive.writable", "streambroker_archive_writable", "gauge",
-     "1 while no stream's archive files fail to be written, else 0."},
-    {"archive.streams_cannot_write", NULL, "gauge",
-     "Streams whose archive files cannot be written now (retrying)."},
-    {"archive.streams_waiting", NULL, "gauge",
-     "Streams with data in the spool waiting for the archive."},
-    {"archive.bytes_waiting", NULL, "gauge",
-     "Bytes in the spool waiting for the archive."},
-    {"counters.upstream_reopens", NULL, NULL,
-     "Upstream connections reopened from the replay window."},
-    {"counters.bytes_spooled", NULL, NULL,
-     "Bytes that went upstream from the spool rather than live."},
-    {"counters.bytes_resent", NULL, NULL,
-     "Bytes sent again, from memory or the spool, below the furthest offset a "
-     "connection of their stream was handed (the overlap the upstream sees twice)."},
-    {"counters.upstream_end_resends", NULL, NULL,
+     "hand-over that failed, or a connection waiting at a stop.",
+     0},
+    {"counters.client_errors", NULL, C_, "Client connections that ended with an error.",
+     0},
+    {"counters.upstream_dials", NULL, C_, "Connections dialed to the upstream.", 1},
+    {"counters.upstream_dial_failures", NULL, C_,
+     "Upstream dials that failed (busy or absent; retried with backoff).", 1},
+    {"counters.upstream_errors", NULL, C_, "Upstream connections that broke.", 1},
+    {"counters.upstream_reopens", NULL, C_,
+     "Upstream connections reopened from the replay window.", 1},
+    {"counters.upstream_end_resends", NULL, C_,
      "Stream ends the upstream did not confirm stored: its process exited first, and "
-     "the replay window was resent."},
-    {"counters.streams_resumed", NULL, NULL,
-     "Streams resumed from the spool at start."},
-    {"counters.streams_refused_spool_full", NULL, NULL,
-     "Streams closed because the spool refused their data (cap or full disk)."},
-    {"counters.bad_handshakes", NULL, NULL,
-     "Connections closed for a bad handshake, by error."},
-    {"counters.bytes_refused", NULL, NULL,
-     "Bytes refused and never delivered, by reason."},
-    {"counters.bytes_dropped", NULL, NULL,
-     "Bytes dropped before reaching the upstream, by reason."},
-    {"spool.bytes", NULL, "gauge", "Data bytes held in the spool."},
-    {"spool.chunks", NULL, "gauge", "Chunks held in the spool."},
-    {"spool.max_bytes", NULL, "gauge", "The spool's cap (spool_max_bytes)."},
-    {"spool.oldest_unsent_age_s", "streambroker_spool_oldest_unsent_age_seconds",
-     "gauge", "Age of the oldest data in the spool not yet sent upstream; 0: none."},
-    {"spool.commits", "streambroker_spool_commits_total", "counter",
-     "Spool transactions committed."},
-    {"spool.transaction_errors", "streambroker_spool_transaction_errors_total",
-     "counter", "Spool transactions that failed (disk full, I/O errors)."},
-    {"spool.moved_aside", "streambroker_spool_moved_aside_total", "counter",
-     "Damaged or foreign spool databases moved aside at start."},
-    {"spool.dropped_bytes", "streambroker_spool_dropped_bytes_total", "counter",
-     "Bytes dropped from the spool by drop-oldest."},
-    {"spool.refused_bytes", "streambroker_spool_refused_bytes_total", "counter",
-     "Bytes the spool refused (cap or full disk)."},
+     "the replay window was resent.",
+     1},
+    {"counters.upstream_refusals", NULL, C_,
+     "Upstream connections the upstream closed right after their handshake (a name "
+     "it refused).",
+     1},
+    {"counters.streams_given_up", NULL, C_,
+     "Streams given up after the upstream refused them upstream_max_refusals times "
+     "in a row (their data stays in the spool).",
+     1},
+    {"counters.bytes_spooled", "streambroker_spooled_bytes_total", C_,
+     "Bytes that went upstream (archive mode: to the archive) from the spool rather "
+     "than live.",
+     0},
+    {"counters.bytes_resent", "streambroker_resent_bytes_total", C_,
+     "Bytes sent again, from memory or the spool, below the furthest offset a "
+     "connection of their stream was handed (the overlap the upstream sees twice).",
+     1},
+    {"counters.bytes_live", "streambroker_live_bytes_total", C_,
+     "Bytes sent upstream without going through the spool (durability backlog).", 1},
+    {"counters.streams_resumed", NULL, C_, "Streams resumed from the spool at start.",
+     0},
+    {"counters.streams_refused_spool_full", NULL, C_,
+     "Streams closed because the spool refused their data (cap or full disk).", 0},
+    {"counters.windows_spilled", "streambroker_replay_windows_spilled_total", C_,
+     "Replay windows written to the spool to stay within replay_memory_max.", 0},
+    {"counters.window_bytes_spilled", "streambroker_replay_window_spilled_bytes_total",
+     C_, "Bytes of replay windows written to the spool (replay_memory_max).", 0},
+    {"counters.window_holds", "streambroker_replay_window_holds_total", C_,
+     "Times live streams' clients were held because replay memory was used up.", 0},
+    {"counters.window_bytes_unstored",
+     "streambroker_replay_window_unstored_bytes_total", C_,
+     "Replay window bytes a spill could not store (full disk).", 0},
+    {"counters.archive_errors", NULL, C_,
+     "Archive file errors (archive mode): each outage of a stream's files counts "
+     "once.",
+     0},
+    {"counters.archive_streams_failed", NULL, C_,
+     "Streams whose archive failed for good.", 0},
+    {"counters.archive_bytes_lost", "streambroker_archive_lost_bytes_total", C_,
+     "Bytes read from clients and not archived.", 0},
+    {"counters.archive_recovered", "streambroker_archive_recovered_streams_total", C_,
+     "Streams an earlier run left unclosed, finished at start.", 0},
+    {"counters.archive_tmp_removed", "streambroker_archive_tmp_removed_files_total", C_,
+     "Stale .json.tmp sidecar files removed at start.", 0},
+    {"counters.archive_gaps", NULL, C_,
+     "Archive segments that start past what the archive holds (data missing "
+     "before them).",
+     0},
+    {"counters.archive_gap_bytes", NULL, C_,
+     "Bytes missing before archive gaps (text and binary streams).", 0},
+    {"counters.archive_gap_datagrams", NULL, C_,
+     "Datagrams missing before archive gaps.", 0},
+    {"counters.archive_retention_files",
+     "streambroker_archive_retention_deleted_files_total", C_,
+     "Archive files (.log and .json) deleted by retention.", 0},
+    {"counters.archive_retention_bytes",
+     "streambroker_archive_retention_deleted_bytes_total", C_,
+     "Archive bytes deleted by retention.", 0},
+    {"counters.archive_empty_removed", "streambroker_archive_empty_removed_files_total",
+     C_, "Empty .log files without a sidecar removed at start.", 0},
+    {"counters.archive_streams_spooled", NULL, C_,
+     "Times a stream turned to the spool because its archive files could not be "
+     "written (once per outage per stream).",
+     0},
+    {"counters.archive_bytes_spooled", "streambroker_archive_spooled_bytes_total", C_,
+     "Bytes archive streams put in the spool while their files could not be written.",
+     0},
+    {"counters.archive_retries", NULL, C_,
+     "Retries that found a stream's archive files still not writable.", 0},
+    {"counters.bad_handshakes", NULL, C_,
+     "Connections closed for a bad handshake, by error.", 0},
+    {"counters.bytes_refused", "streambroker_refused_bytes_total", C_,
+     "Bytes refused and never delivered, by reason.", 0},
+    {"counters.bytes_dropped", "streambroker_dropped_bytes_total", C_,
+     "Bytes dropped before reaching the upstream or the archive, by reason.", 0},
+    {"archive.bytes", NULL, G_, "Bytes in the archive directory's stream files.", 0},
+    {"archive.files", NULL, G_, "Files in the archive directory (.log and .json).", 0},
+    {"archive.closed_streams", NULL, G_,
+     "Closed streams in the archive, which retention may delete.", 0},
+    {"archive.max_bytes", NULL, G_,
+     "The archive's size limit for retention (archive_max_bytes; 0: none).", 0},
+    {"archive.max_age_s", "streambroker_archive_max_age_seconds", G_,
+     "The archive's age limit for retention (archive_max_age; 0: none).", 0},
+    {"archive.retention_deleted_streams",
+     "streambroker_archive_retention_deleted_streams_total", C_,
+     "Closed streams deleted by retention.", 0},
+    /* The same figures as the counters archive_retention_files and _bytes. */
+    {"archive.retention_deleted_files", "", NULL, "", 0},
+    {"archive.retention_deleted_bytes", "", NULL, "", 0},
+    {"archive.writable", NULL, G_,
+     "1 while no stream's archive files fail to be written, else 0.", 0},
+    {"archive.streams_cannot_write", NULL, G_,
+     "Streams whose archive files cannot be written now (retrying).", 0},
+    {"archive.streams_waiting", NULL, G_,
+     "Streams with data in the spool waiting for the archive.", 0},
+    {"archive.bytes_waiting", NULL, G_, "Bytes in the spool waiting for the archive.",
+     0},
+    {"replay_memory.bytes", NULL, G_,
+     "Bytes of replay memory in use: windows, and data being spilled or spooled.", 0},
+    {"replay_memory.windows_bytes", NULL, G_,
+     "Bytes held in the streams' replay windows.", 0},
+    {"replay_memory.being_spilled_bytes", NULL, G_,
+     "Bytes of replay windows being written to the spool.", 0},
+    {"replay_memory.being_spooled_bytes", NULL, G_,
+     "Bytes read from clients being written to the spool.", 0},
+    {"replay_memory.read_back_bytes", NULL, G_,
+     "Bytes read back from the spool to be sent again.", 0},
+    {"replay_memory.clients_held", NULL, G_,
+     "1 while live streams' clients are held because replay memory is used up.", 0},
+    {"replay_memory.max_bytes", NULL, G_,
+     "The replay memory budget (replay_memory_max).", 0},
+    {"replay_memory.peak_bytes", NULL, G_, "The most replay memory used since start.",
+     0},
+    {"spool.bytes", NULL, G_, "Data bytes held in the spool.", 0},
+    {"spool.chunks", NULL, G_, "Chunks held in the spool.", 0},
+    {"spool.max_bytes", NULL, G_, "The spool's cap (spool_max_bytes).", 0},
+    {"spool.oldest_unsent_age_s", "streambroker_spool_oldest_unsent_age_seconds", G_,
+     "Age of the oldest data in the spool not yet sent upstream; 0: none.", 0},
+    {"spool.commits", "streambroker_spool_commits_total", C_,
+     "Spool transactions committed.", 0},
+    {"spool.transaction_errors", "streambroker_spool_transaction_errors_total", C_,
+     "Spool transactions that failed (disk full, I/O errors).", 0},
+    {"spool.moved_aside", "streambroker_spool_moved_aside_total", C_,
+     "Damaged or foreign spool databases moved aside at start.", 0},
+    {"spool.dropped_bytes", "streambroker_spool_dropped_bytes_total", C_,
+     "Bytes dropped from the spool by drop-oldest.", 0},
+    {"spool.refused_bytes", "streambroker_spool_refused_bytes_total", C_,
+     "Bytes the spool refused (cap or full disk).", 0},
+    {"spool.corrupt_chunks", "streambroker_spool_corrupt_chunks_total", C_,
+     "Spool chunks that failed their checksum (never forwarded).", 0},
+    {"spool.corrupt_bytes", "streambroker_spool_corrupt_bytes_total", C_,
+     "Bytes in spool chunks that failed their checksum.", 0},
+    {"spool.pending_deletes", NULL, G_,
+     "Streams whose delivered data waits to be deleted from the spool (retried).", 0},
 };
+#undef C_
+#undef G_
 
 static const sbctl_metric_t* find_known(const char* path) {
   size_t i;
@@ -331,18 +471,43 @@ static void print_value(double v) {
   if (v == (double)(long long)v && v < 9e15 && v > -9e15)
     printf("%lld\n", (long long)v);
   else
-    printf("%.17g\n", v);
+    printf("%.15g\n", v);
+}
+
+/* A sample's name and labels, and the space before its value: upstream="ADDR" and
+ * reason="R", each when given. */
+static void print_sample_name(const char* name, const char* upstream,
+                              const char* reason) {
+  if (upstream == NULL && reason == NULL) {
+    printf("%s ", name);
+    return;
+  }
+  printf("%s{", name);
+  if (upstream != NULL) {
+    printf("upstream=\"");
+    print_label_value(upstream);
+    printf("\"%s", reason != NULL ? "," : "");
+  }
+  if (reason != NULL) {
+    printf("reason=\"");
+    print_label_value(reason);
+    printf("\"");
+  }
+  printf("} ");
 }
 
 /* One family: its HELP and TYPE, then its samples (one per member of an object of
- * numbers, labelled reason="MEMBER", or the one number). */
+ * numbers, labelled reason="MEMBER", or the one number). upstream: the address the
+ * service forwards to, or NULL. */
 static void print_family(const char* path, const char* prefix, const char* field,
-                         const cJSON* v, int in_counters) {
+                         const cJSON* v, int in_counters, const char* upstream) {
   const sbctl_metric_t* k = find_known(path);
   char name[256] = "";
   char fallback[300];
   const char* type;
   const cJSON* e;
+  if (k != NULL && k->name != NULL && k->name[0] == '\0')
+    return;
   if (k != NULL && k->name != NULL) {
     name_append(name, sizeof(name), k->name);
   } else {
@@ -355,45 +520,55 @@ static void print_family(const char* path, const char* prefix, const char* field
     if (in_counters)
       name_append(name, sizeof(name), "_total");
   }
-  type = k != NULL && k->type != NULL ? k->type : in_counters ? "counter" : "untyped";
-  snprintf(fallback, sizeof(fallback), "The status field %s.", path);
+  type = k != NULL && k->type != NULL ? k->type : in_counters ? "counter" : "gauge";
+  if (k == NULL || !k->per_upstream)
+    upstream = NULL;
+  snprintf(fallback, sizeof(fallback),
+           "The status field %s (this sbctl is older than the service and does not "
+           "describe it).",
+           path);
   print_help(name, k != NULL ? k->help : fallback);
   printf("# TYPE %s %s\n", name, type);
   if (cJSON_IsObject(v)) {
     cJSON_ArrayForEach(e, v) {
       if (!cJSON_IsNumber(e))
         continue;
-      printf("%s{reason=\"", name);
-      print_label_value(e->string);
-      printf("\"} ");
+      print_sample_name(name, upstream, e->string);
       print_value(e->valuedouble);
     }
   } else {
-    printf("%s ", name);
+    print_sample_name(name, upstream, NULL);
     print_value(cJSON_IsBool(v) ? (cJSON_IsTrue(v) ? 1 : 0) : v->valuedouble);
   }
 }
 
-/* Whether o is an object with at least one number and nothing but numbers. */
+/* Whether o is an object with nothing but numbers (bad_handshakes, say, which is
+ * empty before a first error on an older service). */
 static int numbers_only(const cJSON* o) {
   const cJSON* e;
-  int n = 0;
   if (!cJSON_IsObject(o))
     return 0;
   cJSON_ArrayForEach(e, o) {
     if (!cJSON_IsNumber(e))
       return 0;
-    n++;
   }
-  return n > 0;
+  return 1;
 }
 
 static void print_metrics(const cJSON* r) {
   const cJSON *e, *m;
+  const cJSON* up = cJSON_GetObjectItemCaseSensitive(r, "upstream");
+  const char* upstream = cJSON_IsString(up) ? up->valuestring : NULL;
   char path[512];
   int labels = 0;
+  print_help("streambroker_build_info",
+             "The service's version (value 1), as Prometheus build_info metrics go.");
+  printf("# TYPE streambroker_build_info gauge\nstreambroker_build_info{version=\"");
+  print_label_value(str(r, "version"));
+  printf("\"} 1\n");
   /* The strings: one info sample whose labels carry them. */
-  print_help("streambroker_info", "The service's version, mode, addresses (value 1).");
+  print_help("streambroker_info",
+             "The service's version, mode and addresses as labels (value 1).");
   printf("# TYPE streambroker_info gauge\nstreambroker_info{");
   cJSON_ArrayForEach(e, r) {
     char label[128] = "";
@@ -407,18 +582,18 @@ static void print_metrics(const cJSON* r) {
   printf("} 1\n");
   cJSON_ArrayForEach(e, r) {
     if (cJSON_IsNumber(e) || cJSON_IsBool(e)) {
-      print_family(e->string, NULL, e->string, e, 0);
+      print_family(e->string, NULL, e->string, e, 0, upstream);
     } else if (cJSON_IsObject(e)) {
       int in_counters = strcmp(e->string, "counters") == 0;
       cJSON_ArrayForEach(m, e) {
         snprintf(path, sizeof(path), "%s.%s", e->string, m->string);
         if (cJSON_IsNumber(m) || cJSON_IsBool(m) || (in_counters && numbers_only(m)))
-          print_family(path, in_counters ? NULL : e->string, m->string, m, in_counters);
+          print_family(path, in_counters ? NULL : e->string, m->string, m, in_counters,
+                       upstream);
       }
     }
   }
 }
-
 /* Reads a saved status reply into reply (NUL-terminated); 0, or 1 after a message. */
 static int read_from(const char* path, sb__buf_t* reply) {
   FILE* f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
@@ -517,9 +692,12 @@ parse:
   } else if (cJSON_GetObjectItemCaseSensitive(reply, "error") != NULL) {
     fprintf(stderr, "sbctl: the service says: %s\n", str(reply, "error"));
   } else {
-    if (strcmp(command, "metrics") == 0)
+    if (strcmp(command, "metrics") == 0) {
+      /* The text format wants LF line ends: Windows' C runtime would write CRLF. */
+      fflush(stdout);
+      sb__tool_binary_stdio();
       print_metrics(reply);
-    else if (json)
+    } else if (json)
       fputs(c.reply.data, stdout);
     else if (strcmp(command, "status") == 0)
       print_status(reply);

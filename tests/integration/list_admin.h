@@ -7,6 +7,8 @@
   X(admin_sbctl_errors)                                                                \
   X(admin_pipes_are_restricted)                                                        \
   X(admin_bad_sddl_refused)                                                            \
-  X(admin_metrics_prometheus)
+  X(admin_metrics_prometheus)                                                          \
+  X(admin_metrics_promtool)                                                            \
+  X(admin_text_archive_and_destinations)
 
 #endif

@@ -361,14 +361,16 @@ TEST_IMPL(admin_metrics_prometheus) {
       sb_test_fail(__FILE__, __LINE__, "family %s: help %d, type %d, %d samples",
                    p.fam[i].name, p.fam[i].has_help, p.fam[i].has_type,
                    p.fam[i].samples);
-    ASSERT_EQ(strncmp(p.fam[i].name, "streambroker_", 13), 0);
+    ASSERT(strncmp(p.fam[i].name, "streambroker_", 13) == 0 ||
+           strncmp(p.fam[i].name, "process_", 8) == 0);
   }
   prom_find(&p, "streambroker_info");
   prom_find(&p, "streambroker_uptime_seconds");
   prom_find(&p, "streambroker_streams_open");
   ASSERT(sb_it_contains(res.out.data, res.out.len,
-                        "# TYPE streambroker_bytes_in_total counter\n"));
-  ASSERT(sb_it_contains(res.out.data, res.out.len, "\nstreambroker_bytes_in_total 10\n"));
+                        "# TYPE streambroker_received_bytes_total counter\n"));
+  ASSERT(sb_it_contains(res.out.data, res.out.len,
+                        "\nstreambroker_received_bytes_total 10\n"));
   ASSERT(sb_it_contains(res.out.data, res.out.len,
                         "\nstreambroker_streams_opened_total 1\n"));
   ASSERT(sb_it_contains(res.out.data, res.out.len,
@@ -384,13 +386,213 @@ TEST_IMPL(admin_metrics_prometheus) {
   sb_it_run(&loop, from, NULL, "", 0, NULL, 0, &res);
   ASSERT_EQ(res.exit_status, 0);
   prom_parse(res.out.data, res.out.len, &p);
-  ASSERT(sb_it_contains(res.out.data, res.out.len,
-                        "# TYPE streambroker_queue_depth untyped\nstreambroker_queue_depth 7\n"));
+  ASSERT(sb_it_contains(
+      res.out.data, res.out.len,
+      "# TYPE streambroker_queue_depth gauge\nstreambroker_queue_depth 7\n"));
   ASSERT(sb_it_contains(res.out.data, res.out.len,
                         "# TYPE streambroker_frobs_total counter\nstreambroker_frobs_total 3\n"));
   ASSERT(sb_it_contains(res.out.data, res.out.len,
                         "streambroker_frob_errors_total{reason=\"x\\\"y\"} 1\n"));
   ASSERT(sb_it_contains(res.out.data, res.out.len, "\nstreambroker_spool_bytes 1.5\n"));
   sb_it_result_free(&res);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* Fails the test when text has needle. */
+static void assert_lacks(const sb_it_result_t* res, const char* what,
+                         const char* needle) {
+  if (sb_it_contains(res->out.data, res->out.len, needle))
+    sb_test_fail(__FILE__, __LINE__, "%s metrics have \"%s\":\n%.*s", what, needle,
+                 (int)res->out.len, res->out.data);
+}
+
+/*
+ * The metrics as Prometheus' own linter sees them (promtool check metrics, POSIX; and,
+ * with SB_METRICS_DIR set, the output saved there for tests/windows/test-promtool.sh
+ * to check the Windows build's), of a service in archive mode and of one forwarding
+ * to it, each with a stream open: LF line ends, every family typed and described,
+ * counters ending in _total, series that exist before their first event, the process
+ * figures, and the upstream's address on what is counted per upstream.
+ */
+TEST_IMPL(admin_metrics_promtool) {
+  uv_loop_t loop;
+  sb_it_daemon_t a, f;
+  sb_it_daemon_t* ds[2];
+  sb_it_result_t res;
+  sb_client_t* c[2];
+  sb_stream_t* s[2];
+  sb_stream_opts_t o;
+  const char* dir = getenv("SB_METRICS_DIR");
+  char needle[512], saved[1024];
+  const char* const what[2] = {"archive", "forward"};
+  const char* name;
+  int k;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&a, &loop, "prom-archive", NULL, NULL);
+  sb_it_daemon_start(&f, &loop, "prom-forward", a.address, NULL);
+  ds[0] = &a;
+  ds[1] = &f;
+  for (k = 0; k < 2; k++) {
+    ASSERT_OK(sb_client_open(&c[k], ds[k]->address));
+    memset(&o, 0, sizeof(o));
+    o.name = "prom/open";
+    ASSERT_OK(sb_stream_open(c[k], &o, &s[k]));
+    ASSERT_OK(sb_stream_write(s[k], "line\n", 5));
+  }
+  for (k = 0; k < 2; k++) {
+    run_sbctl(&loop, ds[k]->admin_address, "metrics", NULL, &res);
+    ASSERT_EQ(res.exit_status, 0);
+    sb__buf_putc(&res.out, '\0'); /* for strstr; not part of the output */
+    res.out.len--;
+    if (dir != NULL) {
+      sb_it_result_t st;
+      snprintf(saved, sizeof(saved), "%s/%s.prom", dir, what[k]);
+      sb_it_write_file(saved, res.out.data, res.out.len);
+      /* The status too: the script runs sbctl metrics --from it through cmd's
+       * redirection, as an administrator's task does (a program started here gets
+       * binary stdio from libuv, which would hide a CRLF). */
+      run_sbctl(&loop, ds[k]->admin_address, "--json", "status", &st);
+      ASSERT_EQ(st.exit_status, 0);
+      snprintf(saved, sizeof(saved), "%s/%s-status.json", dir, what[k]);
+      sb_it_write_file(saved, st.out.data, st.out.len);
+      sb_it_result_free(&st);
+    }
+    assert_lacks(&res, what[k], "\r");
+    assert_lacks(&res, what[k], " untyped\n");
+    assert_lacks(&res, what[k], "does not describe it");
+    /* Once, under one name: the retention counters, not the archive's copies. */
+    assert_lacks(&res, what[k], "streambroker_archive_retention_deleted_files ");
+    /* Every counter family's name ends in _total. */
+    for (name = res.out.data; (name = strstr(name, "# TYPE ")) != NULL; name += 7) {
+      const char* sp = strchr(name + 7, ' ');
+      ASSERT_NOT_NULL(sp);
+      if (strncmp(sp, " counter\n", 9) == 0 &&
+          (sp - name < 13 || strncmp(sp - 6, "_total", 6) != 0))
+        sb_test_fail(__FILE__, __LINE__, "%s: counter %.*s without _total", what[k],
+                     (int)(sp - name - 7), name + 7);
+    }
+    ASSERT(sb_it_contains(res.out.data, res.out.len,
+                          "streambroker_build_info{version=\"" SB_VERSION_STRING
+                          "\"} 1\n"));
+    ASSERT(sb_it_contains(res.out.data, res.out.len, "\nprocess_start_time_seconds 1"));
+    ASSERT(
+        sb_it_contains(res.out.data, res.out.len, "\nprocess_resident_memory_bytes "));
+    ASSERT(sb_it_contains(res.out.data, res.out.len, "\nprocess_open_fds "));
+    /* Present at 0 before any bad handshake. */
+    ASSERT(sb_it_contains(
+        res.out.data, res.out.len,
+        "\nstreambroker_bad_handshakes_total{reason=\"SB_EMAGIC\"} 0\n"));
+#ifndef _WIN32
+    {
+      const char* lint[] = {"/bin/sh", "-c", "promtool check metrics 2>&1", NULL};
+      sb_it_result_t pr;
+      sb_it_run(&loop, lint, NULL, res.out.data, res.out.len, NULL, 0, &pr);
+      if (pr.exit_status != 0 || pr.out.len != 0)
+        sb_test_fail(__FILE__, __LINE__,
+                     "promtool check metrics (%s mode), exit %d (127: apt-get install "
+                     "prometheus):\n%.*s",
+                     what[k], (int)pr.exit_status, (int)pr.out.len, pr.out.data);
+      sb_it_result_free(&pr);
+    }
+#endif
+    if (k == 1) {
+      snprintf(needle, sizeof(needle),
+               "\nstreambroker_upstream_dials_total{upstream=\"%s\"} ", a.address);
+      ASSERT(sb_it_contains(res.out.data, res.out.len, needle));
+    } else {
+      ASSERT(
+          sb_it_contains(res.out.data, res.out.len, "\nstreambroker_archive_files "));
+    }
+    sb_it_result_free(&res);
+  }
+  for (k = 0; k < 2; k++) {
+    ASSERT_OK(sb_stream_close(s[k]));
+    sb_client_close(c[k]);
+  }
+  sb_it_daemon_close(&f);
+  sb_it_daemon_close(&a);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* Waits until the service lists the stream name (its handshake was read). */
+static void wait_listed(uv_loop_t* loop, const sb_it_daemon_t* d, const char* name) {
+  sb_it_result_t res;
+  int i;
+  for (i = 0; i < 600; i++) {
+    run_sbctl(loop, d->admin_address, "--json", "streams", &res);
+    if (sb_it_contains(res.out.data, res.out.len, name)) {
+      sb_it_result_free(&res);
+      return;
+    }
+    sb_it_result_free(&res);
+    uv_sleep(100);
+  }
+  sb_test_fail(__FILE__, __LINE__, "the service never listed %s", name);
+}
+
+/*
+ * sbctl's text, as an administrator reads it: status shows the archive (its
+ * directory, bytes, files, retention) as the README says, and streams where each
+ * stream goes, its archive file or its name upstream with the connection's state.
+ */
+TEST_IMPL(admin_text_archive_and_destinations) {
+  uv_loop_t loop;
+  sb_it_daemon_t a, f;
+  sb_it_result_t res;
+  sb_client_t *ca, *cf;
+  sb_stream_t *sa, *sf;
+  sb_stream_opts_t o;
+  char needle[700];
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&a, &loop, "text-archive", NULL, "\"archive_max_bytes\": 1000000");
+  sb_it_daemon_start(&f, &loop, "text-forward", a.address, NULL);
+  memset(&o, 0, sizeof(o));
+  o.name = "where/archived";
+  ASSERT_OK(sb_client_open(&ca, a.address));
+  ASSERT_OK(sb_stream_open(ca, &o, &sa));
+  ASSERT_OK(sb_stream_write(sa, "abc\n", 4));
+  o.name = "where/forwarded";
+  ASSERT_OK(sb_client_open(&cf, f.address));
+  ASSERT_OK(sb_stream_open(cf, &o, &sf));
+  ASSERT_OK(sb_stream_write(sf, "abc\n", 4));
+  wait_listed(&loop, &a, "where/archived");
+  wait_listed(&loop, &f, "where/forwarded");
+
+  run_sbctl(&loop, a.admin_address, "status", NULL, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  snprintf(needle, sizeof(needle), "\narchive:         %s: ", a.archive_dir);
+  if (!sb_it_contains(res.out.data, res.out.len, needle))
+    sb_test_fail(__FILE__, __LINE__, "no \"%s\" in:\n%.*s", needle + 1,
+                 (int)res.out.len, res.out.data);
+  ASSERT(sb_it_contains(res.out.data, res.out.len, " bytes in "));
+  ASSERT(sb_it_contains(res.out.data, res.out.len,
+                        "\nretention:       max 1000000 bytes, no age limit; deleted 0 "
+                        "streams (0 files, 0 bytes)\n"));
+  sb_it_result_free(&res);
+
+  run_sbctl(&loop, a.admin_address, "streams", NULL, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  ASSERT(sb_it_contains(res.out.data, res.out.len, "GOES TO"));
+  ASSERT(sb_it_contains(res.out.data, res.out.len, a.archive_dir));
+  ASSERT(sb_it_contains(res.out.data, res.out.len, "archived.log\n"));
+  sb_it_result_free(&res);
+
+  run_sbctl(&loop, f.admin_address, "streams", NULL, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  if (!sb_it_contains(res.out.data, res.out.len, "  upstream where/forwarded ("))
+    sb_test_fail(__FILE__, __LINE__, "no upstream name in:\n%.*s", (int)res.out.len,
+                 res.out.data);
+  sb_it_result_free(&res);
+  /* Forward mode has no archive section. */
+  run_sbctl(&loop, f.admin_address, "status", NULL, &res);
+  ASSERT(!sb_it_contains(res.out.data, res.out.len, "\narchive:"));
+  sb_it_result_free(&res);
+
+  ASSERT_OK(sb_stream_close(sa));
+  ASSERT_OK(sb_stream_close(sf));
+  sb_client_close(ca);
+  sb_client_close(cf);
+  sb_it_daemon_close(&f);
+  sb_it_daemon_close(&a);
   ASSERT_OK(uv_loop_close(&loop));
 }

@@ -102,6 +102,11 @@ void sb__process_init(void) {
 void sb__raise_fd_limit(void) {
 }
 
+int64_t sb__process_open_handles(void) {
+  DWORD n = 0;
+  return GetProcessHandleCount(GetCurrentProcess(), &n) ? (int64_t)n : -1;
+}
+
 static int sb__is_sep(WCHAR c) {
   return c == L'\\' || c == L'/';
 }
