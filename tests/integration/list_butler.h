@@ -7,6 +7,8 @@
   X(butler_twenty_clients_same_names)                                                  \
   X(butler_connection_cut)                                                             \
   X(butler_closed_namespace)                                                           \
-  X(butler_dies_at_stream_end)
+  X(butler_dies_at_stream_end)                                                         \
+  X(butler_reads_part_then_closes)                                                     \
+  X(butler_given_up_retried)
 
 #endif

@@ -838,8 +838,9 @@ static void refusals_distinct(const sb_it_butler_t* bt) {
  * The butler closes the namespace closed/ before two streams under it are opened
  * through B: B reopens each under new names with backoff until it has been refused
  * MAX_REFUSALS times in a row, then gives it up: counted (sbctl status), listed
- * (sbctl streams, "given-up"), and never tried again. Meanwhile another stream,
- * opened after the first refusal, is delivered completely before the refusals end.
+ * (sbctl streams, "given-up"), and not tried again before its retry timer (a minute).
+ * Meanwhile another stream, opened after the first refusal, is delivered completely
+ * before the refusals end.
  */
 TEST_IMPL(butler_closed_namespace) {
   uv_loop_t loop;
@@ -1013,5 +1014,149 @@ TEST_IMPL(butler_dies_at_stream_end) {
   end_lost_round(&loop, "bdie1", B_CONFIG, "end/live", 0);
   end_lost_round(&loop, "bdie2", B_CONFIG ", \"durability\": \"spool\"", "end/dgram",
                  1);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* ---- an upstream that breaks mid-stream, and given-up streams tried again ---- */
+
+#define NBREAK 4
+#define BREAK_BYTES (1024 * 1024)
+
+typedef struct {
+  char address[256];
+  int results[NBREAK];
+} break_writer_t;
+
+static void break_writer_run(void* arg) {
+  break_writer_t* w = arg;
+  size_t i;
+  for (i = 0; i < NBREAK; i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "break/%zu", i);
+    w->results[i] = sb_it_write_stream(w->address, name, BREAK_BYTES);
+  }
+}
+
+/*
+ * The butler takes each of the next 5 streams, reads 200 KB of it and closes the
+ * connection, within a second of the dial: B must see breaks (the upstream read part
+ * of the stream), not refusals, so that with upstream_max_refusals 2 nothing is given
+ * up, and each stream goes on from its window under the next name until the butler
+ * heals: all delivered whole, with no restart.
+ */
+TEST_IMPL(butler_reads_part_then_closes) {
+  uv_loop_t loop;
+  sb_it_butler_t bt;
+  sb_it_daemon_t b;
+  break_writer_t w;
+  sb__buf_t want = {0};
+  cJSON* st;
+  size_t i;
+  memset(&w, 0, sizeof(w));
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_butler_start(&bt, &loop, "bbrk");
+  sb_it_butler_command(&bt, "read-close 204800 5");
+  sb_it_butler_wait(&bt, "read-close 204800 5", 1, 30000);
+  sb_it_daemon_start(&b, &loop, "bbrkb", bt.address,
+                     B_CONFIG ", \"upstream_max_refusals\": 2");
+  snprintf(w.address, sizeof(w.address), "%s", b.address);
+  sb_it_run_thread(&loop, break_writer_run, &w);
+  sb_it_butler_wait(&bt, "read-closed ", 5, 60000);
+  for (i = 0; i < NBREAK; i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "break/%zu", i);
+    sb_it_content(name, BREAK_BYTES, &want);
+    wait_whole(&bt, name, want.len);
+    check_whole(&bt, name, &want);
+    ASSERT_OK(w.results[i]);
+  }
+  ASSERT_EQ(sb_it_butler_count(&bt, "refused "), 0);
+  st = sb_it_admin(&loop, &b, "status");
+  if (sb_it_json_num(st, "counters.streams_given_up") != 0)
+    sb_it_daemon_dump(&b);
+  ASSERT_EQ(sb_it_json_num(st, "counters.streams_given_up"), 0);
+  ASSERT_EQ(sb_it_json_num(st, "counters.upstream_refusals"), 0);
+  ASSERT_GE(sb_it_json_num(st, "counters.upstream_errors"), 5);
+  cJSON_Delete(st);
+  sb__buf_free(&want);
+  close_broker(&b);
+  sb_it_butler_close(&bt);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+typedef struct {
+  char address[256];
+  const char* name;
+} gone_writer_t;
+
+static void gone_writer_run(void* arg) {
+  gone_writer_t* w = arg;
+  /* Given up, its client is closed on it: the write's result is not the point. */
+  (void)sb_it_write_stream(w->address, w->name, 65536);
+}
+
+/* Writes name (64 KiB) through B while its namespace is closed, and waits until B
+ * gave it up (the nth time), its log saying what it keeps. */
+static void give_up(uv_loop_t* loop, sb_it_daemon_t* b, const char* name, size_t nth) {
+  gone_writer_t w;
+  memset(&w, 0, sizeof(w));
+  snprintf(w.address, sizeof(w.address), "%s", b->address);
+  w.name = name;
+  sb_it_run_thread(loop, gone_writer_run, &w);
+  sb_it_daemon_wait_log(b, "keeps 65536 bytes in the spool (bytes 0 to 65536", nth,
+                        60000);
+}
+
+/*
+ * A stream given up (its namespace closed) stays in B, and is delivered once the
+ * namespace opens again: at sbctl retry, with no restart of B; and (Linux, where B
+ * watches the socket's directory) when the butler starts again.
+ */
+TEST_IMPL(butler_given_up_retried) {
+  uv_loop_t loop;
+  sb_it_butler_t bt;
+  sb_it_daemon_t b;
+  sb_it_result_t res;
+  sb__buf_t want = {0};
+  cJSON* st;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_butler_start(&bt, &loop, "bgur");
+  sb_it_butler_command(&bt, "close-ns gone/");
+  sb_it_butler_wait(&bt, "closed-ns gone/", 1, 30000);
+  sb_it_daemon_start(&b, &loop, "bgurb", bt.address,
+                     B_CONFIG ", \"upstream_max_refusals\": 2");
+  give_up(&loop, &b, "gone/a", 1);
+  ASSERT_EQ(sb_it_butler_count(&bt, "refused gone/a"), 2);
+
+  sb_it_butler_command(&bt, "open-ns gone/");
+  sb_it_butler_wait(&bt, "opened-ns gone/", 1, 30000);
+  run_sbctl(&loop, b.admin_address, "retry", "gone/a", &res);
+  if (res.exit_status != 0 || !sb_it_contains(res.out.data, res.out.len, "1 given-up"))
+    fprintf(stderr, "sbctl retry: %d: %s%s\n", (int)res.exit_status, res.out.data,
+            res.err.data);
+  ASSERT_EQ(res.exit_status, 0);
+  ASSERT(sb_it_contains(res.out.data, res.out.len, "1 given-up streams tried again"));
+  sb_it_result_free(&res);
+  sb_it_content("gone/a", 65536, &want);
+  wait_whole(&bt, "gone/a", want.len);
+  check_whole(&bt, "gone/a", &want);
+
+  if (!sb_it_is_windows()) {
+    /* Given up again, then the butler starts again (it forgot every name). */
+    sb_it_butler_command(&bt, "close-ns gone/");
+    sb_it_butler_wait(&bt, "closed-ns gone/", 2, 30000);
+    give_up(&loop, &b, "gone/b", 2);
+    sb_it_butler_restart(&bt);
+    sb_it_content("gone/b", 65536, &want);
+    wait_whole(&bt, "gone/b", want.len);
+    check_whole(&bt, "gone/b", &want);
+  }
+  st = sb_it_admin(&loop, &b, "status");
+  ASSERT_EQ(sb_it_json_num(st, "counters.streams_given_up"),
+            sb_it_is_windows() ? 1 : 2);
+  cJSON_Delete(st);
+  sb__buf_free(&want);
+  close_broker(&b);
+  sb_it_butler_close(&bt);
   ASSERT_OK(uv_loop_close(&loop));
 }
