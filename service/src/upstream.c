@@ -581,11 +581,14 @@ static void up_maybe_live(sb__upstream_t* up) {
 
 /* ---- names sent upstream ---- */
 
-/* The set of names this service has sent upstream since it started (loop thread):
- * open addressing, FNV-1a, grown at 3/4 full, emptied at SB__NAMES_MAX. */
+/* The set of names sent to the upstream, by this run and (from the spool's table
+ * sent_names) by earlier runs, so that a service restarted under a butler that lives on
+ * goes on with names it has not seen (loop thread): open addressing, FNV-1a, grown at
+ * 3/4 full, emptied at SB__NAMES_MAX. Each name added is also written to the spool. */
 struct sb__names_s {
   char** slot;
   size_t cap, n;
+  int loaded; /* the spool's names were taken */
 };
 
 static uint64_t names_hash(const char* s) {
@@ -606,6 +609,42 @@ static int names_has(struct sb__names_s* set, const char* name) {
   return set && set->cap && *names_find(set, name) != NULL;
 }
 
+static void names_insert(sb__broker_t* b, const char* name, int record);
+
+static void on_name_recorded(sb__spool_job_t* j) {
+  if (j->status != 0)
+    SB_LOG_W("spool",
+             "cannot record the stream name \"%s\" as sent upstream: %s; a service "
+             "started again may send it again (the upstream's refusal moves it on)",
+             j->props, sb_strerror(j->status));
+  free(j->props);
+  free(j);
+}
+
+/* The set, with the names of earlier runs in it from the first use on. */
+static struct sb__names_s* names_get(sb__broker_t* b) {
+  struct sb__names_s* set = b->sent_names;
+  if (set == NULL)
+    set = b->sent_names = sb__xcalloc(1, sizeof(*set));
+  if (!set->loaded && b->spool != NULL) {
+    char** names;
+    size_t n, i;
+    set->loaded = 1;
+    sb__spool_names_take(b->spool, &names, &n);
+    for (i = 0; i < n; i++) {
+      names_insert(b, names[i], 0);
+      free(names[i]);
+    }
+    free(names);
+    if (n > 0)
+      SB_LOG_I("upstream",
+               "%zu stream names sent to %s before: streams go on with names it has "
+               "not seen",
+               n, b->cfg.upstream);
+  }
+  return set;
+}
+
 static void names_clear(struct sb__names_s* set) {
   size_t i;
   for (i = 0; i < set->cap; i++)
@@ -615,11 +654,9 @@ static void names_clear(struct sb__names_s* set) {
   set->cap = set->n = 0;
 }
 
-static void names_add(sb__broker_t* b, const char* name) {
+static void names_insert(sb__broker_t* b, const char* name, int record) {
   struct sb__names_s* set = b->sent_names;
   char** at;
-  if (set == NULL)
-    set = b->sent_names = sb__xcalloc(1, sizeof(*set));
   if (set->n >= SB__NAMES_MAX) {
     SB_LOG_I("upstream", "forgetting the %zu stream names sent upstream so far",
              set->n);
@@ -642,6 +679,18 @@ static void names_add(sb__broker_t* b, const char* name) {
     *at = sb__xstrdup(name);
     set->n++;
   }
+  if (record && b->spool != NULL) {
+    sb__spool_job_t* j = sb__xcalloc(1, sizeof(*j));
+    j->op = SB__SPOOL_NAME;
+    j->props = sb__xstrdup(name);
+    j->done = on_name_recorded;
+    sb__spool_submit(b->spool, j);
+  }
+}
+
+static void names_add(sb__broker_t* b, const char* name) {
+  names_get(b);
+  names_insert(b, name, 1);
 }
 
 void sb__upstream_names_free(struct sb__broker_s* b) {
@@ -673,7 +722,7 @@ static char* name_with_suffix(const char* name, unsigned n) {
 static void up_pick_name(sb__upstream_t* up) {
   const char* orig = up_name(up);
   char* name = NULL;
-  if (up->up_name == NULL && !names_has(up->b->sent_names, orig)) {
+  if (up->up_name == NULL && !names_has(names_get(up->b), orig)) {
     name = sb__xstrdup(orig);
   } else {
     unsigned n = up->name_n < 2 ? 2 : up->name_n + 1;
