@@ -9,6 +9,7 @@
   X(butler_closed_namespace)                                                           \
   X(butler_dies_at_stream_end)                                                         \
   X(butler_reads_part_then_closes)                                                     \
-  X(butler_given_up_retried)
+  X(butler_given_up_retried)                                                           \
+  X(butler_service_restarts)
 
 #endif

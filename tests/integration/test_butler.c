@@ -1160,3 +1160,52 @@ TEST_IMPL(butler_given_up_retried) {
   sb_it_butler_close(&bt);
   ASSERT_OK(uv_loop_close(&loop));
 }
+
+/* ---- the service restarts, the butler does not ---- */
+
+/*
+ * B is stopped and started again three times under the same butler, and each run
+ * sends a new stream "stdout": each goes under a name the butler has not seen (B
+ * remembers the names it sent in its spool), so the butler refuses none, and each
+ * arrives whole, tagged with its original name.
+ */
+TEST_IMPL(butler_service_restarts) {
+  uv_loop_t loop;
+  sb_it_butler_t bt;
+  sb_it_daemon_t b;
+  sb_it_blist_t l;
+  sb__buf_t want = {0};
+  int run;
+  size_t i;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_butler_start(&bt, &loop, "bsrs");
+  sb_it_daemon_start(&b, &loop, "bsrsb", bt.address, B_CONFIG);
+  for (run = 0; run < 4; run++) {
+    if (run > 0) {
+      sb_it_daemon_kill(&b, SIGTERM);
+      sb_it_daemon_wait_exit(&b, 60000);
+      sb_it_daemon_restart(&b);
+    }
+    ASSERT_OK(sb_it_write_stream(b.address, "stdout", 100000));
+    sb_it_butler_wait(&bt, "ended ", (size_t)run + 1, 60000);
+  }
+  if (sb_it_butler_count(&bt, "refused ") != 0) {
+    sb_it_butler_dump(&bt);
+    sb_it_daemon_dump(&b);
+  }
+  ASSERT_EQ(sb_it_butler_count(&bt, "refused "), 0);
+  sb_it_butler_list(&bt, &l);
+  ASSERT_EQ(l.n, 4);
+  check_names(&l);
+  sb_it_content("stdout", 100000, &want);
+  for (i = 0; i < l.n; i++) {
+    ASSERT_STR_EQ(l.s[i].original, "stdout");
+    ASSERT(l.s[i].ended && l.s[i].complete);
+    ASSERT_MEM_EQ(l.s[i].data, l.s[i].len, want.data, want.len);
+  }
+  sb_it_blist_free(&l);
+  sb__buf_free(&want);
+  close_broker(&b);
+  sb_it_butler_close(&bt);
+  ASSERT_OK(uv_loop_close(&loop));
+}
