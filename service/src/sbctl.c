@@ -3,6 +3,7 @@
  *
  *   sbctl [--admin ADDR] [--json] status     the service, its upstream, counters
  *   sbctl [--admin ADDR] [--json] streams    open streams, client pid and bytes
+ *   sbctl archive ls|cat ...                 reads an archive (sbctl_archive.c)
  *   sbctl [--admin ADDR] retry [NAME]            tries the given-up streams (of NAME)
  *                                            again now
  *   sbctl [--admin ADDR] [--from FILE] metrics   the status in the Prometheus text
@@ -19,10 +20,13 @@
 #include <cjson/cJSON.h>
 
 #include "internal.h"
+#include "sbctl_archive.h"
 
 static const char usage[] =
     "usage: sbctl [--admin ADDR] [--json] status|streams\n"
     "       sbctl [--admin ADDR] retry [NAME]\n"
+    "       sbctl archive ls [--dir ARCHIVE]\n"
+    "       sbctl archive cat NAME|ID [--dir ARCHIVE] [--raw]\n"
     "       sbctl [--admin ADDR] [--from FILE] metrics\n"
     "ADDR is the service's admin_pipe (default: this platform's). metrics prints the\n"
     "status in the Prometheus text format (for node_exporter's or windows_exporter's\n"
@@ -467,6 +471,8 @@ int main(int argc, char** argv) {
   sbctl_t c;
   cJSON* reply;
 
+  if (argc > 1 && strcmp(argv[1], "archive") == 0)
+    return sb__sbctl_archive(argc - 2, argv + 2);
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--json") == 0) {
       json = 1;
