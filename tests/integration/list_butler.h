@@ -10,6 +10,8 @@
   X(butler_dies_at_stream_end)                                                         \
   X(butler_reads_part_then_closes)                                                     \
   X(butler_given_up_retried)                                                           \
-  X(butler_service_restarts)
+  X(butler_service_restarts)                                                           \
+  X(butler_archive_cat_twenty_ids)                                                     \
+  X(butler_archive_cat_datagrams)
 
 #endif

@@ -1209,3 +1209,170 @@ TEST_IMPL(butler_service_restarts) {
   sb_it_butler_close(&bt);
   ASSERT_OK(uv_loop_close(&loop));
 }
+
+/* ---- sbctl archive: one stream of many of a name, put back together by its id ---- */
+
+static void run_archive(uv_loop_t* loop, const char* a1, const char* a2, const char* a3,
+                        const char* dir, sb_it_result_t* res) {
+  char prog[4096];
+  const char* argv[8];
+  int n = 0;
+  sb_it_program("sbctl", prog, sizeof(prog));
+  argv[n++] = prog;
+  argv[n++] = "archive";
+  argv[n++] = a1;
+  if (a2)
+    argv[n++] = a2;
+  if (a3)
+    argv[n++] = a3;
+  argv[n++] = "--dir";
+  argv[n++] = dir;
+  argv[n] = NULL;
+  sb_it_run(loop, argv, NULL, "", 0, NULL, 0, res);
+}
+
+static int twenty_done(void* arg) {
+  return ((twenty_t*)arg)->done;
+}
+
+/* sbctl archive ls, once no stream in it is still open. */
+static void archive_ls_settled(uv_loop_t* loop, const char* dir, sb_it_result_t* res) {
+  int tries;
+  for (tries = 0;; tries++) {
+    run_archive(loop, "ls", NULL, NULL, dir, res);
+    ASSERT_EQ(res->exit_status, 0);
+    if (!sb_it_contains(res->out.data, res->out.len, " open ") || tries == 600)
+      return;
+    sb_it_result_free(res);
+    sb_it_pause_ms(loop, 100);
+  }
+}
+
+/*
+ * Twenty clients each write "stdout" (and "stderr") through B to U, an archive-mode
+ * streambrokerd killed twice meanwhile: U's archive holds forty streams' segments under
+ * names B picked. sbctl archive ls lists each client stream by its id
+ * (streambroker.stream), and sbctl archive cat ID prints each one whole, exactly what
+ * its client wrote; sbctl archive cat stdout refuses to guess which.
+ */
+TEST_IMPL(butler_archive_cat_twenty_ids) {
+  uv_loop_t loop;
+  sb_it_daemon_t up, b;
+  twenty_t t;
+  uv_thread_t tid;
+  sb_it_result_t res, cat;
+  sb__buf_t want = {0};
+  int seen[NCLIENTS], kill, nstdout = 0, multi = 0, c;
+  const char* line;
+  memset(&t, 0, sizeof(t));
+  memset(seen, 0, sizeof(seen));
+  t.bytes = sb_it_is_windows() ? 256 * 1024 : 1024 * 1024;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&up, &loop, "acu", NULL, "\"upstream_high_watermark\": 65536");
+  sb_it_daemon_start(&b, &loop, "acb", up.address, B_CONFIG);
+  snprintf(t.address, sizeof(t.address), "%s", b.address);
+  ASSERT_OK(uv_thread_create(&tid, twenty_writer, &t));
+  for (kill = 0; kill < 2; kill++) {
+    sb_it_pause_ms(&loop, 300);
+    sb_it_daemon_kill(&up, SIGKILL);
+    sb_it_daemon_wait_exit(&up, 30000);
+    sb_it_pause_ms(&loop, 150);
+    sb_it_daemon_restart(&up);
+  }
+  ASSERT(sb_it_run_until(&loop, 240000, twenty_done, &t));
+  ASSERT_OK(uv_thread_join(&tid));
+  ASSERT_OK(t.err);
+  sb_it_daemon_wait_log(&b, "closed: ", 2 * NCLIENTS, 240000);
+  archive_ls_settled(&loop, up.archive_dir, &res);
+
+  /* Each line: ID TYPE SIZE SEGS STATE NAME. */
+  for (line = res.out.data; line != NULL && *line != '\0'; line = strchr(line, '\n')) {
+    char id[64], type[16], state[16], name[64];
+    unsigned long long size;
+    int segs;
+    if (*line == '\n')
+      line++;
+    if (sscanf(line, "%63s %15s %llu %d %15s %63s", id, type, &size, &segs, state,
+               name) != 6 ||
+        strcmp(name, "stdout") != 0)
+      continue;
+    nstdout++;
+    ASSERT_EQ(strlen(id), 32);
+    ASSERT_STR_EQ(state, "complete");
+    ASSERT_EQ(size, t.bytes);
+    multi += segs > 1;
+    run_archive(&loop, "cat", id, NULL, up.archive_dir, &cat);
+    if (cat.exit_status != 0)
+      fprintf(stderr, "sbctl archive cat %s: %s\n", id, cat.err.data);
+    ASSERT_EQ(cat.exit_status, 0);
+    c = -1;
+    ASSERT(cat.out.len > 12 && sscanf(cat.out.data, "client %d", &c) == 1);
+    ASSERT(c >= 0 && c < NCLIENTS);
+    ASSERT_EQ(seen[c], 0);
+    seen[c] = 1;
+    {
+      char label[64];
+      snprintf(label, sizeof(label), "client %02d stdout", c);
+      content(label, t.bytes, &want);
+    }
+    ASSERT_MEM_EQ(cat.out.data, cat.out.len, want.data, want.len);
+    sb_it_result_free(&cat);
+  }
+  if (nstdout != NCLIENTS || multi == 0)
+    fprintf(stderr, "sbctl archive ls:\n%.*s\n", (int)res.out.len,
+            res.out.len ? res.out.data : "");
+  ASSERT_EQ(nstdout, NCLIENTS);
+  /* The kills cut some streams into several segments. */
+  ASSERT_GT(multi, 0);
+  sb_it_result_free(&res);
+  run_archive(&loop, "cat", "stdout", NULL, up.archive_dir, &cat);
+  ASSERT_EQ(cat.exit_status, 1);
+  ASSERT(sb_it_contains(cat.err.data, cat.err.len, "20 streams"));
+  sb_it_result_free(&cat);
+  sb__buf_free(&want);
+  close_broker(&b);
+  close_broker(&up);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* A datagram stream, through B to U, read back with sbctl archive cat: one datagram a
+ * line as hex, and with --raw as the wire carried them. */
+TEST_IMPL(butler_archive_cat_datagrams) {
+  uv_loop_t loop;
+  sb_it_daemon_t up, b;
+  sb_it_result_t res;
+  sb__buf_t want = {0}, hex = {0};
+  char d[512];
+  size_t k, n;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&up, &loop, "acdu", NULL, NULL);
+  sb_it_daemon_start(&b, &loop, "acdb", up.address, B_CONFIG);
+  send_datagrams(b.address, "dg/cat", 2000);
+  sb_it_daemon_wait_log(&b, "\"dg/cat\" closed: ", 1, 60000);
+  archive_ls_settled(&loop, up.archive_dir, &res);
+  sb_it_result_free(&res);
+  for (k = 0; k < 2000; k++) {
+    n = datagram("dg/cat", k, d, sizeof(d));
+    size_t i;
+    for (i = 0; i < n; i++) {
+      char h[3];
+      snprintf(h, sizeof(h), "%02x", (unsigned char)d[i]);
+      sb__buf_append(&hex, h, 2);
+    }
+    sb__buf_putc(&hex, '\n');
+  }
+  run_archive(&loop, "cat", "dg/cat", NULL, up.archive_dir, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  ASSERT_MEM_EQ(res.out.data, res.out.len, hex.data, hex.len);
+  sb_it_result_free(&res);
+  datagrams_framed("dg/cat", 2000, &want);
+  run_archive(&loop, "cat", "dg/cat", "--raw", up.archive_dir, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  ASSERT_MEM_EQ(res.out.data, res.out.len, want.data, want.len);
+  sb_it_result_free(&res);
+  sb__buf_free(&want);
+  sb__buf_free(&hex);
+  close_broker(&b);
+  close_broker(&up);
+  ASSERT_OK(uv_loop_close(&loop));
+}
