@@ -646,16 +646,24 @@ static int run_write(sb__spool_t* sp, sb__spool_job_t* j, int64_t now) {
     sqlite3_bind_int64(st, 1, j->sid);
     r = step_done(st);
     break;
-  case SB__SPOOL_NAME:
+  case SB__SPOOL_NAME: {
+    /* props: the names, one a line. */
+    const char* p = j->props;
     if (sp->upstream == NULL)
       break;
     st = sp->st[ST_NAME];
-    sqlite3_bind_text(st, 1, sp->upstream, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, j->props, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, now);
-    r = step_done(st);
-    sqlite3_clear_bindings(st);
+    while (r == SQLITE_OK && *p != '\0') {
+      const char* nl = strchr(p, '\n');
+      size_t len = nl ? (size_t)(nl - p) : strlen(p);
+      sqlite3_bind_text(st, 1, sp->upstream, -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 2, p, (int)len, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 3, now);
+      r = step_done(st);
+      sqlite3_clear_bindings(st);
+      p += len + (nl != NULL);
+    }
     break;
+  }
   case SB__SPOOL_READ:
     break;
   }

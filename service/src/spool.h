@@ -29,7 +29,8 @@ typedef enum {
   SB__SPOOL_FORGET, /* stream sid and its chunks go (delivered, upstream closed) */
   SB__SPOOL_READ,   /* committed chunks of sid from off (window: from the oldest
                        chunk whose mark is >= 0 instead), at most limit bytes */
-  SB__SPOOL_NAME    /* props (a stream name) was sent to the upstream: remembered */
+  SB__SPOOL_NAME    /* props (stream names, one a line) were sent to the upstream:
+                       remembered (seq: how many) */
 } sb__spool_op_t;
 
 typedef struct sb__spool_job_s sb__spool_job_t;

@@ -588,7 +588,10 @@ static void up_maybe_live(sb__upstream_t* up) {
 struct sb__names_s {
   char** slot;
   size_t cap, n;
-  int loaded; /* the spool's names were taken */
+  int loaded;        /* the spool's names were taken */
+  sb__buf_t unsaved; /* names to record, each after a '\n' (a name has none) */
+  int saving;        /* a job records names now: the others wait for it, so that a
+                        burst of new streams costs one commit, not one each */
 };
 
 static uint64_t names_hash(const char* s) {
@@ -611,14 +614,45 @@ static int names_has(struct sb__names_s* set, const char* name) {
 
 static void names_insert(sb__broker_t* b, const char* name, int record);
 
+static void names_save(sb__broker_t* b);
+
 static void on_name_recorded(sb__spool_job_t* j) {
+  sb__broker_t* b = j->data;
   if (j->status != 0)
     SB_LOG_W("spool",
-             "cannot record the stream name \"%s\" as sent upstream: %s; a service "
-             "started again may send it again (the upstream's refusal moves it on)",
-             j->props, sb_strerror(j->status));
+             "cannot record %zu stream names as sent upstream: %s; a service started "
+             "again may send them again (the upstream's refusal moves them on)",
+             (size_t)j->seq, sb_strerror(j->status));
   free(j->props);
   free(j);
+  /* Stopping, names are handed over at once (the spool runs what was queued before
+   * it closes, and nothing after). */
+  if (b->sent_names != NULL && !b->stopping) {
+    b->sent_names->saving = 0;
+    names_save(b);
+  }
+}
+
+/* Hands the names not recorded yet to the spool, in one job, unless one is out (but
+ * at once while the service stops). */
+static void names_save(sb__broker_t* b) {
+  struct sb__names_s* set = b->sent_names;
+  sb__spool_job_t* j;
+  size_t i, n = 0;
+  if ((set->saving && !b->stopping) || set->unsaved.len == 0 || b->spool == NULL)
+    return;
+  for (i = 0; i < set->unsaved.len; i++)
+    n += set->unsaved.data[i] == '\n';
+  sb__buf_putc(&set->unsaved, '\0');
+  j = sb__xcalloc(1, sizeof(*j));
+  j->op = SB__SPOOL_NAME;
+  j->props = sb__xstrdup(set->unsaved.data + 1); /* past the first '\n' */
+  j->seq = n;
+  j->data = b;
+  j->done = on_name_recorded;
+  set->unsaved.len = 0;
+  set->saving = 1;
+  sb__spool_submit(b->spool, j);
 }
 
 /* The set, with the names of earlier runs in it from the first use on. */
@@ -680,11 +714,9 @@ static void names_insert(sb__broker_t* b, const char* name, int record) {
     set->n++;
   }
   if (record && b->spool != NULL) {
-    sb__spool_job_t* j = sb__xcalloc(1, sizeof(*j));
-    j->op = SB__SPOOL_NAME;
-    j->props = sb__xstrdup(name);
-    j->done = on_name_recorded;
-    sb__spool_submit(b->spool, j);
+    sb__buf_putc(&set->unsaved, '\n');
+    sb__buf_append(&set->unsaved, name, strlen(name));
+    names_save(b);
   }
 }
 
@@ -696,6 +728,7 @@ static void names_add(sb__broker_t* b, const char* name) {
 void sb__upstream_names_free(struct sb__broker_s* b) {
   if (b->sent_names) {
     names_clear(b->sent_names);
+    sb__buf_free(&b->sent_names->unsaved);
     free(b->sent_names);
     b->sent_names = NULL;
   }
@@ -871,6 +904,13 @@ static void up_retry_given_up(sb__upstream_t* up, const char* why) {
 
 static void on_given_up_timer(uv_timer_t* t) {
   up_retry_given_up(t->data, "its retry timer");
+}
+
+static void up_retry_all_given_up(sb__broker_t* b) {
+  sb__stream_t* s;
+  for (s = b->streams; s; s = s->next)
+    if (s->sink != NULL && up_of(s->sink)->given_up)
+      up_retry_given_up(up_of(s->sink), "the upstream is back");
 }
 
 int sb__upstream_retry(sb__sink_t* sink) {
@@ -1695,6 +1735,12 @@ static void up_dial(sb__upstream_t* up) {
     up->conn_read_known = 0;
     up->conn_at = uv_now(b->loop);
     up->conn_epoch = b->upstream_epoch;
+    if (b->given_up_epoch != b->upstream_epoch) {
+      /* The upstream was seen gone and now takes a connection: it is new (restarted,
+       * replaced), and the streams it refused before are worth a try at once. */
+      b->given_up_epoch = b->upstream_epoch;
+      up_retry_all_given_up(b);
+    }
 #ifndef _WIN32
     uv_read_start((uv_stream_t*)&up->pipe, on_up_alloc, on_up_read);
 #endif
