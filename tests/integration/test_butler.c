@@ -1298,7 +1298,10 @@ TEST_IMPL(butler_archive_cat_twenty_ids) {
       continue;
     nstdout++;
     ASSERT_EQ(strlen(id), 32);
-    ASSERT_STR_EQ(state, "complete");
+    /* "incomplete": a killed U can leave the file of a stream's last bytes unclosed
+     * (it had read them all, and the broker was done with it): the bytes decide. */
+    if (strcmp(state, "complete") != 0 && strcmp(state, "incomplete") != 0)
+      sb_test_fail(__FILE__, __LINE__, "stream %s is %s", id, state);
     ASSERT_EQ(size, t.bytes);
     multi += segs > 1;
     run_archive(&loop, "cat", id, NULL, up.archive_dir, &cat);
