@@ -438,11 +438,11 @@ static void load_resume(sb__spool_t* sp, sb__spool_resume_t** out, size_t* n) {
  */
 static void load_names(sb__spool_t* sp) {
   sqlite3_stmt* st = NULL;
-  static const char* const trim[] = {
-      "DELETE FROM sent_names WHERE sent < ?2",
+  static const char by_count[] =
       "DELETE FROM sent_names WHERE upstream = ?1 AND sent < (SELECT sent FROM "
-      "sent_names WHERE upstream = ?1 ORDER BY sent DESC LIMIT 1 OFFSET ?3)",
-      "SELECT name FROM sent_names WHERE upstream = ?1"};
+      "sent_names WHERE upstream = ?1 ORDER BY sent DESC LIMIT 1 OFFSET ?3)";
+  static const char* const trim[] = {"DELETE FROM sent_names WHERE sent < ?2", by_count,
+                                     "SELECT name FROM sent_names WHERE upstream = ?1"};
   size_t i, cap = 0;
   int r = SQLITE_OK;
   if (sp->upstream == NULL)
