@@ -207,6 +207,31 @@ static cJSON* streams_reply(sb__broker_t* b) {
   return r;
 }
 
+/* sbctl retry [NAME]: the given-up streams (of that name, if given) are tried again
+ * now. The reply says how many. */
+static cJSON* retry_reply(sb__broker_t* b, const cJSON* req) {
+  const cJSON* name = cJSON_GetObjectItemCaseSensitive(req, "name");
+  cJSON* r = cJSON_CreateObject();
+  sb__stream_t* s;
+  unsigned n = 0;
+  if (name != NULL && !cJSON_IsString(name)) {
+    cJSON_AddStringToObject(r, "error", "retry: \"name\" must be a string");
+    return r;
+  }
+  if (b->cfg.upstream == NULL) {
+    cJSON_AddStringToObject(r, "error", "retry: no upstream (archive mode)");
+    return r;
+  }
+  for (s = b->streams; s; s = s->next)
+    if (s->handshaken && s->sink != NULL &&
+        (name == NULL || strcmp(s->props.name, name->valuestring) == 0))
+      n += (unsigned)sb__upstream_retry(s->sink);
+  SB_LOG_I("admin", "retry%s%s: %u given-up streams tried again", name ? " " : "",
+           name ? name->valuestring : "", n);
+  cJSON_AddNumberToObject(r, "retried", n);
+  return r;
+}
+
 /* Answers the request in c->request (one line, or all of it at EOF). */
 static void answer(sb__admin_conn_t* c) {
   cJSON* req =
@@ -220,6 +245,8 @@ static void answer(sb__admin_conn_t* c) {
     reply = status_reply(c->broker);
   } else if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, "streams") == 0) {
     reply = streams_reply(c->broker);
+  } else if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, "retry") == 0) {
+    reply = retry_reply(c->broker, req);
   } else {
     reply = cJSON_CreateObject();
     cJSON_AddStringToObject(reply, "error",

@@ -338,6 +338,8 @@ typedef struct sb__broker_s {
                               dial, its pipe appearing): a connection that ended at
                               once in another epoch than its dial's was an outage, not
                               a refusal (upstream.c) */
+  uint64_t given_up_epoch; /* the epoch given-up streams were last tried again in: a
+                              connection in a newer one tries them all (upstream.c) */
   sb__archive_state_t* archive; /* archive.c; NULL in forward mode */
   const char* role;  /* how this process runs, for the data_dir lock ("in a console",
                         "as the service StreamBroker"); set before sb__broker_start */

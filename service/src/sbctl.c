@@ -4,6 +4,9 @@
  *   sbctl [--admin ADDR] [--json] status     the service, its upstream, counters
  *   sbctl [--admin ADDR] [--json] streams    open streams, client pid, bytes, and
  *                                            where each goes (file or upstream)
+ *   sbctl archive ls|cat ...                 reads an archive (sbctl_archive.c)
+ *   sbctl [--admin ADDR] retry [NAME]        tries the given-up streams (of NAME)
+ *                                            again now
  *   sbctl [--admin ADDR] [--from FILE] metrics   the status in the Prometheus text
  *                                            format, for textfile collectors
  *
@@ -20,9 +23,13 @@
 
 #include "internal.h"
 #include "tools.h"
+#include "sbctl_archive.h"
 
 static const char usage[] =
     "usage: sbctl [--admin ADDR] [--json] status|streams\n"
+    "       sbctl [--admin ADDR] retry [NAME]\n"
+    "       sbctl archive ls [--dir ARCHIVE]\n"
+    "       sbctl archive cat NAME|ID [--dir ARCHIVE] [--raw]\n"
     "       sbctl [--admin ADDR] [--from FILE] metrics\n"
     "ADDR is the service's admin_pipe (default: this platform's). metrics prints the\n"
     "status in the Prometheus text format (for node_exporter's or windows_exporter's\n"
@@ -610,15 +617,37 @@ static int read_from(const char* path, sb__buf_t* reply) {
   return 0;
 }
 
+/* The retry request, its name (if any) escaped as JSON; freed by the caller. */
+static char* retry_request_new(const char* name) {
+  cJSON* o = cJSON_CreateObject();
+  char *text, *out;
+  cJSON_AddStringToObject(o, "command", "retry");
+  if (name != NULL)
+    cJSON_AddStringToObject(o, "name", name);
+  text = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (text == NULL)
+    abort();
+  out = sb__xmalloc(strlen(text) + 2);
+  strcpy(out, text);
+  strcat(out, "\n");
+  cJSON_free(text);
+  return out;
+}
+
 int main(int argc, char** argv) {
   const char* address = NULL;
   const char* command = NULL;
   const char* from = NULL;
   int json = 0, i, status = 1;
+  const char* retry_name = NULL;
   char path[1024], request[64];
+  char* retry_request = NULL;
   sbctl_t c;
   cJSON* reply;
 
+  if (argc > 1 && strcmp(argv[1], "archive") == 0)
+    return sb__sbctl_archive(argc - 2, argv + 2);
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--json") == 0) {
       json = 1;
@@ -633,6 +662,10 @@ int main(int argc, char** argv) {
                (strcmp(argv[i], "status") == 0 || strcmp(argv[i], "streams") == 0 ||
                 strcmp(argv[i], "metrics") == 0)) {
       command = argv[i];
+    } else if (command == NULL && strcmp(argv[i], "retry") == 0) {
+      command = argv[i];
+      if (i + 1 < argc && argv[i + 1][0] != '-')
+        retry_name = argv[++i];
     } else {
       fprintf(stderr, "sbctl: unknown argument: %s\n%s", argv[i], usage);
       return 2;
@@ -662,6 +695,8 @@ int main(int argc, char** argv) {
   snprintf(request, sizeof(request), "{\"command\":\"%s\"}\n",
            strcmp(command, "metrics") == 0 ? "status" : command);
   c.request = request;
+  if (strcmp(command, "retry") == 0)
+    c.request = retry_request = retry_request_new(retry_name);
   uv_pipe_init(uv_default_loop(), &c.pipe, 0);
   c.pipe.data = &c;
   c.connect.data = &c;
@@ -701,11 +736,14 @@ parse:
       fputs(c.reply.data, stdout);
     else if (strcmp(command, "status") == 0)
       print_status(reply);
+    else if (strcmp(command, "retry") == 0)
+      printf("%.0f given-up streams tried again\n", num(reply, "retried"));
     else
       print_streams(reply);
     status = 0;
   }
   cJSON_Delete(reply);
   sb__buf_free(&c.reply);
+  free(retry_request);
   return status;
 }

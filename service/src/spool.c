@@ -11,6 +11,11 @@
  *     indexed; mark is where a resend may start (-1: inside a datagram); crc is the
  *     CRC-32C of data, checked on every read (NULL for chunks of a version 1 spool,
  *     which is upgraded in place).
+ *   sent_names(upstream, name, sent)
+ *     every stream name sent to an upstream (by its address) and when (Unix ms), so
+ *     that a service started again goes on with names that upstream has not seen.
+ *     Added to any version 2 spool at open; rows older than SB__NAMES_AGE_MS, and past
+ *     the newest SB__NAMES_KEEP of an upstream, go at open.
  * A chunk is deleted when its stream is forgotten (delivered and closed upstream),
  * when it falls out of the replay window behind the cursor, by the size cap, or when
  * its checksum fails (it is never forwarded).
@@ -42,6 +47,10 @@
 #define SB__SPOOL_APP_ID 0x53425350 /* "SBSP" */
 #define SB__BATCH_JOBS 1024
 #define SB__BATCH_BYTES (8u * 1024u * 1024u)
+/* Names sent upstream are remembered a week (a butler lives as long as its build),
+ * and at most this many per upstream. */
+#define SB__NAMES_AGE_MS (7ll * 24 * 3600 * 1000)
+#define SB__NAMES_KEEP 1000000
 
 enum {
   ST_BEGIN,
@@ -64,6 +73,7 @@ enum {
   ST_RELEASE,
   ST_ROLLBACK_TO,
   ST_FREELIST,
+  ST_NAME,
   ST_COUNT
 };
 
@@ -105,6 +115,8 @@ static const char* const sb__sql[ST_COUNT] = {
     [ST_UNSENT] = "SELECT (SELECT created FROM chunks WHERE sid = s.id AND end_off > "
                   "s.acked ORDER BY end_off LIMIT 1) AS t FROM streams s "
                   "WHERE t IS NOT NULL ORDER BY t LIMIT 1",
+    [ST_NAME] = "INSERT OR REPLACE INTO sent_names(upstream, name, sent) "
+                "VALUES (?1, ?2, ?3)",
     [ST_SAVEPOINT] = "SAVEPOINT job",
     [ST_RELEASE] = "RELEASE job",
     [ST_ROLLBACK_TO] = "ROLLBACK TO job",
@@ -155,6 +167,9 @@ struct sb__spool_s {
   char* data_dir;
   sb__spool_pending_t* pending; /* worker */
   size_t npending, pending_cap;
+  char* upstream; /* cfg's upstream (NULL: archive mode): sent_names' key */
+  char** names;   /* the names sent to it before, loaded at open, until taken */
+  size_t nnames;
 };
 
 static int64_t now_ms(void) {
@@ -230,6 +245,13 @@ static const char schema_sql[] =
     " off INTEGER NOT NULL, end_off INTEGER NOT NULL, mark INTEGER NOT NULL,"
     " created INTEGER NOT NULL, data BLOB NOT NULL, crc INTEGER);"
     "CREATE UNIQUE INDEX IF NOT EXISTS chunks_stream ON chunks(sid, end_off);";
+
+/* Made in every spool at open, old ones too: a spool without it is still version 2. */
+static const char names_sql[] =
+    "CREATE TABLE IF NOT EXISTS sent_names("
+    " upstream TEXT NOT NULL, name TEXT NOT NULL, sent INTEGER NOT NULL,"
+    " PRIMARY KEY(upstream, name)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS sent_names_age ON sent_names(upstream, sent);";
 
 /* Whether an SQLite error proves the file damaged or foreign, as opposed to one that
  * says it cannot be read or written now (full disk, I/O error, locked, no memory):
@@ -349,6 +371,8 @@ static int db_open(sb__spool_t* sp, int synchronous, char* why, size_t why_size)
       if ((r = exec(sp, setup[i])) != SQLITE_OK)
         return open_failed(r, why, why_size, "cannot set up its schema", db_err(sp));
   }
+  if ((r = exec(sp, names_sql)) != SQLITE_OK)
+    return open_failed(r, why, why_size, "cannot add its table of names", db_err(sp));
   {
     /* Connection settings: nothing is written. secure_delete=FAST: a deleted chunk's
      * pages go to the free list without being overwritten with zeros (Debian builds
@@ -405,6 +429,55 @@ static void load_resume(sb__spool_t* sp, sb__spool_resume_t** out, size_t* n) {
       r->end = r->acked;
   }
   sqlite3_finalize(st);
+}
+
+/*
+ * Trims the names sent to this upstream (by age, then to the newest SB__NAMES_KEEP)
+ * and loads the rest. A failure leaves the names unknown: the service then starts from
+ * each stream's own name, and a butler's refusals move it on, as before.
+ */
+static void load_names(sb__spool_t* sp) {
+  sqlite3_stmt* st = NULL;
+  static const char by_count[] =
+      "DELETE FROM sent_names WHERE upstream = ?1 AND sent < (SELECT sent FROM "
+      "sent_names WHERE upstream = ?1 ORDER BY sent DESC LIMIT 1 OFFSET ?3)";
+  static const char* const trim[] = {"DELETE FROM sent_names WHERE sent < ?2", by_count,
+                                     "SELECT name FROM sent_names WHERE upstream = ?1"};
+  size_t i, cap = 0;
+  int r = SQLITE_OK;
+  if (sp->upstream == NULL)
+    return;
+  for (i = 0; i < 3 && r == SQLITE_OK; i++) {
+    if ((r = sqlite3_prepare_v2(sp->db, trim[i], -1, &st, NULL)) != SQLITE_OK)
+      break;
+    sqlite3_bind_text(st, 1, sp->upstream, -1, SQLITE_STATIC);
+    if (i == 0)
+      sqlite3_bind_int64(st, 2, now_ms() - SB__NAMES_AGE_MS);
+    if (i == 1)
+      sqlite3_bind_int64(st, 3, SB__NAMES_KEEP);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+      if (sp->nnames == cap) {
+        cap = cap ? cap * 2 : 64;
+        sp->names = sb__xrealloc(sp->names, cap * sizeof(char*));
+      }
+      sp->names[sp->nnames++] = sb__xstrdup((const char*)sqlite3_column_text(st, 0));
+    }
+    r = r == SQLITE_DONE ? SQLITE_OK : r;
+    sqlite3_finalize(st);
+    st = NULL;
+  }
+  if (r != SQLITE_OK)
+    SB_LOG_W("spool",
+             "%s: cannot read the names sent to %s before: %s; streams start from "
+             "their own names",
+             sp->path, sp->upstream, db_err(sp));
+}
+
+void sb__spool_names_take(sb__spool_t* sp, char*** names, size_t* n) {
+  *names = sp->names;
+  *n = sp->nnames;
+  sp->names = NULL;
+  sp->nnames = 0;
 }
 
 void sb__spool_resume_free(sb__spool_resume_t* r, size_t n) {
@@ -573,6 +646,24 @@ static int run_write(sb__spool_t* sp, sb__spool_job_t* j, int64_t now) {
     sqlite3_bind_int64(st, 1, j->sid);
     r = step_done(st);
     break;
+  case SB__SPOOL_NAME: {
+    /* props: the names, one a line. */
+    const char* p = j->props;
+    if (sp->upstream == NULL)
+      break;
+    st = sp->st[ST_NAME];
+    while (r == SQLITE_OK && *p != '\0') {
+      const char* nl = strchr(p, '\n');
+      size_t len = nl ? (size_t)(nl - p) : strlen(p);
+      sqlite3_bind_text(st, 1, sp->upstream, -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 2, p, (int)len, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 3, now);
+      r = step_done(st);
+      sqlite3_clear_bindings(st);
+      p += len + (nl != NULL);
+    }
+    break;
+  }
   case SB__SPOOL_READ:
     break;
   }
@@ -1147,6 +1238,8 @@ int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
   sp->stats.chunks = sp->chunks;
   update_unsent(sp, now_ms(), &sp->stats);
   load_resume(sp, resume, nresume);
+  sp->upstream = cfg->upstream ? sb__xstrdup(cfg->upstream) : NULL;
+  load_names(sp);
   /* The reserve is made by the worker within a second (writing it here would hold up
    * the start by as long as the disk takes to write and flush it). */
   SB_LOG_I("spool",
@@ -1193,6 +1286,13 @@ void sb__spool_close(sb__spool_t* sp) {
   free(sp->reserve_path);
   free(sp->data_dir);
   free(sp->pending);
+  free(sp->upstream);
+  {
+    size_t i;
+    for (i = 0; i < sp->nnames; i++)
+      free(sp->names[i]);
+    free(sp->names);
+  }
   sp->async.data = sp;
   uv_close((uv_handle_t*)&sp->async, on_async_closed);
 }

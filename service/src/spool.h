@@ -27,8 +27,10 @@ typedef enum {
   SB__SPOOL_ACK,    /* cursor of sid := off; chunks ending at or before trim go (but
                        the last resend point at or before trim, unless exact) */
   SB__SPOOL_FORGET, /* stream sid and its chunks go (delivered, upstream closed) */
-  SB__SPOOL_READ    /* committed chunks of sid from off (window: from the oldest
+  SB__SPOOL_READ,   /* committed chunks of sid from off (window: from the oldest
                        chunk whose mark is >= 0 instead), at most limit bytes */
+  SB__SPOOL_NAME    /* props (stream names, one a line) were sent to the upstream:
+                       remembered (seq: how many) */
 } sb__spool_op_t;
 
 typedef struct sb__spool_job_s sb__spool_job_t;
@@ -92,6 +94,10 @@ typedef struct {
 int sb__spool_open(sb__spool_t** out, uv_loop_t* loop, const sb__config_t* cfg,
                    sb__spool_resume_t** resume, size_t* nresume);
 void sb__spool_resume_free(sb__spool_resume_t* r, size_t n);
+/* The names sent to the configured upstream by earlier runs (loaded at open): the
+ * caller takes the array and its strings (free each, then the array); a second call
+ * gives none. Loop thread. */
+void sb__spool_names_take(sb__spool_t* sp, char*** names, size_t* n);
 /* The next free stream id. */
 int64_t sb__spool_new_sid(sb__spool_t* sp);
 /* Queues a job; its done runs on the loop thread later (never inside this call). */

@@ -224,10 +224,35 @@ static void stream_data(sb__stream_t* s, const char* data, size_t len) {
   }
 }
 
+/*
+ * Tags the stream with an id of its own, streambroker.stream (128 random bits, hex),
+ * unless a broker in front of this one did: every segment it is sent or archived as
+ * carries it, so the segments of one client stream can be told from those of another
+ * stream of the same name.
+ */
+static void stream_tag_id(sb__stream_t* s) {
+  unsigned char rnd[16];
+  char hex[33];
+  int i, r;
+  if (sb__props_get_tag(&s->props, "streambroker.stream") != NULL)
+    return;
+  if ((r = uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL)) != 0) {
+    SB_LOG_E("stream", "stream %llu: uv_random: %s; the stream has no id tag",
+             (unsigned long long)s->id, uv_strerror(r));
+    return;
+  }
+  for (i = 0; i < 16; i++)
+    snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+  if ((r = sb__props_set_tag(&s->props, "streambroker.stream", hex)) != 0)
+    SB_LOG_W("stream", "stream %llu \"%s\": cannot tag it with its id: %s",
+             (unsigned long long)s->id, s->props.name, sb_strerror(r));
+}
+
 static void handshake_done(sb__stream_t* s) {
   sb__broker_t* b = s->broker;
   char ctype[SB__LOG_TEXT_SIZE];
   hs_leave(s);
+  stream_tag_id(s);
   s->handshaken = 1;
   uv_timer_stop(&s->deadline);
   sb__dgram_init(&s->dgram, b->cfg.max_datagram_size);

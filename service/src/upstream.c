@@ -37,11 +37,14 @@
  * (N = 2, 3, ...) with the tag streambroker.name holding the original. A connection
  * that the upstream closes within SB__REFUSAL_MS of the dial is a refusal, unless the
  * upstream was seen gone or new meanwhile (a dial failed, or its pipe appeared again:
- * an outage), or the dial after it fails: the stream is
+ * an outage), or the dial after it fails, or the upstream read part of the stream's
+ * data on it (a break, resumed from the window: see up_conn_read_part): the stream is
  * reopened under the next name, at once the first time and with exponential backoff
  * after that; after upstream_max_refusals refusals in a row it is given up
- * (its client closed, its data left in the spool until the next start), logged,
- * counted and listed.
+ * (its client closed, its data left in the spool), logged, counted and listed. A
+ * given-up stream is tried again on a slow backoff of its own (SB__GIVEN_UP_MIN_MS
+ * doubling to SB__GIVEN_UP_MAX_MS), at once when the upstream appears again, or when
+ * sbctl retry asks: each try gets upstream_max_refusals refusals again.
  *
  * Holes. A chunk that is missing from the spool (dropped at the cap, or deleted
  * because its checksum failed) is never skipped over silently: the stream is reopened
@@ -76,6 +79,17 @@
 /* A live stream whose connection holds more than the high watermark this long turns
  * to the spool (its client was paused meanwhile: a moment, not an outage). */
 #define SB__LIVE_STALL_MS 500
+/* A given-up stream is tried again after this, doubling at each round up to the cap. */
+#define SB__GIVEN_UP_MIN_MS (60u * 1000u)
+#define SB__GIVEN_UP_MAX_MS (3600u * 1000u)
+/* An upstream that refuses a name reads the handshake, and with it at most one read
+ * of what follows (a butler's or our test butler's buffer: 64 KiB): having read more
+ * than this past the handshake, it took the stream and broke. Where the platform
+ * cannot tell what the upstream read (Windows), only what was written is known, and
+ * the pipe's buffer may hold another 64 KiB of it unread, with slack: SB__WRITTEN_PART.
+ */
+#define SB__READ_PART (64u * 1024u)
+#define SB__WRITTEN_PART (160u * 1024u)
 /* Dials that find the upstream busy before that is worth a warning. */
 #define SB__BUSY_QUIET 3
 /* A spill joins small chunks up to this size: one spool row each. */
@@ -94,7 +108,14 @@ typedef struct sb__upstream_s {
   unsigned refusals;     /* refusals in a row */
   unsigned name_n;       /* suffix of the name in use: 0 for the original */
   char* up_name;         /* the name the stream goes upstream under now */
-  int given_up;          /* refused too often: no more dials until the next start */
+  int given_up;          /* refused too often: no dials until its retry timer, the
+                            upstream appearing, or sbctl retry */
+  unsigned given_up_rounds; /* times given up: the retry backoff's step */
+  uint64_t conn_written;    /* bytes of the current connection whose write completed,
+                               handshake included */
+  uint64_t conn_hs;         /* its handshake's length */
+  uint64_t conn_read;       /* the most the upstream was seen to have read of it */
+  int conn_read_known;      /* the platform told what the upstream left unread */
   int hole;              /* bytes before send_off never went upstream: the next chunk
                             needs a reopen (tagged) first */
   uint64_t corrupt;      /* bytes lost to checksum failures, not yet counted in a gap */
@@ -189,6 +210,17 @@ static void on_retry(uv_timer_t* t);
 static void on_linger(uv_timer_t* t);
 static void up_maybe_done(sb__upstream_t* up);
 static void up_end_read(sb__upstream_t* up);
+static void on_given_up_timer(uv_timer_t* t);
+static int up_conn_read_part(sb__upstream_t* up);
+
+/* The delay before a given-up stream is tried again: doubling at each round. */
+static uint64_t up_given_up_delay(sb__upstream_t* up) {
+  uint64_t d = SB__GIVEN_UP_MIN_MS;
+  unsigned i;
+  for (i = 0; i < up->given_up_rounds && d < SB__GIVEN_UP_MAX_MS; i++)
+    d *= 2;
+  return d < SB__GIVEN_UP_MAX_MS ? d : SB__GIVEN_UP_MAX_MS;
+}
 
 static sb__spool_job_t* job_new(sb__upstream_t* up, sb__spool_op_t op,
                                 void (*done)(sb__spool_job_t*)) {
@@ -549,11 +581,17 @@ static void up_maybe_live(sb__upstream_t* up) {
 
 /* ---- names sent upstream ---- */
 
-/* The set of names this service has sent upstream since it started (loop thread):
- * open addressing, FNV-1a, grown at 3/4 full, emptied at SB__NAMES_MAX. */
+/* The set of names sent to the upstream, by this run and (from the spool's table
+ * sent_names) by earlier runs, so that a service restarted under a butler that lives on
+ * goes on with names it has not seen (loop thread): open addressing, FNV-1a, grown at
+ * 3/4 full, emptied at SB__NAMES_MAX. Each name added is also written to the spool. */
 struct sb__names_s {
   char** slot;
   size_t cap, n;
+  int loaded;        /* the spool's names were taken */
+  sb__buf_t unsaved; /* names to record, each after a '\n' (a name has none) */
+  int saving;        /* a job records names now: the others wait for it, so that a
+                        burst of new streams costs one commit, not one each */
 };
 
 static uint64_t names_hash(const char* s) {
@@ -574,6 +612,73 @@ static int names_has(struct sb__names_s* set, const char* name) {
   return set && set->cap && *names_find(set, name) != NULL;
 }
 
+static void names_insert(sb__broker_t* b, const char* name, int record);
+
+static void names_save(sb__broker_t* b);
+
+static void on_name_recorded(sb__spool_job_t* j) {
+  sb__broker_t* b = j->data;
+  if (j->status != 0)
+    SB_LOG_W("spool",
+             "cannot record %zu stream names as sent upstream: %s; a service started "
+             "again may send them again (the upstream's refusal moves them on)",
+             (size_t)j->seq, sb_strerror(j->status));
+  free(j->props);
+  free(j);
+  /* Stopping, names are handed over at once (the spool runs what was queued before
+   * it closes, and nothing after). */
+  if (b->sent_names != NULL && !b->stopping) {
+    b->sent_names->saving = 0;
+    names_save(b);
+  }
+}
+
+/* Hands the names not recorded yet to the spool, in one job, unless one is out (but
+ * at once while the service stops). */
+static void names_save(sb__broker_t* b) {
+  struct sb__names_s* set = b->sent_names;
+  sb__spool_job_t* j;
+  size_t i, n = 0;
+  if ((set->saving && !b->stopping) || set->unsaved.len == 0 || b->spool == NULL)
+    return;
+  for (i = 0; i < set->unsaved.len; i++)
+    n += set->unsaved.data[i] == '\n';
+  sb__buf_putc(&set->unsaved, '\0');
+  j = sb__xcalloc(1, sizeof(*j));
+  j->op = SB__SPOOL_NAME;
+  j->props = sb__xstrdup(set->unsaved.data + 1); /* past the first '\n' */
+  j->seq = n;
+  j->data = b;
+  j->done = on_name_recorded;
+  set->unsaved.len = 0;
+  set->saving = 1;
+  sb__spool_submit(b->spool, j);
+}
+
+/* The set, with the names of earlier runs in it from the first use on. */
+static struct sb__names_s* names_get(sb__broker_t* b) {
+  struct sb__names_s* set = b->sent_names;
+  if (set == NULL)
+    set = b->sent_names = sb__xcalloc(1, sizeof(*set));
+  if (!set->loaded && b->spool != NULL) {
+    char** names;
+    size_t n, i;
+    set->loaded = 1;
+    sb__spool_names_take(b->spool, &names, &n);
+    for (i = 0; i < n; i++) {
+      names_insert(b, names[i], 0);
+      free(names[i]);
+    }
+    free(names);
+    if (n > 0)
+      SB_LOG_I("upstream",
+               "%zu stream names sent to %s before: streams go on with names it has "
+               "not seen",
+               n, b->cfg.upstream);
+  }
+  return set;
+}
+
 static void names_clear(struct sb__names_s* set) {
   size_t i;
   for (i = 0; i < set->cap; i++)
@@ -583,11 +688,9 @@ static void names_clear(struct sb__names_s* set) {
   set->cap = set->n = 0;
 }
 
-static void names_add(sb__broker_t* b, const char* name) {
+static void names_insert(sb__broker_t* b, const char* name, int record) {
   struct sb__names_s* set = b->sent_names;
   char** at;
-  if (set == NULL)
-    set = b->sent_names = sb__xcalloc(1, sizeof(*set));
   if (set->n >= SB__NAMES_MAX) {
     SB_LOG_I("upstream", "forgetting the %zu stream names sent upstream so far",
              set->n);
@@ -610,11 +713,22 @@ static void names_add(sb__broker_t* b, const char* name) {
     *at = sb__xstrdup(name);
     set->n++;
   }
+  if (record && b->spool != NULL) {
+    sb__buf_putc(&set->unsaved, '\n');
+    sb__buf_append(&set->unsaved, name, strlen(name));
+    names_save(b);
+  }
+}
+
+static void names_add(sb__broker_t* b, const char* name) {
+  names_get(b);
+  names_insert(b, name, 1);
 }
 
 void sb__upstream_names_free(struct sb__broker_s* b) {
   if (b->sent_names) {
     names_clear(b->sent_names);
+    sb__buf_free(&b->sent_names->unsaved);
     free(b->sent_names);
     b->sent_names = NULL;
   }
@@ -641,7 +755,7 @@ static char* name_with_suffix(const char* name, unsigned n) {
 static void up_pick_name(sb__upstream_t* up) {
   const char* orig = up_name(up);
   char* name = NULL;
-  if (up->up_name == NULL && !names_has(up->b->sent_names, orig)) {
+  if (up->up_name == NULL && !names_has(names_get(up->b), orig)) {
     name = sb__xstrdup(orig);
   } else {
     unsigned n = up->name_n < 2 ? 2 : up->name_n + 1;
@@ -757,8 +871,10 @@ static void on_conn_closed(uv_handle_t* h) {
     uv_timer_start(&up->timer, on_linger, up->b->cfg.upstream_end_linger_ms, 0);
     return;
   }
-  if (up->given_up)
+  if (up->given_up) {
+    uv_timer_start(&up->timer, on_given_up_timer, up_given_up_delay(up), 0);
     return;
+  }
   /* Reopen: at once after a gap or a first refusal (the next name is free), after
    * growing backoff when refusals go on, else after the first backoff step. */
   if (up->gap) {
@@ -770,6 +886,39 @@ static void on_conn_closed(uv_handle_t* h) {
     up->attempt = 0;
   }
   uv_timer_start(&up->timer, on_retry, delay, 0);
+}
+
+/* Tries a given-up stream again now, with upstream_max_refusals refusals to go. */
+static void up_retry_given_up(sb__upstream_t* up, const char* why) {
+  if (!up->given_up || up->closing)
+    return;
+  SB_LOG_I("upstream", "stream %llu \"%s\": given up before; trying it again (%s)",
+           up_id(up), up_name(up), why);
+  uv_timer_stop(&up->timer);
+  up->given_up = 0;
+  up->given_up_rounds++;
+  up->refusals = 0;
+  up->attempt = 0;
+  up_dial(up);
+}
+
+static void on_given_up_timer(uv_timer_t* t) {
+  up_retry_given_up(t->data, "its retry timer");
+}
+
+static void up_retry_all_given_up(sb__broker_t* b) {
+  sb__stream_t* s;
+  for (s = b->streams; s; s = s->next)
+    if (s->sink != NULL && up_of(s->sink)->given_up)
+      up_retry_given_up(up_of(s->sink), "the upstream is back");
+}
+
+int sb__upstream_retry(sb__sink_t* sink) {
+  sb__upstream_t* up = up_of(sink);
+  if (!up->given_up || up->closing)
+    return 0;
+  up_retry_given_up(up, "sbctl retry");
+  return 1;
 }
 
 /* Ends the current connection (its pending writes are cancelled). */
@@ -796,18 +945,26 @@ static void up_broken(sb__upstream_t* up, int err) {
   up_spill(up, 1);
   up->reopen = 1;
   if (uv_now(b->loop) - up->conn_at < SB__REFUSAL_MS &&
-      up->conn_epoch == b->upstream_epoch) {
+      up->conn_epoch == b->upstream_epoch && !up_conn_read_part(up)) {
     up->refusals++;
     b->counters.upstream_refusals++;
     if (up->refusals >= b->cfg.upstream_max_refusals) {
+      /* What the next connection resends: the replay window, from the spool. */
+      uint64_t w = b->cfg.replay_window, from = up->acked > w ? up->acked - w : 0;
+      uint64_t end = up_end(up);
+      if (from > end)
+        from = end;
       up->given_up = 1;
       b->counters.streams_given_up++;
       SB_LOG_E("upstream",
                "stream %llu \"%s\": the upstream refused it %u times in a row (last "
-               "as \"%s\": %s); given up: its client is closed and its data stays "
-               "in the spool (bytes %llu to %llu) until the service starts again",
+               "as \"%s\": %s); given up: its client is closed and it keeps %llu "
+               "bytes in the spool (bytes %llu to %llu, resent from there), tried "
+               "again in %llu s, when the upstream appears again, or at sbctl retry",
                up_id(up), up_name(up), up->refusals, up->up_name, sb_strerror(err),
-               (unsigned long long)up->acked, (unsigned long long)up->committed);
+               (unsigned long long)(end - from), (unsigned long long)from,
+               (unsigned long long)end,
+               (unsigned long long)(up_given_up_delay(up) / 1000));
       up_conn_close(up);
       if (!s->client_eof)
         sb__stream_stop(s);
@@ -816,12 +973,14 @@ static void up_broken(sb__upstream_t* up, int err) {
     b->counters.upstream_reopens++;
     SB_LOG_W("upstream",
              "stream %llu \"%s\": the upstream closed the connection %llu ms after the "
-             "dial (as \"%s\": %s): refused, or gone; reopening it from the replay "
-             "window under the next name (refusal %u of %llu)",
+             "dial (as \"%s\": %s; %llu bytes written, %llu read%s): refused, or "
+             "gone; reopening it from the replay window under the next name "
+             "(refusal %u of %llu)",
              up_id(up), up_name(up),
              (unsigned long long)(uv_now(b->loop) - up->conn_at), up->up_name,
-             sb_strerror(err), up->refusals,
-             (unsigned long long)b->cfg.upstream_max_refusals);
+             sb_strerror(err), (unsigned long long)up->conn_written,
+             (unsigned long long)up->conn_read, up->conn_read_known ? "" : " (unknown)",
+             up->refusals, (unsigned long long)b->cfg.upstream_max_refusals);
   } else {
     up->refusals = 0;
     up->attempt = 0;
@@ -835,6 +994,27 @@ static void up_broken(sb__upstream_t* up, int err) {
   up_conn_close(up);
 }
 
+/* A write of len bytes on the current connection completed: what the upstream has read
+ * of the connection so far is what was written less what it left unread. */
+static void up_conn_track(sb__upstream_t* up, size_t len) {
+  int64_t unread;
+  up->conn_written += len;
+  if (!up->pipe_open || (unread = sb__pipe_unread(&up->pipe)) < 0)
+    return;
+  up->conn_read_known = 1;
+  if ((uint64_t)unread < up->conn_written &&
+      up->conn_written - (uint64_t)unread > up->conn_read)
+    up->conn_read = up->conn_written - (uint64_t)unread;
+}
+
+/* Whether the upstream read part of the stream's data on the current connection, past
+ * what a refusal reads: then its close is a break, not a refusal. */
+static int up_conn_read_part(sb__upstream_t* up) {
+  if (up->conn_read_known)
+    return up->conn_read > up->conn_hs + SB__READ_PART;
+  return up->conn_written > up->conn_hs + SB__WRITTEN_PART;
+}
+
 static void on_write(uv_write_t* req, int status) {
   sb__upstream_write_t* w = (sb__upstream_write_t*)req;
   sb__upstream_t* up = req->data;
@@ -842,6 +1022,8 @@ static void on_write(uv_write_t* req, int status) {
   uint64_t gen = w->gen;
   int drained = 0;
   up->inflight -= len;
+  if (w->gen == up->gen && status == 0)
+    up_conn_track(up, w->buf.len);
   if (w->gen == up->gen && status == 0 && w->chunk) {
     uint64_t end = w->chunk->off + len;
     if (end > up->acked)
@@ -991,6 +1173,7 @@ static void up_handshake(sb__upstream_t* up, int tag, int64_t mark) {
     abort();
   }
   w = sb__xcalloc(1, sizeof(*w) + hs.len);
+  up->conn_hs = hs.len;
   memcpy(w->hs, hs.data, hs.len);
   w->buf = uv_buf_init(w->hs, (unsigned)hs.len);
   sb__buf_free(&hs);
@@ -1632,8 +1815,16 @@ static void up_dial(sb__upstream_t* up) {
     up->attempt = 0;
     up->dial_warned = 0;
     up->connected = 1;
+    up->conn_written = up->conn_hs = up->conn_read = 0;
+    up->conn_read_known = 0;
     up->conn_at = uv_now(b->loop);
     up->conn_epoch = b->upstream_epoch;
+    if (b->given_up_epoch != b->upstream_epoch) {
+      /* The upstream was seen gone and now takes a connection: it is new (restarted,
+       * replaced), and the streams it refused before are worth a try at once. */
+      b->given_up_epoch = b->upstream_epoch;
+      up_retry_all_given_up(b);
+    }
 #ifndef _WIN32
     uv_read_start((uv_stream_t*)&up->pipe, on_up_alloc, on_up_read);
 #endif
@@ -1681,6 +1872,11 @@ static void up_dial(sb__upstream_t* up) {
 
 void sb__upstream_kick(sb__sink_t* sink) {
   sb__upstream_t* up = up_of(sink);
+  if (up->given_up) {
+    /* A new upstream has seen none of its names refused: worth a try at once. */
+    up_retry_given_up(up, "the upstream appeared");
+    return;
+  }
   if (up->closing || up->pipe_open || up->given_up || up->refusals > 0 ||
       up->lingering || !uv_is_active((uv_handle_t*)&up->timer))
     return;

@@ -20,6 +20,8 @@
 sb__sink_t* sb__upstream_sink_create(sb__stream_t* s);
 /* Dials now if the sink waits in backoff (the upstream appeared). */
 void sb__upstream_kick(sb__sink_t* sink);
+/* Tries a given-up stream again now (sbctl retry): 1 if it was given up, else 0. */
+int sb__upstream_retry(sb__sink_t* sink);
 /* Frees the set of names sent upstream (at broker close). */
 void sb__upstream_names_free(struct sb__broker_s* b);
 /* A sink for a stream resumed from the spool (its client is gone). */

@@ -21,6 +21,10 @@
  *
  * Commands on stdin, one a line: "close-ns PREFIX/" (refuse new streams under it),
  * "cut NAME" (close the live connection of stream NAME now, data unread),
+ * "read-close BYTES COUNT" (each of the next COUNT streams accepted stops reading
+ * once BYTES of its data were read and stored, and is closed 100 ms later, as by an
+ * upstream that breaks mid-stream),
+ * "open-ns PREFIX/" (undoes close-ns),
  * "hold-and-die NAME" (the next stream accepted as NAME is read but not stored, as
  * by an upstream that has not written it yet, and at its end of input the process
  * exits at once, as one killed at that moment would, with its connections open),
@@ -28,6 +32,7 @@
  * End of stdin is a quit too, so a test that dies takes this process with it.
  * Events on stdout, one a line, flushed: "ready", "accepted NAME",
  * "refused NAME duplicate", "refused NAME namespace", "ended NAME BYTES", "cut NAME",
+ * "read-closed NAME BYTES", "read-close BYTES COUNT", "opened-ns PREFIX/",
  * "holding NAME" (the command took effect), "dying NAME BYTES" (held bytes, lost),
  * "bad-handshake ERROR", "closed-ns PREFIX/" (the command took effect), and
  * "error TEXT" for a command it cannot carry out.
@@ -53,6 +58,8 @@ typedef struct conn_s {
   char base[1024]; /* DIR/<k> without the extension */
   uint64_t bytes;
   int hold; /* hold-and-die: read, not stored; the process exits at the end */
+  uint64_t close_after; /* read-close: closed once this many bytes were read (0: no) */
+  int close_due;        /* read-close: read all it will, closed at the reaper's turn */
 } conn_t;
 
 static uv_loop_t* loop;
@@ -69,6 +76,9 @@ static size_t nseen, cap_seen;
 static char** closed_ns;
 static size_t nclosed_ns;
 static char* hold_name; /* hold-and-die's NAME, until a stream of it is accepted */
+static uint64_t read_close_bytes; /* read-close BYTES */
+static unsigned read_close_left;  /* read-close COUNT, less the streams it closed */
+static uv_timer_t reaper;         /* closes the read-close connections that are due */
 
 static void die(const char* fmt, ...) {
   va_list ap;
@@ -214,23 +224,43 @@ static void conn_end(conn_t* c, const char* how) {
     write_props(c, 1, strcmp(how, "ended") == 0);
     if (strcmp(how, "cut") == 0)
       event("cut %s", c->props.name);
+    else if (strcmp(how, "read-closed") == 0)
+      event("read-closed %s %llu", c->props.name, (unsigned long long)c->bytes);
     else
       event("ended %s %llu", c->props.name, (unsigned long long)c->bytes);
   }
   uv_close((uv_handle_t*)&c->pipe, on_closed);
 }
 
+static void on_reaper(uv_timer_t* t) {
+  conn_t* c;
+  (void)t;
+  for (c = conns; c; c = c->next)
+    if (c->close_due && !c->closing)
+      conn_end(c, "read-closed");
+}
+
 static void store(conn_t* c, const char* data, size_t len) {
+  int cut = 0;
   if (len == 0)
     return;
+  if (c->close_after > 0 && c->bytes + len >= c->close_after) {
+    len = (size_t)(c->close_after - c->bytes);
+    cut = 1;
+  }
   if (c->hold) {
     c->bytes += len;
     return;
   }
   /* Flushed at once: a killed process leaves on disk all it had read. */
-  if (fwrite(data, 1, len, c->data) != len || fflush(c->data) != 0)
+  if (len > 0 && (fwrite(data, 1, len, c->data) != len || fflush(c->data) != 0))
     die("write %s.data: %s", c->base, strerror(errno));
   c->bytes += len;
+  if (cut) {
+    uv_read_stop((uv_stream_t*)&c->pipe);
+    c->close_due = 1;
+    uv_timer_start(&reaper, on_reaper, 100, 0);
+  }
 }
 
 /* The handshake is complete: accept the stream or refuse it, as the butler would. */
@@ -246,6 +276,10 @@ static int decide(conn_t* c) {
     return 0;
   }
   remember(name);
+  if (read_close_left > 0) {
+    read_close_left--;
+    c->close_after = read_close_bytes;
+  }
   if (hold_name != NULL && strcmp(hold_name, name) == 0) {
     c->hold = 1;
     free(hold_name);
@@ -341,6 +375,8 @@ static void quit(void) {
     conn_end(c, "broken");
   if (!uv_is_closing((uv_handle_t*)&server))
     uv_close((uv_handle_t*)&server, NULL);
+  if (!uv_is_closing((uv_handle_t*)&reaper))
+    uv_close((uv_handle_t*)&reaper, NULL);
   uv_close((uv_handle_t*)&commands, NULL);
 }
 
@@ -351,6 +387,26 @@ static void command(const char* line) {
       die("out of memory");
     closed_ns[nclosed_ns++] = dup_str(line + 9);
     event("closed-ns %s", line + 9);
+  } else if (strncmp(line, "open-ns ", 8) == 0 && line[8] != '\0') {
+    size_t i;
+    for (i = 0; i < nclosed_ns; i++) {
+      if (strcmp(closed_ns[i], line + 8) == 0) {
+        free(closed_ns[i]);
+        closed_ns[i] = closed_ns[--nclosed_ns];
+        break;
+      }
+    }
+    event("opened-ns %s", line + 8);
+  } else if (strncmp(line, "read-close ", 11) == 0) {
+    unsigned long long bytes = 0;
+    unsigned count = 0;
+    if (sscanf(line + 11, "%llu %u", &bytes, &count) != 2 || bytes == 0) {
+      event("error bad read-close %s", line + 11);
+    } else {
+      read_close_bytes = bytes;
+      read_close_left = count;
+      event("read-close %llu %u", bytes, count);
+    }
   } else if (strncmp(line, "cut ", 4) == 0) {
     conn_t* c;
     int found = 0;
@@ -473,7 +529,7 @@ int main(int argc, char** argv) {
   if (uv_mutex_init(&cmd_mutex) != 0 ||
       uv_async_init(loop, &commands, on_commands) != 0)
     die("init");
-  if (uv_pipe_init(loop, &server, 0) != 0)
+  if (uv_pipe_init(loop, &server, 0) != 0 || uv_timer_init(loop, &reaper) != 0)
     die("uv_pipe_init");
   /* Many clients dial at once (one connection per stream): enough pipe instances on
    * Windows that none of them sees the pipe busy. */

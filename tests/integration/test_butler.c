@@ -838,8 +838,9 @@ static void refusals_distinct(const sb_it_butler_t* bt) {
  * The butler closes the namespace closed/ before two streams under it are opened
  * through B: B reopens each under new names with backoff until it has been refused
  * MAX_REFUSALS times in a row, then gives it up: counted (sbctl status), listed
- * (sbctl streams, "given-up"), and never tried again. Meanwhile another stream,
- * opened after the first refusal, is delivered completely before the refusals end.
+ * (sbctl streams, "given-up"), and not tried again before its retry timer (a minute).
+ * Meanwhile another stream, opened after the first refusal, is delivered completely
+ * before the refusals end.
  */
 TEST_IMPL(butler_closed_namespace) {
   uv_loop_t loop;
@@ -1013,5 +1014,368 @@ TEST_IMPL(butler_dies_at_stream_end) {
   end_lost_round(&loop, "bdie1", B_CONFIG, "end/live", 0);
   end_lost_round(&loop, "bdie2", B_CONFIG ", \"durability\": \"spool\"", "end/dgram",
                  1);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* ---- an upstream that breaks mid-stream, and given-up streams tried again ---- */
+
+#define NBREAK 4
+#define BREAK_BYTES (1024 * 1024)
+
+typedef struct {
+  char address[256];
+  int results[NBREAK];
+} break_writer_t;
+
+static void break_writer_run(void* arg) {
+  break_writer_t* w = arg;
+  size_t i;
+  for (i = 0; i < NBREAK; i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "break/%zu", i);
+    w->results[i] = sb_it_write_stream(w->address, name, BREAK_BYTES);
+  }
+}
+
+/*
+ * The butler takes each of the next 5 streams, reads 200 KB of it and closes the
+ * connection, within a second of the dial: B must see breaks (the upstream read part
+ * of the stream), not refusals, so that with upstream_max_refusals 2 nothing is given
+ * up, and each stream goes on from its window under the next name until the butler
+ * heals: all delivered whole, with no restart.
+ */
+TEST_IMPL(butler_reads_part_then_closes) {
+  uv_loop_t loop;
+  sb_it_butler_t bt;
+  sb_it_daemon_t b;
+  break_writer_t w;
+  sb__buf_t want = {0};
+  cJSON* st;
+  size_t i;
+  memset(&w, 0, sizeof(w));
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_butler_start(&bt, &loop, "bbrk");
+  sb_it_butler_command(&bt, "read-close 204800 5");
+  sb_it_butler_wait(&bt, "read-close 204800 5", 1, 30000);
+  sb_it_daemon_start(&b, &loop, "bbrkb", bt.address,
+                     B_CONFIG ", \"upstream_max_refusals\": 2");
+  snprintf(w.address, sizeof(w.address), "%s", b.address);
+  sb_it_run_thread(&loop, break_writer_run, &w);
+  sb_it_butler_wait(&bt, "read-closed ", 5, 60000);
+  for (i = 0; i < NBREAK; i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "break/%zu", i);
+    sb_it_content(name, BREAK_BYTES, &want);
+    wait_whole(&bt, name, want.len);
+    check_whole(&bt, name, &want);
+    ASSERT_OK(w.results[i]);
+  }
+  ASSERT_EQ(sb_it_butler_count(&bt, "refused "), 0);
+  st = sb_it_admin(&loop, &b, "status");
+  if (sb_it_json_num(st, "counters.streams_given_up") != 0)
+    sb_it_daemon_dump(&b);
+  ASSERT_EQ(sb_it_json_num(st, "counters.streams_given_up"), 0);
+  ASSERT_EQ(sb_it_json_num(st, "counters.upstream_refusals"), 0);
+  ASSERT_GE(sb_it_json_num(st, "counters.upstream_errors"), 5);
+  cJSON_Delete(st);
+  sb__buf_free(&want);
+  close_broker(&b);
+  sb_it_butler_close(&bt);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+typedef struct {
+  char address[256];
+  const char* name;
+} gone_writer_t;
+
+static void gone_writer_run(void* arg) {
+  gone_writer_t* w = arg;
+  /* Given up, its client is closed on it: the write's result is not the point. */
+  (void)sb_it_write_stream(w->address, w->name, 65536);
+}
+
+/* Writes name (64 KiB) through B while its namespace is closed, and waits until B
+ * gave it up (the nth time), its log saying what it keeps. */
+static void give_up(uv_loop_t* loop, sb_it_daemon_t* b, const char* name, size_t nth) {
+  gone_writer_t w;
+  memset(&w, 0, sizeof(w));
+  snprintf(w.address, sizeof(w.address), "%s", b->address);
+  w.name = name;
+  sb_it_run_thread(loop, gone_writer_run, &w);
+  sb_it_daemon_wait_log(b, "keeps 65536 bytes in the spool (bytes 0 to 65536", nth,
+                        60000);
+}
+
+/*
+ * A stream given up (its namespace closed) stays in B, and is delivered once the
+ * namespace opens again: at sbctl retry, with no restart of B; and (Linux, where B
+ * watches the socket's directory) when the butler starts again.
+ */
+TEST_IMPL(butler_given_up_retried) {
+  uv_loop_t loop;
+  sb_it_butler_t bt;
+  sb_it_daemon_t b;
+  sb_it_result_t res;
+  sb__buf_t want = {0};
+  cJSON* st;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_butler_start(&bt, &loop, "bgur");
+  sb_it_butler_command(&bt, "close-ns gone/");
+  sb_it_butler_wait(&bt, "closed-ns gone/", 1, 30000);
+  sb_it_daemon_start(&b, &loop, "bgurb", bt.address,
+                     B_CONFIG ", \"upstream_max_refusals\": 2");
+  give_up(&loop, &b, "gone/a", 1);
+  ASSERT_EQ(sb_it_butler_count(&bt, "refused gone/a"), 2);
+
+  sb_it_butler_command(&bt, "open-ns gone/");
+  sb_it_butler_wait(&bt, "opened-ns gone/", 1, 30000);
+  run_sbctl(&loop, b.admin_address, "retry", "gone/a", &res);
+  if (res.exit_status != 0 || !sb_it_contains(res.out.data, res.out.len, "1 given-up"))
+    fprintf(stderr, "sbctl retry: %d: %s%s\n", (int)res.exit_status, res.out.data,
+            res.err.data);
+  ASSERT_EQ(res.exit_status, 0);
+  ASSERT(sb_it_contains(res.out.data, res.out.len, "1 given-up streams tried again"));
+  sb_it_result_free(&res);
+  sb_it_content("gone/a", 65536, &want);
+  wait_whole(&bt, "gone/a", want.len);
+  check_whole(&bt, "gone/a", &want);
+
+  if (!sb_it_is_windows()) {
+    /* Given up again, then the butler starts again (it forgot every name). */
+    sb_it_butler_command(&bt, "close-ns gone/");
+    sb_it_butler_wait(&bt, "closed-ns gone/", 2, 30000);
+    give_up(&loop, &b, "gone/b", 2);
+    sb_it_butler_restart(&bt);
+    sb_it_content("gone/b", 65536, &want);
+    wait_whole(&bt, "gone/b", want.len);
+    check_whole(&bt, "gone/b", &want);
+  }
+  st = sb_it_admin(&loop, &b, "status");
+  ASSERT_EQ(sb_it_json_num(st, "counters.streams_given_up"),
+            sb_it_is_windows() ? 1 : 2);
+  cJSON_Delete(st);
+  sb__buf_free(&want);
+  close_broker(&b);
+  sb_it_butler_close(&bt);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* ---- the service restarts, the butler does not ---- */
+
+/*
+ * B is stopped and started again three times under the same butler, and each run
+ * sends a new stream "stdout": each goes under a name the butler has not seen (B
+ * remembers the names it sent in its spool), so the butler refuses none, and each
+ * arrives whole, tagged with its original name.
+ */
+TEST_IMPL(butler_service_restarts) {
+  uv_loop_t loop;
+  sb_it_butler_t bt;
+  sb_it_daemon_t b;
+  sb_it_blist_t l;
+  sb__buf_t want = {0};
+  int run;
+  size_t i;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_butler_start(&bt, &loop, "bsrs");
+  sb_it_daemon_start(&b, &loop, "bsrsb", bt.address, B_CONFIG);
+  for (run = 0; run < 4; run++) {
+    if (run > 0) {
+      sb_it_daemon_kill(&b, SIGTERM);
+      sb_it_daemon_wait_exit(&b, 60000);
+      sb_it_daemon_restart(&b);
+    }
+    ASSERT_OK(sb_it_write_stream(b.address, "stdout", 100000));
+    sb_it_butler_wait(&bt, "ended ", (size_t)run + 1, 60000);
+  }
+  if (sb_it_butler_count(&bt, "refused ") != 0) {
+    sb_it_butler_dump(&bt);
+    sb_it_daemon_dump(&b);
+  }
+  ASSERT_EQ(sb_it_butler_count(&bt, "refused "), 0);
+  sb_it_butler_list(&bt, &l);
+  ASSERT_EQ(l.n, 4);
+  check_names(&l);
+  sb_it_content("stdout", 100000, &want);
+  for (i = 0; i < l.n; i++) {
+    ASSERT_STR_EQ(l.s[i].original, "stdout");
+    ASSERT(l.s[i].ended && l.s[i].complete);
+    ASSERT_MEM_EQ(l.s[i].data, l.s[i].len, want.data, want.len);
+  }
+  sb_it_blist_free(&l);
+  sb__buf_free(&want);
+  close_broker(&b);
+  sb_it_butler_close(&bt);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* ---- sbctl archive: one stream of many of a name, put back together by its id ---- */
+
+static void run_archive(uv_loop_t* loop, const char* a1, const char* a2, const char* a3,
+                        const char* dir, sb_it_result_t* res) {
+  char prog[4096];
+  const char* argv[8];
+  int n = 0;
+  sb_it_program("sbctl", prog, sizeof(prog));
+  argv[n++] = prog;
+  argv[n++] = "archive";
+  argv[n++] = a1;
+  if (a2)
+    argv[n++] = a2;
+  if (a3)
+    argv[n++] = a3;
+  argv[n++] = "--dir";
+  argv[n++] = dir;
+  argv[n] = NULL;
+  sb_it_run(loop, argv, NULL, "", 0, NULL, 0, res);
+}
+
+static int twenty_done(void* arg) {
+  return ((twenty_t*)arg)->done;
+}
+
+/* sbctl archive ls, once no stream in it is still open. */
+static void archive_ls_settled(uv_loop_t* loop, const char* dir, sb_it_result_t* res) {
+  int tries;
+  for (tries = 0;; tries++) {
+    run_archive(loop, "ls", NULL, NULL, dir, res);
+    ASSERT_EQ(res->exit_status, 0);
+    if (!sb_it_contains(res->out.data, res->out.len, " open ") || tries == 600)
+      return;
+    sb_it_result_free(res);
+    sb_it_pause_ms(loop, 100);
+  }
+}
+
+/*
+ * Twenty clients each write "stdout" (and "stderr") through B to U, an archive-mode
+ * streambrokerd killed twice meanwhile: U's archive holds forty streams' segments under
+ * names B picked. sbctl archive ls lists each client stream by its id
+ * (streambroker.stream), and sbctl archive cat ID prints each one whole, exactly what
+ * its client wrote; sbctl archive cat stdout refuses to guess which.
+ */
+TEST_IMPL(butler_archive_cat_twenty_ids) {
+  uv_loop_t loop;
+  sb_it_daemon_t up, b;
+  twenty_t t;
+  uv_thread_t tid;
+  sb_it_result_t res, cat;
+  sb__buf_t want = {0};
+  int seen[NCLIENTS], kill, nstdout = 0, multi = 0, c;
+  const char* line;
+  memset(&t, 0, sizeof(t));
+  memset(seen, 0, sizeof(seen));
+  t.bytes = sb_it_is_windows() ? 256 * 1024 : 1024 * 1024;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&up, &loop, "acu", NULL, "\"upstream_high_watermark\": 65536");
+  sb_it_daemon_start(&b, &loop, "acb", up.address, B_CONFIG);
+  snprintf(t.address, sizeof(t.address), "%s", b.address);
+  ASSERT_OK(uv_thread_create(&tid, twenty_writer, &t));
+  for (kill = 0; kill < 2; kill++) {
+    sb_it_pause_ms(&loop, 300);
+    sb_it_daemon_kill(&up, SIGKILL);
+    sb_it_daemon_wait_exit(&up, 30000);
+    sb_it_pause_ms(&loop, 150);
+    sb_it_daemon_restart(&up);
+  }
+  ASSERT(sb_it_run_until(&loop, 240000, twenty_done, &t));
+  ASSERT_OK(uv_thread_join(&tid));
+  ASSERT_OK(t.err);
+  sb_it_daemon_wait_log(&b, "closed: ", 2 * NCLIENTS, 240000);
+  archive_ls_settled(&loop, up.archive_dir, &res);
+
+  /* Each line: ID TYPE SIZE SEGS STATE NAME. */
+  for (line = res.out.data; line != NULL && *line != '\0'; line = strchr(line, '\n')) {
+    char id[64], type[16], state[16], name[64];
+    unsigned long long size;
+    int segs;
+    if (*line == '\n')
+      line++;
+    if (sscanf(line, "%63s %15s %llu %d %15s %63s", id, type, &size, &segs, state,
+               name) != 6 ||
+        strcmp(name, "stdout") != 0)
+      continue;
+    nstdout++;
+    ASSERT_EQ(strlen(id), 32);
+    /* "incomplete": a killed U can leave the file of a stream's last bytes unclosed
+     * (it had read them all, and the broker was done with it): the bytes decide. */
+    if (strcmp(state, "complete") != 0 && strcmp(state, "incomplete") != 0)
+      sb_test_fail(__FILE__, __LINE__, "stream %s is %s", id, state);
+    ASSERT_EQ(size, t.bytes);
+    multi += segs > 1;
+    run_archive(&loop, "cat", id, NULL, up.archive_dir, &cat);
+    if (cat.exit_status != 0)
+      fprintf(stderr, "sbctl archive cat %s: %s\n", id, cat.err.data);
+    ASSERT_EQ(cat.exit_status, 0);
+    c = -1;
+    ASSERT(cat.out.len > 12 && sscanf(cat.out.data, "client %d", &c) == 1);
+    ASSERT(c >= 0 && c < NCLIENTS);
+    ASSERT_EQ(seen[c], 0);
+    seen[c] = 1;
+    {
+      char label[64];
+      snprintf(label, sizeof(label), "client %02d stdout", c);
+      content(label, t.bytes, &want);
+    }
+    ASSERT_MEM_EQ(cat.out.data, cat.out.len, want.data, want.len);
+    sb_it_result_free(&cat);
+  }
+  if (nstdout != NCLIENTS || multi == 0)
+    fprintf(stderr, "sbctl archive ls:\n%.*s\n", (int)res.out.len,
+            res.out.len ? res.out.data : "");
+  ASSERT_EQ(nstdout, NCLIENTS);
+  /* The kills cut some streams into several segments. */
+  ASSERT_GT(multi, 0);
+  sb_it_result_free(&res);
+  run_archive(&loop, "cat", "stdout", NULL, up.archive_dir, &cat);
+  ASSERT_EQ(cat.exit_status, 1);
+  ASSERT(sb_it_contains(cat.err.data, cat.err.len, "20 streams"));
+  sb_it_result_free(&cat);
+  sb__buf_free(&want);
+  close_broker(&b);
+  close_broker(&up);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+/* A datagram stream, through B to U, read back with sbctl archive cat: one datagram a
+ * line as hex, and with --raw as the wire carried them. */
+TEST_IMPL(butler_archive_cat_datagrams) {
+  uv_loop_t loop;
+  sb_it_daemon_t up, b;
+  sb_it_result_t res;
+  sb__buf_t want = {0}, hex = {0};
+  char d[512];
+  size_t k, n;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&up, &loop, "acdu", NULL, NULL);
+  sb_it_daemon_start(&b, &loop, "acdb", up.address, B_CONFIG);
+  send_datagrams(b.address, "dg/cat", 2000);
+  sb_it_daemon_wait_log(&b, "\"dg/cat\" closed: ", 1, 60000);
+  archive_ls_settled(&loop, up.archive_dir, &res);
+  sb_it_result_free(&res);
+  for (k = 0; k < 2000; k++) {
+    n = datagram("dg/cat", k, d, sizeof(d));
+    size_t i;
+    for (i = 0; i < n; i++) {
+      char h[3];
+      snprintf(h, sizeof(h), "%02x", (unsigned char)d[i]);
+      sb__buf_append(&hex, h, 2);
+    }
+    sb__buf_putc(&hex, '\n');
+  }
+  run_archive(&loop, "cat", "dg/cat", NULL, up.archive_dir, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  ASSERT_MEM_EQ(res.out.data, res.out.len, hex.data, hex.len);
+  sb_it_result_free(&res);
+  datagrams_framed("dg/cat", 2000, &want);
+  run_archive(&loop, "cat", "dg/cat", "--raw", up.archive_dir, &res);
+  ASSERT_EQ(res.exit_status, 0);
+  ASSERT_MEM_EQ(res.out.data, res.out.len, want.data, want.len);
+  sb_it_result_free(&res);
+  sb__buf_free(&want);
+  sb__buf_free(&hex);
+  close_broker(&b);
+  close_broker(&up);
   ASSERT_OK(uv_loop_close(&loop));
 }
