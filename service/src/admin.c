@@ -207,6 +207,21 @@ static cJSON* streams_reply(sb__broker_t* b) {
   return r;
 }
 
+/* sbctl reload: what changed, or why nothing did. */
+static cJSON* reload_reply(sb__broker_t* b) {
+  cJSON* r = cJSON_CreateObject();
+  char err[512];
+  if (sb__broker_reload(b, r, err, sizeof(err)) != 0) {
+    cJSON_Delete(r);
+    r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "error", err);
+  } else {
+    cJSON_AddStringToObject(r, "config",
+                            b->config_path ? b->config_path : "built-in defaults");
+  }
+  return r;
+}
+
 /* Answers the request in c->request (one line, or all of it at EOF). */
 static void answer(sb__admin_conn_t* c) {
   cJSON* req =
@@ -220,11 +235,14 @@ static void answer(sb__admin_conn_t* c) {
     reply = status_reply(c->broker);
   } else if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, "streams") == 0) {
     reply = streams_reply(c->broker);
+  } else if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, "reload") == 0) {
+    reply = reload_reply(c->broker);
   } else {
     reply = cJSON_CreateObject();
     cJSON_AddStringToObject(reply, "error",
-                            "unknown request: send {\"command\": \"status\"} or "
-                            "{\"command\": \"streams\"}");
+                            "unknown request: send {\"command\": \"status\"}, "
+                            "{\"command\": \"streams\"} or "
+                            "{\"command\": \"reload\"}");
   }
   cJSON_Delete(req);
   text = cJSON_PrintUnformatted(reply);

@@ -313,6 +313,7 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
   loop = uv_default_loop();
   broker = sb__xcalloc(1, sizeof(*broker));
   broker->on_stopped = on_stopped;
+  broker->config_path = config_path; /* re-read at a reload */
   /* Who holds the data directory, for a second instance to say. */
   broker->role = started != NULL                   ? "as the service " SB_SERVICE_NAME
                  : getenv("INVOCATION_ID") != NULL ? "under systemd"

@@ -4,6 +4,7 @@
  *   sbctl [--admin ADDR] [--json] status     the service, its upstream, counters
  *   sbctl [--admin ADDR] [--json] streams    open streams, client pid, bytes, and
  *                                            where each goes (file or upstream)
+ *   sbctl [--admin ADDR] [--json] reload     re-read the config (as SIGHUP does)
  *   sbctl [--admin ADDR] [--from FILE] metrics   the status in the Prometheus text
  *                                            format, for textfile collectors
  *
@@ -22,7 +23,7 @@
 #include "tools.h"
 
 static const char usage[] =
-    "usage: sbctl [--admin ADDR] [--json] status|streams\n"
+    "usage: sbctl [--admin ADDR] [--json] status|streams|reload\n"
     "       sbctl [--admin ADDR] [--from FILE] metrics\n"
     "ADDR is the service's admin_pipe (default: this platform's). metrics prints the\n"
     "status in the Prometheus text format (for node_exporter's or windows_exporter's\n"
@@ -594,6 +595,27 @@ static void print_metrics(const cJSON* r) {
     }
   }
 }
+
+/* sbctl reload: the keys applied, and those that wait for a restart. */
+static void print_reload(const cJSON* r) {
+  const cJSON* lists[2];
+  const char* const heads[2] = {"applied", "restart needed"};
+  int i;
+  lists[0] = cJSON_GetObjectItemCaseSensitive(r, "applied");
+  lists[1] = cJSON_GetObjectItemCaseSensitive(r, "restart_needed");
+  printf("reloaded %s\n", str(r, "config"));
+  for (i = 0; i < 2; i++) {
+    const cJSON* k;
+    int n = 0;
+    printf("%-15s", heads[i]);
+    cJSON_ArrayForEach(k, lists[i]) {
+      if (cJSON_IsString(k))
+        printf("%s%s", n++ ? ", " : " ", k->valuestring);
+    }
+    printf("%s\n", n ? "" : " (none)");
+  }
+}
+
 /* Reads a saved status reply into reply (NUL-terminated); 0, or 1 after a message. */
 static int read_from(const char* path, sb__buf_t* reply) {
   FILE* f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
@@ -631,7 +653,7 @@ int main(int argc, char** argv) {
       return 0;
     } else if (command == NULL &&
                (strcmp(argv[i], "status") == 0 || strcmp(argv[i], "streams") == 0 ||
-                strcmp(argv[i], "metrics") == 0)) {
+                strcmp(argv[i], "metrics") == 0 || strcmp(argv[i], "reload") == 0)) {
       command = argv[i];
     } else {
       fprintf(stderr, "sbctl: unknown argument: %s\n%s", argv[i], usage);
@@ -701,6 +723,8 @@ parse:
       fputs(c.reply.data, stdout);
     else if (strcmp(command, "status") == 0)
       print_status(reply);
+    else if (strcmp(command, "reload") == 0)
+      print_reload(reply);
     else
       print_streams(reply);
     status = 0;

@@ -36,10 +36,11 @@ static void report(DWORD state, DWORD win32_exit, DWORD specific_exit,
   sb__status.dwWin32ExitCode = win32_exit;
   sb__status.dwServiceSpecificExitCode = specific_exit;
   sb__status.dwWaitHint = wait_hint;
-  sb__status.dwControlsAccepted =
-      state == SERVICE_RUNNING
-          ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN | SERVICE_ACCEPT_PRESHUTDOWN
-          : 0;
+  sb__status.dwControlsAccepted = state == SERVICE_RUNNING
+                                      ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN |
+                                            SERVICE_ACCEPT_PRESHUTDOWN |
+                                            SERVICE_ACCEPT_PARAMCHANGE
+                                      : 0;
   if (state == SERVICE_RUNNING || state == SERVICE_STOPPED)
     sb__status.dwCheckPoint = 0;
   else
@@ -88,6 +89,11 @@ static DWORD WINAPI control_handler(DWORD control, DWORD type, LPVOID data,
                                      (LPVOID)(uintptr_t)SERVICE_STOP_PENDING, 0, NULL);
     if (b != NULL)
       uv_async_send(&b->stop_async);
+    return NO_ERROR;
+  case SERVICE_CONTROL_PARAMCHANGE:
+    /* sc control StreamBroker paramchange: the config is re-read on the loop. */
+    if (b != NULL)
+      uv_async_send(&b->reload_async);
     return NO_ERROR;
   case SERVICE_CONTROL_INTERROGATE:
     return NO_ERROR;
