@@ -439,6 +439,7 @@ void sb__broker_stop(sb__broker_t* b) {
   uv_close((uv_handle_t*)&b->sigterm, on_handle_closed);
   uv_close((uv_handle_t*)&b->stop_async, on_handle_closed);
   sb__reload_stop(b, on_handle_closed);
+  sb__follow_stop_all(b);
   for (s = b->streams; s; s = next) {
     next = s->next;
     /* A connection still in its handshake is a stream the stop refuses, as one that

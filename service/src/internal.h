@@ -363,6 +363,7 @@ typedef struct sb__broker_s {
   sb__config_t* reloaded;
   uint64_t reloads;               /* reloads applied */
   uint64_t reload_failures;       /* reloads refused (the config did not load) */
+  struct sb__follow_s* followers; /* follow.c: admin connections following streams */
 } sb__broker_t;
 
 /* Size of a client read, and the least a read must fill to be handed over whole (more
@@ -439,6 +440,28 @@ void sb__broker_upstream_changed(sb__broker_t* b);
 /* The signal that asks for a reload: POSIX SIGHUP; Windows 0 (none: sbctl reload or
  * the service control PARAMCHANGE). */
 int sb__reload_signal(void);
+
+/* ---- follow.c: sbctl follow ---- */
+
+/*
+ * Admin connections that follow live streams (the wire format is in follow.c). What
+ * a follower has not read yet is bounded by SB__FOLLOW_MAX_QUEUED: past it, events are
+ * dropped and their bytes counted, and the follower told ("missed") once it read half
+ * of it. Loop thread.
+ */
+#define SB__FOLLOW_MAX_QUEUED (1024u * 1024u)
+typedef struct sb__follow_s sb__follow_t;
+/* conn follows streams named PREFIX... ("": all); closed is what sb__follow_stop_all
+ * closes it with. The caller (admin.c) calls sb__follow_remove from that callback. */
+sb__follow_t* sb__follow_add(sb__broker_t* b, uv_stream_t* conn, const char* prefix,
+                             uv_close_cb closed);
+void sb__follow_remove(sb__broker_t* b, sb__follow_t* f);
+/* The service stops: every follower's connection is closed. */
+void sb__follow_stop_all(sb__broker_t* b);
+/* From stream.c, only while b->followers is not NULL: len bytes a stream read (mark:
+ * where a resend may start, -1 inside a datagram), and its end. */
+void sb__follow_data(sb__stream_t* s, const char* data, size_t len, int64_t mark);
+void sb__follow_closed(sb__stream_t* s);
 
 /* ---- admin.c: the administrators' pipe ---- */
 

@@ -5,6 +5,7 @@
  *   sbctl [--admin ADDR] [--json] streams    open streams, client pid, bytes, and
  *                                            where each goes (file or upstream)
  *   sbctl [--admin ADDR] [--json] reload     re-read the config (as SIGHUP does)
+ *   sbctl [--admin ADDR] follow [PREFIX]     live streams' bytes (sbctl_follow.c)
  *   sbctl [--admin ADDR] [--from FILE] metrics   the status in the Prometheus text
  *                                            format, for textfile collectors
  *
@@ -25,10 +26,12 @@
 static const char usage[] =
     "usage: sbctl [--admin ADDR] [--json] status|streams|reload\n"
     "       sbctl [--admin ADDR] [--from FILE] metrics\n"
+    "       sbctl [--admin ADDR] follow [NAME|PREFIX]\n"
     "ADDR is the service's admin_pipe (default: this platform's). metrics prints the\n"
     "status in the Prometheus text format (for node_exporter's or windows_exporter's\n"
     "textfile collector); --from FILE converts a reply saved with sbctl --json status\n"
-    "(\"-\": standard input) instead of asking the service.\n";
+    "(\"-\": standard input) instead of asking the service. follow prints what live\n"
+    "streams named NAME... (all without it) write, as it arrives, until Ctrl+C.\n";
 
 typedef struct {
   uv_pipe_t pipe;
@@ -616,6 +619,9 @@ static void print_reload(const cJSON* r) {
   }
 }
 
+/* sbctl_follow.c */
+int sbctl_follow(const char* path, const char* address, const char* prefix);
+
 /* Reads a saved status reply into reply (NUL-terminated); 0, or 1 after a message. */
 static int read_from(const char* path, sb__buf_t* reply) {
   FILE* f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
@@ -636,6 +642,7 @@ int main(int argc, char** argv) {
   const char* address = NULL;
   const char* command = NULL;
   const char* from = NULL;
+  const char* prefix = ""; /* follow: every stream */
   int json = 0, i, status = 1;
   char path[1024], request[64];
   sbctl_t c;
@@ -655,6 +662,10 @@ int main(int argc, char** argv) {
                (strcmp(argv[i], "status") == 0 || strcmp(argv[i], "streams") == 0 ||
                 strcmp(argv[i], "metrics") == 0 || strcmp(argv[i], "reload") == 0)) {
       command = argv[i];
+    } else if (command == NULL && strcmp(argv[i], "follow") == 0) {
+      command = argv[i];
+      if (i + 1 < argc && argv[i + 1][0] != '-')
+        prefix = argv[++i];
     } else {
       fprintf(stderr, "sbctl: unknown argument: %s\n%s", argv[i], usage);
       return 2;
@@ -670,6 +681,8 @@ int main(int argc, char** argv) {
     fprintf(stderr, "sbctl: invalid admin address \"%s\"\n", address);
     return 2;
   }
+  if (strcmp(command, "follow") == 0)
+    return sbctl_follow(path, address, prefix);
   memset(&c, 0, sizeof(c));
   if (from != NULL) {
     if (strcmp(command, "metrics") != 0) {
