@@ -659,6 +659,31 @@ int sb__service_install(const char* config_path, const char* account,
                         const char* password);
 /* Stops (waiting up to 30 s) and removes the service. */
 int sb__service_uninstall(void);
+/* The quick checks of a start passed (config, directories); what may take long comes
+ * next. Windows service: START_PENDING is reported now, with checkpoints, so that a
+ * start that fails before this reports STOPPED first. Otherwise a no-op. */
+void sb__service_starting(void);
+/*
+ * Puts this executable's directory on the system PATH (add 1; the machine's
+ * environment in the registry, REG_EXPAND_SZ, appended once, with WM_SETTINGCHANGE
+ * broadcast) or takes it off (add 0; every entry equal to it, case-insensitively,
+ * with or without a trailing '\'), as the MSI does for sbcat, sbrun and sbctl.
+ * Prints what it did. 0 or SB_E*; POSIX: SB_ENOTSUP.
+ */
+int sb__service_path(int add);
+
+/* ---- initconfig.c ---- */
+
+/*
+ * Writes dest from the shipped default config (a JSON file) with upstream,
+ * archive_dir and data_dir set where not NULL or "", unless dest exists: then nothing
+ * is touched and 1 is returned. The result is checked as the service will read it
+ * (SB_ECONFIG with why in msg: nothing is written). dest's directory is made. msg says
+ * what was done. 0, 1, or SB_E*.
+ */
+int sb__config_init(const char* shipped, const char* dest, const char* upstream,
+                    const char* archive_dir, const char* data_dir, char* msg,
+                    size_t size);
 
 /* ---- the system event log (posix/eventlog.c, win/eventlog.c) ---- */
 
