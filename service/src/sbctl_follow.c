@@ -279,7 +279,17 @@ int sbctl_follow(const char* path, const char* address, const char* prefix) {
   uv_pipe_init(uv_default_loop(), &f.pipe, 0);
   f.pipe.data = &f;
   f.connect.data = &f;
-  uv_pipe_connect(&f.connect, &f.pipe, path, fl_connected);
+  /* As sbctl's other commands: Windows checks the server is the service. */
+  if ((status = sb__admin_connect(uv_default_loop(), &f.pipe, &f.connect, path,
+                                  fl_connected)) != 0) {
+    fprintf(stderr, "sbctl: cannot talk to streambrokerd at %s: %s\n", address,
+            sb_strerror(status));
+    uv_close((uv_handle_t*)&f.pipe, NULL);
+    uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+    uv_loop_close(uv_default_loop());
+    sb__buf_free(&f.request);
+    return 1;
+  }
   uv_run(uv_default_loop(), UV_RUN_DEFAULT);
   uv_loop_close(uv_default_loop());
   while (f.streams != NULL)
