@@ -24,4 +24,9 @@ cp "$top/client/include/streambroker.h" "$top/README.md" "$top/config/KEYS.md" "
 cp "$top/config/streambroker.json" "$stage/streambroker.default.json"
 out=$build/streambroker-$version-x64.msi
 (cd "$stage" && wixl -a x64 -D Version="$version" -o "$out" "$here/streambroker.wxs")
+# The install-time properties (streambroker.wxs) pass to the elevated install only as
+# secure properties; wixl writes SecureCustomProperties itself (MajorUpgrade's).
+secure=$(msiinfo export "$out" Property | awk -F'\t' '$1 == "SecureCustomProperties" {print $2}' |
+  tr -d '\r')
+msibuild "$out" -q "UPDATE \`Property\` SET \`Value\` = '${secure:+$secure;}UPSTREAM;ARCHIVEDIR;DATADIR' WHERE \`Property\` = 'SecureCustomProperties'"
 echo "$out"

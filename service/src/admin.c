@@ -22,10 +22,13 @@ typedef struct {
   sb__buf_t request;
   char* reply;
   int answered;
+  sb__follow_t* follow; /* sbctl follow: this connection gets the streams' bytes */
 } sb__admin_conn_t;
 
 static void on_conn_closed(uv_handle_t* h) {
   sb__admin_conn_t* c = h->data;
+  if (c->follow != NULL)
+    sb__follow_remove(c->broker, c->follow);
   sb__buf_free(&c->request);
   free(c->reply);
   free(c);
@@ -232,6 +235,21 @@ static cJSON* retry_reply(sb__broker_t* b, const cJSON* req) {
   return r;
 }
 
+/* sbctl reload: what changed, or why nothing did. */
+static cJSON* reload_reply(sb__broker_t* b) {
+  cJSON* r = cJSON_CreateObject();
+  char err[512];
+  if (sb__broker_reload(b, r, err, sizeof(err)) != 0) {
+    cJSON_Delete(r);
+    r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "error", err);
+  } else {
+    cJSON_AddStringToObject(r, "config",
+                            b->config_path ? b->config_path : "built-in defaults");
+  }
+  return r;
+}
+
 /* Answers the request in c->request (one line, or all of it at EOF). */
 static void answer(sb__admin_conn_t* c) {
   cJSON* req =
@@ -241,17 +259,32 @@ static void answer(sb__admin_conn_t* c) {
   char* text;
   uv_buf_t buf;
   c->answered = 1;
+  if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, "follow") == 0 &&
+      !c->broker->stopping) {
+    /* The connection stays: follow.c writes to it, and its end (sbctl gone) closes
+     * it here. */
+    const cJSON* name = cJSON_GetObjectItemCaseSensitive(req, "name");
+    c->follow =
+        sb__follow_add(c->broker, (uv_stream_t*)&c->pipe,
+                       cJSON_IsString(name) ? name->valuestring : "", on_conn_closed);
+    cJSON_Delete(req);
+    return;
+  }
   if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, "status") == 0) {
     reply = status_reply(c->broker);
   } else if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, "streams") == 0) {
     reply = streams_reply(c->broker);
   } else if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, "retry") == 0) {
     reply = retry_reply(c->broker, req);
+  } else if (cJSON_IsString(cmd) && strcmp(cmd->valuestring, "reload") == 0) {
+    reply = reload_reply(c->broker);
   } else {
     reply = cJSON_CreateObject();
     cJSON_AddStringToObject(reply, "error",
-                            "unknown request: send {\"command\": \"status\"} or "
-                            "{\"command\": \"streams\"}");
+                            "unknown request: send {\"command\": \"status\"}, "
+                            "{\"command\": \"streams\"}, "
+                            "{\"command\": \"reload\"} or "
+                            "{\"command\": \"follow\", \"name\": PREFIX}");
   }
   cJSON_Delete(req);
   text = cJSON_PrintUnformatted(reply);
@@ -279,6 +312,12 @@ static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
 
 static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
   sb__admin_conn_t* c = h->data;
+  if (c->follow != NULL) {
+    /* A follower says nothing more; its end is sbctl leaving. */
+    if (n < 0 && !uv_is_closing((uv_handle_t*)&c->pipe))
+      uv_close((uv_handle_t*)&c->pipe, on_conn_closed);
+    return;
+  }
   if (n > 0) {
     const char* nl = memchr(buf->base, '\n', (size_t)n);
     sb__buf_append(&c->request, buf->base, nl ? (size_t)(nl - buf->base) : (size_t)n);

@@ -2348,6 +2348,23 @@ void sb__archive_close(sb__broker_t* b) {
     ar_state_free(st);
 }
 
+/* A reload may set archive_max_age where there was none: the timer starts then (it
+ * stays once started; a check with no limit does nothing). */
+void sb__archive_reconfigure(sb__broker_t* b) {
+  sb__archive_state_t* st = b->archive;
+  if (st == NULL || st->closing)
+    return;
+  if (b->cfg.archive_max_age > 0 && !st->timer_started) {
+    uv_timer_init(b->loop, &st->timer);
+    st->timer.data = st;
+    uv_timer_start(&st->timer, on_retention_timer, AR_RETENTION_PERIOD_MS,
+                   AR_RETENTION_PERIOD_MS);
+    uv_unref((uv_handle_t*)&st->timer);
+    st->timer_started = 1;
+  }
+  ar_retention_check(b);
+}
+
 void sb__archive_describe(sb__broker_t* b, void* obj) {
   sb__archive_state_t* st = b->archive;
   cJSON* a;

@@ -257,6 +257,19 @@ static void on_upstream_appeared(void* arg) {
            n);
 }
 
+void sb__broker_upstream_changed(sb__broker_t* b) {
+  if (b->stopping || b->cfg.upstream == NULL)
+    return;
+  sb__upstream_watch_stop(b->upstream_watch);
+  b->upstream_watch =
+      sb__upstream_watch_start(b->loop, b->cfg.upstream, on_upstream_appeared, b);
+  SB_LOG_I("upstream",
+           "upstream is now %s: streams connected to the old one stay there until "
+           "their connection ends",
+           b->cfg.upstream);
+  on_upstream_appeared(b);
+}
+
 static void on_signal(uv_signal_t* sig, int signum) {
   sb__broker_t* b = sig->data;
   SB_LOG_I("broker", "signal %d: stopping", signum);
@@ -321,18 +334,23 @@ static int broker_lock(sb__broker_t* b) {
   return r;
 }
 
-int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) {
-  char path[1024];
-  const char* test_instances;
-  int r, instances = SB__CONTROL_INSTANCES;
-  b->loop = loop;
-  b->cfg = *cfg;
+void sb__broker_limits(sb__broker_t* b) {
+  const sb__config_t* cfg = &b->cfg;
   b->per_user = cfg->max_streams_per_user ? cfg->max_streams_per_user
                                           : (cfg->max_streams + 3) / 4;
   /* Small limits (tests, tiny machines) keep no reserve: it would be all of them. */
   b->stream_reserve = cfg->max_streams / 16;
   b->hs_reserve = cfg->max_handshakes / 16;
   b->hs_per_user = (cfg->max_handshakes + 3) / 4;
+}
+
+int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) {
+  char path[1024];
+  const char* test_instances;
+  int r, instances = SB__CONTROL_INSTANCES;
+  b->loop = loop;
+  b->cfg = *cfg;
+  sb__broker_limits(b);
   if ((r = broker_lock(b)) != 0)
     return r;
   if ((r = sb__listener_bind_path(cfg->control_pipe, path, sizeof(path))) != 0) {
@@ -386,6 +404,7 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
   uv_unref((uv_handle_t*)&b->stop_async);
   uv_timer_init(loop, &b->stop_timer);
   b->stop_timer.data = b;
+  sb__reload_start(b);
   SB_LOG_I("listener", "serving %s (%s)", cfg->control_pipe,
            cfg->upstream ? cfg->upstream : "archive mode");
   return 0;
@@ -419,6 +438,8 @@ void sb__broker_stop(sb__broker_t* b) {
   uv_close((uv_handle_t*)&b->sigint, on_handle_closed);
   uv_close((uv_handle_t*)&b->sigterm, on_handle_closed);
   uv_close((uv_handle_t*)&b->stop_async, on_handle_closed);
+  sb__reload_stop(b, on_handle_closed);
+  sb__follow_stop_all(b);
   for (s = b->streams; s; s = next) {
     next = s->next;
     /* A connection still in its handshake is a stream the stop refuses, as one that
@@ -450,6 +471,7 @@ void sb__broker_close(sb__broker_t* b) {
   sb__lock_release(b->lock);
   b->lock = NULL;
   client_logs_free(b);
+  sb__reload_free(b);
 }
 
 /* After a failed sb__broker_start: closes what it had opened, then frees nothing else
@@ -468,4 +490,5 @@ void sb__broker_abort(sb__broker_t* b) {
   sb__lock_release(b->lock);
   b->lock = NULL;
   client_logs_free(b);
+  sb__reload_free(b);
 }

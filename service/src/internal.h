@@ -56,6 +56,12 @@ void sb__log_to_eventlog(int on);
 #define SB__EVENTLOG_BURST 20
 #define SB__EVENTLOG_REFILL_MS 5000
 void sb__log_close(void);
+/*
+ * A reload: the log file is opened again at its path (one that logrotate moved away
+ * is left to it, a new one is made there), and level applies. Logging to stderr, only
+ * the level changes. 0, or a negative SB_E* with the old file still in use.
+ */
+int sb__log_reopen(int level);
 /* One line: "2026-11-25T02:00:00.123Z info  listener: ...". */
 void sb__log(int level, const char* module, const char* fmt, ...)
 #if defined(__GNUC__)
@@ -265,6 +271,9 @@ int sb__archive_open(struct sb__broker_s* b);
 void sb__archive_close(struct sb__broker_s* b);
 /* Adds the archive's figures to the admin status (a cJSON object). */
 void sb__archive_describe(struct sb__broker_s* b, void* cjson_object);
+/* Retention changed (a reload): its timer runs when archive_max_age is set, and a
+ * check runs now. */
+void sb__archive_reconfigure(struct sb__broker_s* b);
 
 #include "spool.h"
 #include "upstream.h"
@@ -346,6 +355,17 @@ typedef struct sb__broker_s {
   sb__lock_t* lock;  /* the data directory's, from start to close */
   char start_error[768]; /* why sb__broker_start failed, when it can say it better
                             than its error code (another instance holds data_dir) */
+  /* reload.c: the config file re-read on a reload (NULL: built-in defaults; set
+   * before sb__broker_start), the reload signal (POSIX SIGHUP) and the async other
+   * threads use (the Windows service's PARAMCHANGE), and the last config a reload
+   * loaded, whose strings the changeable ones of cfg point into (freed at close). */
+  const char* config_path;
+  uv_signal_t sighup;
+  uv_async_t reload_async;
+  sb__config_t* reloaded;
+  uint64_t reloads;               /* reloads applied */
+  uint64_t reload_failures;       /* reloads refused (the config did not load) */
+  struct sb__follow_s* followers; /* follow.c: admin connections following streams */
 } sb__broker_t;
 
 /* Size of a client read, and the least a read must fill to be handed over whole (more
@@ -392,6 +412,58 @@ int sb__broker_client_log_ok(sb__broker_t* b, const char* user);
     if (sb__broker_client_log_ok((b), (user)))                                         \
       sb__log(SB_LOG_WARN, mod, __VA_ARGS__);                                          \
   } while (0)
+
+/* ---- reload.c: re-reading the config at run time ---- */
+
+/*
+ * Re-reads b->config_path (SIGHUP, sbctl reload, the Windows service's PARAMCHANGE)
+ * and applies what can change at run time: log level, log rotation and the log file
+ * (reopened, so logrotate may move it), retention, the limits, backoff, watermarks,
+ * the upstream address and allowed_groups. What needs a restart (pipes, data_dir,
+ * archive_dir, the mode, the spool's and replay settings, reader_group) is logged and
+ * kept. A config that does not load is logged and the running one kept: SB_ECONFIG
+ * with err saying why. On success, when report is not NULL, its two arrays "applied"
+ * and "restart_needed" (cJSON) name the keys that changed. Loop thread; never stops
+ * the service.
+ */
+int sb__broker_reload(sb__broker_t* b, void* report, char* err, size_t err_size);
+/* Starts the reload signal and async (sb__broker_start) / closes them (the stop; each
+ * close adds to pending_closes and runs done). */
+void sb__reload_start(sb__broker_t* b);
+void sb__reload_stop(sb__broker_t* b, uv_close_cb done);
+/* Frees what reloads loaded (sb__broker_close). */
+void sb__reload_free(sb__broker_t* b);
+/* Re-derives the limits that follow from the config (broker.c). */
+void sb__broker_limits(sb__broker_t* b);
+/* The upstream address changed (a reload): the watch follows the new address, and
+ * streams waiting in backoff dial it now; connected ones stay on the old upstream
+ * until their connection ends (broker.c). */
+void sb__broker_upstream_changed(sb__broker_t* b);
+/* The signal that asks for a reload: POSIX SIGHUP; Windows 0 (none: sbctl reload or
+ * the service control PARAMCHANGE). */
+int sb__reload_signal(void);
+
+/* ---- follow.c: sbctl follow ---- */
+
+/*
+ * Admin connections that follow live streams (the wire format is in follow.c). What
+ * a follower has not read yet is bounded by SB__FOLLOW_MAX_QUEUED: past it, events are
+ * dropped and their bytes counted, and the follower told ("missed") once it read half
+ * of it. Loop thread.
+ */
+#define SB__FOLLOW_MAX_QUEUED (1024u * 1024u)
+typedef struct sb__follow_s sb__follow_t;
+/* conn follows streams named PREFIX... ("": all); closed is what sb__follow_stop_all
+ * closes it with. The caller (admin.c) calls sb__follow_remove from that callback. */
+sb__follow_t* sb__follow_add(sb__broker_t* b, uv_stream_t* conn, const char* prefix,
+                             uv_close_cb closed);
+void sb__follow_remove(sb__broker_t* b, sb__follow_t* f);
+/* The service stops: every follower's connection is closed. */
+void sb__follow_stop_all(sb__broker_t* b);
+/* From stream.c, only while b->followers is not NULL: len bytes a stream read (mark:
+ * where a resend may start, -1 inside a datagram), and its end. */
+void sb__follow_data(sb__stream_t* s, const char* data, size_t len, int64_t mark);
+void sb__follow_closed(sb__stream_t* s);
 
 /* ---- admin.c: the administrators' pipe ---- */
 
@@ -589,6 +661,31 @@ int sb__service_install(const char* config_path, const char* account,
                         const char* password);
 /* Stops (waiting up to 30 s) and removes the service. */
 int sb__service_uninstall(void);
+/* The quick checks of a start passed (config, directories); what may take long comes
+ * next. Windows service: START_PENDING is reported now, with checkpoints, so that a
+ * start that fails before this reports STOPPED first. Otherwise a no-op. */
+void sb__service_starting(void);
+/*
+ * Puts this executable's directory on the system PATH (add 1; the machine's
+ * environment in the registry, REG_EXPAND_SZ, appended once, with WM_SETTINGCHANGE
+ * broadcast) or takes it off (add 0; every entry equal to it, case-insensitively,
+ * with or without a trailing '\'), as the MSI does for sbcat, sbrun and sbctl.
+ * Prints what it did. 0 or SB_E*; POSIX: SB_ENOTSUP.
+ */
+int sb__service_path(int add);
+
+/* ---- initconfig.c ---- */
+
+/*
+ * Writes dest from the shipped default config (a JSON file) with upstream,
+ * archive_dir and data_dir set where not NULL or "", unless dest exists: then nothing
+ * is touched and 1 is returned. The result is checked as the service will read it
+ * (SB_ECONFIG with why in msg: nothing is written). dest's directory is made. msg says
+ * what was done. 0, 1, or SB_E*.
+ */
+int sb__config_init(const char* shipped, const char* dest, const char* upstream,
+                    const char* archive_dir, const char* data_dir, char* msg,
+                    size_t size);
 
 /* ---- the system event log (posix/eventlog.c, win/eventlog.c) ---- */
 

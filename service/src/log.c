@@ -96,6 +96,44 @@ int sb__log_open(const char* path, int level) {
   return 0;
 }
 
+/* The file is opened before the lock is taken, so that logging threads never wait on
+ * a slow open; the path is checked again, in case it changed meanwhile. */
+int sb__log_reopen(int level) {
+  char* path = NULL;
+  FILE* f;
+  uint64_t size = 0;
+  int e;
+  uv_once(&sb__log_once, sb__log_init);
+  if (level < SB_LOG_ERROR || level > SB_LOG_DEBUG)
+    return SB_EINVAL;
+  uv_mutex_lock(&sb__log_lock);
+  sb__log_level = level;
+  if (sb__log_path != NULL)
+    path = sb__xstrdup(sb__log_path);
+  uv_mutex_unlock(&sb__log_lock);
+  if (path == NULL)
+    return 0;
+  if ((f = sb__log_fopen(path, &size)) == NULL) {
+    e = errno;
+    free(path);
+    return sb__log_errno(e);
+  }
+  uv_mutex_lock(&sb__log_lock);
+  if (sb__log_path != NULL && strcmp(sb__log_path, path) == 0) {
+    if (sb__log_file != NULL)
+      fclose(sb__log_file);
+    sb__log_file = f;
+    sb__log_size = size;
+    sb__log_retry_at = 0;
+    f = NULL;
+  }
+  uv_mutex_unlock(&sb__log_lock);
+  if (f != NULL)
+    fclose(f);
+  free(path);
+  return 0;
+}
+
 void sb__log_set_rotation(uint64_t max_bytes, uint64_t max_files) {
   uv_once(&sb__log_once, sb__log_init);
   uv_mutex_lock(&sb__log_lock);

@@ -20,6 +20,11 @@ static const char usage[] =
     "       streambrokerd --check-config FILE  validate a config file and exit\n"
     "       streambrokerd --print-config-keys  the table of config keys (Markdown)\n"
     "       streambrokerd --print-default-config  every key with its default (JSON)\n"
+    "       streambrokerd init-config [--config FILE] [--upstream ADDR]\n"
+    "                   [--archive-dir DIR] [--data-dir DIR]  write the config from\n"
+    "                   the shipped default, unless one exists (the MSI runs this)\n"
+    "       streambrokerd path-add|path-remove  this program's directory on the\n"
+    "                   system PATH, or off it (Windows; the MSI runs this)\n"
     "       streambrokerd --version\n"
     "       streambrokerd --console --event-log  also report to the Windows Event "
     "Log,\n"
@@ -158,6 +163,47 @@ static int dirs_refused(sb__config_t* cfg, const char* why) {
   return 4;
 }
 
+/* The default config an installer put beside this executable (a new string), or
+ * NULL when the executable's path is unknown. */
+static char* shipped_config(void) {
+  char exe[4096];
+  size_t len = sizeof(exe);
+  char *slash, *bslash, *path;
+  if (uv_exepath(exe, &len) != 0)
+    return NULL;
+  slash = strrchr(exe, '/');
+  bslash = strrchr(exe, '\\');
+  if (bslash > slash)
+    slash = bslash;
+  if (slash == NULL)
+    return NULL;
+  *slash = '\0';
+  path = sb__path_join(exe, "streambroker.default.json");
+  return path;
+}
+
+/* streambrokerd init-config: 0 written or kept, 3 a value the config refuses, 1
+ * otherwise. */
+static int init_config(const char* config_path, const char* upstream,
+                       const char* archive_dir, const char* data_dir) {
+  char msg[1024];
+  char* shipped = shipped_config();
+  int r;
+  if (shipped == NULL) {
+    fprintf(stderr, "streambrokerd: init-config: this program's path is unknown\n");
+    return 1;
+  }
+  r = sb__config_init(shipped, config_path ? config_path : sb__default_config_path(),
+                      upstream, archive_dir, data_dir, msg, sizeof(msg));
+  free(shipped);
+  if (r < 0) {
+    fprintf(stderr, "streambrokerd: init-config: %s\n", msg);
+    return r == SB_ECONFIG ? 3 : 1;
+  }
+  printf("streambrokerd: init-config: %s\n", msg);
+  return 0;
+}
+
 static int file_exists(const char* path) {
   FILE* f = sb__file_read(path);
   if (f != NULL)
@@ -172,30 +218,18 @@ static int file_exists(const char* path) {
  * own the administrator's config, so upgrades and uninstalls leave it alone.
  */
 static const char* config_to_use(const char* given) {
-  char exe[4096];
-  size_t len = sizeof(exe);
-  char *dir, *shipped;
+  char* shipped;
   if (given != NULL)
     return given;
-  if (!file_exists(sb__default_config_path()) && uv_exepath(exe, &len) == 0) {
-    char* slash = strrchr(exe, '/');
-    char* bslash = strrchr(exe, '\\');
-    if (bslash > slash)
-      slash = bslash;
-    if (slash != NULL) {
-      *slash = '\0';
-      dir = sb__xstrdup(exe);
-      shipped = sb__path_join(dir, "streambroker.default.json");
-      if (file_exists(shipped) && sb__mkdir_p(sb__default_data_dir()) == 0) {
-        uv_fs_t req;
-        /* EXCL: a config that appeared meanwhile is never overwritten. */
-        uv_fs_copyfile(NULL, &req, shipped, sb__default_config_path(),
-                       UV_FS_COPYFILE_EXCL, NULL);
-        uv_fs_req_cleanup(&req);
-      }
-      free(shipped);
-      free(dir);
+  if (!file_exists(sb__default_config_path()) && (shipped = shipped_config()) != NULL) {
+    if (file_exists(shipped) && sb__mkdir_p(sb__default_data_dir()) == 0) {
+      uv_fs_t req;
+      /* EXCL: a config that appeared meanwhile is never overwritten. */
+      uv_fs_copyfile(NULL, &req, shipped, sb__default_config_path(),
+                     UV_FS_COPYFILE_EXCL, NULL);
+      uv_fs_req_cleanup(&req);
     }
+    free(shipped);
   }
   return file_exists(sb__default_config_path()) ? sb__default_config_path() : NULL;
 }
@@ -310,9 +344,11 @@ static int run(void* arg, void (*started)(sb__broker_t*)) {
     }
     SB_LOG_E("broker", "%s; streams wait in the spool until it can be written", why);
   }
+  sb__service_starting();
   loop = uv_default_loop();
   broker = sb__xcalloc(1, sizeof(*broker));
   broker->on_stopped = on_stopped;
+  broker->config_path = config_path; /* re-read at a reload */
   /* Who holds the data directory, for a second instance to say. */
   broker->role = started != NULL                   ? "as the service " SB_SERVICE_NAME
                  : getenv("INVOCATION_ID") != NULL ? "under systemd"
@@ -355,8 +391,9 @@ int main(int argc, char** argv) {
   const char* config_path = NULL;
   const char* account = NULL;
   const char* password = NULL;
+  const char *upstream = NULL, *archive_dir = NULL, *data_dir = NULL;
   sb__config_t cfg;
-  int i, r, console = 0, install = 0, uninstall = 0;
+  int i, r, console = 0, install = 0, uninstall = 0, initcfg = 0, path_edit = 0;
 
   for (i = 1; i < argc; i++) {
     const char* a = argv[i];
@@ -402,11 +439,29 @@ int main(int argc, char** argv) {
       install = 1;
     } else if (i == 1 && strcmp(a, "uninstall") == 0) {
       uninstall = 1;
+    } else if (i == 1 && strcmp(a, "init-config") == 0) {
+      initcfg = 1;
+    } else if (initcfg && strcmp(a, "--upstream") == 0 && i + 1 < argc) {
+      upstream = argv[++i];
+    } else if (initcfg && strcmp(a, "--archive-dir") == 0 && i + 1 < argc) {
+      archive_dir = argv[++i];
+    } else if (initcfg && strcmp(a, "--data-dir") == 0 && i + 1 < argc) {
+      data_dir = argv[++i];
+    } else if (i == 1 && argc == 2 && strcmp(a, "path-add") == 0) {
+      path_edit = 1;
+    } else if (i == 1 && argc == 2 && strcmp(a, "path-remove") == 0) {
+      path_edit = -1;
     } else {
       fprintf(stderr, "streambrokerd: unknown option or missing value: %s\n%s", a,
               usage);
       return 2;
     }
+  }
+  if (initcfg)
+    return init_config(config_path, upstream, archive_dir, data_dir);
+  if (path_edit != 0) {
+    r = sb__service_path(path_edit > 0);
+    return r == 0 ? 0 : r == SB_ENOTSUP ? 2 : 1;
   }
   if (install || uninstall) {
     if (config_path != NULL && (r = load(&cfg, config_path)) != 0)

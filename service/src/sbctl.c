@@ -7,6 +7,8 @@
  *   sbctl archive ls|cat ...                 reads an archive (sbctl_archive.c)
  *   sbctl [--admin ADDR] retry [NAME]        tries the given-up streams (of NAME)
  *                                            again now
+ *   sbctl [--admin ADDR] [--json] reload     re-read the config (as SIGHUP does)
+ *   sbctl [--admin ADDR] follow [PREFIX]     live streams' bytes (sbctl_follow.c)
  *   sbctl [--admin ADDR] [--from FILE] metrics   the status in the Prometheus text
  *                                            format, for textfile collectors
  *
@@ -26,15 +28,17 @@
 #include "sbctl_archive.h"
 
 static const char usage[] =
-    "usage: sbctl [--admin ADDR] [--json] status|streams\n"
+    "usage: sbctl [--admin ADDR] [--json] status|streams|reload\n"
     "       sbctl [--admin ADDR] retry [NAME]\n"
     "       sbctl archive ls [--dir ARCHIVE]\n"
     "       sbctl archive cat NAME|ID [--dir ARCHIVE] [--raw]\n"
     "       sbctl [--admin ADDR] [--from FILE] metrics\n"
+    "       sbctl [--admin ADDR] follow [NAME|PREFIX]\n"
     "ADDR is the service's admin_pipe (default: this platform's). metrics prints the\n"
     "status in the Prometheus text format (for node_exporter's or windows_exporter's\n"
     "textfile collector); --from FILE converts a reply saved with sbctl --json status\n"
-    "(\"-\": standard input) instead of asking the service.\n";
+    "(\"-\": standard input) instead of asking the service. follow prints what live\n"
+    "streams named NAME... (all without it) write, as it arrives, until Ctrl+C.\n";
 
 typedef struct {
   uv_pipe_t pipe;
@@ -601,6 +605,30 @@ static void print_metrics(const cJSON* r) {
     }
   }
 }
+
+/* sbctl reload: the keys applied, and those that wait for a restart. */
+static void print_reload(const cJSON* r) {
+  const cJSON* lists[2];
+  const char* const heads[2] = {"applied", "restart needed"};
+  int i;
+  lists[0] = cJSON_GetObjectItemCaseSensitive(r, "applied");
+  lists[1] = cJSON_GetObjectItemCaseSensitive(r, "restart_needed");
+  printf("reloaded %s\n", str(r, "config"));
+  for (i = 0; i < 2; i++) {
+    const cJSON* k;
+    int n = 0;
+    printf("%-15s", heads[i]);
+    cJSON_ArrayForEach(k, lists[i]) {
+      if (cJSON_IsString(k))
+        printf("%s%s", n++ ? ", " : " ", k->valuestring);
+    }
+    printf("%s\n", n ? "" : " (none)");
+  }
+}
+
+/* sbctl_follow.c */
+int sbctl_follow(const char* path, const char* address, const char* prefix);
+
 /* Reads a saved status reply into reply (NUL-terminated); 0, or 1 after a message. */
 static int read_from(const char* path, sb__buf_t* reply) {
   FILE* f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
@@ -639,6 +667,7 @@ int main(int argc, char** argv) {
   const char* address = NULL;
   const char* command = NULL;
   const char* from = NULL;
+  const char* prefix = ""; /* follow: every stream */
   int json = 0, i, status = 1;
   const char* retry_name = NULL;
   char path[1024], request[64];
@@ -660,12 +689,16 @@ int main(int argc, char** argv) {
       return 0;
     } else if (command == NULL &&
                (strcmp(argv[i], "status") == 0 || strcmp(argv[i], "streams") == 0 ||
-                strcmp(argv[i], "metrics") == 0)) {
+                strcmp(argv[i], "metrics") == 0 || strcmp(argv[i], "reload") == 0)) {
       command = argv[i];
     } else if (command == NULL && strcmp(argv[i], "retry") == 0) {
       command = argv[i];
       if (i + 1 < argc && argv[i + 1][0] != '-')
         retry_name = argv[++i];
+    } else if (command == NULL && strcmp(argv[i], "follow") == 0) {
+      command = argv[i];
+      if (i + 1 < argc && argv[i + 1][0] != '-')
+        prefix = argv[++i];
     } else {
       fprintf(stderr, "sbctl: unknown argument: %s\n%s", argv[i], usage);
       return 2;
@@ -681,6 +714,8 @@ int main(int argc, char** argv) {
     fprintf(stderr, "sbctl: invalid admin address \"%s\"\n", address);
     return 2;
   }
+  if (strcmp(command, "follow") == 0)
+    return sbctl_follow(path, address, prefix);
   memset(&c, 0, sizeof(c));
   if (from != NULL) {
     if (strcmp(command, "metrics") != 0) {
@@ -738,6 +773,8 @@ parse:
       print_status(reply);
     else if (strcmp(command, "retry") == 0)
       printf("%.0f given-up streams tried again\n", num(reply, "retried"));
+    else if (strcmp(command, "reload") == 0)
+      print_reload(reply);
     else
       print_streams(reply);
     status = 0;

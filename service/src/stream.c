@@ -204,6 +204,8 @@ static void stream_data(sb__stream_t* s, const char* data, size_t len) {
   if (good > 0) {
     s->bytes += good;
     b->counters.bytes_in += good;
+    if (b->followers != NULL)
+      sb__follow_data(s, data, good, mark);
     sb__chunk_t* c = take_chunk(b, data, good);
     c->mark = mark;
     s->sink->write(s->sink, c);
@@ -449,6 +451,8 @@ void sb__stream_sink_done(sb__stream_t* s, int err) {
   sb__broker_t* b = s->broker;
   sb__sink_t* sink = s->sink;
   b->counters.streams_closed++;
+  if (b->followers != NULL)
+    sb__follow_closed(s);
   if (err == 0 && s->bytes_refused + s->bytes_dropped > 0)
     SB_LOG_W("stream",
              "stream %llu \"%s\" closed: %llu bytes, of which %llu refused and %llu "

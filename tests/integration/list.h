@@ -12,6 +12,8 @@
 #include "list_live.h"
 #include "list_butler.h"
 #include "list_ops.h"
+#include "list_reload.h"
+#include "list_follow.h"
 #include "list_sbcat.h"
 #include "list_sbrun.h"
 #include "list_security_files.h"
@@ -26,7 +28,7 @@
       TEST_LIST_FAULTS(X) TEST_LIST_WINSERVICE(X) TEST_LIST_ARCHIVE(X) TEST_LIST_BUTLER(X) \
       TEST_LIST_OPS(X) TEST_LIST_LIVE(X) TEST_LIST_INSTANCE(X) TEST_LIST_ARCHIVE_SPOOL(X) \
       TEST_LIST_ACCEPT(X) TEST_LIST_SECURITY_FILES(X) TEST_LIST_SECURITY_LIMITS(X) \
-      TEST_LIST_SECURITY_WIN(X) TEST_LIST_WINREAL(X)
+      TEST_LIST_SECURITY_WIN(X) TEST_LIST_WINREAL(X) TEST_LIST_RELOAD(X) TEST_LIST_FOLLOW(X)
 TEST_LIST(TEST_DECLARE)
 
 #endif

@@ -5,7 +5,9 @@
 # edited config and the spool (a stream the archive could not write, archived after the
 # upgrade once it can); a refused downgrade; an uninstall that removes the
 # service, its event source and the program files and leaves config and spool. The
-# service, on the shipped config, logs under ProgramData.
+# service, on the shipped config, logs under ProgramData. The tools on the system PATH
+# (and off it after the uninstall); UPSTREAM, ARCHIVEDIR and DATADIR written into a new
+# config only; net start of a service that fails at once; a refused property.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -68,6 +70,9 @@ await test -f "$pd/streambroker.json" || fail "no config written on first start"
 await grep -q "running as the service StreamBroker" "$pd/logs/streambrokerd.log" ||
   fail "no service log in $pd/logs"
 evkey='HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\StreamBroker'
+envkey='HKLM\SYSTEM\CurrentControlSet\Control\Session Manager\Environment'
+on_path() { run reg query "$envkey" /v Path | has -i 'C:\\Program Files\\streambroker'; }
+on_path || fail "the install did not put C:\Program Files\streambroker on the system PATH"
 run reg query "$evkey" /v EventMessageFile | has -i 'streambrokerd.exe' ||
   fail "the event source is not registered"
 # The service configures its own recovery at start (wixl has no ServiceConfig). Wine
@@ -137,4 +142,66 @@ run reg query "$evkey" >/dev/null 2>&1 && fail "the event source is still regist
 [ ! -e "$pf/streambrokerd.exe" ] || fail "program files left after uninstall"
 [ -f "$pd/streambroker.json" ] && [ -f "$pd/spool.db" ] || fail "config or spool removed"
 grep -q '"log_level": "debug"' "$pd/streambroker.json" || fail "config changed by uninstall"
+on_path && fail "the uninstall left C:\Program Files\streambroker on the system PATH"
+run reg query "$envkey" /v Path | has -i 'system32' || fail "the uninstall broke the PATH"
+
+# ---- install-time properties (UPSTREAM, ARCHIVEDIR, DATADIR), written into a new config
+# only; a failing start that net start must not report as a success ----
+msiw2=$(winepath -w "$msi2" 2>/dev/null || echo "Z:$msi2")
+props=(UPSTREAM=net.pipe:sb-msi-up 'ARCHIVEDIR=C:\sbmsi\archive' 'DATADIR=C:\sbmsi\data')
+# An existing config is never touched, whatever the properties say.
+cp "$pd/streambroker.json" "$build/msi-config-before.json"
+run msiexec /i "$msiw2" /qn "${props[@]}" || fail "install with properties over a config"
+await running || fail "the service is not RUNNING after the install with properties"
+cmp "$pd/streambroker.json" "$build/msi-config-before.json" ||
+  fail "the install with properties changed an existing config"
+on_path || fail "the second install did not put the tools on the PATH"
+run net stop StreamBroker >/dev/null || fail "net stop"
+await stopped_or_gone || fail "the service still runs after net stop"
+run msiexec /x "$msiw2" /qn || fail "uninstall"
+# No config: the properties make the new one.
+rm "$pd/streambroker.json"
+run msiexec /i "$msiw2" /qn "${props[@]}" || fail "install with properties"
+await running || fail "the service is not RUNNING on the properties' config"
+grep -q '"upstream":.*"net.pipe:sb-msi-up"' "$pd/streambroker.json" || fail "UPSTREAM not in the config"
+grep -qE '"archive_dir":[[:space:]]*"C:\\\\sbmsi\\\\archive"' "$pd/streambroker.json" ||
+  fail "ARCHIVEDIR not in the config"
+grep -qE '"data_dir":[[:space:]]*"C:\\\\sbmsi\\\\data"' "$pd/streambroker.json" ||
+  fail "DATADIR not in the config"
+await test -f "$SB_WINEPREFIX/drive_c/sbmsi/data/spool.db" || fail "the spool is not in DATADIR"
+run 'C:\Program Files\streambroker\sbctl.exe' status | has 'sb-msi-up' ||
+  fail "the service does not forward to UPSTREAM"
+# The tools by name, through the PATH the install set (a new process's environment
+# comes from the registry under Wine too).
+run cmd /c 'sbctl status' | has 'sb-msi-up' || fail "sbctl is not found on the PATH"
+
+# net start of a service whose start fails at once: an error, with the exit code.
+run net stop StreamBroker >/dev/null || fail "net stop"
+await stopped_or_gone || fail "the service still runs after net stop"
+cp "$pd/streambroker.json" "$build/msi-config-good.json"
+printf '{"max_streams": 0}\n' >"$pd/streambroker.json"
+set +e
+out=$(run net start StreamBroker 2>&1)
+rc=$?
+set -e
+echo "net start of a failing service: exit $rc: $out"
+[ "$rc" -ne 0 ] || fail "net start of a service that fails at once exited 0"
+query=$(run sc query StreamBroker 2>&1 || true)
+echo "sc query after it: $query"
+echo "$query" | has -E 'WIN32_EXIT_CODE *: *1066' || fail "no service-specific error in sc query"
+echo "$query" | has -E 'SERVICE_EXIT_CODE *: *3 ' || fail "not the service's exit code 3"
+cp "$build/msi-config-good.json" "$pd/streambroker.json"
+
+# A property the config refuses fails the install, saying why in the log.
+run msiexec /x "$msiw2" /qn || fail "uninstall"
+rm "$pd/streambroker.json"
+if run msiexec /i "$msiw2" /qn UPSTREAM=bogus /l*v 'C:\msi-bad.log'; then
+  fail "an install with UPSTREAM=bogus succeeded"
+fi
+[ ! -f "$pd/streambroker.json" ] || fail "a refused UPSTREAM left a config"
+stopped_or_gone || fail "a refused UPSTREAM left a running service"
+iconv -f UTF-16LE -t UTF-8 "$SB_WINEPREFIX/drive_c/msi-bad.log" 2>/dev/null |
+  has -i 'WriteConfig' || echo "note: the MSI log does not name WriteConfig"
+run msiexec /x "$msiw2" /qn >/dev/null 2>&1 || true
+rm -f "$build/msi-config-before.json" "$build/msi-config-good.json"
 echo "1 passed, 0 failed"

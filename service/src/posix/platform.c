@@ -46,6 +46,11 @@ void sb__process_init(void) {
   signal(SIGPIPE, SIG_IGN);
 }
 
+/* logrotate and systemctl reload (ExecReload) send SIGHUP. */
+int sb__reload_signal(void) {
+  return SIGHUP;
+}
+
 void sb__raise_fd_limit(void) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {

@@ -24,3 +24,13 @@ int sb__service_install(const char* config_path, const char* account,
 int sb__service_uninstall(void) {
   return sb__service_install(NULL, NULL, NULL);
 }
+
+int sb__service_path(int add) {
+  (void)add;
+  fprintf(stderr, "streambrokerd: path-add and path-remove edit the Windows system "
+                  "PATH; on Linux the tools go to a directory already on it\n");
+  return SB_ENOTSUP;
+}
+
+void sb__service_starting(void) {
+}

@@ -107,6 +107,12 @@ int64_t sb__process_open_handles(void) {
   return GetProcessHandleCount(GetCurrentProcess(), &n) ? (int64_t)n : -1;
 }
 
+/* libuv's SIGHUP on Windows is the console closing, which ends the process anyway: a
+ * reload is asked with sbctl reload or the service control PARAMCHANGE instead. */
+int sb__reload_signal(void) {
+  return 0;
+}
+
 static int sb__is_sep(WCHAR c) {
   return c == L'\\' || c == L'/';
 }

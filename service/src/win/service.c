@@ -36,10 +36,11 @@ static void report(DWORD state, DWORD win32_exit, DWORD specific_exit,
   sb__status.dwWin32ExitCode = win32_exit;
   sb__status.dwServiceSpecificExitCode = specific_exit;
   sb__status.dwWaitHint = wait_hint;
-  sb__status.dwControlsAccepted =
-      state == SERVICE_RUNNING
-          ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN | SERVICE_ACCEPT_PRESHUTDOWN
-          : 0;
+  sb__status.dwControlsAccepted = state == SERVICE_RUNNING
+                                      ? SERVICE_ACCEPT_STOP | SERVICE_ACCEPT_SHUTDOWN |
+                                            SERVICE_ACCEPT_PRESHUTDOWN |
+                                            SERVICE_ACCEPT_PARAMCHANGE
+                                      : 0;
   if (state == SERVICE_RUNNING || state == SERVICE_STOPPED)
     sb__status.dwCheckPoint = 0;
   else
@@ -88,6 +89,11 @@ static DWORD WINAPI control_handler(DWORD control, DWORD type, LPVOID data,
                                      (LPVOID)(uintptr_t)SERVICE_STOP_PENDING, 0, NULL);
     if (b != NULL)
       uv_async_send(&b->stop_async);
+    return NO_ERROR;
+  case SERVICE_CONTROL_PARAMCHANGE:
+    /* sc control StreamBroker paramchange: the config is re-read on the loop. */
+    if (b != NULL)
+      uv_async_send(&b->reload_async);
     return NO_ERROR;
   case SERVICE_CONTROL_INTERROGATE:
     return NO_ERROR;
@@ -167,6 +173,24 @@ static void on_started(sb__broker_t* b) {
              sb__recovery_what, sb__recovery_error);
 }
 
+static HANDLE sb__start_ticker;
+
+/*
+ * START_PENDING is reported only once the quick checks passed (the config loads, the
+ * directories can be used): a start that fails at once then reports STOPPED, with its
+ * service-specific code, as its first status. StartService itself fails then where
+ * the SCM decides on the first status (Wine's: "net start" would otherwise say
+ * "started successfully" for a service that was already gone); Windows' net start
+ * waits for the state after START_PENDING either way.
+ */
+void sb__service_starting(void) {
+  if (sb__status_handle == NULL || sb__start_ticker != NULL)
+    return;
+  report(SERVICE_START_PENDING, NO_ERROR, 0, SB__START_WAIT_HINT_MS);
+  sb__start_ticker = CreateThread(NULL, 0, pending_ticker,
+                                  (LPVOID)(uintptr_t)SERVICE_START_PENDING, 0, NULL);
+}
+
 static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
   HANDLE start_ticker;
   (void)argc;
@@ -177,9 +201,6 @@ static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
     sb__exit_code = 4;
     return;
   }
-  report(SERVICE_START_PENDING, NO_ERROR, 0, SB__START_WAIT_HINT_MS);
-  start_ticker = CreateThread(NULL, 0, pending_ticker,
-                              (LPVOID)(uintptr_t)SERVICE_START_PENDING, 0, NULL);
   set_own_recovery();
   sb__exit_code = sb__run(sb__run_arg, on_started);
   sb__running_broker = NULL;
@@ -188,6 +209,7 @@ static void WINAPI service_main(DWORD argc, LPWSTR* argv) {
     report(SERVICE_STOPPED, ERROR_SERVICE_SPECIFIC_ERROR, (DWORD)sb__exit_code, 0);
   else
     report(SERVICE_STOPPED, NO_ERROR, 0, 0);
+  start_ticker = sb__start_ticker;
   if (start_ticker != NULL)
     CloseHandle(start_ticker); /* it ended once the state left START_PENDING */
 }
@@ -328,5 +350,99 @@ int sb__service_uninstall(void) {
     fprintf(stderr, "streambrokerd: DeleteService: error %lu\n", GetLastError());
   if (sb__eventlog_uninstall() != 0 && r == 0)
     r = SB_EIO;
+  return r;
+}
+
+#define SB__ENV_KEY L"SYSTEM\\CurrentControlSet\\Control\\Session Manager\\Environment"
+
+/* Whether a PATH entry (len characters) is dir: case-insensitively, with or without
+ * a trailing backslash. */
+static int path_entry_is(const WCHAR* entry, size_t len, const WCHAR* dir) {
+  size_t dlen = wcslen(dir);
+  while (len > 0 && entry[len - 1] == L'\\')
+    len--;
+  while (dlen > 0 && dir[dlen - 1] == L'\\')
+    dlen--;
+  return len == dlen && _wcsnicmp(entry, dir, len) == 0;
+}
+
+/*
+ * The machine's PATH is one registry value that other installers edit too: it is read,
+ * changed by whole entries (never rewritten from a copy of the process's own PATH,
+ * which has the user's part and expanded variables), and written only when it changes.
+ */
+int sb__service_path(int add) {
+  WCHAR dir[MAX_PATH], *slash, *old = NULL, *out = NULL, *p;
+  HKEY key;
+  DWORD type = REG_EXPAND_SZ, size = 0;
+  LONG e;
+  int r = 0, found = 0;
+  if (GetModuleFileNameW(NULL, dir, MAX_PATH) == 0 ||
+      (slash = wcsrchr(dir, L'\\')) == NULL)
+    return SB_EIO;
+  *slash = 0;
+  e = RegOpenKeyExW(HKEY_LOCAL_MACHINE, SB__ENV_KEY, 0, KEY_QUERY_VALUE | KEY_SET_VALUE,
+                    &key);
+  if (e != ERROR_SUCCESS) {
+    fprintf(stderr,
+            "streambrokerd: the system environment's registry key: error %ld%s\n", e,
+            e == ERROR_ACCESS_DENIED ? " (run this as an administrator)" : "");
+    return e == ERROR_ACCESS_DENIED ? SB_EACCES : SB_EIO;
+  }
+  e = RegQueryValueExW(key, L"Path", NULL, &type, NULL, &size);
+  if (e != ERROR_SUCCESS && e != ERROR_FILE_NOT_FOUND) {
+    fprintf(stderr, "streambrokerd: reading the system PATH: error %ld\n", e);
+    RegCloseKey(key);
+    return SB_EIO;
+  }
+  if (e == ERROR_FILE_NOT_FOUND)
+    size = 0;
+  old = sb__xcalloc(size / sizeof(WCHAR) + 2, sizeof(WCHAR));
+  if (size > 0 &&
+      RegQueryValueExW(key, L"Path", NULL, &type, (BYTE*)old, &size) != ERROR_SUCCESS) {
+    fprintf(stderr, "streambrokerd: reading the system PATH failed\n");
+    r = SB_EIO;
+    goto done;
+  }
+  out = sb__xcalloc(wcslen(old) + wcslen(dir) + 4, sizeof(WCHAR));
+  for (p = old; *p != 0;) {
+    WCHAR* semi = wcschr(p, L';');
+    size_t len = semi != NULL ? (size_t)(semi - p) : wcslen(p);
+    int is_dir = len > 0 && path_entry_is(p, len, dir);
+    found |= is_dir;
+    if (len > 0 && (add || !is_dir)) {
+      if (out[0] != 0)
+        wcscat(out, L";");
+      wcsncat(out, p, len);
+    }
+    p += len;
+    if (*p == L';')
+      p++;
+  }
+  if (add ? found : !found) {
+    printf("%ls is %s the system PATH\n", dir, add ? "already on" : "not on");
+    goto done;
+  }
+  if (add) {
+    if (out[0] != 0)
+      wcscat(out, L";");
+    wcscat(out, dir);
+  }
+  e = RegSetValueExW(key, L"Path", 0, type == REG_SZ ? REG_SZ : REG_EXPAND_SZ,
+                     (const BYTE*)out, (DWORD)((wcslen(out) + 1) * sizeof(WCHAR)));
+  if (e != ERROR_SUCCESS) {
+    fprintf(stderr, "streambrokerd: writing the system PATH: error %ld\n", e);
+    r = e == ERROR_ACCESS_DENIED ? SB_EACCES : SB_EIO;
+    goto done;
+  }
+  /* New consoles see it; running programs that listen (Explorer) reload it. */
+  SendMessageTimeoutW(HWND_BROADCAST, WM_SETTINGCHANGE, 0, (LPARAM)L"Environment",
+                      SMTO_ABORTIFHUNG, 5000, NULL);
+  printf("%s %ls %s the system PATH\n", add ? "added" : "removed", dir,
+         add ? "to" : "from");
+done:
+  RegCloseKey(key);
+  free(old);
+  free(out);
   return r;
 }
