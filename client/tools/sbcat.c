@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   int i, err, close_err, status = 1;
   sb_client_opts_t copts;
 
+  argv = sb__tool_utf8_argv(&argc, argv); /* names and tags go out as UTF-8 */
   memset(&opts, 0, sizeof(opts));
   tags = calloc((size_t)argc, sizeof(*tags));
   if (tags == NULL) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tools.h"
 
 static const char usage[] =
     "usage: streambrokerd [--config FILE] [--console]  run the broker\n"
@@ -395,6 +396,8 @@ int main(int argc, char** argv) {
   sb__config_t cfg;
   int i, r, console = 0, install = 0, uninstall = 0, initcfg = 0, path_edit = 0;
 
+  /* Windows: argv is in the ANSI code page; paths are taken as UTF-8 everywhere. */
+  argv = sb__tool_utf8_argv(&argc, argv);
   for (i = 1; i < argc; i++) {
     const char* a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

@@ -631,7 +631,7 @@ int sbctl_follow(const char* path, const char* address, const char* prefix);
 
 /* Reads a saved status reply into reply (NUL-terminated); 0, or 1 after a message. */
 static int read_from(const char* path, sb__buf_t* reply) {
-  FILE* f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  FILE* f = strcmp(path, "-") == 0 ? stdin : sb__file_read(path);
   char chunk[65536];
   size_t n;
   if (f == NULL) {
@@ -675,6 +675,7 @@ int main(int argc, char** argv) {
   sbctl_t c;
   cJSON* reply;
 
+  argv = sb__tool_utf8_argv(&argc, argv); /* stream names and paths, as UTF-8 */
   if (argc > 1 && strcmp(argv[1], "archive") == 0)
     return sb__sbctl_archive(argc - 2, argv + 2);
   for (i = 1; i < argc; i++) {

@@ -64,7 +64,7 @@ static const char* tag(const cJSON* doc, const char* key) {
 }
 
 static int read_file(const char* path, sb__buf_t* out) {
-  FILE* f = fopen(path, "rb");
+  FILE* f = sb__file_read(path); /* UTF-8, on Windows too */
   char chunk[65536];
   size_t n;
   if (f == NULL)

@@ -322,7 +322,7 @@ void sb_it_tempdir(const char* tag, char* out, size_t size) {
 }
 
 char* sb_it_read_file(const char* path, size_t* len) {
-  FILE* f = fopen(path, "rb");
+  FILE* f = sb_it_fopen(path, "rb");
   sb__buf_t b = {0};
   char chunk[65536];
   size_t n;
@@ -338,7 +338,7 @@ char* sb_it_read_file(const char* path, size_t* len) {
 }
 
 void sb_it_write_file(const char* path, const void* data, size_t len) {
-  FILE* f = fopen(path, "wb");
+  FILE* f = sb_it_fopen(path, "wb");
   ASSERT_NOT_NULL(f);
   ASSERT_EQ(fwrite(data, 1, len, f), len);
   ASSERT_EQ(fclose(f), 0);

@@ -6,6 +6,8 @@
 #ifndef SB_IT_HELPERS_H
 #define SB_IT_HELPERS_H
 
+#include <stdio.h>
+
 #include <uv.h>
 
 #include "protocol.h"
@@ -80,6 +82,8 @@ size_t sb_it_count(const char* haystack, size_t len, const char* needle);
 
 /* A fresh, empty directory for this test under the system's temp directory. */
 void sb_it_tempdir(const char* tag, char* out, size_t size);
+/* fopen with a UTF-8 path (Windows: _wfopen, since fopen takes the ANSI code page). */
+FILE* sb_it_fopen(const char* path, const char* mode);
 /* Reads a whole file; NULL when it cannot be read. */
 char* sb_it_read_file(const char* path, size_t* len);
 /* Writes a whole file; fails the test on error. */

@@ -9,6 +9,7 @@
   X(winreal_many_streams_through_pair)                                                 \
   X(winservice_start_checkpoints_large_archive)                                        \
   X(winreal_archive_delete_pending_name)                                               \
-  X(winreal_sbrun_unicode_argument)
+  X(winreal_sbrun_unicode_argument)                                                    \
+  X(winreal_unicode_paths)
 
 #endif

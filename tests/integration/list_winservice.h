@@ -6,6 +6,7 @@
   X(winservice_install_start_use_stop_uninstall)                                       \
   X(winservice_failed_start_reports_exit_code)                                         \
   X(winservice_install_as_account)                                                     \
-  X(winservice_event_source)
+  X(winservice_event_source)                                                           \
+  X(winservice_unicode_config_path)
 
 #endif

@@ -610,3 +610,90 @@ TEST_IMPL(winreal_sbrun_unicode_argument) {
   ASSERT_OK(uv_loop_close(&loop));
 #endif
 }
+
+/*
+ * streambrokerd, sbcat and sbctl with paths and arguments outside the ANSI code page
+ * (Wine's is 1252: "ж" is not in it, "€" and "é" are, as other bytes than UTF-8's):
+ * the config, data_dir, archive_dir and log_file all lie under a directory so named.
+ * Stream names are ASCII by the protocol (PROTOCOL.md §1.5), so a tag value carries
+ * the non-ASCII text through sbcat. Before the fix, the service got "?" for "ж" in
+ * --config, and fopen took the UTF-8 log path as ANSI.
+ */
+TEST_IMPL(winreal_unicode_paths) {
+#ifndef _WIN32
+  TEST_SKIP("POSIX paths and arguments are bytes, passed as they are");
+#else
+  static const char u8[] = "\xc3\xa9\xe2\x82\xac\xd0\xb6";         /* "é€ж" */
+  static const char value[] = "caf\xc3\xa9 \xe2\x82\xac \xd0\xb6"; /* "café € ж" */
+  static const char content[] = "line \xd0\xb6\nline \xe2\x82\xac\n"; /* stream bytes */
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  char tag[64], log_name[64], tag_arg[64], want[1200], sbcat[4096], sbctl[4096];
+  const char* cat[] = {sbcat, "--name", "u8/paths", "--server",
+                       NULL,  "--tag",  tag_arg,    NULL};
+  const char* back[] = {sbctl, "archive", "cat", "u8/paths", "--dir", NULL, NULL};
+  sb_it_segment_t* seg;
+  sb_it_result_t res;
+  sb__buf_t got;
+  size_t len;
+  char* text;
+  cJSON *doc, *v;
+  int n;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_program("sbcat", sbcat, sizeof(sbcat));
+  sb_it_program("sbctl", sbctl, sizeof(sbctl));
+  snprintf(tag, sizeof(tag), "u8-%s", u8);
+  snprintf(log_name, sizeof(log_name), "log-%s.txt", u8);
+  snprintf(tag_arg, sizeof(tag_arg), "who=%s", value);
+  /* It serves (that line is read from the log file at the non-ASCII path). */
+  sb_it_daemon_start_logfile(&d, &loop, tag, NULL, NULL, log_name);
+  ASSERT_NOT_NULL(strstr(d.config_path, u8));
+  ASSERT_NOT_NULL(strstr(d.archive_dir, u8));
+  ASSERT_NOT_NULL(strstr(d.log_file, u8));
+  /* The config path it names is the one given, not a code-page rendering of it. */
+  snprintf(want, sizeof(want), "(config: %s)", d.config_path);
+  sb_it_wait_file(&loop, d.log_file, want, 1, 30000);
+
+  cat[4] = d.address;
+  sb_it_run(&loop, cat, NULL, content, strlen(content), NULL, 0, &res);
+  if (res.exit_status != 0)
+    sb_test_fail(__FILE__, __LINE__, "sbcat: exit %d: %s", (int)res.exit_status,
+                 res.err.data);
+  sb_it_result_free(&res);
+  sb_it_wait_settled1(&loop, d.archive_dir, "u8/paths");
+  memset(&got, 0, sizeof(got));
+  sb_it_reassemble(d.archive_dir, "u8/paths", &got, 0, NULL);
+  if (got.len != strlen(content) || memcmp(got.data, content, got.len) != 0)
+    sb_test_fail(__FILE__, __LINE__, "archived \"%.*s\", not \"%s\"", (int)got.len,
+                 got.data, content);
+  sb__buf_free(&got);
+  /* The tag's value arrived as UTF-8 in the sidecar under the non-ASCII archive dir. */
+  n = sb_it_segments(d.archive_dir, "u8/paths", &seg);
+  ASSERT_GT(n, 0);
+  snprintf(want, sizeof(want), "%.*s.json", (int)(strlen(seg[0].log_path) - 4),
+           seg[0].log_path);
+  free(seg);
+  text = sb_it_read_file(want, &len);
+  ASSERT_NOT_NULL(text);
+  doc = cJSON_ParseWithLength(text, len);
+  free(text);
+  ASSERT_NOT_NULL(doc);
+  v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "tags"),
+                                       "who");
+  if (!cJSON_IsString(v) || strcmp(v->valuestring, value) != 0)
+    sb_test_fail(__FILE__, __LINE__, "tag who is \"%s\", not \"%s\"",
+                 cJSON_IsString(v) ? v->valuestring : "(absent)", value);
+  cJSON_Delete(doc);
+  /* sbctl reads it back from the archive given by its non-ASCII --dir. */
+  back[5] = d.archive_dir;
+  sb_it_run(&loop, back, NULL, "", 0, NULL, 0, &res);
+  if (res.exit_status != 0 || res.out.len != strlen(content) ||
+      memcmp(res.out.data, content, res.out.len) != 0)
+    sb_test_fail(__FILE__, __LINE__,
+                 "sbctl archive cat: exit %d, out \"%s\", err \"%s\"",
+                 (int)res.exit_status, res.out.data, res.err.data);
+  sb_it_result_free(&res);
+  sb_it_daemon_close(&d);
+  ASSERT_OK(uv_loop_close(&loop));
+#endif
+}

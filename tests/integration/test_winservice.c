@@ -346,6 +346,96 @@ TEST_IMPL(winservice_failed_start_reports_exit_code) {
   ASSERT_OK(uv_loop_close(&loop));
 }
 
+#ifdef _WIN32
+/* Whether the service's command line, as the SCM holds it, contains want (UTF-8). */
+static int service_command_has(const char* want) {
+  SC_HANDLE scm = OpenSCManagerW(NULL, NULL, SC_MANAGER_CONNECT), svc = NULL;
+  union {
+    QUERY_SERVICE_CONFIGW c;
+    BYTE b[8192];
+  } buf;
+  WCHAR wwant[1024];
+  DWORD need = 0;
+  int r = 0;
+  if (scm != NULL)
+    svc = OpenServiceW(scm, L"StreamBroker", SERVICE_QUERY_CONFIG);
+  if (svc != NULL && MultiByteToWideChar(CP_UTF8, 0, want, -1, wwant, 1024) != 0 &&
+      QueryServiceConfigW(svc, &buf.c, sizeof(buf), &need))
+    r = wcsstr(buf.c.lpBinaryPathName, wwant) != NULL;
+  if (svc != NULL)
+    CloseServiceHandle(svc);
+  if (scm != NULL)
+    CloseServiceHandle(scm);
+  return r;
+}
+#else
+static int service_command_has(const char* want) {
+  (void)want;
+  return 0;
+}
+#endif
+
+/*
+ * install --config with a path outside the ANSI code page (Wine's is 1252: "ж" is not
+ * in it): the service's command line holds the path itself, and the service started
+ * by the SCM reads that config and logs to a file beside it.
+ */
+TEST_IMPL(winservice_unicode_config_path) {
+  static const char u8[] = "\xc3\xa9\xe2\x82\xac\xd0\xb6"; /* "é€ж" */
+  uv_loop_t loop;
+  char tag[64], dir[512], cfg[700], log[700], text[4096], jdir[1100];
+  char address[256], bind[256], admin[256], admin_bind[256], prog[4096];
+  const char* install[] = {prog, "install", "--config", cfg, NULL};
+  const char* uninstall[] = {prog, "uninstall", NULL};
+  const char* start[] = {"net", "start", "StreamBroker", NULL};
+  const char* stop[] = {"net", "stop", "StreamBroker", NULL};
+  const char* query[] = {"sc", "query", "StreamBroker", NULL};
+  sb_it_result_t res;
+  size_t i, o = 0;
+  if (!sb_it_is_windows())
+    TEST_SKIP("the Windows service control manager is Windows only");
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_program("streambrokerd", prog, sizeof(prog));
+  snprintf(tag, sizeof(tag), "winsvc-%s", u8);
+  sb_it_tempdir(tag, dir, sizeof(dir));
+  for (i = 0; dir[i]; i++)
+    dir[i] = dir[i] == '/' ? '\\' : dir[i]; /* as the SCM's command line shows it */
+  sb_it_address("svcu8", address, bind, sizeof(address));
+  sb_it_address("svcu8-admin", admin, admin_bind, sizeof(admin));
+  snprintf(cfg, sizeof(cfg), "%s\\config-%s.json", dir, u8);
+  snprintf(log, sizeof(log), "%s\\log-%s.txt", dir, u8);
+  for (i = 0; dir[i] && o < sizeof(jdir) - 2; i++) {
+    if (dir[i] == '\\')
+      jdir[o++] = '\\';
+    jdir[o++] = dir[i];
+  }
+  jdir[o] = '\0';
+  snprintf(text, sizeof(text),
+           "{\"control_pipe\": \"%s\", \"admin_pipe\": \"%s\", \"data_dir\": \"%s\", "
+           "\"archive_dir\": \"%s\\\\archive-%s\", \"log_file\": \"%s\\\\log-%s.txt\", "
+           "\"log_level\": \"debug\", \"spool_reserve_bytes\": 1048576}",
+           address, admin, jdir, jdir, u8, jdir, u8);
+  sb_it_write_file(cfg, text, strlen(text));
+
+  run_prog(&loop, uninstall, &res);
+  sb_it_result_free(&res);
+  expect(&loop, install, 0, "installed the service StreamBroker");
+  if (!service_command_has(cfg)) {
+    expect(&loop, uninstall, 0, "removed");
+    sb_test_fail(__FILE__, __LINE__, "the service's command line does not hold %s",
+                 cfg);
+  }
+  expect(&loop, start, 0, NULL);
+  wait_state(&loop, query, "RUNNING", 20000);
+  ASSERT(wait_file(&loop, log, "running as the service StreamBroker", 20000));
+  snprintf(text, sizeof(text), "(config: %s)", cfg);
+  ASSERT(wait_file(&loop, log, text, 1000));
+  expect(&loop, stop, 0, NULL);
+  wait_state(&loop, query, "STOPPED", 20000);
+  expect(&loop, uninstall, 0, "removed the service StreamBroker");
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
 TEST_IMPL(winservice_install_as_account) {
   uv_loop_t loop;
   char prog[4096];

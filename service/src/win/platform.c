@@ -5,6 +5,7 @@
 #include <lm.h>
 #include <sddl.h>
 #include <shlobj.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -668,10 +669,24 @@ uv_file sb__file_open(const char* path, int flags) {
   return fd;
 }
 
+/* Paths are UTF-8: fopen would take them in the ANSI code page, so a name with a
+ * character outside it would not be found (or another file would be opened). */
+static FILE* sb__wfopen(const char* path, const WCHAR* mode) {
+  WCHAR* w = sb__utf16(path);
+  FILE* f;
+  if (w == NULL) {
+    errno = EINVAL;
+    return NULL;
+  }
+  f = _wfopen(w, mode);
+  free(w);
+  return f;
+}
+
 FILE* sb__file_append(const char* path) {
-  return fopen(path, "ab");
+  return sb__wfopen(path, L"ab");
 }
 
 FILE* sb__file_read(const char* path) {
-  return fopen(path, "rb");
+  return sb__wfopen(path, L"rb");
 }

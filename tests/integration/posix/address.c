@@ -70,3 +70,7 @@ ssize_t sb_it_dgram_recv(uv_os_sock_t fd, char* buf, size_t size) {
 void sb_it_dgram_close(uv_os_sock_t fd) {
   close(fd);
 }
+
+FILE* sb_it_fopen(const char* path, const char* mode) {
+  return fopen(path, mode);
+}

@@ -63,3 +63,11 @@ ssize_t sb_it_dgram_recv(uv_os_sock_t fd, char* buf, size_t size) {
 void sb_it_dgram_close(uv_os_sock_t fd) {
   (void)fd;
 }
+
+FILE* sb_it_fopen(const char* path, const char* mode) {
+  WCHAR wpath[2048], wmode[16];
+  if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, wpath, 2048) == 0 ||
+      MultiByteToWideChar(CP_UTF8, 0, mode, -1, wmode, 16) == 0)
+    return NULL;
+  return _wfopen(wpath, wmode);
+}
