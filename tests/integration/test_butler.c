@@ -91,6 +91,25 @@ static void expect_stream(const sb_it_blist_t* l, const char* name, size_t nth,
     ASSERT(s->len >= strlen(data) && memcmp(s->data, data, strlen(data)) == 0);
 }
 
+/* Waits until the butler has stored at least len bytes of its first stream name. */
+static void wait_stored(uv_loop_t* loop, const sb_it_butler_t* bt, const char* name,
+                        size_t len) {
+  int tries;
+  for (tries = 0; tries < 300; tries++) {
+    sb_it_blist_t l;
+    const sb_it_bstream_t* s;
+    size_t got;
+    sb_it_butler_list(bt, &l);
+    s = find_stream(&l, name, 0);
+    got = s != NULL ? s->len : 0;
+    sb_it_blist_free(&l);
+    if (got >= len)
+      return;
+    sb_it_pause_ms(loop, 100);
+  }
+  sb_test_fail(__FILE__, __LINE__, "the butler did not store %zu bytes of %s", len, name);
+}
+
 /* Writes raw bytes to address on a connection of their own. */
 static void send_raw(const char* address, const void* data, size_t len) {
   sb_os_handle_t h;
@@ -219,6 +238,8 @@ TEST_IMPL(butler_refuses_like_the_butler) {
   ASSERT_OK(sb_stream_open(client, &o, &s));
   ASSERT_OK(sb_stream_write(s, "hello\n", 6));
   sb_it_butler_wait(&bt, "accepted live", 1, 30000);
+  /* The handshake and "hello\n" may come in two reads: cut only once it has both. */
+  wait_stored(&loop, &bt, "live", 6);
   sb_it_butler_command(&bt, "cut live");
   sb_it_butler_wait(&bt, "cut live", 1, 30000);
   /* The writer learns of it at a write (the first may still fit in a buffer). */
