@@ -399,6 +399,32 @@ void sb_it_pause_ms(uv_loop_t* loop, uint64_t ms) {
   sb_it_run_until(loop, ms, sb_it_never, NULL);
 }
 
+static void on_mute_connection(uv_stream_t* server, int status) {
+  sb_it_mute_t* m = server->data;
+  (void)status;
+  m->connections++; /* never accepted, never read */
+}
+
+static void on_mute_closed(uv_handle_t* h) {
+  ((sb_it_mute_t*)h->data)->closed = 1;
+}
+
+void sb_it_mute_start(uv_loop_t* loop, sb_it_mute_t* m, const char* bind_path,
+                      int instances) {
+  memset(m, 0, sizeof(*m));
+  ASSERT_OK(uv_pipe_init(loop, &m->server, 0));
+  m->server.data = m;
+  uv_pipe_pending_instances(&m->server, instances);
+  ASSERT_OK(uv_pipe_bind(&m->server, bind_path));
+  ASSERT_OK(uv_listen((uv_stream_t*)&m->server, 128, on_mute_connection));
+}
+
+void sb_it_mute_close(uv_loop_t* loop, sb_it_mute_t* m) {
+  uv_close((uv_handle_t*)&m->server, on_mute_closed);
+  while (!m->closed)
+    uv_run(loop, UV_RUN_ONCE);
+}
+
 int32_t sb_it_jitter(uint32_t* x, int lo, int hi) {
   *x = *x * 1103515245u + 12345u;
   return lo + (int32_t)((*x >> 8) % (uint32_t)(hi - lo + 1));

@@ -112,6 +112,22 @@ int sb_it_never(void* arg);
 
 void sb_it_pause_ms(uv_loop_t* loop, uint64_t ms);
 
+/* A pipe server that takes connections and never reads a byte from them: they stay
+ * pending (POSIX: in the listen backlog; Windows: on the pipe instances, whose
+ * buffers fill and whose FlushFileBuffers never returns). An upstream that never
+ * confirms a stream's end. */
+typedef struct {
+  uv_pipe_t server;
+  int connections;
+  int closed;
+} sb_it_mute_t;
+
+/* Serves bind_path (a stopped daemon's) with instances pipe instances on Windows. */
+void sb_it_mute_start(uv_loop_t* loop, sb_it_mute_t* m, const char* bind_path,
+                      int instances);
+/* Closes it, so that a real upstream can take the address. */
+void sb_it_mute_close(uv_loop_t* loop, sb_it_mute_t* m);
+
 int32_t sb_it_jitter(uint32_t* x, int lo, int hi);
 
 /* Starts U and stops it again (so its address is known but nobody serves it), then

@@ -883,24 +883,6 @@ TEST_IMPL(live_healthy_upstream_no_spool) {
 #define END_STREAMS 6
 #define END_BYTES 5000
 
-/* A pipe server that takes connections and never reads a byte from them: the
- * connections stay pending (POSIX: in the listen backlog; Windows: on the pipe
- * instances, whose buffers fill and whose FlushFileBuffers never returns). */
-typedef struct {
-  uv_pipe_t server;
-  int connections;
-} mute_server_t;
-
-static void on_mute_connection(uv_stream_t* server, int status) {
-  mute_server_t* m = server->data;
-  (void)status;
-  m->connections++; /* never accepted, never read */
-}
-
-static void on_mute_closed(uv_handle_t* h) {
-  *(int*)h->data = 1;
-}
-
 typedef struct {
   uv_loop_t* loop;
   sb_it_daemon_t* b;
@@ -926,10 +908,10 @@ static int redialled(void* arg) {
 TEST_IMPL(live_end_timeout) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
-  mute_server_t mute;
+  sb_it_mute_t mute;
   dial_wait_t dw;
   cJSON *st, *s;
-  int i, listed = 0, closed = 0;
+  int i, listed = 0;
   uv_loop_init(&loop);
   /* U's address, with nobody serving it yet. */
   sb_it_daemon_start(&up, &loop, "leu", NULL, NULL);
@@ -937,12 +919,7 @@ TEST_IMPL(live_end_timeout) {
   sb_it_daemon_wait_exit(&up, 30000);
   if (!sb_it_is_windows())
     remove(up.bind_path); /* the socket the killed U left */
-  memset(&mute, 0, sizeof(mute));
-  ASSERT_OK(uv_pipe_init(&loop, &mute.server, 0));
-  mute.server.data = &mute;
-  uv_pipe_pending_instances(&mute.server, 64);
-  ASSERT_OK(uv_pipe_bind(&mute.server, up.bind_path));
-  ASSERT_OK(uv_listen((uv_stream_t*)&mute.server, 128, on_mute_connection));
+  sb_it_mute_start(&loop, &mute, up.bind_path, 64);
   sb_it_daemon_start(&b, &loop, "leb", up.address,
                      "\"backoff_initial_ms\": 200, \"backoff_max_ms\": 1000, "
                      "\"upstream_end_timeout_ms\": 2000");
@@ -982,10 +959,7 @@ TEST_IMPL(live_end_timeout) {
   sb_it_daemon_wait_log(&b, "client finished", END_STREAMS + 1, 30000);
   fprintf(stderr, "the mute upstream saw %d connections\n", mute.connections);
   /* A real upstream takes the address. */
-  mute.server.data = &closed;
-  uv_close((uv_handle_t*)&mute.server, on_mute_closed);
-  while (!closed)
-    uv_run(&loop, UV_RUN_ONCE);
+  sb_it_mute_close(&loop, &mute);
   sb_it_daemon_restart(&up);
   for (i = 0; i < END_STREAMS; i++) {
     char name[64];

@@ -115,25 +115,6 @@ TEST_IMPL(winreal_watcher_refused_upstream) {
 #endif
 }
 
-#ifdef _WIN32
-/* A pipe server that takes connections and never reads a byte from them, so a
- * stream's end is never confirmed (FlushFileBuffers never returns by itself). */
-typedef struct {
-  uv_pipe_t server;
-  int connections;
-} mute_server_t;
-
-static void on_mute_connection(uv_stream_t* server, int status) {
-  mute_server_t* m = server->data;
-  (void)status;
-  m->connections++; /* never accepted, never read */
-}
-
-static void on_mute_closed(uv_handle_t* h) {
-  *(int*)h->data = 1;
-}
-#endif
-
 /*
  * The end's flush runs on a worker that publishes its thread just before it enters
  * FlushFileBuffers; a deadline in that gap finds nothing to cancel. The test hook
@@ -155,19 +136,14 @@ TEST_IMPL(winreal_end_flush_cancel_gap) {
                                     "SB_TEST_FLUSH_DELAYS=2", NULL};
   uv_loop_t loop;
   sb_it_daemon_t up, b;
-  mute_server_t mute;
+  sb_it_mute_t mute;
   char name[64];
-  int i, closed = 0;
+  int i;
   ASSERT_OK(uv_loop_init(&loop));
   sb_it_daemon_start(&up, &loop, "wr-gapu", NULL, NULL);
   sb_it_daemon_kill(&up, SIGKILL);
   sb_it_daemon_wait_exit(&up, 30000);
-  memset(&mute, 0, sizeof(mute));
-  ASSERT_OK(uv_pipe_init(&loop, &mute.server, 0));
-  mute.server.data = &mute;
-  uv_pipe_pending_instances(&mute.server, 16);
-  ASSERT_OK(uv_pipe_bind(&mute.server, up.bind_path));
-  ASSERT_OK(uv_listen((uv_stream_t*)&mute.server, 128, on_mute_connection));
+  sb_it_mute_start(&loop, &mute, up.bind_path, 16);
   sb_it_daemon_start_with(&b, &loop, "wr-gapb", up.address,
                           "\"backoff_initial_ms\": 200, \"backoff_max_ms\": 1000, "
                           "\"upstream_end_timeout_ms\": 1000",
@@ -180,10 +156,7 @@ TEST_IMPL(winreal_end_flush_cancel_gap) {
   sb_it_daemon_wait_log(&b, "the end's flush was cancelled after", 1, 60000);
   ASSERT(!sb_it_contains(b.log.data, b.log.len, "\" closed: "));
   /* A real upstream takes the address: every stream arrives whole. */
-  mute.server.data = &closed;
-  uv_close((uv_handle_t*)&mute.server, on_mute_closed);
-  while (!closed)
-    uv_run(&loop, UV_RUN_ONCE);
+  sb_it_mute_close(&loop, &mute);
   sb_it_daemon_restart(&up);
   for (i = 0; i < GAP_STREAMS; i++) {
     snprintf(name, sizeof(name), "gap/s%d", i);
