@@ -2262,6 +2262,17 @@ static void ar_scan_dir(ar_scan_t* sc, const char* dir, int depth) {
   free(tmps);
 }
 
+/* Retention every AR_RETENTION_PERIOD_MS, once there is an age limit; the timer does
+ * not keep the loop alive. */
+static void ar_retention_timer_start(sb__broker_t* b, sb__archive_state_t* st) {
+    uv_timer_init(b->loop, &st->timer);
+    st->timer.data = st;
+    uv_timer_start(&st->timer, on_retention_timer, AR_RETENTION_PERIOD_MS,
+                   AR_RETENTION_PERIOD_MS);
+    uv_unref((uv_handle_t*)&st->timer);
+    st->timer_started = 1;
+}
+
 /*
  * Runs before serving, on the loop thread: new streams must not claim a sequence
  * number or read a name's end while the scan is still learning them, and the scan
@@ -2295,14 +2306,8 @@ int sb__archive_open(sb__broker_t* b) {
   if (st->nclosed > 1)
     qsort(st->closed, st->nclosed, sizeof(*st->closed), ar_closed_cmp);
   st->broker = b;
-  if (b->cfg.archive_max_age > 0) {
-    uv_timer_init(b->loop, &st->timer);
-    st->timer.data = st;
-    uv_timer_start(&st->timer, on_retention_timer, AR_RETENTION_PERIOD_MS,
-                   AR_RETENTION_PERIOD_MS);
-    uv_unref((uv_handle_t*)&st->timer);
-    st->timer_started = 1;
-  }
+  if (b->cfg.archive_max_age > 0)
+    ar_retention_timer_start(b, st);
   ar_retention_check(b);
   return 0;
 }
@@ -2354,14 +2359,8 @@ void sb__archive_reconfigure(sb__broker_t* b) {
   sb__archive_state_t* st = b->archive;
   if (st == NULL || st->closing)
     return;
-  if (b->cfg.archive_max_age > 0 && !st->timer_started) {
-    uv_timer_init(b->loop, &st->timer);
-    st->timer.data = st;
-    uv_timer_start(&st->timer, on_retention_timer, AR_RETENTION_PERIOD_MS,
-                   AR_RETENTION_PERIOD_MS);
-    uv_unref((uv_handle_t*)&st->timer);
-    st->timer_started = 1;
-  }
+  if (b->cfg.archive_max_age > 0 && !st->timer_started)
+    ar_retention_timer_start(b, st);
   ar_retention_check(b);
 }
 

@@ -190,6 +190,22 @@ static void sec_sbcat_ok(uv_loop_t* loop, sb_it_daemon_t* d, const char* name,
   sb_it_result_free(&res);
 }
 
+/* root's sbcat to a socket that the fake server rec serves at sock: refused, and
+ * the fake server got no connection. */
+static void sec_expect_trap_refused(uv_loop_t* loop, const char* address,
+                                    sb_it_recorder_t* rec, const char* sock) {
+  sb_it_result_t res;
+  sec_sbcat(loop, address, "trap/s", "root's token=abc\n", -1, -1, &res);
+  if (res.exit_status == 0 || !sb_it_contains(res.err.data, res.err.len, "refused"))
+    sb_test_fail(__FILE__, __LINE__,
+                 "sbcat exited %d, want non-zero and a refusal: %.*s",
+                 (int)res.exit_status, (int)res.err.len, res.err.data);
+  sb_it_result_free(&res);
+  ASSERT_EQ(rec->nconns, 0);
+  sb_it_recorder_close(rec);
+  unlink(sock);
+}
+
 static void sec_stop(sb_it_daemon_t* d) {
   sb_it_daemon_kill(d, SIGTERM);
   sb_it_daemon_wait_exit(d, 60000);
@@ -671,7 +687,6 @@ TEST_IMPL(security_socket_dir_trap) {
   uv_loop_t loop;
   sb_it_daemon_t d;
   sb_it_recorder_t rec;
-  sb_it_result_t res;
   char gx[32], attacker[32], trap[512], member[2048], address[700], sock[600];
   uid_t uid_x;
   gid_t gid_x;
@@ -739,30 +754,14 @@ TEST_IMPL(security_socket_dir_trap) {
   /* The client: a fake server in a directory anyone may write. */
   ASSERT_EQ(chmod(trap, 0777), 0);
   ASSERT_OK(sb_it_recorder_start(&rec, &loop, sock, 16, 1));
-  sec_sbcat(&loop, address, "trap/s", "root's token=abc\n", -1, -1, &res);
-  if (res.exit_status == 0 || !sb_it_contains(res.err.data, res.err.len, "refused"))
-    sb_test_fail(__FILE__, __LINE__,
-                 "sbcat exited %d, want non-zero and a refusal: %.*s",
-                 (int)res.exit_status, (int)res.err.len, res.err.data);
-  sb_it_result_free(&res);
-  ASSERT_EQ(rec.nconns, 0);
-  sb_it_recorder_close(&rec);
-  unlink(sock);
+  sec_expect_trap_refused(&loop, address, &rec, sock);
 
   /* A sticky directory of root's, the attacker's socket in it. */
   ASSERT_EQ(chown(trap, 0, 0), 0);
   ASSERT_EQ(chmod(trap, 01777), 0);
   ASSERT_OK(sb_it_recorder_start(&rec, &loop, sock, 16, 1));
   ASSERT_EQ(lchown(sock, uid_x, gid_x), 0);
-  sec_sbcat(&loop, address, "trap/s", "root's token=abc\n", -1, -1, &res);
-  if (res.exit_status == 0 || !sb_it_contains(res.err.data, res.err.len, "refused"))
-    sb_test_fail(__FILE__, __LINE__,
-                 "sbcat exited %d, want non-zero and a refusal: %.*s",
-                 (int)res.exit_status, (int)res.err.len, res.err.data);
-  sb_it_result_free(&res);
-  ASSERT_EQ(rec.nconns, 0);
-  sb_it_recorder_close(&rec);
-  unlink(sock);
+  sec_expect_trap_refused(&loop, address, &rec, sock);
   ASSERT_EQ(chmod(trap, 0700), 0);
   ASSERT_OK(uv_loop_close(&loop));
 #endif
