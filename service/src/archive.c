@@ -2062,15 +2062,23 @@ static int ar_absent(const char* path) {
   return r == UV_ENOENT;
 }
 
+/* Whether path is a sidecar written in full: absent, empty or cut short, it is not. */
+static int ar_tmp_holds_sidecar(const char* path) {
+  cJSON* doc = ar_absent(path) ? NULL : ar_read_json(path);
+  int r = doc != NULL;
+  cJSON_Delete(doc);
+  return r;
+}
+
 /*
  * One segment found at start (STEM.log). A closed one is learnt (name's end, size,
  * age). One an earlier run left open (no sidecar, a sidecar of an open stream, or one
  * that cannot be read) is finished: its sidecar is written from what is known (the
  * sidecar, else the .json.tmp, else only the path) with the bytes in the .log,
  * "complete": false and "recovered": true. An empty .log with no sidecar at all, nor
- * a .json.tmp (a stream whose sidecar could not be written, on a full disk say: the
- * .tmp of a failed write is removed) holds nothing: it is removed, which needs no
- * room.
+ * a .json.tmp that holds one (a stream whose sidecar could not be written, on a full
+ * disk say: the .tmp of a failed write is removed, or left empty by a kill) holds
+ * nothing: it is removed, which needs no room.
  */
 static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   char* log_path = ar_path_with(stem, 0, ".log");
@@ -2090,7 +2098,14 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
     mt.nsec = (int32_t)req.statbuf.st_mtim.tv_nsec;
   }
   uv_fs_req_cleanup(&req);
-  if (stat_ok && size == 0 && ar_absent(json_path) && ar_absent(tmp_path)) {
+  if (stat_ok && size == 0 && ar_absent(json_path) && !ar_tmp_holds_sidecar(tmp_path)) {
+    /* A .json.tmp that holds no sidecar was a write that failed (a kill came before
+     * its removal): it goes too. */
+    if (!ar_absent(tmp_path) && uv_fs_unlink(NULL, &req, tmp_path, NULL) == 0) {
+      sc->b->counters.archive_tmp_removed++;
+      SB_LOG_W("archive", "removed %s, left by an earlier run", tmp_path);
+    }
+    uv_fs_req_cleanup(&req);
     r = uv_fs_unlink(NULL, &req, log_path, NULL);
     uv_fs_req_cleanup(&req);
     if (r == 0) {
