@@ -582,3 +582,23 @@ double sb_it_json_num(const cJSON* doc, const char* path) {
   doc = cJSON_GetObjectItemCaseSensitive(doc, path);
   return cJSON_IsNumber(doc) ? doc->valuedouble : -1;
 }
+
+cJSON* sb_it_admin_until(uv_loop_t* loop, sb_it_daemon_t* d, const char* command,
+                         const char* path, double min) {
+  uint64_t deadline = uv_hrtime() + 30 * (uint64_t)1000000000;
+  cJSON* doc;
+  for (;;) {
+    double got;
+    doc = sb_it_admin(loop, d, command);
+    got = sb_it_json_num(doc, path);
+    if (got >= min)
+      return doc;
+    cJSON_Delete(doc);
+    if (uv_hrtime() > deadline) {
+      sb_it_daemon_dump(d);
+      sb_test_fail(__FILE__, __LINE__, "%s: %s is %.0f, want at least %.0f", command,
+                   path, got, min);
+    }
+    sb_it_pause_ms(loop, 50);
+  }
+}

@@ -48,8 +48,8 @@ typedef struct {
   size_t written[SB_IT_MAX_NAMES]; /* bytes whose write returned */
   int nnames;
   int generations;
-  char prefix[16]; /* names are spool/PREFIX-gG-sS ("": spool/gG-sS) */
-  int fast;        /* never pause between writes */
+  char prefix[16];       /* names are spool/PREFIX-gG-sS ("": spool/gG-sS) */
+  int fast;              /* never pause between writes */
   uint64_t max_write_ns; /* the longest single write (fast writers), in ns */
 } sb_it_writer_t;
 
@@ -164,5 +164,11 @@ cJSON* sb_it_admin(uv_loop_t* loop, sb_it_daemon_t* d, const char* command);
 /* A number in an admin reply by its dotted path ("counters.bytes_live"); -1 when it is
  * absent or not a number. */
 double sb_it_json_num(const cJSON* doc, const char* path);
+
+/* Asks the broker for command's reply until the number at path is at least min (the
+ * service counts a spool write once its commit is back on its loop, a moment after the
+ * file has it); fails the test after 30 s. The caller frees the reply. */
+cJSON* sb_it_admin_until(uv_loop_t* loop, sb_it_daemon_t* d, const char* command,
+                         const char* path, double min);
 
 #endif

@@ -343,25 +343,25 @@ TEST_IMPL(broker_bad_input_keeps_serving) {
     size_t before = sb_it_count(d.log.data, d.log.len, bad[i].log);
     job.hex = bad[i].hex;
     sb_it_run_thread(&loop, raw_send, &job);
-    sb_it_daemon_wait_log(&d, bad[i].log, before + 1, 10000);
+    sb_it_daemon_wait_log(&d, bad[i].log, before + 1, 30000);
   }
   job.hex = bad_name;
   sb_it_run_thread(&loop, raw_send, &job);
-  sb_it_daemon_wait_log(&d, "invalid stream name", 1, 10000);
+  sb_it_daemon_wait_log(&d, "invalid stream name", 1, 30000);
   job.hex = bad_type;
   sb_it_run_thread(&loop, raw_send, &job);
-  sb_it_daemon_wait_log(&d, "invalid stream type", 1, 10000);
+  sb_it_daemon_wait_log(&d, "invalid stream type", 1, 30000);
 
   /* A client that vanishes in the middle of a datagram: what it sent is kept. */
   snprintf(vanish, sizeof(vanish), "%s0261620568656c", dg);
   job.hex = vanish;
   sb_it_run_thread(&loop, raw_send, &job);
-  sb_it_daemon_wait_log(&d, "client ended inside a datagram", 1, 10000);
+  sb_it_daemon_wait_log(&d, "client ended inside a datagram", 1, 30000);
   /* A datagram above the limit ends that stream after the last good datagram. */
   snprintf(toobig, sizeof(toobig), "%s016181808005", big);
   job.hex = toobig;
   sb_it_run_thread(&loop, raw_send, &job);
-  sb_it_daemon_wait_log(&d, "datagram exceeds the maximum size", 1, 10000);
+  sb_it_daemon_wait_log(&d, "datagram exceeds the maximum size", 1, 30000);
 
   /* A client that connects and says nothing is cut off at the deadline. */
   job.hex = "42544c52";

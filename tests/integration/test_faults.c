@@ -135,7 +135,7 @@ TEST_IMPL(faults_full_disk_drains_and_takes_new_streams) {
       "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200, "
       "\"spool_reserve_bytes\": 4194304, \"log_level\": \"info\"");
   small_disk(&b, &up, 40);
-  sb_it_daemon_wait_log(&b, "reserve of 4194304 bytes in place", 1, 10000);
+  sb_it_daemon_wait_log(&b, "reserve of 4194304 bytes in place", 1, 30000);
   fill_disk(b.dir, "filler1", 14u * 1024 * 1024);
   /* 16 MB of streams for the 10 MiB left beside the reserve: the disk fills. */
   for (i = 0; i < 4; i++) {
@@ -203,7 +203,7 @@ TEST_IMPL(faults_start_on_full_disk) {
     small_disk(&b, &up, 24);
     ASSERT_OK(sb_it_write_stream(b.address, a, 2000000));
     ASSERT_OK(sb_it_write_stream(b.address, c, 2000000));
-    sb_it_daemon_wait_log(&b, "client finished", 2, 10000);
+    sb_it_daemon_wait_log(&b, "client finished", 2, 30000);
     sb_it_daemon_kill(&b, SIGTERM);
     sb_it_daemon_wait_exit(&b, 30000);
     fill_disk(b.dir, "filler", 0);
@@ -219,7 +219,7 @@ TEST_IMPL(faults_start_on_full_disk) {
       unfill_disk(b.dir, "filler");
       sb_it_daemon_restart(&b);
     }
-    sb_it_daemon_wait_log(&b, "2 streams to resume", 1, 10000);
+    sb_it_daemon_wait_log(&b, "2 streams to resume", 1, 30000);
     ASSERT(!sb_it_contains(b.log.data, b.log.len, "moved aside"));
     snprintf(path, sizeof(path), "%s/spool.db", b.dir);
     text = sb_it_read_file(path, &len);
@@ -266,7 +266,7 @@ TEST_IMPL(faults_spool_record_fails) {
   sb_it_daemon_wait_exit(&up, 30000);
   r = sb_it_write_stream(b.address, "poison/stream", 6000000);
   ASSERT(r != 0); /* told: its connection was closed */
-  sb_it_daemon_wait_log(&b, "cannot record it in the spool", 1, 10000);
+  sb_it_daemon_wait_log(&b, "cannot record it in the spool", 1, 30000);
   ASSERT_OK(sb_it_write_stream(b.address, "fine/stream", 1000000));
   sb_it_daemon_restart(&up);
   sb_it_expect_arrived(&loop, &b, &up, "fine/stream", 1000000, 1);
@@ -422,7 +422,7 @@ TEST_IMPL(faults_truncated_spool_never_corrupts) {
                             "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200");
   for (k = 0; k < 3; k++)
     ASSERT_OK(sb_it_write_stream(b.address, names[k], 300000 + 100000 * (size_t)k));
-  sb_it_daemon_wait_log(&b, "client finished", 3, 10000);
+  sb_it_daemon_wait_log(&b, "client finished", 3, 30000);
   /* Read is not yet stored: on Windows the stop below terminates the broker. */
   ASSERT(sb_it_run_until(&loop, 30000, all_cut_stored, &b));
   sb_it_daemon_kill(&b, SIGTERM);

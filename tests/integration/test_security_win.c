@@ -522,7 +522,7 @@ TEST_IMPL(security_win_custom_sddl_checked) {
   sb_it_daemon_start(
       &d, &loop, "secgw", NULL,
       "\"control_pipe_sddl\": \"D:P(D;;GA;;;NU)(A;;GA;;;SY)(A;;GRGW;;;AU)\"");
-  sb_it_daemon_wait_log(&d, "grants S-1-5-11 the right to create instances", 1, 10000);
+  sb_it_daemon_wait_log(&d, "grants S-1-5-11 the right to create instances", 1, 30000);
   ASSERT_OK(sb_it_pipe_security(d.address, control, sizeof(control)));
   ASSERT(allowed_to(control, self, NULL) & FILE_CREATE_PIPE_INSTANCE);
   sb_it_daemon_close(&d);

@@ -557,9 +557,9 @@ TEST_IMPL(spool_drains_when_upstream_appears) {
   sb_it_start_upstream_down(&loop, &up, "spau", &b, "spab",
                             "\"backoff_initial_ms\": 30000, \"backoff_max_ms\": 30000");
   sb_it_write_stream(b.address, "appear/a", 10000);
-  sb_it_daemon_wait_log(&b, "spooling, retrying", 1, 10000);
+  sb_it_daemon_wait_log(&b, "spooling, retrying", 1, 30000);
   sb_it_daemon_restart(&up);
-  sb_it_daemon_wait_log(&b, "appeared: 1 streams dial now", 1, 10000);
+  sb_it_daemon_wait_log(&b, "appeared: 1 streams dial now", 1, 30000);
   /* The first retry is at least 15 s after the failed dial. */
   sb_it_daemon_wait_log(&b, "\"appear/a\" closed: 10000 bytes", 1, 12000);
   ASSERT(!sb_it_contains(b.log.data, b.log.len, "retry 1 in"));
@@ -582,7 +582,7 @@ TEST_IMPL(spool_cap_refuse_and_recover) {
                             "\"spool_max_bytes\": 265536, \"backoff_initial_ms\": 20, "
                             "\"backoff_max_ms\": 200");
   sb_it_write_stream(b.address, "cap/fits", 150000);
-  sb_it_daemon_wait_log(&b, "\"cap/fits\" opened", 1, 10000);
+  sb_it_daemon_wait_log(&b, "\"cap/fits\" opened", 1, 30000);
   sb_it_pause_ms(&loop, 300);
   sb_it_write_stream(b.address, "cap/refused", 300000);
   sb_it_daemon_wait_log(&b, "the spool refused its data", 1, 30000);
@@ -623,9 +623,9 @@ TEST_IMPL(spool_cap_drop_oldest) {
       "\"spool_max_bytes\": 265536, \"spool_full_policy\": \"drop-oldest\", "
       "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200");
   sb_it_write_stream(b.address, "drop/old", 150000);
-  sb_it_daemon_wait_log(&b, "\"drop/old\": client finished", 1, 10000);
+  sb_it_daemon_wait_log(&b, "\"drop/old\": client finished", 1, 30000);
   ASSERT_OK(sb_it_write_stream(b.address, "drop/new", 150000));
-  sb_it_daemon_wait_log(&b, "\"drop/new\": client finished", 1, 10000);
+  sb_it_daemon_wait_log(&b, "\"drop/new\": client finished", 1, 30000);
   /* Read is not stored yet: wait until the spool holds all of drop/new (so it has
    * dropped drop/old's oldest chunks), and the streams have heard so (else a chunk
    * just stored goes upstream from memory), before the upstream comes. */
@@ -685,7 +685,7 @@ static void bad_spool(const char* tag, const void* bytes, size_t len, int sqlite
     sb_it_write_file(path, bytes, len);
   }
   sb_it_daemon_restart(&b);
-  sb_it_daemon_wait_log(&b, "moved aside as", 1, 10000);
+  sb_it_daemon_wait_log(&b, "moved aside as", 1, 30000);
   sb_it_daemon_wait_log(&b, why, 1, 10);
   ASSERT_OK(sb_it_write_stream(b.address, "bad/after", 10000));
   sb_it_expect_arrived(&loop, &b, &up, "bad/after", 10000, 1);
