@@ -61,6 +61,7 @@
 #include <cjson/cJSON.h>
 
 #include "archive.h"
+#include "tags.h"
 
 /* How many sequence numbers a stream tries before it gives up. */
 #define AR_MAX_SEQ 100000u
@@ -627,12 +628,12 @@ static char* ar_sidecar(sb__archive_t* ar, int version) {
   ar_add_time(root, "timestamp", p->has_timestamp, p->timestamp);
   tags = ar_need(cJSON_AddObjectToObject(root, "tags"));
   for (i = 0; i < p->tag_count; i++)
-    if (ar->seg_mark == 0 || strcmp(p->tags[i].key, "streambroker.offset") != 0)
+    if (ar->seg_mark == 0 || strcmp(p->tags[i].key, SB__TAG_OFFSET) != 0)
       ar_need(cJSON_AddStringToObject(tags, p->tags[i].key, p->tags[i].value));
   if (ar->seg_mark > 0) {
     char num[32];
     snprintf(num, sizeof(num), "%llu", (unsigned long long)(ar->start + ar->seg_mark));
-    ar_need(cJSON_AddStringToObject(tags, "streambroker.offset", num));
+    ar_need(cJSON_AddStringToObject(tags, SB__TAG_OFFSET, num));
   }
   ar_need(cJSON_AddNumberToObject(root, "sequence", ar->seq));
   ar_add_time(root, "opened", 1, ar->has_seg_opened ? ar->seg_opened : s->opened);
@@ -1611,7 +1612,7 @@ static char* ar_join(const char* archive_dir, const char* rel, char** parent) {
  * reopen, or a second stream of one name, as NAME:N with the original in
  * streambroker.name: the data is the original's. */
 static const char* ar_name_key(const sb__stream_t* s) {
-  const char* key = sb__props_get_tag(&s->props, "streambroker.name");
+  const char* key = sb__props_get_tag(&s->props, SB__TAG_NAME);
   return key != NULL ? key : s->props.name;
 }
 
@@ -1619,7 +1620,7 @@ static const char* ar_name_key(const sb__stream_t* s) {
  * reopened. */
 static void ar_read_tag(sb__archive_t* ar) {
   sb__stream_t* s = ar->sink.stream;
-  const char* tag = sb__props_get_tag(&s->props, "streambroker.offset");
+  const char* tag = sb__props_get_tag(&s->props, SB__TAG_OFFSET);
   if (ar_offset_tag(tag, &ar->start) < 0) {
     SB_LOG_W("archive",
              "stream %llu \"%s\": tag streambroker.offset \"%s\" is not a "
@@ -2199,10 +2200,10 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   if (cJSON_IsString(item))
     name = item->valuestring;
   tags = cJSON_GetObjectItemCaseSensitive(doc, "tags");
-  item = cJSON_GetObjectItemCaseSensitive(tags, "streambroker.name");
+  item = cJSON_GetObjectItemCaseSensitive(tags, SB__TAG_NAME);
   if (cJSON_IsString(item))
     name = item->valuestring;
-  item = cJSON_GetObjectItemCaseSensitive(tags, "streambroker.offset");
+  item = cJSON_GetObjectItemCaseSensitive(tags, SB__TAG_OFFSET);
   if (!cJSON_IsString(item) || ar_offset_tag(item->valuestring, &start) <= 0)
     start = 0;
   item = cJSON_GetObjectItemCaseSensitive(doc, "type");

@@ -27,6 +27,7 @@
 
 #include "internal.h"
 #include "sbctl_archive.h"
+#include "tags.h"
 
 typedef struct {
   char* log_path;
@@ -107,14 +108,14 @@ static void add_sidecar(segs_t* l, const char* json_path) {
   strcpy(s->log_path + len - 5, ".log");
   s->name = sb__xstrdup(name->valuestring);
   s->original =
-      sb__xstrdup(tag(doc, "streambroker.name") ? tag(doc, "streambroker.name")
+      sb__xstrdup(tag(doc, SB__TAG_NAME) ? tag(doc, SB__TAG_NAME)
                                                 : name->valuestring);
-  s->id = dup_or_null(tag(doc, "streambroker.stream"));
+  s->id = dup_or_null(tag(doc, SB__TAG_STREAM));
   s->type = sb__xstrdup(cJSON_IsString(type) ? type->valuestring : "text");
   s->dgram = strcmp(s->type, "datagram") == 0;
-  off = tag(doc, "streambroker.offset");
+  off = tag(doc, SB__TAG_OFFSET);
   s->offset = off ? strtoull(off, NULL, 10) : 0;
-  s->dropped = tag(doc, "streambroker.dropped") != NULL;
+  s->dropped = tag(doc, SB__TAG_DROPPED) != NULL;
   s->complete = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "complete"));
   v = cJSON_GetObjectItemCaseSensitive(doc, "closed");
   s->closed = cJSON_IsString(v);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tags.h"
 
 static const char* const sb__type_name[] = {"text", "binary", "datagram"};
 
@@ -236,7 +237,7 @@ static void stream_tag_id(sb__stream_t* s) {
   unsigned char rnd[16];
   char hex[33];
   int i, r;
-  if (sb__props_get_tag(&s->props, "streambroker.stream") != NULL)
+  if (sb__props_get_tag(&s->props, SB__TAG_STREAM) != NULL)
     return;
   if ((r = uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL)) != 0) {
     SB_LOG_E("stream", "stream %llu: uv_random: %s; the stream has no id tag",
@@ -245,7 +246,7 @@ static void stream_tag_id(sb__stream_t* s) {
   }
   for (i = 0; i < 16; i++)
     snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
-  if ((r = sb__props_set_tag(&s->props, "streambroker.stream", hex)) != 0)
+  if ((r = sb__props_set_tag(&s->props, SB__TAG_STREAM, hex)) != 0)
     SB_LOG_W("stream", "stream %llu \"%s\": cannot tag it with its id: %s",
              (unsigned long long)s->id, s->props.name, sb_strerror(r));
 }

@@ -63,12 +63,10 @@
 #include <cjson/cJSON.h>
 
 #include "internal.h"
+#include "tags.h"
 
 #define SB__SPOOL_READ_LIMIT (256u * 1024u)
 #define SB__STOP_GRACE_MS 2000
-#define SB__TAG_OFFSET "streambroker.offset"
-#define SB__TAG_DROPPED "streambroker.dropped"
-#define SB__TAG_NAME "streambroker.name"
 /* A connection that ends this soon after its dial was refused. */
 #define SB__REFUSAL_MS 1000
 /* A read of the spool that failed for now is tried again after this. */
