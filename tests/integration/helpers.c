@@ -666,7 +666,9 @@ void sb_it_daemon_wait_exit(sb_it_daemon_t* d, uint64_t ms) {
 void sb_it_daemon_close(sb_it_daemon_t* d) {
   if (d->running) {
     uv_process_kill(&d->proc, SIGKILL);
-    sb_it_daemon_wait_exit(d, 30000);
+    /* A killed service under ASan on a loaded machine can take long to be torn down
+     * (its shadow memory); the kill itself cannot fail, so the wait is generous. */
+    sb_it_daemon_wait_exit(d, 120000);
   }
   if (d->closed < 2) {
     uv_close((uv_handle_t*)&d->proc, on_daemon_closed);
