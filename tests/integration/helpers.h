@@ -65,7 +65,9 @@ typedef struct {
  * Runs argv[0] (a path) with extra environment entries env (NULL-terminated, may be
  * NULL; the rest of the test's environment is kept, minus the LOGDOG_ variables),
  * feeds it stdin, and runs the loop until it exited, its output closed, and rec (if not
- * NULL) has wait_conns closed connections. Fails the test on a 60 s timeout.
+ * NULL) has wait_conns closed connections. Fails the test after 300 s (a tool waiting
+ * on a service that stops slowly on a loaded machine: a generous wait, never a
+ * measure).
  */
 void sb_it_run(uv_loop_t* loop, const char* const* argv, const char* const* env,
                const void* in, size_t in_len, sb_it_recorder_t* rec, int wait_conns,
@@ -104,7 +106,7 @@ typedef struct {
   char admin_address[256]; /* its admin_pipe */
   char config_path[600];
   char archive_dir[600];
-  char log_file[600]; /* its log_file, "" when it logs to stderr */
+  char log_file[600];      /* its log_file, "" when it logs to stderr */
   const char* const* args; /* more arguments (NULL-terminated), or NULL */
   const char* const* env;  /* more environment entries (NULL-terminated), or NULL */
 } sb_it_daemon_t;
@@ -130,8 +132,8 @@ void sb_it_daemon_start_with(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag
                              const char* const* env);
 /* Runs the loop until the file at path holds count occurrences of needle (it is
  * read again every 50 ms); fails after ms. */
-void sb_it_wait_file(uv_loop_t* loop, const char* path, const char* needle, size_t count,
-                     uint64_t ms);
+void sb_it_wait_file(uv_loop_t* loop, const char* path, const char* needle,
+                     size_t count, uint64_t ms);
 /* Starts it again on the same config (after it exited). */
 void sb_it_daemon_restart(sb_it_daemon_t* d);
 /* The same, without waiting for it to serve (it may fail to start). */
