@@ -101,6 +101,27 @@ static const char* str(const cJSON* o, const char* name) {
   return cJSON_IsString(v) ? v->valuestring : "-";
 }
 
+/* The counters' names in the status reply, from the table (counters.h): a counter
+ * renamed or removed there breaks this file's build, not its output. */
+/* clang-format off */
+enum {
+#define SBCTL_COUNTER_ID(field, ...) K_##field,
+  SB__COUNTERS(SBCTL_COUNTER_ID)
+#undef SBCTL_COUNTER_ID
+  K_COUNT
+};
+/* clang-format on */
+
+static const char* const counter_names[K_COUNT] = {
+#define SBCTL_COUNTER_NAME(field, name, ...) name,
+    SB__COUNTERS(SBCTL_COUNTER_NAME)
+#undef SBCTL_COUNTER_NAME
+};
+
+static double counter(const cJSON* c, int k) {
+  return num(c, counter_names[k]);
+}
+
 static void print_status(const cJSON* r) {
   const cJSON* c = cJSON_GetObjectItemCaseSensitive(r, "counters");
   const cJSON* bad = cJSON_GetObjectItemCaseSensitive(c, "bad_handshakes");
@@ -114,27 +135,29 @@ static void print_status(const cJSON* r) {
   else
     printf("mode:            forward to %s\n", str(r, "upstream"));
   printf("streams open:    %.0f\n", num(r, "streams_open"));
-  printf("streams:         %.0f opened, %.0f closed\n", num(c, "streams_opened"),
-         num(c, "streams_closed"));
-  printf("bytes:           %.0f in, %.0f out\n", num(c, "bytes_in"),
-         num(c, "bytes_out"));
+  printf("streams:         %.0f opened, %.0f closed\n", counter(c, K_streams_opened),
+         counter(c, K_streams_closed));
+  printf("bytes:           %.0f in, %.0f out\n", counter(c, K_bytes_in),
+         counter(c, K_bytes_out));
   printf("refused:         %.0f (stream limits), %.0f (per user), %.0f (handshakes), "
          "%.0f (groups)\n",
-         num(c, "refused_limit"), num(c, "refused_user"), num(c, "refused_handshakes"),
-         num(c, "refused_group"));
+         counter(c, K_refused_limit), counter(c, K_refused_user),
+         counter(c, K_refused_handshakes), counter(c, K_refused_group));
   printf("handshakes:      %.0f open, %.0f bytes held, %.0f waits for memory\n",
          num(r, "handshakes_open"), num(r, "handshake_bytes"),
-         num(c, "handshake_memory_waits"));
+         counter(c, K_handshake_memory_waits));
   printf("log suppressed:  %.0f (client warnings over the per-user rate)\n",
-         num(c, "log_suppressed"));
-  printf("accept lost:     %.0f (connections dropped unread)\n", num(c, "accept_lost"));
+         counter(c, K_log_suppressed));
+  printf("accept lost:     %.0f (connections dropped unread)\n",
+         counter(c, K_accept_lost));
   printf("errors:          %.0f client, %.0f upstream, %.0f archive\n",
-         num(c, "client_errors"), num(c, "upstream_errors"), num(c, "archive_errors"));
-  printf("upstream dials:  %.0f, %.0f failed\n", num(c, "upstream_dials"),
-         num(c, "upstream_dial_failures"));
+         counter(c, K_client_errors), counter(c, K_upstream_errors),
+         counter(c, K_archive_errors));
+  printf("upstream dials:  %.0f, %.0f failed\n", counter(c, K_upstream_dials),
+         counter(c, K_upstream_dial_failures));
   printf("probes:          %.0f (connections closed before sending a byte)\n",
-         num(c, "connections_empty"));
-  printf("bad handshakes:  %.0f timed out", num(c, "handshake_timeouts"));
+         counter(c, K_connections_empty));
+  printf("bad handshakes:  %.0f timed out", counter(c, K_handshake_timeouts));
   /* Every handshake error is listed from the start: the ones seen are news. */
   cJSON_ArrayForEach(e, bad) {
     if (e->valuedouble > 0)
@@ -167,8 +190,8 @@ static void print_status(const cJSON* r) {
     printf(", %.0f streams (%.0f bytes) waiting in the spool\n",
            num(ar, "streams_waiting"), num(ar, "bytes_waiting"));
     printf("archive spool:   %.0f outages, %.0f bytes spooled, %.0f retries failed\n",
-           num(c, "archive_streams_spooled"), num(c, "archive_bytes_spooled"),
-           num(c, "archive_retries"));
+           counter(c, K_archive_streams_spooled), counter(c, K_archive_bytes_spooled),
+           counter(c, K_archive_retries));
   }
   if (sp != NULL) {
     printf("spool:           %.0f bytes in %.0f chunks (cap %.0f), oldest unsent %.1f "
@@ -177,12 +200,13 @@ static void print_status(const cJSON* r) {
            num(sp, "oldest_unsent_age_s"));
     printf("spooled:         %.0f bytes sent from the spool, %.0f resent after %.0f "
            "reopens (%.0f after an unconfirmed end), %.0f streams resumed\n",
-           num(c, "bytes_spooled"), num(c, "bytes_resent"), num(c, "upstream_reopens"),
-           num(c, "upstream_end_resends"), num(c, "streams_resumed"));
+           counter(c, K_bytes_spooled), counter(c, K_bytes_resent),
+           counter(c, K_upstream_reopens), counter(c, K_upstream_end_resends),
+           counter(c, K_streams_resumed));
     printf("spool full:      %.0f bytes refused (%.0f streams closed), %.0f bytes "
            "dropped\n",
            num(cJSON_GetObjectItemCaseSensitive(c, "bytes_refused"), "spool_full"),
-           num(c, "streams_refused_spool_full"),
+           counter(c, K_streams_refused_full),
            num(cJSON_GetObjectItemCaseSensitive(c, "bytes_dropped"), "spool_full"));
   }
 }
@@ -254,119 +278,15 @@ static const sbctl_metric_t known[] = {
      "Resident memory size of the service process, in bytes.", 0},
     {"process.open_handles", "process_open_fds", G_,
      "Open file descriptors (Windows: open handles) of the service process.", 0},
-    {"counters.streams_opened", NULL, C_, "Streams opened by clients.", 0},
-    {"counters.streams_closed", NULL, C_, "Streams closed.", 0},
-    {"counters.bytes_in", "streambroker_received_bytes_total", C_,
-     "Payload bytes read from clients.", 0},
-    {"counters.bytes_out", "streambroker_written_bytes_total", C_,
-     "Bytes written to the upstream or to archive files.", 0},
-    {"counters.handshake_timeouts", NULL, C_,
-     "Connections closed because the handshake did not arrive in time.", 0},
-    {"counters.connections_empty", NULL, C_,
-     "Connections that closed before sending a byte (probes; not bad handshakes).", 0},
-    {"counters.refused_limit", NULL, C_,
-     "Connections refused by max_streams or max_streams_per_client, or while "
-     "stopping.",
-     0},
-    {"counters.refused_group", NULL, C_, "Connections refused by allowed_groups.", 0},
-    {"counters.refused_user", NULL, C_, "Connections refused by max_streams_per_user.",
-     0},
-    {"counters.refused_handshakes", NULL, C_,
-     "Connections refused by max_handshakes (in total, or a user's quarter).", 0},
-    {"counters.handshake_memory_waits", NULL, C_,
-     "Handshakes paused because handshake_memory_max was reached.", 0},
-    {"counters.log_suppressed", NULL, C_,
-     "Client-caused warnings held back by the per-user log rate limit.", 0},
-    {"counters.accept_lost", NULL, C_,
-     "Connections the control pipe's listener dropped unread: an accept or a "
-     "hand-over that failed, or a connection waiting at a stop.",
-     0},
-    {"counters.client_errors", NULL, C_, "Client connections that ended with an error.",
-     0},
-    {"counters.upstream_dials", NULL, C_, "Connections dialed to the upstream.", 1},
-    {"counters.upstream_dial_failures", NULL, C_,
-     "Upstream dials that failed (busy or absent; retried with backoff).", 1},
-    {"counters.upstream_errors", NULL, C_, "Upstream connections that broke.", 1},
-    {"counters.upstream_reopens", NULL, C_,
-     "Upstream connections reopened from the replay window.", 1},
-    {"counters.upstream_end_resends", NULL, C_,
-     "Stream ends the upstream did not confirm stored: its process exited first, and "
-     "the replay window was resent.",
-     1},
-    {"counters.upstream_refusals", NULL, C_,
-     "Upstream connections the upstream closed right after their handshake (a name "
-     "it refused).",
-     1},
-    {"counters.streams_given_up", NULL, C_,
-     "Streams given up after the upstream refused them upstream_max_refusals times "
-     "in a row (their data stays in the spool).",
-     1},
-    {"counters.bytes_spooled", "streambroker_spooled_bytes_total", C_,
-     "Bytes that went upstream (archive mode: to the archive) from the spool rather "
-     "than live.",
-     0},
-    {"counters.bytes_resent", "streambroker_resent_bytes_total", C_,
-     "Bytes sent again, from memory or the spool, below the furthest offset a "
-     "connection of their stream was handed (the overlap the upstream sees twice).",
-     1},
-    {"counters.bytes_live", "streambroker_live_bytes_total", C_,
-     "Bytes sent upstream without going through the spool (durability backlog).", 1},
-    {"counters.streams_resumed", NULL, C_, "Streams resumed from the spool at start.",
-     0},
-    {"counters.streams_refused_spool_full", NULL, C_,
-     "Streams closed because the spool refused their data (cap or full disk).", 0},
-    {"counters.windows_spilled", "streambroker_replay_windows_spilled_total", C_,
-     "Replay windows written to the spool to stay within replay_memory_max.", 0},
-    {"counters.window_bytes_spilled", "streambroker_replay_window_spilled_bytes_total",
-     C_, "Bytes of replay windows written to the spool (replay_memory_max).", 0},
-    {"counters.window_holds", "streambroker_replay_window_holds_total", C_,
-     "Times live streams' clients were held because replay memory was used up.", 0},
-    {"counters.window_bytes_unstored",
-     "streambroker_replay_window_unstored_bytes_total", C_,
-     "Replay window bytes a spill could not store (full disk).", 0},
-    {"counters.archive_errors", NULL, C_,
-     "Archive file errors (archive mode): each outage of a stream's files counts "
-     "once.",
-     0},
-    {"counters.archive_streams_failed", NULL, C_,
-     "Streams whose archive failed for good.", 0},
-    {"counters.archive_bytes_lost", "streambroker_archive_lost_bytes_total", C_,
-     "Bytes read from clients and not archived.", 0},
-    {"counters.archive_recovered", "streambroker_archive_recovered_streams_total", C_,
-     "Streams an earlier run left unclosed, finished at start.", 0},
-    {"counters.archive_tmp_removed", "streambroker_archive_tmp_removed_files_total", C_,
-     "Stale .json.tmp sidecar files removed at start.", 0},
-    {"counters.archive_gaps", NULL, C_,
-     "Archive segments that start past what the archive holds (data missing "
-     "before them).",
-     0},
-    {"counters.archive_gap_bytes", NULL, C_,
-     "Bytes missing before archive gaps (text and binary streams).", 0},
-    {"counters.archive_gap_datagrams", NULL, C_,
-     "Datagrams missing before archive gaps.", 0},
-    {"counters.archive_retention_files",
-     "streambroker_archive_retention_deleted_files_total", C_,
-     "Archive files (.log and .json) deleted by retention.", 0},
-    {"counters.archive_retention_bytes",
-     "streambroker_archive_retention_deleted_bytes_total", C_,
-     "Archive bytes deleted by retention.", 0},
-    {"counters.archive_empty_removed", "streambroker_archive_empty_removed_files_total",
-     C_, "Empty .log files without a sidecar removed at start.", 0},
-    {"counters.archive_streams_spooled", NULL, C_,
-     "Times a stream turned to the spool because its archive files could not be "
-     "written (once per outage per stream).",
-     0},
-    {"counters.archive_bytes_spooled", "streambroker_archive_spooled_bytes_total", C_,
-     "Bytes archive streams put in the spool while their files could not be written.",
-     0},
-    {"counters.archive_retries", NULL, C_,
-     "Retries that found a stream's archive files still not writable.", 0},
-    {"counters.bad_handshakes", NULL, C_,
-     "Connections closed for a bad handshake, by error.", 0},
-    {"counters.bytes_refused", "streambroker_refused_bytes_total", C_,
-     "Bytes refused and never delivered, by reason.", 0},
-    {"counters.bytes_dropped", "streambroker_dropped_bytes_total", C_,
-     "Bytes dropped before reaching the upstream or the archive, by reason.", 0},
+/* clang-format off */
+#define SBCTL_COUNTER(field, name, metric, per_upstream, help)                         \
+  {"counters." name, metric, C_, help, per_upstream},
+    SB__COUNTERS(SBCTL_COUNTER)
+#undef SBCTL_COUNTER
+#define SBCTL_FAMILY(family, metric, help) {"counters." family, metric, C_, help, 0},
+    SB__COUNTER_FAMILIES(SBCTL_FAMILY)
+#undef SBCTL_FAMILY
+    /* clang-format on */
     {"archive.bytes", NULL, G_, "Bytes in the archive directory's stream files.", 0},
     {"archive.files", NULL, G_, "Files in the archive directory (.log and .json).", 0},
     {"archive.closed_streams", NULL, G_,
