@@ -44,13 +44,17 @@ static void add_u64(cJSON* o, const char* name, uint64_t v) {
   cJSON_AddNumberToObject(o, name, (double)v);
 }
 
+/* The object of counters by reason named family, made at its first reason. */
+static cJSON* by_reason(cJSON* c, const char* family) {
+  cJSON* o = cJSON_GetObjectItemCaseSensitive(c, family);
+  return o != NULL ? o : cJSON_AddObjectToObject(c, family);
+}
+
 static cJSON* status_reply(sb__broker_t* b) {
   const sb__counters_t* k = &b->counters;
   cJSON* r = cJSON_CreateObject();
   cJSON* c = cJSON_CreateObject();
   cJSON* bad = cJSON_CreateObject();
-  cJSON* refused = cJSON_CreateObject();
-  cJSON* dropped = cJSON_CreateObject();
   sb__stream_t* s;
   uint64_t live = 0;
   int e;
@@ -68,37 +72,9 @@ static cJSON* status_reply(sb__broker_t* b) {
   add_u64(r, "connections_open", b->nstreams);
   add_u64(r, "handshakes_open", b->nhandshakes);
   add_u64(r, "handshake_bytes", b->hs_bytes);
-  add_u64(c, "streams_opened", k->streams_opened);
-  add_u64(c, "streams_closed", k->streams_closed);
-  add_u64(c, "bytes_in", k->bytes_in);
-  add_u64(c, "bytes_out", k->bytes_out);
-  add_u64(c, "handshake_timeouts", k->handshake_timeouts);
-  add_u64(c, "connections_empty", k->connections_empty);
-  add_u64(c, "refused_limit", k->refused_limit);
-  add_u64(c, "refused_group", k->refused_group);
-  add_u64(c, "refused_user", k->refused_user);
-  add_u64(c, "refused_handshakes", k->refused_handshakes);
-  add_u64(c, "handshake_memory_waits", k->handshake_memory_waits);
-  add_u64(c, "log_suppressed", k->log_suppressed);
-  add_u64(c, "accept_lost", k->accept_lost);
-  add_u64(c, "client_errors", k->client_errors);
-  add_u64(c, "upstream_dials", k->upstream_dials);
-  add_u64(c, "upstream_dial_failures", k->upstream_dial_failures);
-  add_u64(c, "upstream_errors", k->upstream_errors);
-  add_u64(c, "archive_errors", k->archive_errors);
-  add_u64(c, "archive_streams_failed", k->archive_streams_failed);
-  add_u64(c, "archive_bytes_lost", k->archive_bytes_lost);
-  add_u64(c, "archive_recovered", k->archive_recovered);
-  add_u64(c, "archive_tmp_removed", k->archive_tmp_removed);
-  add_u64(c, "archive_gaps", k->archive_gaps);
-  add_u64(c, "archive_gap_bytes", k->archive_gap_bytes);
-  add_u64(c, "archive_gap_datagrams", k->archive_gap_datagrams);
-  add_u64(c, "archive_retention_files", k->archive_retention_files);
-  add_u64(c, "archive_retention_bytes", k->archive_retention_bytes);
-  add_u64(c, "archive_empty_removed", k->archive_empty_removed);
-  add_u64(c, "archive_streams_spooled", k->archive_streams_spooled);
-  add_u64(c, "archive_bytes_spooled", k->archive_bytes_spooled);
-  add_u64(c, "archive_retries", k->archive_retries);
+#define SB__COUNTER_JSON(field, name, ...) add_u64(c, name, k->field);
+  SB__COUNTERS(SB__COUNTER_JSON)
+#undef SB__COUNTER_JSON
   /* Bad handshakes by reason, under the error's name. */
   for (e = 1; e < (int)(sizeof(k->bad_handshakes) / sizeof(k->bad_handshakes[0]));
        e++) {
@@ -107,26 +83,12 @@ static cJSON* status_reply(sb__broker_t* b) {
     if (k->bad_handshakes[e] > 0 || (-e <= SB_EMAGIC && -e >= SB_ETRUNCATED))
       add_u64(bad, sb_err_name(-e), k->bad_handshakes[e]);
   }
-  add_u64(c, "upstream_reopens", k->upstream_reopens);
-  add_u64(c, "bytes_spooled", k->bytes_spooled);
-  add_u64(c, "bytes_resent", k->bytes_resent);
-  add_u64(c, "upstream_end_resends", k->upstream_end_resends);
-  add_u64(c, "streams_resumed", k->streams_resumed);
-  add_u64(c, "upstream_refusals", k->upstream_refusals);
-  add_u64(c, "streams_given_up", k->streams_given_up);
-  add_u64(c, "streams_refused_spool_full", k->streams_refused_full);
-  add_u64(c, "bytes_live", k->bytes_live);
-  add_u64(c, "windows_spilled", k->windows_spilled);
-  add_u64(c, "window_bytes_spilled", k->window_bytes_spilled);
-  add_u64(c, "window_holds", k->window_holds);
-  add_u64(c, "window_bytes_unstored", k->window_bytes_unstored);
   cJSON_AddItemToObject(c, "bad_handshakes", bad);
   /* Refused and dropped bytes, by reason. */
-  add_u64(refused, "spool_full", k->bytes_refused_full);
-  cJSON_AddItemToObject(c, "bytes_refused", refused);
-  add_u64(dropped, "spool_full", k->bytes_dropped_full);
-  add_u64(dropped, "corrupt", k->bytes_dropped_corrupt);
-  cJSON_AddItemToObject(c, "bytes_dropped", dropped);
+#define SB__COUNTER_BY_REASON_JSON(field, family, reason)                              \
+  add_u64(by_reason(c, family), reason, k->field);
+  SB__COUNTERS_BY_REASON(SB__COUNTER_BY_REASON_JSON)
+#undef SB__COUNTER_BY_REASON_JSON
   cJSON_AddItemToObject(r, "counters", c);
   if (b->cfg.upstream) {
     cJSON* m = cJSON_CreateObject();

@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "protocol.h"
+#include "counters.h"
 
 #define SB_CONTAINER_OF(ptr, type, field) ((type*)((char*)(ptr)-offsetof(type, field)))
 
@@ -172,68 +173,15 @@ enum {
 int sb__config_check_dirs(const sb__config_t* cfg, unsigned which, int create,
                           char* err, size_t err_size);
 
-/* ---- counters (broker.c): every refusal and error, by reason ---- */
+/* ---- counters (broker.c): every refusal and error, by reason (counters.h) ---- */
 
 typedef struct {
-  uint64_t streams_opened;
-  uint64_t streams_closed;
-  uint64_t bytes_in;
-  uint64_t bytes_out;
-  uint64_t datagrams_in;
+#define SB__COUNTER_FIELD(field, ...) uint64_t field;
+  SB__COUNTERS(SB__COUNTER_FIELD)
+  SB__COUNTERS_BY_REASON(SB__COUNTER_FIELD)
+#undef SB__COUNTER_FIELD
+  uint64_t datagrams_in;       /* not reported */
   uint64_t bad_handshakes[32]; /* by -SB_E* code */
-  uint64_t handshake_timeouts;
-  uint64_t connections_empty;  /* connections that closed before sending a byte (a
-                                  probe whether the pipe is served): not bad handshakes */
-  uint64_t refused_limit;      /* connections refused by stream limits */
-  uint64_t refused_group;      /* connections refused by allowed_groups */
-  uint64_t refused_user;       /* connections refused by max_streams_per_user */
-  uint64_t refused_handshakes; /* connections refused by max_handshakes */
-  uint64_t handshake_memory_waits; /* handshakes paused: handshake_memory_max reached */
-  uint64_t log_suppressed;     /* client-caused warnings held back by the per-user rate
-                                  limit (each reported later as "suppressed N") */
-  uint64_t accept_lost;        /* connections the listener dropped unread (an accept or
-                                  a hand-over that failed, or waiting at a stop) */
-  uint64_t client_errors;      /* client connections that ended with an error */
-  uint64_t upstream_dials;
-  uint64_t upstream_dial_failures;
-  uint64_t upstream_errors;
-  uint64_t archive_errors;
-  uint64_t upstream_reopens;    /* connections reopened from the replay window */
-  uint64_t bytes_spooled;       /* bytes that went upstream from the spool, not live */
-  uint64_t bytes_resent;        /* bytes sent below the furthest offset a connection of
-                                   their stream was ever handed (the overlap) */
-  uint64_t upstream_end_resends; /* ends not confirmed stored: the upstream's process
-                                    exited first, and the window was resent */
-  uint64_t bytes_refused_full;  /* refused: spool cap or disk full (stream closed) */
-  uint64_t bytes_dropped_full;  /* dropped by drop-oldest before reaching upstream */
-  uint64_t streams_refused_full; /* streams closed because the spool refused their data */
-  uint64_t streams_resumed;     /* streams resumed from the spool at start */
-  uint64_t upstream_refusals;   /* connections the upstream closed right after the
-                                   handshake (a name it refused) */
-  uint64_t streams_given_up;    /* streams refused upstream_max_refusals times in a row */
-  uint64_t bytes_dropped_corrupt; /* not delivered: their spool chunk failed its checksum
-                                     or could not be read */
-  uint64_t bytes_live;          /* bytes sent upstream without the spool (backlog mode) */
-  uint64_t windows_spilled;     /* memory windows written to the spool (memory budget) */
-  uint64_t window_bytes_spilled;
-  uint64_t window_holds;        /* times live streams' clients were held (budget) */
-  uint64_t window_bytes_unstored; /* window bytes a spill could not store (full disk) */
-  /* archive.c */
-  uint64_t archive_streams_failed; /* streams whose archive failed (client closed) */
-  uint64_t archive_bytes_lost;  /* bytes read from clients that are not in the .log */
-  uint64_t archive_recovered;   /* streams left unclosed by an earlier run, finished */
-  uint64_t archive_tmp_removed; /* stale .json.tmp files removed at start */
-  uint64_t archive_gaps;        /* segments starting past what the archive holds */
-  uint64_t archive_gap_bytes;   /* bytes missing before them (text, binary) */
-  uint64_t archive_gap_datagrams; /* datagrams missing before them */
-  uint64_t archive_retention_files; /* files deleted by retention */
-  uint64_t archive_retention_bytes; /* bytes deleted by retention */
-  uint64_t archive_empty_removed;   /* empty .log without a sidecar, removed at start */
-  /* archive_spool.c */
-  uint64_t archive_streams_spooled; /* outages: a stream's files could not be written,
-                                       it turned to the spool (once per outage) */
-  uint64_t archive_bytes_spooled;   /* bytes those streams put in the spool */
-  uint64_t archive_retries;         /* retries that found the archive still failing */
 } sb__counters_t;
 
 #include "stream.h"

@@ -26,6 +26,7 @@
 #include "internal.h"
 #include "tools.h"
 #include "sbctl_archive.h"
+#include "sbctl_metrics.h"
 
 static const char usage[] =
     "usage: sbctl [--admin ADDR] [--json] status|streams|reload\n"
@@ -101,6 +102,27 @@ static const char* str(const cJSON* o, const char* name) {
   return cJSON_IsString(v) ? v->valuestring : "-";
 }
 
+/* The counters' names in the status reply, from the table (counters.h): a counter
+ * renamed or removed there breaks this file's build, not its output. */
+/* clang-format off */
+enum {
+#define SBCTL_COUNTER_ID(field, ...) K_##field,
+  SB__COUNTERS(SBCTL_COUNTER_ID)
+#undef SBCTL_COUNTER_ID
+  K_COUNT
+};
+/* clang-format on */
+
+static const char* const counter_names[K_COUNT] = {
+#define SBCTL_COUNTER_NAME(field, name, ...) name,
+    SB__COUNTERS(SBCTL_COUNTER_NAME)
+#undef SBCTL_COUNTER_NAME
+};
+
+static double counter(const cJSON* c, int k) {
+  return num(c, counter_names[k]);
+}
+
 static void print_status(const cJSON* r) {
   const cJSON* c = cJSON_GetObjectItemCaseSensitive(r, "counters");
   const cJSON* bad = cJSON_GetObjectItemCaseSensitive(c, "bad_handshakes");
@@ -114,27 +136,29 @@ static void print_status(const cJSON* r) {
   else
     printf("mode:            forward to %s\n", str(r, "upstream"));
   printf("streams open:    %.0f\n", num(r, "streams_open"));
-  printf("streams:         %.0f opened, %.0f closed\n", num(c, "streams_opened"),
-         num(c, "streams_closed"));
-  printf("bytes:           %.0f in, %.0f out\n", num(c, "bytes_in"),
-         num(c, "bytes_out"));
+  printf("streams:         %.0f opened, %.0f closed\n", counter(c, K_streams_opened),
+         counter(c, K_streams_closed));
+  printf("bytes:           %.0f in, %.0f out\n", counter(c, K_bytes_in),
+         counter(c, K_bytes_out));
   printf("refused:         %.0f (stream limits), %.0f (per user), %.0f (handshakes), "
          "%.0f (groups)\n",
-         num(c, "refused_limit"), num(c, "refused_user"), num(c, "refused_handshakes"),
-         num(c, "refused_group"));
+         counter(c, K_refused_limit), counter(c, K_refused_user),
+         counter(c, K_refused_handshakes), counter(c, K_refused_group));
   printf("handshakes:      %.0f open, %.0f bytes held, %.0f waits for memory\n",
          num(r, "handshakes_open"), num(r, "handshake_bytes"),
-         num(c, "handshake_memory_waits"));
+         counter(c, K_handshake_memory_waits));
   printf("log suppressed:  %.0f (client warnings over the per-user rate)\n",
-         num(c, "log_suppressed"));
-  printf("accept lost:     %.0f (connections dropped unread)\n", num(c, "accept_lost"));
+         counter(c, K_log_suppressed));
+  printf("accept lost:     %.0f (connections dropped unread)\n",
+         counter(c, K_accept_lost));
   printf("errors:          %.0f client, %.0f upstream, %.0f archive\n",
-         num(c, "client_errors"), num(c, "upstream_errors"), num(c, "archive_errors"));
-  printf("upstream dials:  %.0f, %.0f failed\n", num(c, "upstream_dials"),
-         num(c, "upstream_dial_failures"));
+         counter(c, K_client_errors), counter(c, K_upstream_errors),
+         counter(c, K_archive_errors));
+  printf("upstream dials:  %.0f, %.0f failed\n", counter(c, K_upstream_dials),
+         counter(c, K_upstream_dial_failures));
   printf("probes:          %.0f (connections closed before sending a byte)\n",
-         num(c, "connections_empty"));
-  printf("bad handshakes:  %.0f timed out", num(c, "handshake_timeouts"));
+         counter(c, K_connections_empty));
+  printf("bad handshakes:  %.0f timed out", counter(c, K_handshake_timeouts));
   /* Every handshake error is listed from the start: the ones seen are news. */
   cJSON_ArrayForEach(e, bad) {
     if (e->valuedouble > 0)
@@ -167,8 +191,8 @@ static void print_status(const cJSON* r) {
     printf(", %.0f streams (%.0f bytes) waiting in the spool\n",
            num(ar, "streams_waiting"), num(ar, "bytes_waiting"));
     printf("archive spool:   %.0f outages, %.0f bytes spooled, %.0f retries failed\n",
-           num(c, "archive_streams_spooled"), num(c, "archive_bytes_spooled"),
-           num(c, "archive_retries"));
+           counter(c, K_archive_streams_spooled), counter(c, K_archive_bytes_spooled),
+           counter(c, K_archive_retries));
   }
   if (sp != NULL) {
     printf("spool:           %.0f bytes in %.0f chunks (cap %.0f), oldest unsent %.1f "
@@ -177,12 +201,13 @@ static void print_status(const cJSON* r) {
            num(sp, "oldest_unsent_age_s"));
     printf("spooled:         %.0f bytes sent from the spool, %.0f resent after %.0f "
            "reopens (%.0f after an unconfirmed end), %.0f streams resumed\n",
-           num(c, "bytes_spooled"), num(c, "bytes_resent"), num(c, "upstream_reopens"),
-           num(c, "upstream_end_resends"), num(c, "streams_resumed"));
+           counter(c, K_bytes_spooled), counter(c, K_bytes_resent),
+           counter(c, K_upstream_reopens), counter(c, K_upstream_end_resends),
+           counter(c, K_streams_resumed));
     printf("spool full:      %.0f bytes refused (%.0f streams closed), %.0f bytes "
            "dropped\n",
            num(cJSON_GetObjectItemCaseSensitive(c, "bytes_refused"), "spool_full"),
-           num(c, "streams_refused_spool_full"),
+           counter(c, K_streams_refused_full),
            num(cJSON_GetObjectItemCaseSensitive(c, "bytes_dropped"), "spool_full"));
   }
 }
@@ -211,398 +236,6 @@ static void print_streams(const cJSON* r) {
            str(s, "type"), num(s, "bytes"), str(s, "name"));
     print_destination(s);
     printf("\n");
-  }
-}
-
-/* ---- metrics: the status reply in the Prometheus text format ---- */
-
-/*
- * Every number in the status reply becomes a sample, so a counter added to the
- * service later still appears here. The table below names each field the service
- * reports: its family name (Prometheus style: the base unit spelled out before
- * "_total"), its type and its help text. A field the table does not know (a newer
- * service) follows the rule: under "counters", a counter streambroker_NAME_total (an
- * object of numbers there is one counter with a "reason" label per member); under
- * another object OBJ, a gauge streambroker_OBJ_NAME; at the top, a gauge
- * streambroker_NAME. The strings at the top become the labels of streambroker_info.
- */
-typedef struct {
-  const char* path; /* "counters.bytes_in", "spool.bytes", "uptime_s" */
-  const char* name; /* NULL: by the rule; "": not exported (another family has it) */
-  const char* type; /* NULL: by the rule */
-  const char* help;
-  int per_upstream; /* labelled upstream="ADDR" when the service forwards */
-} sbctl_metric_t;
-
-#define C_ "counter"
-#define G_ "gauge"
-static const sbctl_metric_t known[] = {
-    {"uptime_s", "streambroker_uptime_seconds", G_,
-     "Seconds since the service started.", 0},
-    {"streams_open", NULL, G_, "Streams open now (handshake done).", 0},
-    {"connections_open", NULL, G_,
-     "Client connections open now, handshaking or streaming, with the streams whose "
-     "client is gone while their data still goes upstream.",
-     0},
-    {"handshakes_open", NULL, G_,
-     "Client connections still in their handshake (max_handshakes).", 0},
-    {"handshake_bytes", NULL, G_,
-     "Bytes the handshakes in flight hold (handshake_memory_max).", 0},
-    {"process.start_time_s", "process_start_time_seconds", G_,
-     "Start time of the service process since the Unix epoch, in seconds.", 0},
-    {"process.resident_memory_bytes", "process_resident_memory_bytes", G_,
-     "Resident memory size of the service process, in bytes.", 0},
-    {"process.open_handles", "process_open_fds", G_,
-     "Open file descriptors (Windows: open handles) of the service process.", 0},
-    {"counters.streams_opened", NULL, C_, "Streams opened by clients.", 0},
-    {"counters.streams_closed", NULL, C_, "Streams closed.", 0},
-    {"counters.bytes_in", "streambroker_received_bytes_total", C_,
-     "Payload bytes read from clients.", 0},
-    {"counters.bytes_out", "streambroker_written_bytes_total", C_,
-     "Bytes written to the upstream or to archive files.", 0},
-    {"counters.handshake_timeouts", NULL, C_,
-     "Connections closed because the handshake did not arrive in time.", 0},
-    {"counters.connections_empty", NULL, C_,
-     "Connections that closed before sending a byte (probes; not bad handshakes).", 0},
-    {"counters.refused_limit", NULL, C_,
-     "Connections refused by max_streams or max_streams_per_client, or while "
-     "stopping.",
-     0},
-    {"counters.refused_group", NULL, C_, "Connections refused by allowed_groups.", 0},
-    {"counters.refused_user", NULL, C_, "Connections refused by max_streams_per_user.",
-     0},
-    {"counters.refused_handshakes", NULL, C_,
-     "Connections refused by max_handshakes (in total, or a user's quarter).", 0},
-    {"counters.handshake_memory_waits", NULL, C_,
-     "Handshakes paused because handshake_memory_max was reached.", 0},
-    {"counters.log_suppressed", NULL, C_,
-     "Client-caused warnings held back by the per-user log rate limit.", 0},
-    {"counters.accept_lost", NULL, C_,
-     "Connections the control pipe's listener dropped unread: an accept or a "
-     "hand-over that failed, or a connection waiting at a stop.",
-     0},
-    {"counters.client_errors", NULL, C_, "Client connections that ended with an error.",
-     0},
-    {"counters.upstream_dials", NULL, C_, "Connections dialed to the upstream.", 1},
-    {"counters.upstream_dial_failures", NULL, C_,
-     "Upstream dials that failed (busy or absent; retried with backoff).", 1},
-    {"counters.upstream_errors", NULL, C_, "Upstream connections that broke.", 1},
-    {"counters.upstream_reopens", NULL, C_,
-     "Upstream connections reopened from the replay window.", 1},
-    {"counters.upstream_end_resends", NULL, C_,
-     "Stream ends the upstream did not confirm stored: its process exited first, and "
-     "the replay window was resent.",
-     1},
-    {"counters.upstream_refusals", NULL, C_,
-     "Upstream connections the upstream closed right after their handshake (a name "
-     "it refused).",
-     1},
-    {"counters.streams_given_up", NULL, C_,
-     "Streams given up after the upstream refused them upstream_max_refusals times "
-     "in a row (their data stays in the spool).",
-     1},
-    {"counters.bytes_spooled", "streambroker_spooled_bytes_total", C_,
-     "Bytes that went upstream (archive mode: to the archive) from the spool rather "
-     "than live.",
-     0},
-    {"counters.bytes_resent", "streambroker_resent_bytes_total", C_,
-     "Bytes sent again, from memory or the spool, below the furthest offset a "
-     "connection of their stream was handed (the overlap the upstream sees twice).",
-     1},
-    {"counters.bytes_live", "streambroker_live_bytes_total", C_,
-     "Bytes sent upstream without going through the spool (durability backlog).", 1},
-    {"counters.streams_resumed", NULL, C_, "Streams resumed from the spool at start.",
-     0},
-    {"counters.streams_refused_spool_full", NULL, C_,
-     "Streams closed because the spool refused their data (cap or full disk).", 0},
-    {"counters.windows_spilled", "streambroker_replay_windows_spilled_total", C_,
-     "Replay windows written to the spool to stay within replay_memory_max.", 0},
-    {"counters.window_bytes_spilled", "streambroker_replay_window_spilled_bytes_total",
-     C_, "Bytes of replay windows written to the spool (replay_memory_max).", 0},
-    {"counters.window_holds", "streambroker_replay_window_holds_total", C_,
-     "Times live streams' clients were held because replay memory was used up.", 0},
-    {"counters.window_bytes_unstored",
-     "streambroker_replay_window_unstored_bytes_total", C_,
-     "Replay window bytes a spill could not store (full disk).", 0},
-    {"counters.archive_errors", NULL, C_,
-     "Archive file errors (archive mode): each outage of a stream's files counts "
-     "once.",
-     0},
-    {"counters.archive_streams_failed", NULL, C_,
-     "Streams whose archive failed for good.", 0},
-    {"counters.archive_bytes_lost", "streambroker_archive_lost_bytes_total", C_,
-     "Bytes read from clients and not archived.", 0},
-    {"counters.archive_recovered", "streambroker_archive_recovered_streams_total", C_,
-     "Streams an earlier run left unclosed, finished at start.", 0},
-    {"counters.archive_tmp_removed", "streambroker_archive_tmp_removed_files_total", C_,
-     "Stale .json.tmp sidecar files removed at start.", 0},
-    {"counters.archive_gaps", NULL, C_,
-     "Archive segments that start past what the archive holds (data missing "
-     "before them).",
-     0},
-    {"counters.archive_gap_bytes", NULL, C_,
-     "Bytes missing before archive gaps (text and binary streams).", 0},
-    {"counters.archive_gap_datagrams", NULL, C_,
-     "Datagrams missing before archive gaps.", 0},
-    {"counters.archive_retention_files",
-     "streambroker_archive_retention_deleted_files_total", C_,
-     "Archive files (.log and .json) deleted by retention.", 0},
-    {"counters.archive_retention_bytes",
-     "streambroker_archive_retention_deleted_bytes_total", C_,
-     "Archive bytes deleted by retention.", 0},
-    {"counters.archive_empty_removed", "streambroker_archive_empty_removed_files_total",
-     C_, "Empty .log files without a sidecar removed at start.", 0},
-    {"counters.archive_streams_spooled", NULL, C_,
-     "Times a stream turned to the spool because its archive files could not be "
-     "written (once per outage per stream).",
-     0},
-    {"counters.archive_bytes_spooled", "streambroker_archive_spooled_bytes_total", C_,
-     "Bytes archive streams put in the spool while their files could not be written.",
-     0},
-    {"counters.archive_retries", NULL, C_,
-     "Retries that found a stream's archive files still not writable.", 0},
-    {"counters.bad_handshakes", NULL, C_,
-     "Connections closed for a bad handshake, by error.", 0},
-    {"counters.bytes_refused", "streambroker_refused_bytes_total", C_,
-     "Bytes refused and never delivered, by reason.", 0},
-    {"counters.bytes_dropped", "streambroker_dropped_bytes_total", C_,
-     "Bytes dropped before reaching the upstream or the archive, by reason.", 0},
-    {"archive.bytes", NULL, G_, "Bytes in the archive directory's stream files.", 0},
-    {"archive.files", NULL, G_, "Files in the archive directory (.log and .json).", 0},
-    {"archive.closed_streams", NULL, G_,
-     "Closed streams in the archive, which retention may delete.", 0},
-    {"archive.max_bytes", NULL, G_,
-     "The archive's size limit for retention (archive_max_bytes; 0: none).", 0},
-    {"archive.max_age_s", "streambroker_archive_max_age_seconds", G_,
-     "The archive's age limit for retention (archive_max_age; 0: none).", 0},
-    {"archive.retention_deleted_streams",
-     "streambroker_archive_retention_deleted_streams_total", C_,
-     "Closed streams deleted by retention.", 0},
-    /* The same figures as the counters archive_retention_files and _bytes. */
-    {"archive.retention_deleted_files", "", NULL, "", 0},
-    {"archive.retention_deleted_bytes", "", NULL, "", 0},
-    {"archive.writable", NULL, G_,
-     "1 while no stream's archive files fail to be written, else 0.", 0},
-    {"archive.streams_cannot_write", NULL, G_,
-     "Streams whose archive files cannot be written now (retrying).", 0},
-    {"archive.streams_waiting", NULL, G_,
-     "Streams with data in the spool waiting for the archive.", 0},
-    {"archive.bytes_waiting", NULL, G_, "Bytes in the spool waiting for the archive.",
-     0},
-    {"replay_memory.bytes", NULL, G_,
-     "Bytes of replay memory in use: windows, and data being spilled or spooled.", 0},
-    {"replay_memory.windows_bytes", NULL, G_,
-     "Bytes held in the streams' replay windows.", 0},
-    {"replay_memory.being_spilled_bytes", NULL, G_,
-     "Bytes of replay windows being written to the spool.", 0},
-    {"replay_memory.being_spooled_bytes", NULL, G_,
-     "Bytes read from clients being written to the spool.", 0},
-    {"replay_memory.read_back_bytes", NULL, G_,
-     "Bytes read back from the spool to be sent again.", 0},
-    {"replay_memory.clients_held", NULL, G_,
-     "1 while live streams' clients are held because replay memory is used up.", 0},
-    {"replay_memory.max_bytes", NULL, G_,
-     "The replay memory budget (replay_memory_max).", 0},
-    {"replay_memory.peak_bytes", NULL, G_, "The most replay memory used since start.",
-     0},
-    {"spool.bytes", NULL, G_, "Data bytes held in the spool.", 0},
-    {"spool.chunks", NULL, G_, "Chunks held in the spool.", 0},
-    {"spool.max_bytes", NULL, G_, "The spool's cap (spool_max_bytes).", 0},
-    {"spool.oldest_unsent_age_s", "streambroker_spool_oldest_unsent_age_seconds", G_,
-     "Age of the oldest data in the spool not yet sent upstream; 0: none.", 0},
-    {"spool.commits", "streambroker_spool_commits_total", C_,
-     "Spool transactions committed.", 0},
-    {"spool.transaction_errors", "streambroker_spool_transaction_errors_total", C_,
-     "Spool transactions that failed (disk full, I/O errors).", 0},
-    {"spool.moved_aside", "streambroker_spool_moved_aside_total", C_,
-     "Damaged or foreign spool databases moved aside at start.", 0},
-    {"spool.dropped_bytes", "streambroker_spool_dropped_bytes_total", C_,
-     "Bytes dropped from the spool by drop-oldest.", 0},
-    {"spool.refused_bytes", "streambroker_spool_refused_bytes_total", C_,
-     "Bytes the spool refused (cap or full disk).", 0},
-    {"spool.corrupt_chunks", "streambroker_spool_corrupt_chunks_total", C_,
-     "Spool chunks that failed their checksum (never forwarded).", 0},
-    {"spool.corrupt_bytes", "streambroker_spool_corrupt_bytes_total", C_,
-     "Bytes in spool chunks that failed their checksum.", 0},
-    {"spool.pending_deletes", NULL, G_,
-     "Streams whose delivered data waits to be deleted from the spool (retried).", 0},
-};
-#undef C_
-#undef G_
-
-static const sbctl_metric_t* find_known(const char* path) {
-  size_t i;
-  for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
-    if (strcmp(known[i].path, path) == 0)
-      return &known[i];
-  }
-  return NULL;
-}
-
-/* Appends s to a metric name, as [a-zA-Z0-9_] (anything else becomes '_'). */
-static void name_append(char* out, size_t size, const char* s) {
-  size_t o = strlen(out);
-  for (; *s && o + 1 < size; s++) {
-    char c = *s;
-    out[o++] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                (c >= '0' && c <= '9') || c == '_')
-                   ? c
-                   : '_';
-  }
-  out[o] = '\0';
-}
-
-/* A label value: backslash, double quote and line feed escaped. */
-static void print_label_value(const char* s) {
-  for (; *s; s++) {
-    if (*s == '\\' || *s == '"')
-      printf("\\%c", *s);
-    else if (*s == '\n')
-      printf("\\n");
-    else
-      putchar(*s);
-  }
-}
-
-/* Help text on one line, with backslash and line feed escaped. */
-static void print_help(const char* name, const char* help) {
-  printf("# HELP %s ", name);
-  for (; *help; help++) {
-    if (*help == '\\')
-      printf("\\\\");
-    else if (*help == '\n')
-      printf("\\n");
-    else
-      putchar(*help);
-  }
-  printf("\n");
-}
-
-static void print_value(double v) {
-  if (v == (double)(long long)v && v < 9e15 && v > -9e15)
-    printf("%lld\n", (long long)v);
-  else
-    printf("%.15g\n", v);
-}
-
-/* A sample's name and labels, and the space before its value: upstream="ADDR" and
- * reason="R", each when given. */
-static void print_sample_name(const char* name, const char* upstream,
-                              const char* reason) {
-  if (upstream == NULL && reason == NULL) {
-    printf("%s ", name);
-    return;
-  }
-  printf("%s{", name);
-  if (upstream != NULL) {
-    printf("upstream=\"");
-    print_label_value(upstream);
-    printf("\"%s", reason != NULL ? "," : "");
-  }
-  if (reason != NULL) {
-    printf("reason=\"");
-    print_label_value(reason);
-    printf("\"");
-  }
-  printf("} ");
-}
-
-/* One family: its HELP and TYPE, then its samples (one per member of an object of
- * numbers, labelled reason="MEMBER", or the one number). upstream: the address the
- * service forwards to, or NULL. */
-static void print_family(const char* path, const char* prefix, const char* field,
-                         const cJSON* v, int in_counters, const char* upstream) {
-  const sbctl_metric_t* k = find_known(path);
-  char name[256] = "";
-  char fallback[300];
-  const char* type;
-  const cJSON* e;
-  if (k != NULL && k->name != NULL && k->name[0] == '\0')
-    return;
-  if (k != NULL && k->name != NULL) {
-    name_append(name, sizeof(name), k->name);
-  } else {
-    name_append(name, sizeof(name), "streambroker_");
-    if (prefix != NULL) {
-      name_append(name, sizeof(name), prefix);
-      name_append(name, sizeof(name), "_");
-    }
-    name_append(name, sizeof(name), field);
-    if (in_counters)
-      name_append(name, sizeof(name), "_total");
-  }
-  type = k != NULL && k->type != NULL ? k->type : in_counters ? "counter" : "gauge";
-  if (k == NULL || !k->per_upstream)
-    upstream = NULL;
-  snprintf(fallback, sizeof(fallback),
-           "The status field %s (this sbctl is older than the service and does not "
-           "describe it).",
-           path);
-  print_help(name, k != NULL ? k->help : fallback);
-  printf("# TYPE %s %s\n", name, type);
-  if (cJSON_IsObject(v)) {
-    cJSON_ArrayForEach(e, v) {
-      if (!cJSON_IsNumber(e))
-        continue;
-      print_sample_name(name, upstream, e->string);
-      print_value(e->valuedouble);
-    }
-  } else {
-    print_sample_name(name, upstream, NULL);
-    print_value(cJSON_IsBool(v) ? (cJSON_IsTrue(v) ? 1 : 0) : v->valuedouble);
-  }
-}
-
-/* Whether o is an object with nothing but numbers (bad_handshakes, say, which is
- * empty before a first error on an older service). */
-static int numbers_only(const cJSON* o) {
-  const cJSON* e;
-  if (!cJSON_IsObject(o))
-    return 0;
-  cJSON_ArrayForEach(e, o) {
-    if (!cJSON_IsNumber(e))
-      return 0;
-  }
-  return 1;
-}
-
-static void print_metrics(const cJSON* r) {
-  const cJSON *e, *m;
-  const cJSON* up = cJSON_GetObjectItemCaseSensitive(r, "upstream");
-  const char* upstream = cJSON_IsString(up) ? up->valuestring : NULL;
-  char path[512];
-  int labels = 0;
-  print_help("streambroker_build_info",
-             "The service's version (value 1), as Prometheus build_info metrics go.");
-  printf("# TYPE streambroker_build_info gauge\nstreambroker_build_info{version=\"");
-  print_label_value(str(r, "version"));
-  printf("\"} 1\n");
-  /* The strings: one info sample whose labels carry them. */
-  print_help("streambroker_info",
-             "The service's version, mode and addresses as labels (value 1).");
-  printf("# TYPE streambroker_info gauge\nstreambroker_info{");
-  cJSON_ArrayForEach(e, r) {
-    char label[128] = "";
-    if (!cJSON_IsString(e))
-      continue;
-    name_append(label, sizeof(label), e->string);
-    printf("%s%s=\"", labels++ ? "," : "", label);
-    print_label_value(e->valuestring);
-    printf("\"");
-  }
-  printf("} 1\n");
-  cJSON_ArrayForEach(e, r) {
-    if (cJSON_IsNumber(e) || cJSON_IsBool(e)) {
-      print_family(e->string, NULL, e->string, e, 0, upstream);
-    } else if (cJSON_IsObject(e)) {
-      int in_counters = strcmp(e->string, "counters") == 0;
-      cJSON_ArrayForEach(m, e) {
-        snprintf(path, sizeof(path), "%s.%s", e->string, m->string);
-        if (cJSON_IsNumber(m) || cJSON_IsBool(m) || (in_counters && numbers_only(m)))
-          print_family(path, in_counters ? NULL : e->string, m->string, m, in_counters,
-                       upstream);
-      }
-    }
   }
 }
 
@@ -767,7 +400,7 @@ parse:
       /* The text format wants LF line ends: Windows' C runtime would write CRLF. */
       fflush(stdout);
       sb__tool_binary_stdio();
-      print_metrics(reply);
+      sb__sbctl_metrics(reply);
     } else if (json)
       fputs(c.reply.data, stdout);
     else if (strcmp(command, "status") == 0)
