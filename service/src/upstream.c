@@ -62,8 +62,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "tags.h"
 #include "upstream_int.h"
+#include "names.h"
+#include "tags.h"
 
 #define SB__SPOOL_READ_LIMIT (256u * 1024u)
 #define SB__STOP_GRACE_MS 2000
@@ -71,9 +72,6 @@
 #define SB__REFUSAL_MS 1000
 /* A read of the spool that failed for now is tried again after this. */
 #define SB__READ_RETRY_MS 1000
-/* The names sent upstream are remembered up to this many, then forgotten (a name
- * sent again is then refused by a butler, and renamed through the refusal path). */
-#define SB__NAMES_MAX (1u << 20)
 /* A live stream whose connection holds more than the high watermark this long turns
  * to the spool (its client was paused meanwhile: a moment, not an outage). */
 #define SB__LIVE_STALL_MS 500
@@ -114,49 +112,16 @@ static uint64_t up_given_up_delay(sb__upstream_t* up) {
 /* ---- the live route: memory windows, spills ---- */
 
 static void on_opened(sb__spool_job_t* j);
-static void budget_release(sb__broker_t* b);
-
-static void lru_remove(sb__upstream_t* up) {
-  sb__broker_t* b = up->b;
-  if (!up->in_lru)
-    return;
-  if (up->lru_prev)
-    up->lru_prev->lru_next = up->lru_next;
-  else
-    b->win_head = up->lru_next;
-  if (up->lru_next)
-    up->lru_next->lru_prev = up->lru_prev;
-  else
-    b->win_tail = up->lru_prev;
-  up->lru_prev = up->lru_next = NULL;
-  up->in_lru = 0;
-}
-
-static void lru_append(sb__upstream_t* up) {
-  sb__broker_t* b = up->b;
-  if (up->in_lru)
-    return;
-  up->lru_prev = b->win_tail;
-  up->lru_next = NULL;
-  if (b->win_tail)
-    b->win_tail->lru_next = up;
-  else
-    b->win_head = up;
-  b->win_tail = up;
-  up->in_lru = 1;
-}
 
 static sb__chunk_t* mem_pop(sb__upstream_t* up) {
   sb__chunk_t* c = up->mem_head;
   uint64_t m = chunk_mem(c);
   up->mem_head = c->next;
-  if (up->mem_head == NULL) {
+  if (up->mem_head == NULL)
     up->mem_tail = NULL;
-    lru_remove(up);
-  }
   c->next = NULL;
   up->mem_bytes -= m;
-  up->b->window_bytes -= m;
+  sb__budget_window_sub(&up->b->budget, &up->win, m, up->mem_head == NULL);
   return c;
 }
 
@@ -231,8 +196,8 @@ static void on_spilled(sb__spool_job_t* j) {
   sb__chunk_t* c = j->chunk;
   up->jobs_out--;
   up->spill_out--;
-  up->b->spill_bytes -= chunk_mem(c);
-  budget_release(up->b);
+  sb__budget_credit(&up->b->budget, SB__BUDGET_SPILLS, chunk_mem(c));
+  sb__budget_release(&up->b->budget);
   spill_committed(up);
   if (j->status != 0) {
     up->b->counters.window_bytes_unstored += c->len;
@@ -254,7 +219,7 @@ static void spill_one(sb__upstream_t* up, sb__chunk_t* c) {
   j->seq = up->next_seq++;
   j->chunk = c;
   up->spill_out++;
-  up->b->spill_bytes += chunk_mem(c);
+  sb__budget_charge(&up->b->budget, SB__BUDGET_SPILLS, chunk_mem(c));
   sb__spool_submit(up->b->spool, j);
 }
 
@@ -323,87 +288,54 @@ static void up_spill(sb__upstream_t* up, int route) {
   }
 }
 
-/* What the budget counts: windows (with what is in flight), windows being written to
- * the spool, and data read from clients waiting for its spool append. */
-static uint64_t budget_used(const sb__broker_t* b) {
-  return b->window_bytes + b->spill_bytes + b->append_bytes;
-}
+/* ---- the budget's callbacks (budget.c decides, the sinks act) ---- */
 
-/*
- * The memory budget, replay_memory_max, bounds budget_used. Past it, whole windows,
- * oldest first, are spilled until the windows hold half the budget (their streams stay
- * live), and, while that is not enough, every client is held until the spool has taken
- * enough that a quarter of the budget is free.
+/* Past the budget: the oldest window is written to the spool (its stream stays live).
  */
-static void budget_check(sb__broker_t* b, sb__upstream_t* pushing) {
-  uint64_t max = b->cfg.replay_memory_max;
-  sb__stream_t* s;
-  if (budget_used(b) > b->window_peak)
-    b->window_peak = budget_used(b);
-  if (budget_used(b) <= max)
-    return;
-  while (b->window_bytes > max / 2 && b->win_head) {
-    sb__upstream_t* up = b->win_head;
-    b->counters.windows_spilled++;
-    b->counters.window_bytes_spilled += up->mem_bytes;
-    up_spill(up, 0);
-    lru_remove(up);
-  }
-  if (budget_used(b) <= max)
-    return;
-  if (b->window_hold) {
-    if (pushing && !up_stream(pushing)->client_eof)
-      sb__stream_sink_hold(up_stream(pushing), 1);
-    return;
-  }
-  b->window_hold = 1;
-  b->counters.window_holds++;
-  for (s = b->streams; s; s = s->next)
-    if (s->sink && !s->client_eof)
-      sb__stream_sink_hold(s, 1);
+static void budget_spill(sb__budget_t* bud, sb__budget_window_t* w) {
+  sb__broker_t* b = bud->data;
+  sb__upstream_t* up = SB_CONTAINER_OF(w, sb__upstream_t, win);
+  b->counters.windows_spilled++;
+  b->counters.window_bytes_spilled += up->mem_bytes;
+  up_spill(up, 0);
 }
 
-/* Data read back from the spool is held to a quarter of the budget (beside what
- * budget_used counts): past it, a stream waits to read, or to reopen (which reads its
- * window). */
-static int drain_full(const sb__broker_t* b) {
-  return b->drain_bytes + SB__SPOOL_READ_LIMIT > b->cfg.replay_memory_max / 4;
-}
-
-/* Streams waiting to read back the spool go on, oldest in the list first, while there
- * is room. */
-static void drain_wake(sb__broker_t* b) {
+/* Holds every client (on), lets them go (!on), or holds the one pushing. */
+static void budget_hold(sb__budget_t* bud, void* pusher, int on) {
+  sb__broker_t* b = bud->data;
   sb__stream_t* s;
-  if (b->drain_waiters == 0)
+  if (pusher != NULL) {
+    sb__upstream_t* up = pusher;
+    if (!up_stream(up)->client_eof)
+      sb__stream_sink_hold(up_stream(up), 1);
     return;
-  for (s = b->streams; s && b->drain_waiters > 0 && !drain_full(b); s = s->next) {
-    sb__upstream_t* up;
-    if (s->sink == NULL)
-      continue;
-    up = SB_CONTAINER_OF(s->sink, sb__upstream_t, sink);
-    if (up->drain_wait) {
-      int dial = up->drain_wait == 2;
-      up->drain_wait = 0;
-      b->drain_waiters--;
-      if (dial)
-        up_dial(up);
-      else
-        up_pump(up);
-    }
   }
-}
-
-static void budget_release(sb__broker_t* b) {
-  uint64_t max = b->cfg.replay_memory_max;
-  sb__stream_t* s;
-  drain_wake(b);
-  if (!b->window_hold || budget_used(b) > max - max / 4)
+  if (on) {
+    b->counters.window_holds++;
+    for (s = b->streams; s; s = s->next)
+      if (s->sink && !s->client_eof)
+        sb__stream_sink_hold(s, 1);
     return;
-  b->window_hold = 0;
+  }
   for (s = b->streams; s; s = s->next)
     if (s->sink && s->sink->hold)
       sb__stream_sink_hold(s, 0);
 }
+
+/* A stream waiting for room to read the spool (1) or to dial (2: a reopen reads its
+ * window first) goes on. */
+static void budget_wake(sb__budget_t* bud, sb__budget_waiter_t* w) {
+  sb__upstream_t* up = SB_CONTAINER_OF(w, sb__upstream_t, waiter);
+  int dial = up->drain_wait == 2;
+  (void)bud;
+  up->drain_wait = 0;
+  if (dial)
+    up_dial(up);
+  else
+    up_pump(up);
+}
+
+static const sb__budget_ops_t budget_ops = {budget_spill, budget_hold, budget_wake};
 
 /* A chunk sent live joins the memory window (the reference passes to it). */
 static void mem_push(sb__upstream_t* up, sb__chunk_t* c) {
@@ -415,10 +347,9 @@ static void mem_push(sb__upstream_t* up, sb__chunk_t* c) {
   else
     up->mem_head = c;
   up->mem_tail = c;
-  lru_append(up);
   up->mem_bytes += m;
-  b->window_bytes += m;
-  budget_check(b, up);
+  sb__budget_window_add(&b->budget, &up->win, m);
+  sb__budget_check(&b->budget, up);
 }
 
 static void mem_clear(sb__upstream_t* up) {
@@ -452,197 +383,15 @@ static void up_maybe_live(sb__upstream_t* up) {
   up->spool_part = up->next_off;
 }
 
-/* ---- names sent upstream ---- */
-
-/* The set of names sent to the upstream, by this run and (from the spool's table
- * sent_names) by earlier runs, so that a service restarted under a butler that lives on
- * goes on with names it has not seen (loop thread): open addressing, FNV-1a, grown at
- * 3/4 full, emptied at SB__NAMES_MAX. Each name added is also written to the spool. */
-struct sb__names_s {
-  char** slot;
-  size_t cap, n;
-  int loaded;        /* the spool's names were taken */
-  sb__buf_t unsaved; /* names to record, each after a '\n' (a name has none) */
-  int saving;        /* a job records names now: the others wait for it, so that a
-                        burst of new streams costs one commit, not one each */
-};
-
-static uint64_t names_hash(const char* s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
-
-static char** names_find(struct sb__names_s* set, const char* name) {
-  size_t i = (size_t)names_hash(name) & (set->cap - 1);
-  while (set->slot[i] && strcmp(set->slot[i], name) != 0)
-    i = (i + 1) & (set->cap - 1);
-  return &set->slot[i];
-}
-
-static int names_has(struct sb__names_s* set, const char* name) {
-  return set && set->cap && *names_find(set, name) != NULL;
-}
-
-static void names_insert(sb__broker_t* b, const char* name, int record);
-
-static void names_save(sb__broker_t* b);
-
-static void on_name_recorded(sb__spool_job_t* j) {
-  sb__broker_t* b = j->data;
-  if (j->status != 0)
-    SB_LOG_W("spool",
-             "cannot record %zu stream names as sent upstream: %s; a service started "
-             "again may send them again (the upstream's refusal moves them on)",
-             (size_t)j->seq, sb_strerror(j->status));
-  free(j->props);
-  free(j);
-  /* Stopping, names are handed over at once (the spool runs what was queued before
-   * it closes, and nothing after). */
-  if (b->sent_names != NULL && !b->stopping) {
-    b->sent_names->saving = 0;
-    names_save(b);
-  }
-}
-
-/* Hands the names not recorded yet to the spool, in one job, unless one is out (but
- * at once while the service stops). */
-static void names_save(sb__broker_t* b) {
-  struct sb__names_s* set = b->sent_names;
-  sb__spool_job_t* j;
-  size_t i, n = 0;
-  if ((set->saving && !b->stopping) || set->unsaved.len == 0 || b->spool == NULL)
-    return;
-  for (i = 0; i < set->unsaved.len; i++)
-    n += set->unsaved.data[i] == '\n';
-  sb__buf_putc(&set->unsaved, '\0');
-  j = sb__xcalloc(1, sizeof(*j));
-  j->op = SB__SPOOL_NAME;
-  j->props = sb__xstrdup(set->unsaved.data + 1); /* past the first '\n' */
-  j->seq = n;
-  j->data = b;
-  j->done = on_name_recorded;
-  set->unsaved.len = 0;
-  set->saving = 1;
-  sb__spool_submit(b->spool, j);
-}
-
-/* The set, with the names of earlier runs in it from the first use on. */
-static struct sb__names_s* names_get(sb__broker_t* b) {
-  struct sb__names_s* set = b->sent_names;
-  if (set == NULL)
-    set = b->sent_names = sb__xcalloc(1, sizeof(*set));
-  if (!set->loaded && b->spool != NULL) {
-    char** names;
-    size_t n, i;
-    set->loaded = 1;
-    sb__spool_names_take(b->spool, &names, &n);
-    for (i = 0; i < n; i++) {
-      names_insert(b, names[i], 0);
-      free(names[i]);
-    }
-    free(names);
-    if (n > 0)
-      SB_LOG_I("upstream",
-               "%zu stream names sent to %s before: streams go on with names it has "
-               "not seen",
-               n, b->cfg.upstream);
-  }
-  return set;
-}
-
-static void names_clear(struct sb__names_s* set) {
-  size_t i;
-  for (i = 0; i < set->cap; i++)
-    free(set->slot[i]);
-  free(set->slot);
-  set->slot = NULL;
-  set->cap = set->n = 0;
-}
-
-static void names_insert(sb__broker_t* b, const char* name, int record) {
-  struct sb__names_s* set = b->sent_names;
-  char** at;
-  if (set->n >= SB__NAMES_MAX) {
-    SB_LOG_I("upstream", "forgetting the %zu stream names sent upstream so far",
-             set->n);
-    names_clear(set);
-  }
-  if (set->n + 1 > set->cap / 4 * 3) {
-    struct sb__names_s grown = {0};
-    size_t i;
-    grown.cap = set->cap ? set->cap * 2 : 1024;
-    grown.slot = sb__xcalloc(grown.cap, sizeof(char*));
-    for (i = 0; i < set->cap; i++)
-      if (set->slot[i])
-        *names_find(&grown, set->slot[i]) = set->slot[i];
-    grown.n = set->n;
-    free(set->slot);
-    *set = grown;
-  }
-  at = names_find(set, name);
-  if (*at == NULL) {
-    *at = sb__xstrdup(name);
-    set->n++;
-  }
-  if (record && b->spool != NULL) {
-    sb__buf_putc(&set->unsaved, '\n');
-    sb__buf_append(&set->unsaved, name, strlen(name));
-    names_save(b);
-  }
-}
-
-static void names_add(sb__broker_t* b, const char* name) {
-  names_get(b);
-  names_insert(b, name, 1);
+/* The name for the next connection (names.c). */
+static void up_pick_name(sb__upstream_t* up) {
+  char* name = sb__names_pick(up->b, up_name(up), up->up_name != NULL, &up->name_n);
+  free(up->up_name);
+  up->up_name = name;
 }
 
 void sb__upstream_names_free(struct sb__broker_s* b) {
-  if (b->sent_names) {
-    names_clear(b->sent_names);
-    sb__buf_free(&b->sent_names->unsaved);
-    free(b->sent_names);
-    b->sent_names = NULL;
-  }
-}
-
-/* NAME:N, shortened so that it stays within the protocol's 4096 bytes: the cut never
- * leaves a '/' before the suffix. Returns a new string. */
-static char* name_with_suffix(const char* name, unsigned n) {
-  char suffix[16];
-  size_t len = strlen(name), sl = (size_t)snprintf(suffix, sizeof(suffix), ":%u", n);
-  char* out;
-  if (len + sl > SB_MAX_NAME_LEN)
-    len = SB_MAX_NAME_LEN - sl;
-  while (len > 1 && name[len - 1] == '/')
-    len--;
-  out = sb__xmalloc(len + sl + 1);
-  memcpy(out, name, len);
-  memcpy(out + len, suffix, sl + 1);
-  return out;
-}
-
-/* The name for the next connection: the original if this service never sent it,
- * else the first NAME:N not sent yet, N past the last one this stream used. */
-static void up_pick_name(sb__upstream_t* up) {
-  const char* orig = up_name(up);
-  char* name = NULL;
-  if (up->up_name == NULL && !names_has(names_get(up->b), orig)) {
-    name = sb__xstrdup(orig);
-  } else {
-    unsigned n = up->name_n < 2 ? 2 : up->name_n + 1;
-    for (;; n++) {
-      name = name_with_suffix(orig, n);
-      if (!names_has(up->b->sent_names, name))
-        break;
-      free(name);
-    }
-    up->name_n = n;
-  }
-  free(up->up_name);
-  up->up_name = name;
-  names_add(up->b, name);
+  sb__names_free(b);
 }
 
 /* The backoff delay after `step` failures: doubling from backoff_initial_ms, capped
@@ -669,10 +418,10 @@ static void up_close_all(sb__upstream_t* up) {
   up->pending_closes = 3 + up->pipe_open + up->pipe_closing;
   if (up->drain_wait) {
     up->drain_wait = 0;
-    up->b->drain_waiters--;
+    sb__budget_unwait(&up->b->budget, &up->waiter);
   }
   mem_clear(up);
-  lru_remove(up);
+  sb__budget_window_remove(&up->b->budget, &up->win);
   uv_close((uv_handle_t*)&up->timer, on_final_closed);
   uv_close((uv_handle_t*)&up->read_timer, on_final_closed);
   uv_close((uv_handle_t*)&up->stall_timer, on_final_closed);
@@ -904,8 +653,8 @@ static void on_write(uv_write_t* req, int status) {
     up->b->counters.bytes_out += len;
   }
   if (w->drain) {
-    up->b->drain_bytes -= len;
-    drain_wake(up->b);
+    sb__budget_credit(&up->b->budget, SB__BUDGET_DRAIN, len);
+    sb__budget_wake(&up->b->budget);
   }
   if (w->live && w->live_epoch == up->live_epoch) {
     uint64_t hw = up->b->cfg.upstream_high_watermark;
@@ -940,8 +689,8 @@ static void up_write_buf(sb__upstream_t* up, sb__upstream_write_t* w) {
     if (w->chunk != NULL)
       up->inflight -= w->chunk->len;
     if (w->drain) {
-      up->b->drain_bytes -= w->chunk->len;
-      drain_wake(up->b);
+      sb__budget_credit(&up->b->budget, SB__BUDGET_DRAIN, w->chunk->len);
+      sb__budget_wake(&up->b->budget);
     }
     sb__chunk_free(w->chunk);
     free(w);
@@ -966,7 +715,7 @@ static void up_send(sb__upstream_t* up, sb__chunk_t* c, int drain) {
   w->buf = uv_buf_init(c->data, (unsigned)c->len);
   w->drain = drain;
   if (drain)
-    up->b->drain_bytes += c->len;
+    sb__budget_charge(&up->b->budget, SB__BUDGET_DRAIN, c->len);
   up->send_off = c->off + c->len;
   up->inflight += c->len;
   up_write_buf(up, w);
@@ -1122,8 +871,8 @@ static void on_read_spool(sb__spool_job_t* j) {
   sb__chunk_t* c = j->chunk;
   up->jobs_out--;
   up->reading_spool = 0;
-  up->b->drain_bytes -= SB__SPOOL_READ_LIMIT;
-  drain_wake(up->b);
+  sb__budget_credit(&up->b->budget, SB__BUDGET_DRAIN, SB__SPOOL_READ_LIMIT);
+  sb__budget_wake(&up->b->budget);
   up->corrupt += j->corrupt;
   if (j->status == SB_EBUSY && c == NULL) {
     free(j);
@@ -1196,7 +945,8 @@ static void up_read_spool(sb__upstream_t* up, int window) {
   j->window = window;
   j->limit = SB__SPOOL_READ_LIMIT;
   up->reading_spool = 1;
-  up->b->drain_bytes += SB__SPOOL_READ_LIMIT; /* until its chunks are sent */
+  /* Counted until its chunks are sent. */
+  sb__budget_charge(&up->b->budget, SB__BUDGET_DRAIN, SB__SPOOL_READ_LIMIT);
   sb__spool_submit(up->b->spool, j);
 }
 
@@ -1574,10 +1324,10 @@ static void up_pump(sb__upstream_t* up) {
       up->send_off < up->trunc_off && up->inflight <= hw / 2) {
     /* Data read back from the spool shares the memory budget: past it, the stream
      * waits for other streams' writes to make room. */
-    if (drain_full(up->b)) {
+    if (sb__budget_drain_full(&up->b->budget)) {
       if (!up->drain_wait) {
         up->drain_wait = 1;
-        up->b->drain_waiters++;
+        sb__budget_wait(&up->b->budget, &up->waiter);
       }
     } else {
       up_read_spool(up, 0);
@@ -1646,16 +1396,16 @@ static void up_dial(sb__upstream_t* up) {
     return;
   }
   if (up->drain_wait == 2)
-    return; /* drain_wake dials */
+    return; /* the budget's wake dials */
   if (up->drain_wait == 1) {
     /* Waiting to read the spool means nothing without a connection. */
     up->drain_wait = 0;
-    b->drain_waiters--;
+    sb__budget_unwait(&b->budget, &up->waiter);
   }
-  if (up->reopen && drain_full(b)) {
+  if (up->reopen && sb__budget_drain_full(&b->budget)) {
     /* A reopen reads its window back at once: it waits for room in the budget. */
     up->drain_wait = 2;
-    b->drain_waiters++;
+    sb__budget_wait(&b->budget, &up->waiter);
     return;
   }
   b->counters.upstream_dials++;
@@ -1767,8 +1517,8 @@ static void on_appended(sb__spool_job_t* j) {
   uint64_t hw = b->cfg.upstream_high_watermark;
   up->jobs_out--;
   up->sink.queued -= c->len;
-  b->append_bytes -= chunk_mem(c);
-  budget_release(b);
+  sb__budget_credit(&b->budget, SB__BUDGET_APPENDS, chunk_mem(c));
+  sb__budget_release(&b->budget);
   if (j->status != 0) {
     /* Bytes of the chunk already sent live are not lost: only the rest is refused. */
     uint64_t end = c->off + c->len;
@@ -1829,9 +1579,9 @@ static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
   j->seq = up->next_seq++;
   j->chunk = c; /* the stream's reference passes to the job */
   sink->queued += c->len;
-  b->append_bytes += chunk_mem(c);
+  sb__budget_charge(&b->budget, SB__BUDGET_APPENDS, chunk_mem(c));
   sb__spool_submit(b->spool, j);
-  budget_check(b, up);
+  sb__budget_check(&b->budget, up);
   if (b->cfg.durability != SB__DURABILITY_ALWAYS && up_can_send(up, c->off))
     up_send(up, c, 0);
 }
@@ -1921,6 +1671,8 @@ static sb__upstream_t* up_new(sb__stream_t* s) {
    * so what a killed service had read is, but for one read, in the spool. */
   up->sink.one_at_a_time = s->broker->cfg.durability == SB__DURABILITY_ALWAYS;
   up->b = s->broker;
+  sb__budget_setup(&s->broker->budget, &s->broker->cfg.replay_memory_max,
+                   SB__SPOOL_READ_LIMIT, &budget_ops, s->broker);
   up->trunc_off = UINT64_MAX;
   up->proc.pid = -1;
   /* "backlog": live until a chunk cannot go live; the others spool every byte. */

@@ -80,11 +80,11 @@ typedef struct sb__upstream_s {
   int spill_out;       /* window chunks being written to the spool */
   uint64_t spill_q;    /* of sink.queued, what was in flight at the turn to the spool:
                           released when the spill commits */
-  struct sb__upstream_s *lru_prev, *lru_next; /* broker's windows, oldest first */
-  int in_lru;
-  int dial_warned; /* the dials' failure was logged as a warning */
-  int drain_wait;  /* counted in the broker's drain_waiters: 1 to read the spool, 2 to
-                      dial (a reopen reads its window first) */
+  sb__budget_window_t win;    /* in the budget's windows, oldest first */
+  int dial_warned;            /* the dials' failure was logged as a warning */
+  sb__budget_waiter_t waiter; /* in the budget's waiters while drain_wait */
+  int drain_wait; /* waiting in the budget (waiter): 1 to read the spool, 2 to
+                     dial (a reopen reads its window first) */
 #ifdef _WIN32
   void* flush; /* the end's FlushFileBuffers, while it runs */
 #endif
