@@ -1,7 +1,7 @@
 /*
  * upstream_int.h - the upstream sink's private header: one stream's state on its way
  * upstream (sb__upstream_t), shared by the files of the upstream module (upstream.c,
- * link.c, window.c, readback.c, names.c, budget.c's user, win/ and posix/ confirm.c),
+ * link.c, window.c, readback.c, win/ and posix/ confirm.c),
  * as libuv's uv-common.h is. No other file includes it: the rest of the service sees
  * upstream.h only.
  */
@@ -12,6 +12,12 @@
 #include <string.h>
 
 #include "internal.h"
+
+/* A read of the spool takes up to this much (counted in the budget). */
+#define SB__SPOOL_READ_LIMIT (256u * 1024u)
+/* A live stream whose connection holds more than the high watermark this long turns
+ * to the spool (its client was paused meanwhile: a moment, not an outage). */
+#define SB__LIVE_STALL_MS 500
 
 typedef struct sb__upstream_s {
   sb__sink_t sink;
@@ -85,9 +91,7 @@ typedef struct sb__upstream_s {
   sb__budget_waiter_t waiter; /* in the budget's waiters while drain_wait */
   int drain_wait; /* waiting in the budget (waiter): 1 to read the spool, 2 to
                      dial (a reopen reads its window first) */
-#ifdef _WIN32
-  void* flush; /* the end's FlushFileBuffers, while it runs */
-#endif
+  void* flush; /* Windows: the end's FlushFileBuffers, while it runs (win/confirm.c) */
 } sb__upstream_t;
 
 typedef struct {
@@ -138,5 +142,16 @@ static inline sb__spool_job_t* job_new(sb__upstream_t* up, sb__spool_op_t op,
   up->jobs_out++;
   return j;
 }
+
+/* ---- upstream.c: the sink, for the other files ---- */
+
+/* The stream's row, submitted before its first chunk (jobs run in order). */
+void sb__upstream_open_row(sb__upstream_t* up);
+/* A spooling stream goes live again when it can. */
+void sb__upstream_maybe_live(sb__upstream_t* up);
+/* Closes the sink once it is done (delivered, or every byte spooled at a stop). */
+void sb__upstream_maybe_done(sb__upstream_t* up);
+/* The close callback of the sink's handles: the last one ends the sink. */
+void sb__upstream_on_final_closed(uv_handle_t* h);
 
 #endif /* SB_SERVICE_UPSTREAM_INT_H */
