@@ -7,6 +7,7 @@
  */
 #include "upstream_int.h"
 #include "link.h"
+#include "confirm.h"
 #include "names.h"
 #include "readback.h"
 #include "tags.h"
@@ -60,15 +61,15 @@ static void on_conn_closed(uv_handle_t* h) {
   uint64_t delay;
   up->pipe_closing = 0;
   if (up->closing) {
-    sb__upstream_on_final_closed(h);
+    up->ops->final_closed(h);
     return;
   }
   if (up->finishing && up->b->stopping) {
-    sb__upstream_maybe_done(up);
+    up->ops->maybe_done(up);
     return;
   }
   if (up->conn_done) {
-    sb__upstream_maybe_done(up);
+    up->ops->maybe_done(up);
     return;
   }
   if (up->lingering) {
@@ -477,7 +478,7 @@ static void on_linger(uv_timer_t* t) {
     return;
   }
   up->conn_done = 1;
-  sb__upstream_maybe_done(up);
+  up->ops->maybe_done(up);
 }
 
 /* What to do next on the connection. */
@@ -512,7 +513,7 @@ void sb__link_pump(sb__upstream_t* up) {
       sb__readback_read(up, 0);
     }
   }
-  sb__upstream_maybe_live(up);
+  up->ops->maybe_live(up);
 }
 
 static void on_retry(uv_timer_t* t) {
@@ -533,7 +534,7 @@ void sb__link_dial(sb__upstream_t* up) {
   if (up->closing || up->pipe_open || up->pipe_closing || up->given_up || up->lingering)
     return;
   if (b->stopping) {
-    sb__upstream_maybe_done(up);
+    up->ops->maybe_done(up);
     return;
   }
   if (up->drain_wait == 2)

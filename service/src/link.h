@@ -1,12 +1,9 @@
 /*
- * link.h - a stream's upstream connection (link.c), and the platform's confirmation
- * of its end (win/confirm.c, posix/confirm.c). Included by the upstream files after
- * upstream_int.h.
+ * link.h - a stream's upstream connection (link.c). Included by upstream.c and
+ * link.c, after upstream_int.h; the files below link.c reach it through up->ops.
  */
 #ifndef SB_SERVICE_LINK_H
 #define SB_SERVICE_LINK_H
-
-/* ---- link.c ---- */
 
 /* One dial attempt now (or a wait: for room in the budget, for a close to finish). */
 void sb__link_dial(sb__upstream_t* up);
@@ -38,17 +35,5 @@ void sb__link_end_read(sb__upstream_t* up);
 void sb__link_end_lost(sb__upstream_t* up);
 /* Whether the upstream's process lives (1), exited (0) or cannot be known (< 0). */
 int sb__link_proc_alive(sb__upstream_t* up);
-
-/* ---- win/confirm.c, posix/confirm.c ---- */
-
-/* Begins the end of a connection whose every byte is written; 0: begun (the caller
- * starts up->timer with sb__confirm_timeout), else the connection was closed or
- * broken already. */
-int sb__confirm_end(sb__upstream_t* up);
-/* The end's deadline (up->timer's callback). */
-void sb__confirm_timeout(uv_timer_t* t);
-/* A new connection: watch it for the upstream going away (POSIX reads it; Windows
- * notices at the next write). */
-void sb__confirm_watch(sb__upstream_t* up);
 
 #endif /* SB_SERVICE_LINK_H */

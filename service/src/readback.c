@@ -6,7 +6,6 @@
  */
 #include "upstream_int.h"
 #include "readback.h"
-#include "link.h"
 #include "tags.h"
 
 /* A read of the spool that failed for now is tried again after this. */
@@ -59,7 +58,7 @@ static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c) {
         }
       } else if (c->off == up->send_off) {
         up->b->counters.bytes_spooled += c->len;
-        sb__link_send(up, c, 1);
+        up->ops->send(up, c, 1);
       }
     }
     sb__chunk_free(c);
@@ -67,7 +66,8 @@ static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c) {
 }
 
 static void on_read_retry(uv_timer_t* t) {
-  sb__link_pump(t->data);
+  sb__upstream_t* up = t->data;
+  up->ops->pump(up);
 }
 
 /*
@@ -139,14 +139,14 @@ static void on_read_spool(sb__spool_job_t* j) {
             (unsigned long long)(up->sent_max > start ? up->sent_max - start : 0),
             up->end_resend ? ", after an end the upstream did not store" : "");
     up->end_resend = 0;
-    sb__link_handshake(up, 1, mark);
+    up->ops->handshake(up, 1, mark);
     up_take_chunks(up, c);
   } else {
     up_take_chunks(up, c);
   }
   free(j);
-  sb__link_pump(up);
-  sb__upstream_maybe_done(up);
+  up->ops->pump(up);
+  up->ops->maybe_done(up);
 }
 
 void sb__readback_read(sb__upstream_t* up, int window) {
@@ -181,5 +181,5 @@ static void on_acked(sb__spool_job_t* j) {
   up->ack_out = 0;
   free(j);
   sb__readback_ack(up);
-  sb__upstream_maybe_done(up);
+  up->ops->maybe_done(up);
 }

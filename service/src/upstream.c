@@ -71,11 +71,31 @@
 #define SB__STOP_GRACE_MS 2000
 
 static void on_opened(sb__spool_job_t* j);
+static void up_open_row(sb__upstream_t* up);
+static void up_maybe_live(sb__upstream_t* up);
+static void up_maybe_done(sb__upstream_t* up);
+static void on_final_closed(uv_handle_t* h);
+
+/* The sink's functions the lower files call back (upstream_int.h). */
+static const sb__upstream_ops_t up_ops = {
+    .pump = sb__link_pump,
+    .send = sb__link_send,
+    .handshake = sb__link_handshake,
+    .close = sb__link_close,
+    .broken = sb__link_broken,
+    .end_read = sb__link_end_read,
+    .end_unconfirmed = sb__link_end_unconfirmed,
+    .end_lost = sb__link_end_lost,
+    .proc_alive = sb__link_proc_alive,
+    .maybe_done = up_maybe_done,
+    .maybe_live = up_maybe_live,
+    .open_row = up_open_row,
+    .final_closed = on_final_closed,
+};
 
 /* ---- the budget's callbacks (budget.c decides, the sinks act) ---- */
 
-/* Past the budget: the oldest window is written to the spool (its stream stays live).
- */
+/* Past the budget: the oldest window goes to the spool (its stream stays live). */
 static void budget_spill(sb__budget_t* bud, sb__budget_window_t* w) {
   sb__broker_t* b = bud->data;
   sb__upstream_t* up = SB_CONTAINER_OF(w, sb__upstream_t, win);
@@ -124,7 +144,7 @@ static const sb__budget_ops_t budget_ops = {budget_spill, budget_hold, budget_wa
 /* ---- the route: live or through the spool ---- */
 
 /* The stream's row, submitted before its first chunk (jobs run in order). */
-void sb__upstream_open_row(sb__upstream_t* up) {
+static void up_open_row(sb__upstream_t* up) {
   sb__spool_job_t* j;
   if (up->opened)
     return;
@@ -138,7 +158,7 @@ void sb__upstream_open_row(sb__upstream_t* up) {
 
 /* A spooling stream goes live again once the spool gave back everything it read and
  * the connection keeps up. */
-void sb__upstream_maybe_live(sb__upstream_t* up) {
+static void up_maybe_live(sb__upstream_t* up) {
   if (!up->spooling || up->b->cfg.durability != SB__DURABILITY_BACKLOG ||
       up->b->stopping || up->closing || !up->connected || up->hs_pending ||
       up->conn_ending || up->gap || up->hole || up->reading_spool ||
@@ -170,7 +190,7 @@ void sb__upstream_names_free(struct sb__broker_s* b) {
 
 /* ---- the final close ---- */
 
-void sb__upstream_on_final_closed(uv_handle_t* h) {
+static void on_final_closed(uv_handle_t* h) {
   sb__upstream_t* up = h->data;
   if (--up->pending_closes == 0)
     sb__stream_sink_done(up_stream(up), 0);
@@ -190,13 +210,13 @@ static void up_close_all(sb__upstream_t* up) {
   }
   sb__window_clear(up);
   sb__budget_window_remove(&up->b->budget, &up->win);
-  uv_close((uv_handle_t*)&up->timer, sb__upstream_on_final_closed);
-  uv_close((uv_handle_t*)&up->read_timer, sb__upstream_on_final_closed);
-  uv_close((uv_handle_t*)&up->stall_timer, sb__upstream_on_final_closed);
+  uv_close((uv_handle_t*)&up->timer, on_final_closed);
+  uv_close((uv_handle_t*)&up->read_timer, on_final_closed);
+  uv_close((uv_handle_t*)&up->stall_timer, on_final_closed);
   if (up->pipe_open) {
     up->pipe_open = 0;
     up->connected = 0;
-    uv_close((uv_handle_t*)&up->pipe, sb__upstream_on_final_closed);
+    uv_close((uv_handle_t*)&up->pipe, on_final_closed);
   }
 }
 
@@ -207,7 +227,7 @@ static void on_forgotten(sb__spool_job_t* j) {
     SB_LOG_E("spool", "stream %llu \"%s\": delivered, but its spool rows stay: %s",
              up_id(up), up_name(up), sb_strerror(j->status));
   free(j);
-  sb__upstream_maybe_done(up);
+  up_maybe_done(up);
 }
 
 /*
@@ -215,7 +235,7 @@ static void on_forgotten(sb__spool_job_t* j) {
  * last byte: the spool forgets the stream), or, while the service stops, as soon as
  * every byte is in the spool and no job is out: the next start resumes it.
  */
-void sb__upstream_maybe_done(sb__upstream_t* up) {
+static void up_maybe_done(sb__upstream_t* up) {
   if (up->closing || !up->finishing)
     return;
   if (!up->durable_told && up->spooling && up->spill_out == 0 &&
@@ -308,7 +328,7 @@ static void on_appended(sb__spool_job_t* j) {
   if (up->sink.queued <= hw / 2)
     sb__stream_sink_drained(s);
   sb__link_pump(up);
-  sb__upstream_maybe_done(up);
+  up_maybe_done(up);
 }
 
 static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
@@ -330,7 +350,7 @@ static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
     }
     sb__window_spill(up, 1);
   }
-  sb__upstream_open_row(up);
+  up_open_row(up);
   j = job_new(up, SB__SPOOL_APPEND, on_appended);
   j->seq = up->next_seq++;
   j->chunk = c; /* the stream's reference passes to the job */
@@ -375,7 +395,7 @@ static void up_finish(sb__sink_t* sink) {
     }
   }
   sb__link_pump(up);
-  sb__upstream_maybe_done(up);
+  up_maybe_done(up);
 }
 
 static void up_destroy(sb__sink_t* sink) {
@@ -423,6 +443,7 @@ static sb__upstream_t* up_new(sb__stream_t* s) {
   up->sink.stop = up_finish;
   up->sink.describe = up_describe;
   up->sink.stream = s;
+  up->ops = &up_ops;
   /* "always": nothing more is read from the client until what was read is committed,
    * so what a killed service had read is, but for one read, in the spool. */
   up->sink.one_at_a_time = s->broker->cfg.durability == SB__DURABILITY_ALWAYS;
@@ -466,7 +487,7 @@ static void on_opened(sb__spool_job_t* j) {
   free(j->props);
   free(j);
   sb__link_pump(up);
-  sb__upstream_maybe_done(up);
+  up_maybe_done(up);
 }
 
 sb__sink_t* sb__upstream_sink_create(sb__stream_t* s) {
@@ -488,7 +509,7 @@ sb__sink_t* sb__upstream_sink_create(sb__stream_t* s) {
   up->sid = sb__spool_new_sid(s->broker->spool);
   /* A live stream gets its row only when it first needs the spool. */
   if (up->spooling)
-    sb__upstream_open_row(up);
+    up_open_row(up);
   sb__link_dial(up);
   return &up->sink;
 }
@@ -510,7 +531,7 @@ sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* 
     /* Nothing of it is left to send (a live stream's row, its window trimmed): the
      * row goes. */
     up->conn_done = 1;
-    sb__upstream_maybe_done(up);
+    up_maybe_done(up);
     return &up->sink;
   }
   sb__link_dial(up);

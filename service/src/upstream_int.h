@@ -19,8 +19,33 @@
  * to the spool (its client was paused meanwhile: a moment, not an outage). */
 #define SB__LIVE_STALL_MS 500
 
+struct sb__upstream_s;
+
+/*
+ * What the lower files of the module ask of the upper ones, so that calls only go
+ * down (upstream.c -> link.c -> readback.c, window.c, confirm.c -> budget.c,
+ * names.c): set by upstream.c for each sink. link.c's part: pump .. proc_alive;
+ * upstream.c's: maybe_done .. final_closed.
+ */
+typedef struct {
+  void (*pump)(struct sb__upstream_s* up);
+  void (*send)(struct sb__upstream_s* up, sb__chunk_t* c, int drain);
+  void (*handshake)(struct sb__upstream_s* up, int tag, int64_t mark);
+  void (*close)(struct sb__upstream_s* up);
+  void (*broken)(struct sb__upstream_s* up, int err);
+  void (*end_read)(struct sb__upstream_s* up);
+  void (*end_unconfirmed)(struct sb__upstream_s* up);
+  void (*end_lost)(struct sb__upstream_s* up);
+  int (*proc_alive)(struct sb__upstream_s* up);
+  void (*maybe_done)(struct sb__upstream_s* up);
+  void (*maybe_live)(struct sb__upstream_s* up);
+  void (*open_row)(struct sb__upstream_s* up);
+  void (*final_closed)(uv_handle_t* h);
+} sb__upstream_ops_t;
+
 typedef struct sb__upstream_s {
   sb__sink_t sink;
+  const sb__upstream_ops_t* ops; /* the upper files' functions, for the lower ones */
   sb__broker_t* b;
   int64_t sid;
   char* props; /* the handshake JSON (timestamp filled in), as spooled */
@@ -142,16 +167,5 @@ static inline sb__spool_job_t* job_new(sb__upstream_t* up, sb__spool_op_t op,
   up->jobs_out++;
   return j;
 }
-
-/* ---- upstream.c: the sink, for the other files ---- */
-
-/* The stream's row, submitted before its first chunk (jobs run in order). */
-void sb__upstream_open_row(sb__upstream_t* up);
-/* A spooling stream goes live again when it can. */
-void sb__upstream_maybe_live(sb__upstream_t* up);
-/* Closes the sink once it is done (delivered, or every byte spooled at a stop). */
-void sb__upstream_maybe_done(sb__upstream_t* up);
-/* The close callback of the sink's handles: the last one ends the sink. */
-void sb__upstream_on_final_closed(uv_handle_t* h);
 
 #endif /* SB_SERVICE_UPSTREAM_INT_H */

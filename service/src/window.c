@@ -7,7 +7,6 @@
  */
 #include "upstream_int.h"
 #include "window.h"
-#include "link.h"
 
 /* A spill joins small chunks up to this size: one spool row each. */
 #define SB__SPILL_JOIN (128u * 1024u)
@@ -31,8 +30,8 @@ static void on_spool_job(sb__spool_job_t* j) {
     SB_LOG_W("spool", "stream %llu \"%s\": trimming its window in the spool: %s",
              up_id(up), up_name(up), sb_strerror(j->status));
   free(j);
-  sb__link_pump(up);
-  sb__upstream_maybe_done(up);
+  up->ops->pump(up);
+  up->ops->maybe_done(up);
 }
 
 /* Moves the stream's cursor in the spool to acked, and with exact, deletes its chunks
@@ -95,8 +94,8 @@ static void on_spilled(sb__spool_job_t* j) {
   }
   sb__chunk_free(c);
   free(j);
-  sb__link_pump(up);
-  sb__upstream_maybe_done(up);
+  up->ops->pump(up);
+  up->ops->maybe_done(up);
 }
 
 /* Appends one spilled chunk (the reference passes to the job). */
@@ -127,7 +126,7 @@ void sb__window_spill(sb__upstream_t* up, int route) {
   sb__chunk_t* join = NULL;
   if (up->spooling || up->closing)
     return;
-  sb__upstream_open_row(up);
+  up->ops->open_row(up);
   /* The cursor first, so that a resume after a restart starts at the window; and what
    * an earlier spill left of the stream behind the window goes. */
   up_cursor(up,

@@ -6,18 +6,18 @@
  * The twin of win/confirm.c.
  */
 #include "upstream_int.h"
-#include "link.h"
+#include "confirm.h"
 
 void sb__confirm_timeout(uv_timer_t* t) {
   sb__upstream_t* up = t->data;
   if (up->conn_ending && !up->closing)
-    sb__link_end_unconfirmed(up);
+    up->ops->end_unconfirmed(up);
 }
 
 static void on_shutdown(uv_shutdown_t* req, int status) {
   sb__upstream_t* up = req->data;
   if (status < 0 && status != UV_ECANCELED && up->conn_ending)
-    sb__link_broken(up, sb__uv_err(status));
+    up->ops->broken(up, sb__uv_err(status));
 }
 
 static void on_up_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
@@ -36,12 +36,12 @@ static void on_up_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
  * closes its files, so a close from a process that is not exiting is its own.
  */
 static void up_end_closed(sb__upstream_t* up) {
-  if (sb__link_proc_alive(up) == 0) {
-    sb__link_end_lost(up);
+  if (up->ops->proc_alive(up) == 0) {
+    up->ops->end_lost(up);
     return;
   }
   up->conn_done = 1;
-  sb__link_close(up);
+  up->ops->close(up);
 }
 
 static void on_up_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
@@ -53,7 +53,7 @@ static void on_up_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
     up_end_closed(up);
     return;
   }
-  sb__link_broken(up, n == UV_EOF ? SB_EPIPE : sb__uv_err((int)n));
+  up->ops->broken(up, n == UV_EOF ? SB_EPIPE : sb__uv_err((int)n));
 }
 
 int sb__confirm_end(sb__upstream_t* up) {
@@ -61,7 +61,7 @@ int sb__confirm_end(sb__upstream_t* up) {
   up->conn_ending = 1;
   up->shutdown.data = up;
   if ((r = uv_shutdown(&up->shutdown, (uv_stream_t*)&up->pipe, on_shutdown)) != 0) {
-    sb__link_broken(up, sb__uv_err(r));
+    up->ops->broken(up, sb__uv_err(r));
     return -1;
   }
   return 0;

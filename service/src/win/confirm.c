@@ -4,7 +4,7 @@
  * confirmed by a flush on the threadpool (below). The twin of posix/confirm.c.
  */
 #include "upstream_int.h"
-#include "link.h"
+#include "confirm.h"
 
 /* Every byte is written: end the connection. */
 /* Windows: FlushFileBuffers on a pipe returns once the server has read everything, so
@@ -132,14 +132,14 @@ static void flush_done(uv_work_t* w, int status) {
   if (f->gen == up->gen && !up->closing && up->conn_ending) {
     uv_timer_stop(&up->timer);
     if (status == 0 && f->ok) {
-      sb__link_end_read(up);
+      up->ops->end_read(up);
     } else {
-      sb__link_broken(up, SB_EPIPE);
+      up->ops->broken(up, SB_EPIPE);
     }
   } else if (f->gen != up->gen) {
     /* A flush of an earlier connection, cancelled at its deadline, held the stream's
-     * end on the current one (sb__link_pump waits for every job): it may end now. */
-    sb__link_pump(up);
+     * end on the current one (link.c's pump waits for every job): it may end now. */
+    up->ops->pump(up);
   }
   if (f->recancel) {
     f->retimer.data = f;
@@ -147,7 +147,7 @@ static void flush_done(uv_work_t* w, int status) {
   } else {
     free(f);
   }
-  sb__upstream_maybe_done(up);
+  up->ops->maybe_done(up);
 }
 
 void sb__confirm_timeout(uv_timer_t* t) {
@@ -165,7 +165,7 @@ void sb__confirm_timeout(uv_timer_t* t) {
                    SB__FLUSH_RECANCEL_MS);
   }
   up->flush = NULL;
-  sb__link_end_unconfirmed(up);
+  up->ops->end_unconfirmed(up);
 }
 
 int sb__confirm_end(sb__upstream_t* up) {
@@ -174,7 +174,7 @@ int sb__confirm_end(sb__upstream_t* up) {
   if (uv_fileno((uv_handle_t*)&up->pipe, &h) != 0) {
     free(f);
     up->conn_done = 1;
-    sb__link_close(up);
+    up->ops->close(up);
     return -1;
   }
   /* The job's own handle: the connection's may close (and its value be reused by a
@@ -185,7 +185,7 @@ int sb__confirm_end(sb__upstream_t* up) {
     free(f);
     SB_LOG_E("upstream", "stream %llu \"%s\": DuplicateHandle: error %lu", up_id(up),
              up_name(up), e);
-    sb__link_broken(up, SB_EIO);
+    up->ops->broken(up, SB_EIO);
     return -1;
   }
   f->up = up;
