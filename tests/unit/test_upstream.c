@@ -311,7 +311,10 @@ TEST_IMPL(window_trim_boundaries) {
   push(up, 50, -1);
   push(up, 50, -1);
   push(up, 50, 1);
-  up->acked = 250; /* to 150: 50 and 100 are inside datagram 0 */
+  up->acked = 200; /* to 100: inside datagram 0, which starts at 0 */
+  sb__window_trim(up);
+  ASSERT_UEQ(window_start(up), 0);
+  up->acked = 250; /* to 150: datagram 1 */
   sb__window_trim(up);
   ASSERT_UEQ(window_start(up), 150);
   up->acked = 249; /* nothing more to drop */
