@@ -9,8 +9,8 @@
 #include "list_upstream.h"
 
 #define TEST_LIST(X)                                                                   \
-  TEST_LIST_CODEC(X) TEST_LIST_JSON(X) TEST_LIST_CONFIG(X) TEST_LIST_ARCHIVE(X)      \
-      TEST_LIST_UPSTREAM(X)
+  TEST_LIST_CODEC(X)                                                                   \
+  TEST_LIST_JSON(X) TEST_LIST_CONFIG(X) TEST_LIST_ARCHIVE(X) TEST_LIST_UPSTREAM(X)
 TEST_LIST(TEST_DECLARE)
 
 #endif
