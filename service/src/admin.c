@@ -92,14 +92,15 @@ static cJSON* status_reply(sb__broker_t* b) {
   cJSON_AddItemToObject(r, "counters", c);
   if (b->cfg.upstream) {
     cJSON* m = cJSON_CreateObject();
-    add_u64(m, "bytes", b->window_bytes + b->spill_bytes + b->append_bytes);
-    add_u64(m, "windows_bytes", b->window_bytes);
-    add_u64(m, "being_spilled_bytes", b->spill_bytes);
-    add_u64(m, "being_spooled_bytes", b->append_bytes);
-    add_u64(m, "read_back_bytes", b->drain_bytes);
-    cJSON_AddBoolToObject(m, "clients_held", b->window_hold);
+    const sb__budget_t* bud = &b->budget;
+    add_u64(m, "bytes", sb__budget_used(bud));
+    add_u64(m, "windows_bytes", sb__budget_bytes(bud, SB__BUDGET_WINDOWS));
+    add_u64(m, "being_spilled_bytes", sb__budget_bytes(bud, SB__BUDGET_SPILLS));
+    add_u64(m, "being_spooled_bytes", sb__budget_bytes(bud, SB__BUDGET_APPENDS));
+    add_u64(m, "read_back_bytes", sb__budget_bytes(bud, SB__BUDGET_DRAIN));
+    cJSON_AddBoolToObject(m, "clients_held", sb__budget_holding(bud));
     add_u64(m, "max_bytes", b->cfg.replay_memory_max);
-    add_u64(m, "peak_bytes", b->window_peak);
+    add_u64(m, "peak_bytes", sb__budget_peak(bud));
     cJSON_AddItemToObject(r, "replay_memory", m);
   }
   sb__archive_describe(b, r);

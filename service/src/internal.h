@@ -224,6 +224,7 @@ void sb__archive_describe(struct sb__broker_s* b, void* cjson_object);
 void sb__archive_reconfigure(struct sb__broker_s* b);
 
 #include "spool.h"
+#include "budget.h"
 #include "upstream.h"
 
 /* A sink for a stream left in the spool by an earlier run (its client is gone): it is
@@ -283,14 +284,9 @@ typedef struct sb__broker_s {
   void* upstream_watch; /* sb__upstream_watch_start's, or NULL */
   struct sb__names_s* sent_names; /* names sent upstream since start (upstream.c) */
   int upstream_proc_told; /* said once that the upstream's process is unknown */
-  /* The memory replay windows of live streams (upstream.c): their bytes, those being
-   * written to the spool, the peak of both, and the streams oldest first. */
-  uint64_t window_bytes, spill_bytes, window_peak;
-  uint64_t append_bytes; /* data read from clients waiting for its spool append */
-  uint64_t drain_bytes;  /* data read back from the spool, not yet written upstream */
-  uint64_t drain_waiters; /* streams waiting for drain_bytes to fall to read the spool */
-  int window_hold; /* over the budget: live streams' clients are held */
-  struct sb__upstream_s *win_head, *win_tail;
+  /* The replay-memory budget of the upstream module (budget.c): written by it only,
+   * read through its accessors. */
+  sb__budget_t budget;
   uint64_t upstream_epoch; /* grows whenever the upstream is seen gone or new (a failed
                               dial, its pipe appearing): a connection that ended at
                               once in another epoch than its dial's was an outage, not

@@ -133,7 +133,7 @@ static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
   sb__stream_t* s = h->data;
   sb__broker_t* b = s->broker;
   (void)suggested;
-  if (b->window_hold && s->sink != NULL) {
+  if (sb__budget_holding(&b->budget) && s->sink != NULL) {
     /* Over the memory budget: nothing more is read (on_read holds the stream). */
     buf->base = NULL;
     buf->len = 0;
@@ -151,7 +151,7 @@ static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
   buf->base = b->spare->data;
   /* Over the budget, a new stream's first reads take little more than its handshake;
    * past handshake_memory_max, a small handshake still finishes, 4 KiB at most. */
-  buf->len = b->window_hold && !s->handshaken ? 4096 : SB__READ_SIZE;
+  buf->len = sb__budget_holding(&b->budget) && !s->handshaken ? 4096 : SB__READ_SIZE;
   if (!s->handshaken && b->hs_bytes >= b->cfg.handshake_memory_max)
     buf->len = SB__HS_SMALL - (size_t)s->hs_charged;
 }
