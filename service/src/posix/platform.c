@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../internal.h"
+#include "oserror.h"
 
 const char* sb__default_control_pipe(void) {
   return "unix:/run/streambroker/streambroker.sock";
@@ -88,24 +89,16 @@ static int sb__mkdir_one(const char* path) {
   e = errno;
   if (stat(path, &st) == 0)
     return S_ISDIR(st.st_mode) ? 0 : SB_EEXIST;
-  switch (e) {
-  case EACCES:
-  case EPERM:
-  case EROFS:
+  /* A read-only file system refuses as a permission would; a quota as a full disk. */
+  if (e == EROFS)
     return SB_EACCES;
-  case ENOSPC:
 #ifdef EDQUOT
-  case EDQUOT:
-#endif
+  if (e == EDQUOT)
     return SB_ENOSPC;
-  case ENOENT:
-  case ENOTDIR:
-    return SB_ENOENT;
-  case ENAMETOOLONG:
-    return SB_EINVAL;
-  default:
-    return SB_EIO;
-  }
+#endif
+  return sb__err_keep(sb__os_err((unsigned long)e),
+                      SB__ERR_BIT(SB_EACCES) | SB__ERR_BIT(SB_ENOSPC) |
+                          SB__ERR_BIT(SB_ENOENT) | SB__ERR_BIT(SB_EINVAL));
 }
 
 /* Creates each ancestor in turn (the root and doubled slashes are skipped). */

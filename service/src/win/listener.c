@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "oserror.h"
 #include "win/pipe.h"
 
 /* The pipes' buffers, as libuv's: what a client may write before the service reads. */
@@ -859,17 +860,10 @@ int sb__admin_connect(uv_loop_t* loop, uv_pipe_t* pipe, uv_connect_t* req,
     WaitNamedPipeW(wide, 100);
   }
   if (h == INVALID_HANDLE_VALUE) {
-    switch (e) {
-    case ERROR_FILE_NOT_FOUND:
-    case ERROR_PATH_NOT_FOUND:
-      return SB_ENOSERVER;
-    case ERROR_ACCESS_DENIED:
-      return SB_EACCES;
-    case ERROR_PIPE_BUSY:
-      return SB_EBUSY;
-    default:
-      return SB_EIO;
-    }
+    /* No pipe of that name is no server. */
+    r = sb__err_keep(sb__os_err(e), SB__ERR_BIT(SB_ENOENT) | SB__ERR_BIT(SB_EACCES) |
+                                        SB__ERR_BIT(SB_EBUSY));
+    return r == SB_ENOENT ? SB_ENOSERVER : r;
   }
   if ((r = sb__pipe_check_server(h)) != 0) {
     CloseHandle(h);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "oserror.h"
 #include "acl.h"
 
 static uv_once_t sb__paths_once = UV_ONCE_INIT;
@@ -496,23 +497,15 @@ static int sb__mkdir_one(const WCHAR* path) {
   attr = GetFileAttributesW(path);
   if (attr != INVALID_FILE_ATTRIBUTES)
     return (attr & FILE_ATTRIBUTE_DIRECTORY) ? 0 : SB_EEXIST;
-  switch (e) {
-  case ERROR_ACCESS_DENIED:
-  case ERROR_WRITE_PROTECT:
+  /* A write-protected medium refuses as a permission would; a share that is not
+   * there is a missing parent. */
+  if (e == ERROR_WRITE_PROTECT)
     return SB_EACCES;
-  case ERROR_DISK_FULL:
-  case ERROR_HANDLE_DISK_FULL:
-    return SB_ENOSPC;
-  case ERROR_PATH_NOT_FOUND:
-  case ERROR_FILE_NOT_FOUND:
-  case ERROR_BAD_NETPATH:
+  if (e == ERROR_BAD_NETPATH)
     return SB_ENOENT;
-  case ERROR_INVALID_NAME:
-  case ERROR_FILENAME_EXCED_RANGE:
-    return SB_EINVAL;
-  default:
-    return SB_EIO;
-  }
+  return sb__err_keep(sb__os_err(e), SB__ERR_BIT(SB_EACCES) | SB__ERR_BIT(SB_ENOSPC) |
+                                         SB__ERR_BIT(SB_ENOENT) |
+                                         SB__ERR_BIT(SB_EINVAL));
 }
 
 /* Creates each ancestor below the root in turn; both separators count. */
