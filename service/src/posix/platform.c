@@ -16,6 +16,7 @@
 
 #include "../internal.h"
 #include "oserror.h"
+#include "../path.h"
 
 const char* sb__default_control_pipe(void) {
   return "unix:/run/streambroker/streambroker.sock";
@@ -101,45 +102,9 @@ static int sb__mkdir_one(const char* path) {
                           SB__ERR_BIT(SB_ENOENT) | SB__ERR_BIT(SB_EINVAL));
 }
 
-/* Creates each ancestor in turn (the root and doubled slashes are skipped). */
+/* The leading '/' is the only root, and is skipped anyway. */
 int sb__mkdir_p(const char* path) {
-  char* p;
-  size_t i;
-  int r = 0;
-  if (path == NULL || path[0] == '\0')
-    return SB_EINVAL;
-  p = sb__xstrdup(path);
-  for (i = 1; p[i] != '\0' && r == 0; i++) {
-    if (p[i] == '/' && p[i - 1] != '/') {
-      p[i] = '\0';
-      r = sb__mkdir_one(p);
-      p[i] = '/';
-    }
-  }
-  if (r == 0)
-    r = sb__mkdir_one(p);
-  free(p);
-  return r;
-}
-
-/* One '/' between the parts however many each brings; an empty part gives the other
- * one unchanged. */
-char* sb__path_join(const char* a, const char* b) {
-  size_t la = strlen(a), lb = strlen(b);
-  char* out;
-  if (la == 0 || lb == 0)
-    return sb__xstrdup(la == 0 ? b : a);
-  while (la > 0 && a[la - 1] == '/')
-    la--;
-  while (lb > 0 && b[0] == '/') {
-    b++;
-    lb--;
-  }
-  out = sb__xmalloc(la + lb + 2);
-  memcpy(out, a, la);
-  out[la] = '/';
-  memcpy(out + la + 1, b, lb + 1);
-  return out;
+  return sb__path_mkdirs(path, NULL, sb__mkdir_one);
 }
 
 int sb__path_is_absolute(const char* path) {
