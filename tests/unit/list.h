@@ -6,9 +6,11 @@
 #include "list_codec.h"
 #include "list_config.h"
 #include "list_json.h"
+#include "list_strset.h"
 
 #define TEST_LIST(X)                                                                   \
-  TEST_LIST_CODEC(X) TEST_LIST_JSON(X) TEST_LIST_CONFIG(X) TEST_LIST_ARCHIVE(X)
+  TEST_LIST_CODEC(X) TEST_LIST_JSON(X) TEST_LIST_CONFIG(X) TEST_LIST_ARCHIVE(X)        \
+  TEST_LIST_STRSET(X)
 TEST_LIST(TEST_DECLARE)
 
 #endif
