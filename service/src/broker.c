@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "streamlist.h"
 
 #define SB__STOP_TIMEOUT_MS 15000
 
@@ -218,23 +219,13 @@ static void on_connection(sb__listener_t* l, void* arg) {
   s->peer_privileged = peer.privileged;
   s->broker = b;
   s->id = ++b->next_id;
-  s->next = b->streams;
-  if (b->streams)
-    b->streams->prev = s;
-  b->streams = s;
-  b->nstreams++;
+  sb__streamlist_add(b, s);
   b->nhandshakes++;
   sb__stream_start(b, s);
 }
 
 void sb__broker_stream_gone(sb__broker_t* b, sb__stream_t* s) {
-  if (s->prev)
-    s->prev->next = s->next;
-  else
-    b->streams = s->next;
-  if (s->next)
-    s->next->prev = s->prev;
-  b->nstreams--;
+  sb__streamlist_remove(b, s);
   if (s->client_eof)
     b->ndetached--;
   on_stopped_check(b);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "oserror.h"
 
 static const char* const sb__level_names[] = {"error", "warn", "info", "debug"};
 #define SB__NLEVELS (int)(sizeof(sb__level_names) / sizeof(sb__level_names[0]))
@@ -46,20 +47,14 @@ int sb__log_level_parse(const char* name) {
   return -1;
 }
 
+/* The log file's open: a link in its place is refused, never followed (ELOOP: unsafe);
+ * a path through a file that is no directory says no more than an I/O error. */
 static int sb__log_errno(int e) {
-  switch (e) {
-  case ENOENT:
-    return SB_ENOENT;
-  case EACCES:
-  case EPERM:
-    return SB_EACCES;
-  case ENOSPC:
-    return SB_ENOSPC;
-  case ELOOP: /* a link in the log file's place: refused, never followed */
-    return SB_EUNSAFE;
-  default:
+  if (e == ENOTDIR)
     return SB_EIO;
-  }
+  return sb__err_keep(sb__crt_err(e), SB__ERR_BIT(SB_ENOENT) | SB__ERR_BIT(SB_EACCES) |
+                                          SB__ERR_BIT(SB_ENOSPC) |
+                                          SB__ERR_BIT(SB_EUNSAFE));
 }
 
 /* Opens path for appending, with *size its current length: never through a link, with

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "streamlist.h"
 #include "tags.h"
 
 static const char* const sb__type_name[] = {"text", "binary", "datagram"};
@@ -407,11 +408,7 @@ void sb__stream_resume(sb__broker_t* b, const sb__spool_resume_t* r) {
   s->bytes = r->end;
   s->peer_pid = s->peer_uid = s->peer_gid = -1;
   s->opened = sb__time_now();
-  s->next = b->streams;
-  if (b->streams)
-    b->streams->prev = s;
-  b->streams = s;
-  b->nstreams++;
+  sb__streamlist_add(b, s);
   b->ndetached++;
   b->counters.streams_resumed++;
   SB_LOG_I("stream",

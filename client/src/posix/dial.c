@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../oserror.h"
 #include "../platform.h"
 #include "../protocol.h"
 
@@ -27,24 +28,14 @@ uint64_t sb__now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* A dial's errors: a path with no socket behind it is no server, whatever the error
+ * said; what a dial cannot tell its caller more about is an I/O error. */
 static int sb__errno_to_sb(int e) {
-  switch (e) {
-  case ENOENT:
-  case ECONNREFUSED:
-  case ENOTSOCK:
+  if (e == ENOENT || e == ENOTSOCK)
     return SB_ENOSERVER;
-  case EACCES:
-  case EPERM:
-    return SB_EACCES;
-  case EPIPE:
-  case ECONNRESET:
-    return SB_EPIPE;
-  case ENOMEM:
-  case ENOBUFS:
-    return SB_ENOMEM;
-  default:
-    return SB_EIO;
-  }
+  return sb__err_keep(sb__os_err((unsigned long)e),
+                      SB__ERR_BIT(SB_ENOSERVER) | SB__ERR_BIT(SB_EACCES) |
+                          SB__ERR_BIT(SB_EPIPE) | SB__ERR_BIT(SB_ENOMEM));
 }
 
 /*

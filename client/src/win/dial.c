@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../oserror.h"
 #include "../platform.h"
 #include "../protocol.h"
 #include "pipe.h"
@@ -17,28 +18,23 @@ uint64_t sb__now_ms(void) {
   return GetTickCount64();
 }
 
+/* A dial's errors: no pipe of that name is no server, a malformed name a bad
+ * address, a wait that timed out a busy server; what a dial cannot tell its caller
+ * more about is an I/O error. */
 static int sb__win_to_sb(DWORD e) {
+  int r;
   switch (e) {
-  case ERROR_FILE_NOT_FOUND:
-  case ERROR_PATH_NOT_FOUND:
   case ERROR_BAD_PATHNAME:
     return SB_ENOSERVER;
-  case ERROR_ACCESS_DENIED:
-    return SB_EACCES;
-  case ERROR_PIPE_BUSY:
-  case ERROR_SEM_TIMEOUT:
-    return SB_EBUSY;
-  case ERROR_NO_DATA:
-  case ERROR_BROKEN_PIPE:
-  case ERROR_PIPE_NOT_CONNECTED:
-    return SB_EPIPE;
-  case ERROR_NOT_ENOUGH_MEMORY:
-  case ERROR_OUTOFMEMORY:
-    return SB_ENOMEM;
   case ERROR_INVALID_NAME:
     return SB_EADDRESS;
+  case ERROR_SEM_TIMEOUT:
+    return SB_EBUSY;
   default:
-    return SB_EIO;
+    r = sb__err_keep(sb__os_err(e), SB__ERR_BIT(SB_ENOENT) | SB__ERR_BIT(SB_EACCES) |
+                                        SB__ERR_BIT(SB_EBUSY) | SB__ERR_BIT(SB_EPIPE) |
+                                        SB__ERR_BIT(SB_ENOMEM));
+    return r == SB_ENOENT ? SB_ENOSERVER : r;
   }
 }
 
@@ -355,7 +351,7 @@ int sb__handle_flush(sb_os_handle_t h, uint32_t timeout_ms) {
   if (t == NULL) {
     e = GetLastError();
     free(f);
-    return e == ERROR_NOT_ENOUGH_MEMORY || e == ERROR_OUTOFMEMORY ? SB_ENOMEM : SB_EIO;
+    return sb__err_keep(sb__os_err(e), SB__ERR_BIT(SB_ENOMEM));
   }
   if (WaitForSingleObject(t, timeout_ms) != WAIT_OBJECT_0) {
     timed_out = 1;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../internal.h"
+#include "oserror.h"
 
 #if defined(__linux__)
 #include <linux/sockios.h>
@@ -131,6 +132,16 @@ void sb__upstream_proc_close(sb__upstream_proc_t* proc) {
   proc->pid = -1;
 }
 
+/* A connect's errors: no socket file there is no upstream (yet); EAGAIN is the
+ * upstream's full backlog. */
+static int dial_err(int e) {
+  if (e == ENOENT)
+    return SB_ENOSERVER;
+  return sb__err_keep(sb__os_err((unsigned long)e), SB__ERR_BIT(SB_EBUSY) |
+                                                        SB__ERR_BIT(SB_ENOSERVER) |
+                                                        SB__ERR_BIT(SB_EACCES));
+}
+
 int sb__upstream_dial(const char* address, uv_os_fd_t* out) {
   struct sockaddr_un sa;
   const char* path;
@@ -143,25 +154,14 @@ int sb__upstream_dial(const char* address, uv_os_fd_t* out) {
   strcpy(sa.sun_path, path);
   fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
-    return errno == EMFILE || errno == ENFILE ? SB_ELIMIT : SB_EIO;
+    return sb__err_keep(sb__os_err((unsigned long)errno), SB__ERR_BIT(SB_ELIMIT));
   if (connect(fd, (struct sockaddr*)&sa, sizeof(sa)) == 0) {
     *out = fd;
     return 0;
   }
   e = errno;
   close(fd);
-  switch (e) {
-  case EAGAIN:
-    return SB_EBUSY; /* the upstream's backlog is full */
-  case ENOENT:
-  case ECONNREFUSED:
-    return SB_ENOSERVER;
-  case EACCES:
-  case EPERM:
-    return SB_EACCES;
-  default:
-    return SB_EIO;
-  }
+  return dial_err(e);
 }
 
 /* ---- watching for the upstream to appear: its socket's directory ---- */

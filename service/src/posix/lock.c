@@ -11,25 +11,19 @@
 #include <unistd.h>
 
 #include "../internal.h"
+#include "oserror.h"
 
 struct sb__lock_s {
   int fd;
 };
 
+/* A read-only file system refuses the lock as a permission would. */
 static int lock_errno(int e) {
-  switch (e) {
-  case EACCES:
-  case EPERM:
-  case EROFS:
+  if (e == EROFS)
     return SB_EACCES;
-  case ENOENT:
-  case ENOTDIR:
-    return SB_ENOENT;
-  case ENOSPC:
-    return SB_ENOSPC;
-  default:
-    return SB_EIO;
-  }
+  return sb__err_keep(sb__os_err((unsigned long)e), SB__ERR_BIT(SB_EACCES) |
+                                                        SB__ERR_BIT(SB_ENOENT) |
+                                                        SB__ERR_BIT(SB_ENOSPC));
 }
 
 /* What the holder wrote: one line, cut to size. */

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "../internal.h"
+#include "oserror.h"
+#include "../path.h"
 
 const char* sb__default_control_pipe(void) {
   return "unix:/run/streambroker/streambroker.sock";
@@ -88,65 +90,21 @@ static int sb__mkdir_one(const char* path) {
   e = errno;
   if (stat(path, &st) == 0)
     return S_ISDIR(st.st_mode) ? 0 : SB_EEXIST;
-  switch (e) {
-  case EACCES:
-  case EPERM:
-  case EROFS:
+  /* A read-only file system refuses as a permission would; a quota as a full disk. */
+  if (e == EROFS)
     return SB_EACCES;
-  case ENOSPC:
 #ifdef EDQUOT
-  case EDQUOT:
-#endif
+  if (e == EDQUOT)
     return SB_ENOSPC;
-  case ENOENT:
-  case ENOTDIR:
-    return SB_ENOENT;
-  case ENAMETOOLONG:
-    return SB_EINVAL;
-  default:
-    return SB_EIO;
-  }
+#endif
+  return sb__err_keep(sb__os_err((unsigned long)e),
+                      SB__ERR_BIT(SB_EACCES) | SB__ERR_BIT(SB_ENOSPC) |
+                          SB__ERR_BIT(SB_ENOENT) | SB__ERR_BIT(SB_EINVAL));
 }
 
-/* Creates each ancestor in turn (the root and doubled slashes are skipped). */
+/* The leading '/' is the only root, and is skipped anyway. */
 int sb__mkdir_p(const char* path) {
-  char* p;
-  size_t i;
-  int r = 0;
-  if (path == NULL || path[0] == '\0')
-    return SB_EINVAL;
-  p = sb__xstrdup(path);
-  for (i = 1; p[i] != '\0' && r == 0; i++) {
-    if (p[i] == '/' && p[i - 1] != '/') {
-      p[i] = '\0';
-      r = sb__mkdir_one(p);
-      p[i] = '/';
-    }
-  }
-  if (r == 0)
-    r = sb__mkdir_one(p);
-  free(p);
-  return r;
-}
-
-/* One '/' between the parts however many each brings; an empty part gives the other
- * one unchanged. */
-char* sb__path_join(const char* a, const char* b) {
-  size_t la = strlen(a), lb = strlen(b);
-  char* out;
-  if (la == 0 || lb == 0)
-    return sb__xstrdup(la == 0 ? b : a);
-  while (la > 0 && a[la - 1] == '/')
-    la--;
-  while (lb > 0 && b[0] == '/') {
-    b++;
-    lb--;
-  }
-  out = sb__xmalloc(la + lb + 2);
-  memcpy(out, a, la);
-  out[la] = '/';
-  memcpy(out + la + 1, b, lb + 1);
-  return out;
+  return sb__path_mkdirs(path, NULL, sb__mkdir_one);
 }
 
 int sb__path_is_absolute(const char* path) {

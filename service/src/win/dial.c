@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "oserror.h"
 
 /*
  * libuv 1.44's uv_pipe_open on Windows takes a C runtime descriptor and keeps it for
@@ -85,7 +86,7 @@ int sb__upstream_dial(const char* address, uv_os_fd_t* out) {
   char path[300];
   HANDLE h;
   DWORD e;
-  int kind;
+  int kind, r;
   if (sb__address_parse(address, &kind, &name) != 0 || kind != SB__ADDR_PIPE ||
       strlen(name) + 10 > sizeof(path))
     return SB_EADDRESS;
@@ -98,17 +99,10 @@ int sb__upstream_dial(const char* address, uv_os_fd_t* out) {
                   NULL);
   if (h == INVALID_HANDLE_VALUE) {
     e = GetLastError();
-    switch (e) {
-    case ERROR_PIPE_BUSY:
-      return SB_EBUSY;
-    case ERROR_FILE_NOT_FOUND:
-    case ERROR_PATH_NOT_FOUND:
-      return SB_ENOSERVER;
-    case ERROR_ACCESS_DENIED:
-      return SB_EACCES;
-    default:
-      return SB_EIO;
-    }
+    /* No pipe of that name is no upstream (yet). */
+    r = sb__err_keep(sb__os_err(e), SB__ERR_BIT(SB_EBUSY) | SB__ERR_BIT(SB_ENOENT) |
+                                        SB__ERR_BIT(SB_EACCES));
+    return r == SB_ENOENT ? SB_ENOSERVER : r;
   }
   *out = h;
   return 0;

@@ -12,6 +12,7 @@
 #include <wchar.h>
 
 #include "../internal.h"
+#include "oserror.h"
 
 #define SB__EVENT_SOURCE L"StreamBroker"
 #define SB__EVENT_KEY                                                                  \
@@ -107,7 +108,7 @@ int sb__eventlog_install(void) {
     fprintf(stderr, "streambrokerd: registering the event source %s: error %ld%s\n",
             SB_SERVICE_NAME, e,
             e == ERROR_ACCESS_DENIED ? " (run this as an administrator)" : "");
-    return e == ERROR_ACCESS_DENIED ? SB_EACCES : SB_EIO;
+    return sb__err_keep(sb__os_err((DWORD)e), SB__ERR_BIT(SB_EACCES));
   }
   printf("registered the event source %s in the Application log\n", SB_SERVICE_NAME);
   return 0;

@@ -1,7 +1,7 @@
 /*
  * win/listener.c - the control and admin pipes: a pool of named pipe instances of our
  * own, each waiting for a client in an overlapped ConnectNamedPipe; the pipe's name;
- * the client's process id.
+ * the client's process id. The pipe's security descriptor is win/pipesec.c's.
  *
  * Why not libuv's uv_listen: libuv 1.44 keeps 4 instances, and when a client connected
  * to a fresh instance, wrote and closed before libuv's ConnectNamedPipe on it (a
@@ -27,6 +27,8 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "oserror.h"
+#include "pipesec.h"
 #include "win/pipe.h"
 
 /* The pipes' buffers, as libuv's: what a client may write before the service reads. */
@@ -61,14 +63,9 @@ struct sb__listener_s {
   int pending_closes;
   WCHAR path[300];
   char* what;
-  PSECURITY_DESCRIPTOR parsed; /* the SDDL's, which sd points into */
-  SECURITY_DESCRIPTOR sd;      /* the pipe's: parsed's DACL, our own SIDs added */
-  PACL acl;
-  PSID owner;
-  SECURITY_ATTRIBUTES sa;
-  DWORD first_access; /* WRITE_OWNER when a label may need setting again */
-  int want;           /* instances to keep waiting */
-  int waiting;        /* instances created and not yet handed over */
+  sb__pipesec_t sec; /* every instance's security attributes (win/pipesec.c) */
+  int want;          /* instances to keep waiting */
+  int waiting;       /* instances created and not yet handed over */
   sb__inst_t* insts;
   /* Finished instances, in the order their waits ran; under lock. */
   SRWLOCK lock;
@@ -171,9 +168,9 @@ static DWORD inst_new(sb__listener_t* l, int first) {
   inst->pipe = CreateNamedPipeW(
       l->path,
       PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED |
-          (first ? FILE_FLAG_FIRST_PIPE_INSTANCE | l->first_access : 0),
+          (first ? FILE_FLAG_FIRST_PIPE_INSTANCE | l->sec.first_access : 0),
       PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
-      PIPE_UNLIMITED_INSTANCES, SB__PIPE_BUFFER, SB__PIPE_BUFFER, 0, &l->sa);
+      PIPE_UNLIMITED_INSTANCES, SB__PIPE_BUFFER, SB__PIPE_BUFFER, 0, &l->sec.sa);
   if (inst->pipe == INVALID_HANDLE_VALUE) {
     e = GetLastError();
     free(inst);
@@ -334,9 +331,7 @@ static void on_listener_closed(uv_handle_t* h) {
     return;
   if (l->closed)
     l->closed(l->closed_arg);
-  LocalFree(l->parsed);
-  free(l->acl);
-  free(l->owner);
+  sb__pipesec_destroy(&l->sec);
   free(l->what);
   free(l);
 }
@@ -449,274 +444,8 @@ static int listener_prepare(const WCHAR* path, const char* what) {
   return 0;
 }
 
-/* The generic rights of an ACE as Windows maps them for files, pipes included: there
- * GENERIC_WRITE holds FILE_APPEND_DATA, which on a pipe is FILE_CREATE_PIPE_INSTANCE.
- */
-static GENERIC_MAPPING sb__file_mapping = {FILE_GENERIC_READ, FILE_GENERIC_WRITE,
-                                           FILE_GENERIC_EXECUTE, FILE_ALL_ACCESS};
-
-/* A copy of one of the process token's facts (TokenUser, TokenGroups), or NULL. */
-static void* token_info(HANDLE tok, TOKEN_INFORMATION_CLASS c) {
-  DWORD n = 0;
-  void* p;
-  GetTokenInformation(tok, c, NULL, 0, &n);
-  if (n == 0)
-    return NULL;
-  p = sb__xmalloc(n);
-  if (!GetTokenInformation(tok, c, p, n, &n)) {
-    free(p);
-    return NULL;
-  }
-  return p;
-}
-
-/* A service SID (S-1-5-80-...): the one of our own service in its token. */
-static int is_service_sid(PSID sid) {
-  SID_IDENTIFIER_AUTHORITY nt = SECURITY_NT_AUTHORITY;
-  return IsValidSid(sid) &&
-         memcmp(GetSidIdentifierAuthority(sid), &nt, sizeof(nt)) == 0 &&
-         *GetSidSubAuthorityCount(sid) >= 1 &&
-         *GetSidSubAuthority(sid, 0) == SECURITY_SERVICE_ID_BASE_RID;
-}
-
-static int is_well_known(PSID sid, WELL_KNOWN_SID_TYPE type) {
-  BYTE buf[SECURITY_MAX_SID_SIZE];
-  DWORD n = sizeof(buf);
-  return CreateWellKnownSid(type, NULL, buf, &n) && EqualSid(sid, buf);
-}
-
-static void sid_text(PSID sid, char* out, size_t size) {
-  LPSTR s = NULL;
-  if (ConvertSidToStringSidA(sid, &s))
-    snprintf(out, size, "%s", s);
-  else
-    snprintf(out, size, "(a SID)");
-  LocalFree(s);
-}
-
 /*
- * The pipe's security descriptor, from sddl, checked before anything listens:
- * - a DACL, with network logons (NU) denied before anything is allowed: a descriptor
- *   without it is refused (PIPE_REJECT_REMOTE_CLIENTS stands behind it too);
- * - the service's own account (its token's user, and its service SID NT
- *   SERVICE\StreamBroker when the token has one) is added with full control, at run
- *   time: every instance after the first needs FILE_CREATE_PIPE_INSTANCE, and a
- *   descriptor that leaves the account out (LocalService, a custom one) would make
- *   each re-arm fail. That the account then holds the right is checked as Windows
- *   will (AccessCheck with our own token): a deny entry that takes it away is refused;
- * - anyone else granted FILE_CREATE_PIPE_INSTANCE (GW and GA hold it) could serve the
- *   pipe's name beside us and read other users' streams: that is warned about (an
- *   administrator may choose it, for clients that ask GENERIC_WRITE);
- * - a SACL (a mandatory label, S:) is kept as given;
- * - the owner is the service SID when the token lets it own objects, else the token's
- *   user: clients that cannot read our token check the pipe's owner.
- * The DACL is protected (nothing inherited). On a named pipe only the first
- * instance's descriptor counts: later instances share it (theirs is ignored).
- */
-static int listener_security(sb__listener_t* l, const char* sddl, const char* path) {
-  WCHAR wide[1024];
-  PACL dacl = NULL, sacl = NULL;
-  BOOL present = FALSE, defaulted = FALSE, spresent = FALSE, access = FALSE;
-  HANDLE tok = NULL, imp = NULL;
-  TOKEN_USER* user = NULL;
-  TOKEN_GROUPS* groups = NULL;
-  PSID service = NULL;
-  int service_owns = 0, denied_network = 0, seen_allow = 0, r = SB_ECONFIG;
-  DWORD i, size, granted = 0, plen = sizeof(PRIVILEGE_SET);
-  PRIVILEGE_SET privs;
-  char who[SECURITY_MAX_SID_SIZE * 4];
-  if (MultiByteToWideChar(CP_UTF8, 0, sddl, -1, wide, 1024) == 0 ||
-      !ConvertStringSecurityDescriptorToSecurityDescriptorW(wide, SDDL_REVISION_1,
-                                                            &l->parsed, NULL)) {
-    SB_LOG_E("listener", "%s: invalid security descriptor \"%s\" (error %lu)", path,
-             sddl, (unsigned long)GetLastError());
-    return SB_ECONFIG;
-  }
-  if (!GetSecurityDescriptorDacl(l->parsed, &present, &dacl, &defaulted) || !present ||
-      dacl == NULL) {
-    SB_LOG_E("listener",
-             "%s: security descriptor \"%s\" has no DACL, which would let anyone in",
-             path, sddl);
-    return SB_ECONFIG;
-  }
-  GetSecurityDescriptorSacl(l->parsed, &spresent, &sacl, &defaulted);
-  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY | TOKEN_DUPLICATE, &tok) ||
-      (user = token_info(tok, TokenUser)) == NULL ||
-      (groups = token_info(tok, TokenGroups)) == NULL) {
-    SB_LOG_E("listener", "%s: reading the process token: error %lu", path,
-             (unsigned long)GetLastError());
-    r = SB_EIO;
-    goto done;
-  }
-  for (i = 0; i < groups->GroupCount; i++) {
-    if (is_service_sid(groups->Groups[i].Sid) &&
-        (groups->Groups[i].Attributes & SE_GROUP_ENABLED)) {
-      service = groups->Groups[i].Sid;
-      service_owns = (groups->Groups[i].Attributes & SE_GROUP_OWNER) != 0;
-      break;
-    }
-  }
-  for (i = 0; i < dacl->AceCount; i++) {
-    ACE_HEADER* ace;
-    ACCESS_MASK mask;
-    PSID sid;
-    if (!GetAce(dacl, i, (void**)&ace))
-      continue;
-    if (ace->AceType != ACCESS_ALLOWED_ACE_TYPE &&
-        ace->AceType != ACCESS_DENIED_ACE_TYPE)
-      continue;
-    if (ace->AceFlags & INHERIT_ONLY_ACE)
-      continue;
-    mask = ((ACCESS_ALLOWED_ACE*)ace)->Mask;
-    sid = &((ACCESS_ALLOWED_ACE*)ace)->SidStart;
-    MapGenericMask(&mask, &sb__file_mapping);
-    if (ace->AceType == ACCESS_DENIED_ACE_TYPE) {
-      if (!seen_allow && is_well_known(sid, WinNetworkSid) &&
-          (mask & (FILE_READ_DATA | FILE_WRITE_DATA)) ==
-              (FILE_READ_DATA | FILE_WRITE_DATA))
-        denied_network = 1;
-      continue;
-    }
-    seen_allow = 1;
-    if ((mask & (FILE_CREATE_PIPE_INSTANCE | WRITE_DAC | WRITE_OWNER)) &&
-        !is_well_known(sid, WinLocalSystemSid) &&
-        !is_well_known(sid, WinBuiltinAdministratorsSid) &&
-        !EqualSid(sid, user->User.Sid) &&
-        !(service != NULL && EqualSid(sid, service))) {
-      sid_text(sid, who, sizeof(who));
-      SB_LOG_W("listener",
-               "%s: security descriptor \"%s\" grants %s the right to create instances "
-               "of the pipe or to change its access (GW and GA hold "
-               "FILE_CREATE_PIPE_INSTANCE): its processes could serve the pipe's name "
-               "and read other users' streams; grant clients 0x12019B (read and write "
-               "without it) instead",
-               path, sddl, who);
-    }
-  }
-  if (!denied_network) {
-    SB_LOG_E("listener",
-             "%s: security descriptor \"%s\" does not deny network logons before it "
-             "allows anything: begin its DACL with (D;;GA;;;NU)",
-             path, sddl);
-    goto done;
-  }
-  size = dacl->AclSize + 2 * (sizeof(ACCESS_ALLOWED_ACE) + SECURITY_MAX_SID_SIZE);
-  l->acl = sb__xcalloc(1, size);
-  memcpy(l->acl, dacl, dacl->AclSize);
-  l->acl->AclSize = (WORD)size;
-  if (!AddAccessAllowedAce(l->acl, l->acl->AclRevision, FILE_ALL_ACCESS,
-                           user->User.Sid) ||
-      (service != NULL &&
-       !AddAccessAllowedAce(l->acl, l->acl->AclRevision, FILE_ALL_ACCESS, service))) {
-    SB_LOG_E("listener", "%s: AddAccessAllowedAce: error %lu", path,
-             (unsigned long)GetLastError());
-    r = SB_EIO;
-    goto done;
-  }
-  size = GetLengthSid(service_owns ? service : user->User.Sid);
-  l->owner = sb__xmalloc(size);
-  CopySid(size, l->owner, service_owns ? service : user->User.Sid);
-  InitializeSecurityDescriptor(&l->sd, SECURITY_DESCRIPTOR_REVISION);
-  SetSecurityDescriptorDacl(&l->sd, TRUE, l->acl, FALSE);
-  SetSecurityDescriptorControl(&l->sd, SE_DACL_PROTECTED, SE_DACL_PROTECTED);
-  SetSecurityDescriptorOwner(&l->sd, l->owner, FALSE);
-  SetSecurityDescriptorGroup(&l->sd, l->owner, FALSE);
-  if (spresent && sacl != NULL) {
-    SetSecurityDescriptorSacl(&l->sd, TRUE, sacl, FALSE);
-    l->first_access = WRITE_OWNER; /* a label is set with WRITE_OWNER */
-  }
-  if (!DuplicateToken(tok, SecurityIdentification, &imp) ||
-      !AccessCheck(&l->sd, imp, FILE_CREATE_PIPE_INSTANCE, &sb__file_mapping, &privs,
-                   &plen, &granted, &access)) {
-    SB_LOG_E("listener", "%s: checking the service's own access: error %lu", path,
-             (unsigned long)GetLastError());
-    r = SB_EIO;
-    goto done;
-  }
-  if (!access) {
-    sid_text(user->User.Sid, who, sizeof(who));
-    SB_LOG_E("listener",
-             "%s: security descriptor \"%s\" denies this service's account (%s) the "
-             "right to create instances of its own pipe",
-             path, sddl, who);
-    goto done;
-  }
-  l->sa.nLength = sizeof(l->sa);
-  l->sa.lpSecurityDescriptor = &l->sd;
-  l->sa.bInheritHandle = FALSE;
-  r = 0;
-done:
-  if (imp != NULL)
-    CloseHandle(imp);
-  if (tok != NULL)
-    CloseHandle(tok);
-  free(user);
-  free(groups);
-  return r;
-}
-
-/*
- * A label (S:) of the SDDL is given at creation, then read back (and set once more if
- * missing): a pipe that lacks it would refuse the low-integrity clients it was meant
- * to admit, so that is said rather than left silent.
- */
-/* The first mandatory label entry of sacl, or NULL. */
-static SYSTEM_MANDATORY_LABEL_ACE* label_of(PACL sacl) {
-  ACE_HEADER* ace;
-  DWORD i;
-  for (i = 0; sacl != NULL && i < sacl->AceCount; i++)
-    if (GetAce(sacl, i, (void**)&ace) &&
-        ace->AceType == SYSTEM_MANDATORY_LABEL_ACE_TYPE)
-      return (SYSTEM_MANDATORY_LABEL_ACE*)ace;
-  return NULL;
-}
-
-/* Whether the pipe's label, read back, is the one asked for (its level and policy). */
-static int label_kept(HANDLE pipe, SYSTEM_MANDATORY_LABEL_ACE* want, const char* path,
-                      DWORD* err) {
-  PSECURITY_DESCRIPTOR got = NULL;
-  PACL have = NULL;
-  SYSTEM_MANDATORY_LABEL_ACE* ace;
-  char sid[SECURITY_MAX_SID_SIZE * 4];
-  int r = 0;
-  *err = GetSecurityInfo(pipe, SE_KERNEL_OBJECT, LABEL_SECURITY_INFORMATION, NULL, NULL,
-                         NULL, &have, &got);
-  if (*err == ERROR_SUCCESS && (ace = label_of(have)) != NULL)
-    r = ace->Mask == want->Mask && EqualSid(&ace->SidStart, &want->SidStart);
-  if (r) {
-    sid_text(&ace->SidStart, sid, sizeof(sid));
-    SB_LOG_D("listener", "%s: label %s, policy 0x%lx, read back on the pipe", path, sid,
-             (unsigned long)ace->Mask);
-  }
-  LocalFree(got);
-  return r;
-}
-
-static void listener_label(sb__listener_t* l, const char* path) {
-  PACL sacl = NULL;
-  BOOL present = FALSE, defaulted = FALSE;
-  SYSTEM_MANDATORY_LABEL_ACE* want;
-  DWORD e, set;
-  if (!GetSecurityDescriptorSacl(&l->sd, &present, &sacl, &defaulted) || !present ||
-      (want = label_of(sacl)) == NULL || l->insts == NULL)
-    return;
-  /* Read back; set once more only when it is missing (that needs WRITE_OWNER, which
-   * the server's handle may lack: what counts is what is read back). */
-  if (label_kept(l->insts->pipe, want, path, &e))
-    return;
-  set = SetSecurityInfo(l->insts->pipe, SE_KERNEL_OBJECT, LABEL_SECURITY_INFORMATION,
-                        NULL, NULL, NULL, sacl);
-  if (label_kept(l->insts->pipe, want, path, &e))
-    return;
-  SB_LOG_E(
-      "listener",
-      "%s: the mandatory label of control_pipe_sddl is not on the pipe (read back: "
-      "error %lu, set: error %lu): clients below medium integrity will be refused",
-      path, (unsigned long)e, (unsigned long)set);
-}
-
-/*
- * Every instance is created with the descriptor of listener_security, though on a
+ * Every instance is created with the descriptor of sb__pipesec_create, though on a
  * named pipe the first instance's is the pipe's and later ones' are ignored; the first
  * has FILE_FLAG_FIRST_PIPE_INSTANCE, so no instance of a pipe someone else created
  * (with a descriptor of theirs) is ever taken for ours.
@@ -748,7 +477,7 @@ int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
   }
   if (sddl == NULL || sddl[0] == '\0')
     sddl = admin_only ? SB__ADMIN_SDDL : SB__DEFAULT_CONTROL_SDDL;
-  if ((r = listener_security(l, sddl, path)) != 0) {
+  if ((r = sb__pipesec_create(&l->sec, sddl, path)) != 0) {
     sb__listener_stop(l, NULL, NULL);
     return r;
   }
@@ -762,7 +491,7 @@ int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
     sb__listener_stop(l, NULL, NULL);
     return e == ERROR_ACCESS_DENIED || e == ERROR_PIPE_BUSY ? SB_EEXIST : SB_EIO;
   }
-  listener_label(l, path);
+  sb__pipesec_label(&l->sec, l->insts != NULL ? l->insts->pipe : NULL, path);
   refill(l);
   SB_LOG_D("listener", "%s: %d instances waiting, security descriptor %s", path,
            l->waiting, sddl);
@@ -859,17 +588,10 @@ int sb__admin_connect(uv_loop_t* loop, uv_pipe_t* pipe, uv_connect_t* req,
     WaitNamedPipeW(wide, 100);
   }
   if (h == INVALID_HANDLE_VALUE) {
-    switch (e) {
-    case ERROR_FILE_NOT_FOUND:
-    case ERROR_PATH_NOT_FOUND:
-      return SB_ENOSERVER;
-    case ERROR_ACCESS_DENIED:
-      return SB_EACCES;
-    case ERROR_PIPE_BUSY:
-      return SB_EBUSY;
-    default:
-      return SB_EIO;
-    }
+    /* No pipe of that name is no server. */
+    r = sb__err_keep(sb__os_err(e), SB__ERR_BIT(SB_ENOENT) | SB__ERR_BIT(SB_EACCES) |
+                                        SB__ERR_BIT(SB_EBUSY));
+    return r == SB_ENOENT ? SB_ENOSERVER : r;
   }
   if ((r = sb__pipe_check_server(h)) != 0) {
     CloseHandle(h);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "oserror.h"
 
 struct sb__lock_s {
   HANDLE file;
@@ -15,20 +16,12 @@ struct sb__lock_s {
  * holds the lock (a locked range cannot be read through another handle). */
 #define SB__LOCK_OFFSET_HIGH 1u
 
+/* A write-protected medium refuses the lock as a permission would. */
 static int lock_error(DWORD e) {
-  switch (e) {
-  case ERROR_ACCESS_DENIED:
-  case ERROR_WRITE_PROTECT:
+  if (e == ERROR_WRITE_PROTECT)
     return SB_EACCES;
-  case ERROR_FILE_NOT_FOUND:
-  case ERROR_PATH_NOT_FOUND:
-    return SB_ENOENT;
-  case ERROR_DISK_FULL:
-  case ERROR_HANDLE_DISK_FULL:
-    return SB_ENOSPC;
-  default:
-    return SB_EIO;
-  }
+  return sb__err_keep(sb__os_err(e), SB__ERR_BIT(SB_EACCES) | SB__ERR_BIT(SB_ENOENT) |
+                                         SB__ERR_BIT(SB_ENOSPC));
 }
 
 static void read_holder(HANDLE h, char* holder, size_t size) {

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "oserror.h"
+#include "../path.h"
 #include "acl.h"
 
 static uv_once_t sb__paths_once = UV_ONCE_INIT;
@@ -483,7 +485,7 @@ int sb__path_make_private(const char* path, char* why, size_t size) {
 /* A directory that already exists is success whatever CreateDirectoryW says. The
  * ones made here get the service's own access list (sb__self_init), not their
  * parent's. */
-static int sb__mkdir_one(const WCHAR* path) {
+static int sb__mkdir_one_w(const WCHAR* path) {
   SECURITY_ATTRIBUTES sa;
   DWORD attr, e;
   uv_once(&sb__self_once, sb__self_init);
@@ -496,61 +498,50 @@ static int sb__mkdir_one(const WCHAR* path) {
   attr = GetFileAttributesW(path);
   if (attr != INVALID_FILE_ATTRIBUTES)
     return (attr & FILE_ATTRIBUTE_DIRECTORY) ? 0 : SB_EEXIST;
-  switch (e) {
-  case ERROR_ACCESS_DENIED:
-  case ERROR_WRITE_PROTECT:
+  /* A write-protected medium refuses as a permission would; a share that is not
+   * there is a missing parent. */
+  if (e == ERROR_WRITE_PROTECT)
     return SB_EACCES;
-  case ERROR_DISK_FULL:
-  case ERROR_HANDLE_DISK_FULL:
-    return SB_ENOSPC;
-  case ERROR_PATH_NOT_FOUND:
-  case ERROR_FILE_NOT_FOUND:
-  case ERROR_BAD_NETPATH:
+  if (e == ERROR_BAD_NETPATH)
     return SB_ENOENT;
-  case ERROR_INVALID_NAME:
-  case ERROR_FILENAME_EXCED_RANGE:
-    return SB_EINVAL;
-  default:
-    return SB_EIO;
-  }
+  return sb__err_keep(sb__os_err(e), SB__ERR_BIT(SB_EACCES) | SB__ERR_BIT(SB_ENOSPC) |
+                                         SB__ERR_BIT(SB_ENOENT) |
+                                         SB__ERR_BIT(SB_EINVAL));
 }
 
-/* Creates each ancestor below the root in turn; both separators count. */
-int sb__mkdir_p(const char* path) {
-  WCHAR* w;
-  size_t i, root;
-  int r = 0;
-  if (path == NULL || path[0] == '\0')
+static int sb__mkdir_one(const char* path) {
+  WCHAR* w = sb__utf16(path);
+  int r;
+  if (w == NULL)
     return SB_EINVAL;
-  if ((w = sb__utf16(path)) == NULL)
-    return SB_EINVAL;
-  root = sb__root_len(w);
-  for (i = root + 1; w[root] != 0 && w[i] != 0 && r == 0; i++) {
-    if (sb__is_sep(w[i]) && !sb__is_sep(w[i - 1])) {
-      WCHAR c = w[i];
-      w[i] = 0;
-      r = sb__mkdir_one(w);
-      w[i] = c;
-    }
-  }
-  if (r == 0)
-    r = sb__mkdir_one(w);
+  r = sb__mkdir_one_w(w);
   free(w);
   return r;
 }
 
-/* The root's length in bytes of the UTF-8 path. */
-static size_t sb__root_len8(const char* p) {
-  WCHAR* w = sb__utf16(p);
+/* The root's length in bytes of the UTF-8 path; SB_EINVAL when it is not UTF-8. */
+static int sb__path_root_len(const char* path) {
+  WCHAR* w = sb__utf16(path);
   size_t root;
   int n = 0;
   if (w == NULL)
-    return 0;
+    return SB_EINVAL;
   root = sb__root_len(w);
   if (root > 0)
     n = WideCharToMultiByte(CP_UTF8, 0, w, (int)root, NULL, 0, NULL, NULL);
   free(w);
+  return n > 0 ? n : 0;
+}
+
+/* The same, 0 for a path that is not UTF-8. */
+static size_t sb__root_len8(const char* p) {
+  int n = sb__path_root_len(p);
   return n > 0 ? (size_t)n : 0;
+}
+
+/* Both separators count; the root is never made. */
+int sb__mkdir_p(const char* path) {
+  return sb__path_mkdirs(path, sb__path_root_len, sb__mkdir_one);
 }
 
 int sb__path_is_absolute(const char* path) {
@@ -579,26 +570,6 @@ char* sb__path_parent(const char* path) {
   out = sb__xmalloc(n + 1);
   memcpy(out, path, n);
   out[n] = '\0';
-  return out;
-}
-
-/* One '\' between the parts however many separators of either kind each brings; an
- * empty part gives the other one unchanged. */
-char* sb__path_join(const char* a, const char* b) {
-  size_t la = strlen(a), lb = strlen(b);
-  char* out;
-  if (la == 0 || lb == 0)
-    return sb__xstrdup(la == 0 ? b : a);
-  while (la > 0 && (a[la - 1] == '/' || a[la - 1] == '\\'))
-    la--;
-  while (lb > 0 && (b[0] == '/' || b[0] == '\\')) {
-    b++;
-    lb--;
-  }
-  out = sb__xmalloc(la + lb + 2);
-  memcpy(out, a, la);
-  out[la] = '\\';
-  memcpy(out + la + 1, b, lb + 1);
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../internal.h"
+#include "oserror.h"
 
 #define SB__SERVICE_WNAME L"StreamBroker"
 #define SB__STOP_WAIT_HINT_MS 20000
@@ -332,7 +333,7 @@ int sb__service_uninstall(void) {
     fprintf(stderr, "streambrokerd: OpenService: %s\n",
             e == ERROR_ACCESS_DENIED ? "access denied: run this as an administrator"
                                      : "failed");
-    return e == ERROR_ACCESS_DENIED ? SB_EACCES : SB_EIO;
+    return sb__err_keep(sb__os_err((DWORD)e), SB__ERR_BIT(SB_EACCES));
   }
   if (QueryServiceStatus(svc, &st) && st.dwCurrentState != SERVICE_STOPPED) {
     ControlService(svc, SERVICE_CONTROL_STOP, &st);
@@ -387,7 +388,7 @@ int sb__service_path(int add) {
     fprintf(stderr,
             "streambrokerd: the system environment's registry key: error %ld%s\n", e,
             e == ERROR_ACCESS_DENIED ? " (run this as an administrator)" : "");
-    return e == ERROR_ACCESS_DENIED ? SB_EACCES : SB_EIO;
+    return sb__err_keep(sb__os_err((DWORD)e), SB__ERR_BIT(SB_EACCES));
   }
   e = RegQueryValueExW(key, L"Path", NULL, &type, NULL, &size);
   if (e != ERROR_SUCCESS && e != ERROR_FILE_NOT_FOUND) {
@@ -432,7 +433,7 @@ int sb__service_path(int add) {
                      (const BYTE*)out, (DWORD)((wcslen(out) + 1) * sizeof(WCHAR)));
   if (e != ERROR_SUCCESS) {
     fprintf(stderr, "streambrokerd: writing the system PATH: error %ld\n", e);
-    r = e == ERROR_ACCESS_DENIED ? SB_EACCES : SB_EIO;
+    r = sb__err_keep(sb__os_err((DWORD)e), SB__ERR_BIT(SB_EACCES));
     goto done;
   }
   /* New consoles see it; running programs that listen (Explorer) reload it. */
