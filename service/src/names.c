@@ -9,6 +9,7 @@
 
 #include "internal.h"
 #include "names.h"
+#include "strset.h"
 
 /* The names sent upstream are remembered up to this many, then forgotten (a name
  * sent again is then refused by a butler, and renamed through the refusal path). */
@@ -16,33 +17,18 @@
 
 /* The set of names sent to the upstream, by this run and (from the spool's table
  * sent_names) by earlier runs, so that a service restarted under a butler that lives on
- * goes on with names it has not seen (loop thread): open addressing, FNV-1a, grown at
- * 3/4 full, emptied at SB__NAMES_MAX. Each name added is also written to the spool. */
+ * goes on with names it has not seen (loop thread), emptied at SB__NAMES_MAX. Each name
+ * added is also written to the spool. */
 struct sb__names_s {
-  char** slot;
-  size_t cap, n;
+  sb__strset_t set;
   int loaded;        /* the spool's names were taken */
   sb__buf_t unsaved; /* names to record, each after a '\n' (a name has none) */
   int saving;        /* a job records names now: the others wait for it, so that a
                         burst of new streams costs one commit, not one each */
 };
 
-static uint64_t names_hash(const char* s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
-}
-
-static char** names_find(struct sb__names_s* set, const char* name) {
-  size_t i = (size_t)names_hash(name) & (set->cap - 1);
-  while (set->slot[i] && strcmp(set->slot[i], name) != 0)
-    i = (i + 1) & (set->cap - 1);
-  return &set->slot[i];
-}
-
-static int names_has(struct sb__names_s* set, const char* name) {
-  return set && set->cap && *names_find(set, name) != NULL;
+static int names_has(struct sb__names_s* names, const char* name) {
+  return names && sb__strset_find(&names->set, name) != NULL;
 }
 
 static void names_insert(sb__broker_t* b, const char* name, int record);
@@ -112,43 +98,17 @@ static struct sb__names_s* names_get(sb__broker_t* b) {
   return set;
 }
 
-static void names_clear(struct sb__names_s* set) {
-  size_t i;
-  for (i = 0; i < set->cap; i++)
-    free(set->slot[i]);
-  free(set->slot);
-  set->slot = NULL;
-  set->cap = set->n = 0;
-}
-
 static void names_insert(sb__broker_t* b, const char* name, int record) {
-  struct sb__names_s* set = b->sent_names;
-  char** at;
-  if (set->n >= SB__NAMES_MAX) {
+  struct sb__names_s* names = b->sent_names;
+  if (sb__strset_count(&names->set) >= SB__NAMES_MAX) {
     SB_LOG_I("upstream", "forgetting the %zu stream names sent upstream so far",
-             set->n);
-    names_clear(set);
+             sb__strset_count(&names->set));
+    sb__strset_clear(&names->set);
   }
-  if (set->n + 1 > set->cap / 4 * 3) {
-    struct sb__names_s grown = {0};
-    size_t i;
-    grown.cap = set->cap ? set->cap * 2 : 1024;
-    grown.slot = sb__xcalloc(grown.cap, sizeof(char*));
-    for (i = 0; i < set->cap; i++)
-      if (set->slot[i])
-        *names_find(&grown, set->slot[i]) = set->slot[i];
-    grown.n = set->n;
-    free(set->slot);
-    *set = grown;
-  }
-  at = names_find(set, name);
-  if (*at == NULL) {
-    *at = sb__xstrdup(name);
-    set->n++;
-  }
+  sb__strset_add(&names->set, name, NULL);
   if (record && b->spool != NULL) {
-    sb__buf_putc(&set->unsaved, '\n');
-    sb__buf_append(&set->unsaved, name, strlen(name));
+    sb__buf_putc(&names->unsaved, '\n');
+    sb__buf_append(&names->unsaved, name, strlen(name));
     names_save(b);
   }
 }
@@ -160,7 +120,7 @@ static void names_add(sb__broker_t* b, const char* name) {
 
 void sb__names_free(sb__broker_t* b) {
   if (b->sent_names) {
-    names_clear(b->sent_names);
+    sb__strset_clear(&b->sent_names->set);
     sb__buf_free(&b->sent_names->unsaved);
     free(b->sent_names);
     b->sent_names = NULL;
