@@ -60,7 +60,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "archive.h"
+#include "archive_int.h"
 #include "tags.h"
 
 /* How many sequence numbers a stream tries before it gives up. */

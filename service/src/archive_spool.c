@@ -40,7 +40,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "archive.h"
+#include "archive_int.h"
 
 /* One read of the spool takes at most this many bytes (and one chunk more). */
 #define AR_READ_LIMIT (256u * 1024u)
