@@ -1,7 +1,7 @@
 /*
- * archive_int.h - what the files of the archive share: archive.c (names to paths, the file
- * sink, the scan at start, retention) and archive_spool.c (a stream's way through the
- * spool while its files cannot be written). Other modules include internal.h only.
+ * archive_int.h - what the files of the archive share: archive.c (names to paths, the
+ * file sink, the scan at start, retention) and archive_spool.c (a stream's way through
+ * the spool while its files cannot be written). Other modules include internal.h only.
  */
 #ifndef SB_SERVICE_ARCHIVE_INT_H
 #define SB_SERVICE_ARCHIVE_INT_H
@@ -172,6 +172,19 @@ static inline unsigned long long sb__archive_id(const sb__archive_t* ar) {
 int sb__archive_at_boundary(const sb__archive_t* ar);
 /* The datagram index of the .log's next datagram (datagram streams). */
 uint64_t sb__archive_dgram_index(const sb__archive_t* ar);
+
+/* ---- archive_path.c ---- */
+
+/* The stable 64-bit hash (FNV-1a, finalized) of kind and p[0..n), from h: for the
+ * shortened names, and the index's buckets. */
+uint64_t sb__archive_path_hash(uint64_t h, char kind, const char* p, size_t n);
+/* STEM.ext, or STEM+SEQ.ext when seq > 0 (a new string). */
+char* sb__archive_path_with(const char* stem, unsigned seq, const char* ext);
+/* ARCHIVE_DIR joined with each segment of the mapped path rel, with the platform's
+ * separator; *parent gets the path without the last segment (both new strings). */
+char* sb__archive_path_join(const char* archive_dir, const char* rel, char** parent);
+/* The sequence number in a stem's "+N" suffix (0 when none). */
+unsigned sb__archive_path_seq(const char* stem);
 
 /* ---- archive.c, for archive_spool.c ---- */
 
