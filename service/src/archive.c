@@ -97,94 +97,7 @@ enum {
 /* The sidecar's versions. */
 enum { AR_SIDECAR_OPEN, AR_SIDECAR_CLOSED, AR_SIDECAR_LEFT };
 
-/* ---- what the archive knows: names' ends, sizes ---- */
-
-static uint64_t ar_name_hash(const char* name) {
-  return sb__archive_path_hash(0xcbf29ce484222325ull, 'K', name, strlen(name));
-}
-
-static sb__archive_state_t* ar_state(sb__broker_t* b) {
-  sb__archive_state_t* st = b->archive;
-  if (st == NULL) {
-    const char* delay = getenv("SB_TEST_ARCHIVE_WRITE_DELAY_MS");
-    st = b->archive = sb__xcalloc(1, sizeof(*st));
-    st->nbuckets = 1024;
-    st->buckets = sb__xcalloc(st->nbuckets, sizeof(*st->buckets));
-    /* For tests only: every data write of the archive waits this long before it is
-     * submitted (a timer; the loop never sleeps), so that a test can make an archive
-     * upstream slow and kill it mid-stream. */
-    if (delay != NULL && delay[0] != '\0') {
-      st->write_delay_ms = strtoull(delay, NULL, 10);
-      SB_LOG_W("archive",
-               "SB_TEST_ARCHIVE_WRITE_DELAY_MS: every write waits %llu ms "
-               "(for tests only)",
-               (unsigned long long)st->write_delay_ms);
-    }
-  }
-  return st;
-}
-
-/* The entry of a name, made (end 0) when create and absent. */
-static ar_known_t* ar_known(sb__archive_state_t* st, const char* name, int create) {
-  size_t at = (size_t)(ar_name_hash(name) % st->nbuckets), n;
-  ar_known_t* k;
-  for (k = st->buckets[at]; k != NULL; k = k->next)
-    if (strcmp(k->name, name) == 0)
-      return k;
-  if (!create)
-    return NULL;
-  n = strlen(name);
-  k = sb__xmalloc(sizeof(*k) + n + 1);
-  memcpy(k->name, name, n + 1);
-  k->end = 0;
-  k->next = st->buckets[at];
-  st->buckets[at] = k;
-  return k;
-}
-
-static void ar_known_end(ar_known_t* k, uint64_t end) {
-  if (k != NULL && end > k->end)
-    k->end = end;
-}
-
-static void ar_add_closed(sb__archive_state_t* st, const char* stem, uint64_t bytes,
-                          uint64_t files, int64_t time) {
-  if (st->head > 0 && st->head * 2 >= st->nclosed) {
-    /* The deleted front is reused. */
-    memmove(st->closed, st->closed + st->head,
-            (st->nclosed - st->head) * sizeof(*st->closed));
-    st->nclosed -= st->head;
-    st->head = 0;
-  }
-  if (st->nclosed == st->closed_cap) {
-    st->closed_cap = st->closed_cap ? 2 * st->closed_cap : 64;
-    st->closed = sb__xrealloc(st->closed, st->closed_cap * sizeof(*st->closed));
-  }
-  st->closed[st->nclosed].stem = sb__xstrdup(stem);
-  st->closed[st->nclosed].bytes = bytes;
-  st->closed[st->nclosed].files = files;
-  st->closed[st->nclosed].time = time;
-  st->nclosed++;
-}
-
 static void ar_retention_check(sb__broker_t* b);
-
-/* The streambroker.offset tag: 1 with *out set, 0 when absent, -1 when not a
- * decimal number (logged by the caller). */
-static int ar_offset_tag(const char* v, uint64_t* out) {
-  uint64_t x = 0;
-  if (v == NULL)
-    return 0;
-  if (*v == '\0')
-    return -1;
-  for (; *v; v++) {
-    if (*v < '0' || *v > '9' || x > (UINT64_MAX - 9) / 10)
-      return -1;
-    x = x * 10 + (uint64_t)(*v - '0');
-  }
-  *out = x;
-  return 1;
-}
 
 /* ---- the sink ---- */
 
@@ -623,9 +536,9 @@ static void ar_consume(sb__archive_t* ar, size_t n) {
   }
   if (ar->head == NULL)
     ar->tail = NULL;
-  ar_known_end(ar->known,
-               ar->start + (s->props.type == SB_DATAGRAM ? sb__archive_dgram_index(ar)
-                                                         : sb__archive_written(ar)));
+  sb__archive_index_end(ar->known, ar->start + (s->props.type == SB_DATAGRAM
+                                                    ? sb__archive_dgram_index(ar)
+                                                    : sb__archive_written(ar)));
 }
 
 void sb__archive_maybe_done(sb__archive_t* ar) {
@@ -664,9 +577,10 @@ void sb__archive_end(sb__archive_t* ar, int kept) {
         ar->claimed ? ar->log_path : "no file", (unsigned long long)ar->offset);
   }
   if (ar->claimed && !kept) {
-    ar_add_closed(st, ar->log_path, (uint64_t)ar->offset + ar->json_bytes,
-                  ar->json_bytes > 0 ? 2 : 1, ar->closed.sec);
-    /* ar_add_closed keeps the stem: cut ".log" off the copy it made. */
+    sb__archive_index_add_closed(st, ar->log_path,
+                                 (uint64_t)ar->offset + ar->json_bytes,
+                                 ar->json_bytes > 0 ? 2 : 1, ar->closed.sec);
+    /* sb__archive_index_add_closed keeps the stem: cut ".log" off the copy it made. */
     st->closed[st->nclosed - 1].stem[strlen(st->closed[st->nclosed - 1].stem) - 4] =
         '\0';
   }
@@ -765,8 +679,8 @@ static void ar_leave_segment(sb__archive_t* ar, int gone) {
                         left_done) != 0)
         left_done(&l->work, -1);
     }
-    ar_add_closed(st, ar->log_path, (uint64_t)ar->offset + ar->json_bytes, 2,
-                  sb__time_now().sec);
+    sb__archive_index_add_closed(
+        st, ar->log_path, (uint64_t)ar->offset + ar->json_bytes, 2, sb__time_now().sec);
     st->closed[st->nclosed - 1].stem[strlen(st->closed[st->nclosed - 1].stem) - 4] =
         '\0';
   }
@@ -1295,8 +1209,8 @@ static void ar_write(sb__sink_t* sink, sb__chunk_t* c) {
     sb__chunk_free(c);
     return;
   }
-  ar_known_end(ar->known,
-               ar->start + (s->props.type == SB_DATAGRAM ? s->datagrams : s->bytes));
+  sb__archive_index_end(
+      ar->known, ar->start + (s->props.type == SB_DATAGRAM ? s->datagrams : s->bytes));
   if (ar->route != AR_DIRECT) {
     sb__archive_spool_append(ar, c);
     return;
@@ -1362,83 +1276,26 @@ static void ar_destroy(sb__sink_t* sink) {
  * 248 for a directory; the longest suffix is 16 bytes). */
 #define AR_SHORT_PATH 230
 
-/* The key of a stream's name in what the archive knows: a broker in front sends a
- * reopen, or a second stream of one name, as NAME:N with the original in
- * streambroker.name: the data is the original's. */
-static const char* ar_name_key(const sb__stream_t* s) {
-  const char* key = sb__props_get_tag(&s->props, SB__TAG_NAME);
-  return key != NULL ? key : s->props.name;
-}
-
 /* The stream's own offset tag: where its data starts in the stream a broker in front
  * reopened. */
 static void ar_read_tag(sb__archive_t* ar) {
   sb__stream_t* s = ar->sink.stream;
   const char* tag = sb__props_get_tag(&s->props, SB__TAG_OFFSET);
-  if (ar_offset_tag(tag, &ar->start) < 0) {
+  if (sb__archive_index_offset_tag(tag, &ar->start) < 0) {
     SB_LOG_W("archive",
              "stream %llu \"%s\": tag streambroker.offset \"%s\" is not a "
              "number; taken as 0",
              sb__archive_id(ar), s->props.name, tag);
     ar->start = 0;
   }
-  ar->known = ar_known(s->broker->archive, ar_name_key(s), 0);
-}
-
-void sb__archive_gap(sb__archive_t* ar, uint64_t from, uint64_t to) {
-  sb__stream_t* s = ar->sink.stream;
-  sb__broker_t* b = s->broker;
-  int dgram = s->props.type == SB_DATAGRAM;
-  if (to <= from)
-    return;
-  /* A gap that follows the one the segment records already (the spool dropped more
-   * before the segment could begin) makes it longer. */
-  if (ar->gap == 0 || from != ar->gap_to) {
-    ar->gap_from = from;
-    b->counters.archive_gaps++;
-  }
-  ar->gap = ar->gap == 2 && from == ar->gap_to ? 2 : 1;
-  ar->gap_to = to;
-  if (dgram)
-    b->counters.archive_gap_datagrams += to - from;
-  else
-    b->counters.archive_gap_bytes += to - from;
-}
-
-/*
- * Gaps: a stream tagged streambroker.offset X starts at X of its name's data. When
- * the archive holds this name only up to E < X, E..X never arrived (the broker in
- * front lost it): the sidecar says so, a warning is logged and it is counted. The end
- * is over every segment of the name, kept as data is read.
- */
-void sb__archive_check_gap(sb__archive_t* ar, uint64_t at) {
-  sb__stream_t* s = ar->sink.stream;
-  sb__archive_state_t* st = s->broker->archive;
-  int dgram = s->props.type == SB_DATAGRAM;
-  ar_known_t* k = ar->known ? ar->known : ar_known(st, ar_name_key(s), 0);
-  if (at > 0 && (k == NULL || k->end < at)) {
-    uint64_t from = k ? k->end : 0;
-    sb__archive_gap(ar, from, at);
-    ar->gap = k ? 1 : 2;
-    SB_LOG_W("archive",
-             "stream %llu \"%s\" starts at %s %llu, but the archive holds %s %llu: "
-             "%llu %s never arrived",
-             sb__archive_id(ar), s->props.name, dgram ? "datagram" : "byte",
-             (unsigned long long)at, k ? "it only up to" : "nothing of it before",
-             (unsigned long long)from, (unsigned long long)(at - from),
-             dgram ? "datagrams" : "bytes");
-  }
-  if (k == NULL)
-    k = ar_known(st, ar_name_key(s), 1);
-  ar->known = k;
-  ar_known_end(k, at);
+  ar->known = sb__archive_index_known(s->broker->archive, sb__archive_index_key(s), 0);
 }
 
 /* A sink with its paths; no handle or request yet. */
 static sb__archive_t* ar_new(sb__stream_t* s, const char* archive_dir) {
   sb__archive_t* ar = sb__xcalloc(1, sizeof(*ar));
   char* rel = sb__archive_path(s->props.name);
-  ar_state(s->broker);
+  sb__archive_index_state(s->broker);
   ar->sink.write = ar_write;
   ar->sink.finish = ar_finish;
   ar->sink.destroy = ar_destroy;
@@ -1557,8 +1414,6 @@ static void retention_work(uv_work_t* w) {
   }
 }
 
-static void ar_state_free(sb__archive_state_t* st);
-
 static void retention_done(uv_work_t* w, int status) {
   sb__archive_state_t* st = SB_CONTAINER_OF(w, sb__archive_state_t, work);
   sb__broker_t* b = st->broker;
@@ -1596,7 +1451,7 @@ static void retention_done(uv_work_t* w, int status) {
   st->nvictims = 0;
   st->busy = 0;
   if (st->closing) {
-    ar_state_free(st);
+    sb__archive_index_free(st);
     return;
   }
   if (st->again) {
@@ -1654,14 +1509,6 @@ static void ar_retention_check(sb__broker_t* b) {
 static void on_retention_timer(uv_timer_t* t) {
   sb__archive_state_t* st = t->data;
   ar_retention_check(st->broker);
-}
-
-static int ar_closed_cmp(const void* a, const void* b) {
-  const ar_closed_t* x = a;
-  const ar_closed_t* y = b;
-  if (x->time != y->time)
-    return x->time < y->time ? -1 : 1;
-  return strcmp(x->stem, y->stem);
 }
 
 /* ---- at start: the scan, recovery, known ends and sizes ---- */
@@ -1937,7 +1784,7 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   uv_fs_req_cleanup(&req);
   sc->st->files += files;
   sc->st->bytes += size + json_size;
-  ar_add_closed(sc->st, stem, size + json_size, files, mt.sec);
+  sb__archive_index_add_closed(sc->st, stem, size + json_size, files, mt.sec);
   /* The name's end. */
   item = cJSON_GetObjectItemCaseSensitive(doc, "name");
   if (cJSON_IsString(item))
@@ -1947,7 +1794,8 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   if (cJSON_IsString(item))
     name = item->valuestring;
   item = cJSON_GetObjectItemCaseSensitive(tags, SB__TAG_OFFSET);
-  if (!cJSON_IsString(item) || ar_offset_tag(item->valuestring, &start) <= 0)
+  if (!cJSON_IsString(item) ||
+      sb__archive_index_offset_tag(item->valuestring, &start) <= 0)
     start = 0;
   item = cJSON_GetObjectItemCaseSensitive(doc, "type");
   dgram = cJSON_IsString(item) && strcmp(item->valuestring, "datagram") == 0;
@@ -1955,7 +1803,7 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
   units =
       cJSON_IsNumber(item) && item->valuedouble > 0 ? (uint64_t)item->valuedouble : 0;
   if (name != NULL)
-    ar_known_end(ar_known(sc->st, name, 1), start + units);
+    sb__archive_index_end(sb__archive_index_known(sc->st, name, 1), start + units);
   cJSON_Delete(doc);
   free(log_path);
   free(json_path);
@@ -2041,7 +1889,7 @@ static void ar_retention_timer_start(sb__broker_t* b, sb__archive_state_t* st) {
  * a datagram stream left open), so it is short next to a service's life.
  */
 int sb__archive_open(sb__broker_t* b) {
-  sb__archive_state_t* st = ar_state(b);
+  sb__archive_state_t* st = sb__archive_index_state(b);
   ar_scan_t sc;
   char* root;
   uint64_t t0 = uv_hrtime();
@@ -2066,7 +1914,7 @@ int sb__archive_open(sb__broker_t* b) {
            (unsigned long long)b->counters.archive_tmp_removed,
            (unsigned long long)((uv_hrtime() - t0) / 1000000));
   if (st->nclosed > 1)
-    qsort(st->closed, st->nclosed, sizeof(*st->closed), ar_closed_cmp);
+    qsort(st->closed, st->nclosed, sizeof(*st->closed), sb__archive_index_closed_cmp);
   st->broker = b;
   if (b->cfg.archive_max_age > 0)
     ar_retention_timer_start(b, st);
@@ -2074,29 +1922,11 @@ int sb__archive_open(sb__broker_t* b) {
   return 0;
 }
 
-static void ar_state_free(sb__archive_state_t* st) {
-  size_t i;
-  for (i = 0; i < st->nbuckets; i++) {
-    ar_known_t* k = st->buckets[i];
-    while (k) {
-      ar_known_t* next = k->next;
-      free(k);
-      k = next;
-    }
-  }
-  for (i = st->head; i < st->nclosed; i++)
-    free(st->closed[i].stem);
-  free(st->closed);
-  free(st->buckets);
-  free(st->last_error);
-  free(st);
-}
-
 static void on_timer_closed(uv_handle_t* h) {
   sb__archive_state_t* st = h->data;
   st->timer_started = 0;
   if (!st->busy)
-    ar_state_free(st);
+    sb__archive_index_free(st);
 }
 
 /* The state goes once its timer is closed and no deletion is under way (both end on
@@ -2112,7 +1942,7 @@ void sb__archive_close(sb__broker_t* b) {
   if (st->timer_started)
     uv_close((uv_handle_t*)&st->timer, on_timer_closed);
   else if (!st->busy)
-    ar_state_free(st);
+    sb__archive_index_free(st);
 }
 
 /* A reload may set archive_max_age where there was none: the timer starts then (it

@@ -186,6 +186,33 @@ char* sb__archive_path_join(const char* archive_dir, const char* rel, char** par
 /* The sequence number in a stem's "+N" suffix (0 when none). */
 unsigned sb__archive_path_seq(const char* stem);
 
+/* ---- archive_index.c ---- */
+
+/* The broker's archive state, made at first use. */
+sb__archive_state_t* sb__archive_index_state(sb__broker_t* b);
+/* The entry of a name, made (end 0) when create and absent; NULL otherwise. */
+ar_known_t* sb__archive_index_known(sb__archive_state_t* st, const char* name,
+                                    int create);
+/* Raises a name's end to end (k may be NULL). */
+void sb__archive_index_end(ar_known_t* k, uint64_t end);
+/* A closed segment, at the end of the list (stem is copied). */
+void sb__archive_index_add_closed(sb__archive_state_t* st, const char* stem,
+                                  uint64_t bytes, uint64_t files, int64_t time);
+/* The streambroker.offset tag: 1 with *out set, 0 when absent, -1 when not a
+ * decimal number (logged by the caller). */
+int sb__archive_index_offset_tag(const char* v, uint64_t* out);
+/* qsort's order of closed segments: oldest first, then by stem. */
+int sb__archive_index_closed_cmp(const void* a, const void* b);
+/* Frees the state and all it knows. */
+void sb__archive_index_free(sb__archive_state_t* st);
+/* The key of a stream's name in the index (its original name, when a broker in front
+ * renamed it). */
+const char* sb__archive_index_key(const sb__stream_t* s);
+/* Records a gap before the segment: data from..to never arrived (or was lost). */
+void sb__archive_gap(sb__archive_t* ar, uint64_t from, uint64_t to);
+/* The gap check of a stream that starts at `at` (its tag plus the segment's mark). */
+void sb__archive_check_gap(sb__archive_t* ar, uint64_t at);
+
 /* ---- archive.c, for archive_spool.c ---- */
 
 /* Decides and submits the sink's next request (nothing when one is in flight). */
@@ -202,10 +229,6 @@ void sb__archive_end(sb__archive_t* ar, int kept);
 /* Records the first error of a stream (done reports it, the sidecar says it). */
 void sb__archive_set_error(sb__archive_t* ar, int err, const char* what,
                            const char* path, const char* why);
-/* Records a gap before the segment: data from..to never arrived (or was lost). */
-void sb__archive_gap(sb__archive_t* ar, uint64_t from, uint64_t to);
-/* The gap check of a stream that starts at `at` (its tag plus the segment's mark). */
-void sb__archive_check_gap(sb__archive_t* ar, uint64_t at);
 
 /* ---- archive_spool.c ---- */
 
