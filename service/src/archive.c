@@ -94,9 +94,6 @@ enum {
   AR_LOG_DELAY
 };
 
-/* The sidecar's versions. */
-enum { AR_SIDECAR_OPEN, AR_SIDECAR_CLOSED, AR_SIDECAR_LEFT };
-
 static void ar_retention_check(sb__broker_t* b);
 
 /* ---- the sink ---- */
@@ -155,17 +152,6 @@ void sb__archive_drop_queue(sb__archive_t* ar) {
     sb__chunk_free(c);
   }
   ar->tail = NULL;
-}
-
-void sb__archive_set_error(sb__archive_t* ar, int err, const char* what,
-                           const char* path, const char* why) {
-  size_t n;
-  if (ar->err != 0)
-    return;
-  n = strlen(what) + strlen(path) + strlen(why) + 8;
-  ar->err = err;
-  ar->err_text = sb__xmalloc(n);
-  snprintf(ar->err_text, n, "%s %s: %s", what, path, why);
 }
 
 int sb__archive_at_boundary(const sb__archive_t* ar) {
@@ -247,152 +233,6 @@ static void ar_set_paths(sb__archive_t* ar) {
   ar->tmp_path = sb__archive_path_with(ar->stem, ar->seq, ".json.tmp");
 }
 
-/* cJSON returns NULL when an allocation fails: the service aborts, as on any small
- * allocation (sb__xmalloc). */
-static cJSON* ar_need(cJSON* item) {
-  if (item == NULL) {
-    fprintf(stderr, "streambrokerd: out of memory (cJSON)\n");
-    abort();
-  }
-  return item;
-}
-
-static void ar_add_time(cJSON* obj, const char* key, int has, sb__time_t t) {
-  char buf[SB__TIME_BUF];
-  if (has && sb__time_format(t, buf) >= 0)
-    ar_need(cJSON_AddStringToObject(obj, key, buf));
-  else
-    ar_need(cJSON_AddNullToObject(obj, key));
-}
-
-/* "gap": {"from": E, "to": X, "unit": "bytes" | "datagrams"}, and "nothing_before":
- * true when the archive held nothing of the name. */
-static void ar_add_gap(cJSON* root, int gap, uint64_t from, uint64_t to, int dgram) {
-  cJSON* g;
-  if (gap == 0)
-    return;
-  g = ar_need(cJSON_AddObjectToObject(root, "gap"));
-  ar_need(cJSON_AddNumberToObject(g, "from", (double)from));
-  ar_need(cJSON_AddNumberToObject(g, "to", (double)to));
-  ar_need(cJSON_AddStringToObject(g, "unit", dgram ? "datagrams" : "bytes"));
-  if (gap == 2)
-    ar_need(cJSON_AddBoolToObject(g, "nothing_before", 1));
-}
-
-/* What the stream read and the archive does not hold: after the .log's end, and what
- * the spool lost on the way. */
-static uint64_t ar_lost(const sb__archive_t* ar) {
-  uint64_t read = ar->sink.stream->bytes, written = sb__archive_written(ar);
-  return (read > written ? read - written : 0) + ar->lost;
-}
-
-/*
- * The sidecar's text (cJSON_free): its opening version, its closing one, or the one
- * of a segment left for a new one (what it holds; its stream goes on elsewhere). A
- * segment that starts inside its stream carries the tag streambroker.offset with
- * where: its first byte, or its first datagram's index, added to the offset the
- * stream itself came with.
- */
-static char* ar_sidecar(sb__archive_t* ar, int version) {
-  static const char* const types[] = {"text", "binary", "datagram"};
-  sb__stream_t* s = ar->sink.stream;
-  const sb__props_t* p = &s->props;
-  int closed = version != AR_SIDECAR_OPEN, final = version == AR_SIDECAR_CLOSED;
-  int first = ar->seg_start == 0 && !ar->resumed;
-  uint64_t bytes = 0, dgrams = 0;
-  cJSON* root = ar_need(cJSON_CreateObject());
-  cJSON *tags, *client;
-  char* text;
-  size_t i;
-  if (final) {
-    bytes = s->bytes > ar->seg_start ? s->bytes - ar->seg_start : 0;
-    dgrams = first ? s->datagrams : ar->wdg.count;
-  } else if (closed) {
-    bytes = (uint64_t)ar->offset;
-    dgrams = ar->wdg.count;
-  }
-  ar_need(cJSON_AddStringToObject(root, "name", p->name));
-  ar_need(cJSON_AddStringToObject(
-      root, "type",
-      p->type >= SB_TEXT && p->type <= SB_DATAGRAM ? types[p->type] : "text"));
-  ar_need(cJSON_AddStringToObject(root, "contentType",
-                                  p->content_type ? p->content_type : ""));
-  ar_add_time(root, "timestamp", p->has_timestamp, p->timestamp);
-  tags = ar_need(cJSON_AddObjectToObject(root, "tags"));
-  for (i = 0; i < p->tag_count; i++)
-    if (ar->seg_mark == 0 || strcmp(p->tags[i].key, SB__TAG_OFFSET) != 0)
-      ar_need(cJSON_AddStringToObject(tags, p->tags[i].key, p->tags[i].value));
-  if (ar->seg_mark > 0) {
-    char num[32];
-    snprintf(num, sizeof(num), "%llu", (unsigned long long)(ar->start + ar->seg_mark));
-    ar_need(cJSON_AddStringToObject(tags, SB__TAG_OFFSET, num));
-  }
-  ar_need(cJSON_AddNumberToObject(root, "sequence", ar->seq));
-  ar_add_time(root, "opened", 1, ar->has_seg_opened ? ar->seg_opened : s->opened);
-  ar_add_time(root, "closed", closed, final ? ar->closed : sb__time_now());
-  ar_need(cJSON_AddNumberToObject(root, "bytes", (double)bytes));
-  if (p->type == SB_DATAGRAM)
-    ar_need(cJSON_AddNumberToObject(root, "datagrams", (double)dgrams));
-  client = ar_need(cJSON_AddObjectToObject(root, "client"));
-  if (s->peer_pid >= 0)
-    ar_need(cJSON_AddNumberToObject(client, "pid", (double)s->peer_pid));
-  if (s->peer_uid >= 0)
-    ar_need(cJSON_AddNumberToObject(client, "uid", (double)s->peer_uid));
-  if (s->peer_gid >= 0)
-    ar_need(cJSON_AddNumberToObject(client, "gid", (double)s->peer_gid));
-  /* Windows has no uid: the client process's user SID says who wrote the stream. */
-  if (s->peer_uid < 0 && strncmp(s->peer_user, "S-", 2) == 0)
-    ar_need(cJSON_AddStringToObject(client, "sid", s->peer_user));
-  ar_add_gap(root, ar->gap, ar->gap_from, ar->gap_to, p->type == SB_DATAGRAM);
-  ar_need(
-      cJSON_AddBoolToObject(root, "complete", final && ar->err == 0 && ar->lost == 0));
-  if (ar->lost > 0 && closed)
-    ar_need(cJSON_AddNumberToObject(root, "dropped_bytes", (double)ar->lost));
-  if (ar->spooled > 0 && closed)
-    ar_need(cJSON_AddNumberToObject(root, "spooled_bytes", (double)ar->spooled));
-  if (ar->resumed)
-    ar_need(cJSON_AddBoolToObject(root, "resumed", 1));
-  if (version == AR_SIDECAR_LEFT)
-    ar_need(cJSON_AddBoolToObject(root, "continued", 1));
-  if (ar->err != 0 && version != AR_SIDECAR_LEFT) {
-    ar_need(cJSON_AddStringToObject(
-        root, "error", ar->err_text ? ar->err_text : sb_strerror(ar->err)));
-    /* What the .log holds of what the client sent. */
-    ar_need(cJSON_AddNumberToObject(root, "archived_bytes", (double)ar->offset));
-    if (final)
-      ar_need(cJSON_AddNumberToObject(root, "lost_bytes", (double)ar_lost(ar)));
-  } else if (final && ar->lost > 0) {
-    ar_need(cJSON_AddNumberToObject(root, "lost_bytes", (double)ar_lost(ar)));
-  }
-  text = cJSON_Print(root);
-  cJSON_Delete(root);
-  if (text == NULL)
-    ar_need(NULL);
-  return text;
-}
-
-/* Makes the sidecar text (ar->json) for the opening or closing version. */
-static void ar_json_text(sb__archive_t* ar, int final) {
-  char* text = ar_sidecar(ar, final ? AR_SIDECAR_CLOSED : AR_SIDECAR_OPEN);
-  size_t n = strlen(text);
-  free(ar->json);
-  ar->json = sb__xmalloc(n + 1);
-  memcpy(ar->json, text, n);
-  ar->json[n++] = '\n';
-  cJSON_free(text);
-  ar->json_len = n;
-}
-
-/* Starts writing the sidecar: PATH.json.tmp, then renamed over PATH.json. */
-static void ar_json_start(sb__archive_t* ar, int final) {
-  ar_json_text(ar, final);
-  ar->json_off = 0;
-  ar->json_final = final;
-  ar->json_failed = 0;
-  ar->inplace_tried = 0;
-  ar->json_pending = 1;
-}
-
 /*
  * The stream's files are opened on the threadpool through sb__file_open: relative to
  * their directory's descriptor, never through a link, a regular file of the service's
@@ -419,7 +259,7 @@ static void ar_submit_open(sb__archive_t* ar, int op, const char* path, int flag
 static void ar_submit_json_open(sb__archive_t* ar) {
   /* A sidecar that failed before is made again: it may say more now. */
   if (ar->json_failed)
-    ar_json_start(ar, ar->json_final);
+    sb__archive_sidecar_start(ar, ar->json_final);
   /* Made exclusively: a .tmp planted beside the sidecar must not send the service's
    * write elsewhere. */
   ar_submit_open(ar, AR_JSON_OPEN, ar->tmp_path,
@@ -565,7 +405,7 @@ void sb__archive_end(sb__archive_t* ar, int kept) {
   if (kept) {
     s->kept = 1;
   } else if (ar->err != 0 || ar->lost > 0) {
-    uint64_t lost = ar_lost(ar);
+    uint64_t lost = sb__archive_sidecar_lost(ar);
     s->broker->counters.archive_bytes_lost += lost;
     SB_LOG_E(
         "archive",
@@ -644,11 +484,9 @@ typedef struct {
   int result;
 } ar_left_t;
 
-static int ar_write_sync(const char* path, const char* text);
-
 static void left_work(uv_work_t* w) {
   ar_left_t* l = SB_CONTAINER_OF(w, ar_left_t, work);
-  l->result = ar_write_sync(l->path, l->text);
+  l->result = sb__archive_sidecar_write(l->path, l->text);
 }
 
 static void left_done(uv_work_t* w, int status) {
@@ -671,7 +509,7 @@ static void ar_leave_segment(sb__archive_t* ar, int gone) {
   if (ar->claimed) {
     if (!gone) {
       ar_left_t* l = sb__xcalloc(1, sizeof(*l));
-      char* text = ar_sidecar(ar, AR_SIDECAR_LEFT);
+      char* text = sb__archive_sidecar(ar, AR_SIDECAR_LEFT);
       l->path = sb__xstrdup(ar->json_path);
       l->text = sb__xstrdup(text);
       cJSON_free(text);
@@ -913,7 +751,7 @@ void sb__archive_step(sb__archive_t* ar) {
       ar->closed = sb__time_now();
       ar->has_closed = 1;
     }
-    ar_json_start(ar, 1);
+    sb__archive_sidecar_start(ar, 1);
     sb__archive_step(ar);
     return;
   }
@@ -996,7 +834,7 @@ static void ar_complete(sb__archive_t* ar, int r) {
       else
         SB_LOG_I("archive", "stream %llu \"%s\": archived to %s", sb__archive_id(ar),
                  s->props.name, ar->log_path);
-      ar_json_start(ar, 0);
+      sb__archive_sidecar_start(ar, 0);
     } else if (sb__fs_name_taken(r, ar->log_path) && ar->seq < AR_MAX_SEQ) {
       ar->seq++; /* EEXIST, or a delete-pending name on Windows */
       ar_set_paths(ar);
@@ -1167,7 +1005,7 @@ static void ar_complete(sb__archive_t* ar, int r) {
      * over the opening one; else the sidecar waits for a retry. */
     if (ar->json_final && !ar->inplace_tried && ar->json_bytes > 0) {
       ar->inplace_tried = 1;
-      ar_json_text(ar, 1); /* again: it may say more now */
+      sb__archive_sidecar_make(ar, 1); /* again: it may say more now */
       ar->op = AR_JSON_INPLACE;
       if (uv_queue_work(loop, &ar->work, inplace_work, rename_retry_done) == 0)
         break;
@@ -1525,49 +1363,6 @@ static int ar_ends_with(const char* s, const char* suffix) {
   return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* A whole (small) file, NUL-terminated; NULL when it cannot be read. */
-static char* ar_read_small(const char* path, size_t* len) {
-  uv_fs_t req;
-  sb__buf_t b = {0};
-  char chunk[16384];
-  int fd = uv_fs_open(NULL, &req, path, UV_FS_O_RDONLY | UV_FS_O_NOFOLLOW, 0, NULL);
-  uv_fs_req_cleanup(&req);
-  if (fd < 0)
-    return NULL;
-  for (;;) {
-    uv_buf_t buf = uv_buf_init(chunk, sizeof(chunk));
-    int r = uv_fs_read(NULL, &req, fd, &buf, 1, (int64_t)b.len, NULL);
-    uv_fs_req_cleanup(&req);
-    if (r <= 0 || b.len > 8u * 1024u * 1024u) {
-      if (r < 0)
-        b.len = 0, b.err = r;
-      break;
-    }
-    sb__buf_append(&b, chunk, (size_t)r);
-  }
-  uv_fs_close(NULL, &req, fd, NULL);
-  uv_fs_req_cleanup(&req);
-  sb__buf_putc(&b, '\0');
-  if (b.err != 0) {
-    sb__buf_free(&b);
-    return NULL;
-  }
-  *len = b.len - 1;
-  return b.data;
-}
-
-static cJSON* ar_read_json(const char* path) {
-  size_t len;
-  char* text = ar_read_small(path, &len);
-  cJSON* doc = text ? cJSON_ParseWithLength(text, len) : NULL;
-  free(text);
-  if (doc != NULL && !cJSON_IsObject(doc)) {
-    cJSON_Delete(doc);
-    doc = NULL;
-  }
-  return doc;
-}
-
 /* Complete datagrams in a .log (its framing); a damaged tail ends the count. */
 static uint64_t ar_count_datagrams(const char* path) {
   uv_fs_t req;
@@ -1604,48 +1399,6 @@ done:
   return d.count;
 }
 
-static void ar_json_set(cJSON* obj, const char* key, cJSON* item) {
-  cJSON_DeleteItemFromObjectCaseSensitive(obj, key);
-  cJSON_AddItemToObject(obj, key, ar_need(item));
-}
-
-/* Writes text as path, through path.tmp, fsync and a rename. 0 or a libuv error. */
-static int ar_write_sync(const char* path, const char* text) {
-  size_t n = strlen(path) + 5;
-  char* tmp = sb__xmalloc(n);
-  uv_fs_t req;
-  uv_buf_t buf = uv_buf_init((char*)text, (unsigned)strlen(text));
-  int fd, r;
-  snprintf(tmp, n, "%s.tmp", path);
-  /* Made anew: what is in its place (a leftover, or a link) is removed, not followed,
-   * and the .tmp is created exclusively. */
-  uv_fs_unlink(NULL, &req, tmp, NULL);
-  uv_fs_req_cleanup(&req);
-  fd = sb__file_open(tmp, UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL);
-  if ((r = fd) >= 0) {
-    r = uv_fs_write(NULL, &req, fd, &buf, 1, 0, NULL);
-    uv_fs_req_cleanup(&req);
-    if (r >= 0 && (size_t)r != buf.len)
-      r = UV_ENOSPC;
-    if (r >= 0) {
-      r = uv_fs_fsync(NULL, &req, fd, NULL);
-      uv_fs_req_cleanup(&req);
-    }
-    uv_fs_close(NULL, &req, fd, NULL);
-    uv_fs_req_cleanup(&req);
-    if (r >= 0) {
-      r = uv_fs_rename(NULL, &req, tmp, path, NULL);
-      uv_fs_req_cleanup(&req);
-    }
-    if (r < 0) {
-      uv_fs_unlink(NULL, &req, tmp, NULL);
-      uv_fs_req_cleanup(&req);
-    }
-  }
-  free(tmp);
-  return r < 0 ? r : 0;
-}
-
 static int ar_absent(const char* path) {
   uv_fs_t req;
   int r = uv_fs_stat(NULL, &req, path, NULL);
@@ -1655,7 +1408,7 @@ static int ar_absent(const char* path) {
 
 /* Whether path is a sidecar written in full: absent, empty or cut short, it is not. */
 static int ar_tmp_holds_sidecar(const char* path) {
-  cJSON* doc = ar_absent(path) ? NULL : ar_read_json(path);
+  cJSON* doc = ar_absent(path) ? NULL : sb__archive_sidecar_read(path);
   int r = doc != NULL;
   cJSON_Delete(doc);
   return r;
@@ -1716,11 +1469,12 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
     return;
   }
   sc->segments++;
-  doc = ar_read_json(json_path);
+  doc = sb__archive_sidecar_read(json_path);
   if (!(doc && cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "closed")))) {
     /* Left open: finish it. */
-    cJSON* src = doc ? doc : ar_read_json(tmp_path);
-    cJSON* out = src ? ar_need(cJSON_Duplicate(src, 1)) : ar_need(cJSON_CreateObject());
+    cJSON* src = doc ? doc : sb__archive_sidecar_read(tmp_path);
+    cJSON* out = src ? sb__archive_sidecar_need(cJSON_Duplicate(src, 1))
+                     : sb__archive_sidecar_need(cJSON_CreateObject());
     char buf[SB__TIME_BUF];
     char* text;
     if (src != doc)
@@ -1728,7 +1482,7 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
     cJSON_Delete(doc);
     doc = out;
     if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(doc, "name")))
-      ar_json_set(doc, "name", cJSON_CreateNull());
+      sb__archive_sidecar_set(doc, "name", cJSON_CreateNull());
     {
       /* The path below the archive directory, with '/' separators. */
       char* rel = sb__xstrdup(stem + strlen(sc->root) + 1);
@@ -1736,24 +1490,25 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
       for (c = rel; *c; c++)
         if (*c == '\\')
           *c = '/';
-      ar_json_set(doc, "mapped_path", cJSON_CreateString(rel));
+      sb__archive_sidecar_set(doc, "mapped_path", cJSON_CreateString(rel));
       free(rel);
     }
     if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(doc, "sequence")))
-      ar_json_set(doc, "sequence", cJSON_CreateNumber(sb__archive_path_seq(stem)));
+      sb__archive_sidecar_set(doc, "sequence",
+                              cJSON_CreateNumber(sb__archive_path_seq(stem)));
     if (sb__time_format(mt, buf) < 0)
       snprintf(buf, sizeof(buf), "1970-01-01T00:00:00Z");
-    ar_json_set(doc, "closed", cJSON_CreateString(buf));
-    ar_json_set(doc, "bytes", cJSON_CreateNumber((double)size));
+    sb__archive_sidecar_set(doc, "closed", cJSON_CreateString(buf));
+    sb__archive_sidecar_set(doc, "bytes", cJSON_CreateNumber((double)size));
     item = cJSON_GetObjectItemCaseSensitive(doc, "type");
     if (cJSON_IsString(item) && strcmp(item->valuestring, "datagram") == 0)
-      ar_json_set(doc, "datagrams",
-                  cJSON_CreateNumber((double)ar_count_datagrams(log_path)));
-    ar_json_set(doc, "complete", cJSON_CreateFalse());
-    ar_json_set(doc, "recovered", cJSON_CreateTrue());
+      sb__archive_sidecar_set(doc, "datagrams",
+                              cJSON_CreateNumber((double)ar_count_datagrams(log_path)));
+    sb__archive_sidecar_set(doc, "complete", cJSON_CreateFalse());
+    sb__archive_sidecar_set(doc, "recovered", cJSON_CreateTrue());
     text = cJSON_Print(doc);
     if (text == NULL)
-      ar_need(NULL);
+      sb__archive_sidecar_need(NULL);
     /* Written through STEM.json.tmp, which replaces a stale one. */
     r = uv_fs_stat(NULL, &req, tmp_path, NULL);
     uv_fs_req_cleanup(&req);
@@ -1761,7 +1516,7 @@ static void ar_scan_segment(ar_scan_t* sc, const char* stem) {
       sc->b->counters.archive_tmp_removed++;
       SB_LOG_W("archive", "removed %s, left by an earlier run", tmp_path);
     }
-    r = ar_write_sync(json_path, text);
+    r = sb__archive_sidecar_write(json_path, text);
     cJSON_free(text);
     item = cJSON_GetObjectItemCaseSensitive(doc, "name");
     if (r < 0) {

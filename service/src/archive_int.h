@@ -213,6 +213,33 @@ void sb__archive_gap(sb__archive_t* ar, uint64_t from, uint64_t to);
 /* The gap check of a stream that starts at `at` (its tag plus the segment's mark). */
 void sb__archive_check_gap(sb__archive_t* ar, uint64_t at);
 
+/* ---- archive_sidecar.c ---- */
+
+struct cJSON;
+/* The sidecar's versions. */
+enum { AR_SIDECAR_OPEN, AR_SIDECAR_CLOSED, AR_SIDECAR_LEFT };
+
+/* Records the first error of a stream (done reports it, the sidecar says it). */
+void sb__archive_set_error(sb__archive_t* ar, int err, const char* what,
+                           const char* path, const char* why);
+/* item, or the service aborts when cJSON could not allocate it (as sb__xmalloc). */
+struct cJSON* sb__archive_sidecar_need(struct cJSON* item);
+/* What the stream read and the archive does not hold. */
+uint64_t sb__archive_sidecar_lost(const sb__archive_t* ar);
+/* The sidecar's text in a version (cJSON_free). */
+char* sb__archive_sidecar(sb__archive_t* ar, int version);
+/* Makes ar->json, the opening or closing (final) version with its newline. */
+void sb__archive_sidecar_make(sb__archive_t* ar, int final);
+/* Starts writing the sidecar: PATH.json.tmp, then renamed over PATH.json. */
+void sb__archive_sidecar_start(sb__archive_t* ar, int final);
+/* A sidecar read whole and parsed; NULL when unreadable or not an object. Blocking. */
+struct cJSON* sb__archive_sidecar_read(const char* path);
+/* Sets obj's key to item (replacing it). */
+void sb__archive_sidecar_set(struct cJSON* obj, const char* key, struct cJSON* item);
+/* Writes text as path, through path.tmp, fsync and a rename. 0 or a libuv error.
+ * Blocking: the threadpool's, or the scan's at start. */
+int sb__archive_sidecar_write(const char* path, const char* text);
+
 /* ---- archive.c, for archive_spool.c ---- */
 
 /* Decides and submits the sink's next request (nothing when one is in flight). */
@@ -226,9 +253,6 @@ void sb__archive_drop_queue(sb__archive_t* ar);
 void sb__archive_maybe_done(sb__archive_t* ar);
 /* Ends the sink: kept, its data stays in the spool for the next start. */
 void sb__archive_end(sb__archive_t* ar, int kept);
-/* Records the first error of a stream (done reports it, the sidecar says it). */
-void sb__archive_set_error(sb__archive_t* ar, int err, const char* what,
-                           const char* path, const char* why);
 
 /* ---- archive_spool.c ---- */
 
