@@ -240,6 +240,14 @@ void sb__archive_sidecar_set(struct cJSON* obj, const char* key, struct cJSON* i
  * Blocking: the threadpool's, or the scan's at start. */
 int sb__archive_sidecar_write(const char* path, const char* text);
 
+/* ---- archive_retention.c ---- */
+
+/* Deletes the oldest closed segments while the archive is over its limits (a batch on
+ * the threadpool; nothing without limits, or while closing). */
+void sb__archive_retention_check(sb__broker_t* b);
+/* Starts the age check's timer (it does not keep the loop alive). */
+void sb__archive_retention_start(sb__broker_t* b, sb__archive_state_t* st);
+
 /* ---- archive.c, for archive_spool.c ---- */
 
 /* Decides and submits the sink's next request (nothing when one is in flight). */
