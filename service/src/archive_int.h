@@ -248,6 +248,19 @@ void sb__archive_retention_check(sb__broker_t* b);
 /* Starts the age check's timer (it does not keep the loop alive). */
 void sb__archive_retention_start(sb__broker_t* b, sb__archive_state_t* st);
 
+/* ---- archive_recovery.c ---- */
+
+/* The scan at start: what it learns, and where. */
+typedef struct {
+  sb__broker_t* b;
+  sb__archive_state_t* st;
+  const char* root;
+  uint64_t segments;
+} ar_scan_t;
+
+/* Scans dir (depth levels below the root) and every directory below it. */
+void sb__archive_recovery_scan(ar_scan_t* sc, const char* dir, int depth);
+
 /* ---- archive.c, for archive_spool.c ---- */
 
 /* Decides and submits the sink's next request (nothing when one is in flight). */
