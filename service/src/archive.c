@@ -63,70 +63,10 @@
 #include "archive_int.h"
 #include "tags.h"
 
-/* How many sequence numbers a stream tries before it gives up. */
-#define AR_MAX_SEQ 100000u
-/* One write request takes at most this many chunks and bytes. */
-#define AR_MAX_BUFS 64
-#define AR_MAX_BATCH (1024u * 1024u)
-/* Draining the spool, the .log is flushed (and the spool told) at least this often. */
-#define AR_FLUSH_BYTES (8u * 1024u * 1024u)
-
-/* The file request in flight (ar->op). */
-enum {
-  AR_NONE = 0,
-  AR_LOG_OPEN,   /* claims a sequence number: O_CREAT | O_EXCL */
-  AR_LOG_REOPEN, /* a retry: the claimed .log again */
-  AR_LOG_STAT,   /* ... and its size, to go on only where it ends */
-  AR_LOG_WRITE,
-  AR_LOG_FLUSH, /* draining: fsync before the spool forgets what was written */
-  AR_LOG_SYNC,  /* the end: fsync */
-  AR_LOG_CLOSE,
-  AR_BREAK_SYNC,  /* a .log that failed: what it holds is flushed ... */
-  AR_BREAK_CLOSE, /* ... and it is closed (results only logged) */
-  AR_JSON_OPEN,
-  AR_JSON_CLEAR, /* what was in the .tmp's place is removed, then the open again */
-  AR_JSON_WRITE,
-  AR_JSON_SYNC,
-  AR_JSON_CLOSE,
-  AR_JSON_RENAME,
-  AR_JSON_UNLINK,
-  AR_JSON_INPLACE,
-  AR_LOG_DELAY
-};
-
 /* ---- the sink ---- */
 
 static sb__archive_t* ar_of(sb__sink_t* sink) {
   return SB_CONTAINER_OF(sink, sb__archive_t, sink);
-}
-
-static void ar_complete(sb__archive_t* ar, int result);
-
-static void on_fs(uv_fs_t* req) {
-  sb__archive_t* ar = SB_CONTAINER_OF(req, sb__archive_t, req);
-  int result = (int)req->result;
-  if (ar->op == AR_LOG_STAT && result >= 0)
-    ar->stat_size = req->statbuf.st_size;
-  uv_fs_req_cleanup(req);
-  ar_complete(ar, result);
-}
-
-static void on_idle(uv_idle_t* idle) {
-  sb__archive_t* ar = SB_CONTAINER_OF(idle, sb__archive_t, idle);
-  uv_idle_stop(idle);
-  ar_complete(ar, ar->deferred);
-}
-
-/* A request that could not even be submitted (UV_ENOMEM, say) completes on the next
- * loop turn with that error, so its handling is the same as any failure and never
- * runs inside the caller's write or finish. */
-static void ar_submitted(sb__archive_t* ar, int op, int r) {
-  ar->op = op;
-  if (r < 0) {
-    uv_fs_req_cleanup(&ar->req);
-    ar->deferred = r;
-    uv_idle_start(&ar->idle, on_idle);
-  }
 }
 
 void sb__archive_notify(sb__archive_t* ar) {
@@ -229,86 +169,6 @@ static void ar_set_paths(sb__archive_t* ar) {
   ar->log_path = sb__archive_path_with(ar->stem, ar->seq, ".log");
   ar->json_path = sb__archive_path_with(ar->stem, ar->seq, ".json");
   ar->tmp_path = sb__archive_path_with(ar->stem, ar->seq, ".json.tmp");
-}
-
-/*
- * The stream's files are opened on the threadpool through sb__file_open: relative to
- * their directory's descriptor, never through a link, a regular file of the service's
- * own, with the mode of its files (0600, 0640 with reader_group) whatever the umask.
- */
-static void open_work(uv_work_t* w) {
-  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
-  ar->work_result = sb__file_open(ar->open_path, ar->open_flags);
-}
-
-static void open_done(uv_work_t* w, int status) {
-  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
-  ar_complete(ar, status < 0 ? status : ar->work_result);
-}
-
-static void ar_submit_open(sb__archive_t* ar, int op, const char* path, int flags) {
-  ar->open_path = path;
-  ar->open_flags = flags;
-  ar_submitted(
-      ar, op,
-      uv_queue_work(ar->sink.stream->broker->loop, &ar->work, open_work, open_done));
-}
-
-static void ar_submit_json_open(sb__archive_t* ar) {
-  /* A sidecar that failed before is made again: it may say more now. */
-  if (ar->json_failed)
-    sb__archive_sidecar_start(ar, ar->json_final);
-  /* Made exclusively: a .tmp planted beside the sidecar must not send the service's
-   * write elsewhere. */
-  ar_submit_open(ar, AR_JSON_OPEN, ar->tmp_path,
-                 UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL);
-}
-
-static void ar_submit_json_write(sb__archive_t* ar) {
-  uv_buf_t buf =
-      uv_buf_init(ar->json + ar->json_off, (unsigned)(ar->json_len - ar->json_off));
-  ar_submitted(ar, AR_JSON_WRITE,
-               uv_fs_write(ar->sink.stream->broker->loop, &ar->req, ar->tmp_fd, &buf, 1,
-                           (int64_t)ar->json_off, on_fs));
-}
-
-/* Up to AR_MAX_BUFS chunks and AR_MAX_BATCH bytes per request, at the file's end. */
-static void ar_submit_data_write(sb__archive_t* ar) {
-  uv_buf_t bufs[AR_MAX_BUFS];
-  unsigned n = 0;
-  size_t total = 0, off = ar->head_off;
-  sb__chunk_t* c;
-  for (c = ar->head; c != NULL && n < AR_MAX_BUFS && total < AR_MAX_BATCH;
-       c = c->next) {
-    size_t len = c->len - off;
-    if (len > AR_MAX_BATCH - total)
-      len = AR_MAX_BATCH - total;
-    bufs[n++] = uv_buf_init(c->data + off, (unsigned)len);
-    total += len;
-    off = 0;
-  }
-  ar_submitted(ar, AR_LOG_WRITE,
-               uv_fs_write(ar->sink.stream->broker->loop, &ar->req, ar->log_fd, bufs, n,
-                           ar->offset, on_fs));
-}
-
-static void on_delay(uv_timer_t* t) {
-  sb__archive_t* ar = SB_CONTAINER_OF(t, sb__archive_t, delay);
-  if (ar->head != NULL && !ar->failed && ar->log_fd >= 0)
-    ar_submit_data_write(ar);
-  else
-    ar_complete(ar, 0);
-}
-
-/* The next data write: at once, or after the test-only delay. */
-static void ar_submit_data(sb__archive_t* ar) {
-  sb__archive_state_t* st = ar->sink.stream->broker->archive;
-  if (st->write_delay_ms > 0) {
-    ar->op = AR_LOG_DELAY;
-    uv_timer_start(&ar->delay, on_delay, st->write_delay_ms, 0);
-  } else {
-    ar_submit_data_write(ar);
-  }
 }
 
 /*
@@ -427,16 +287,6 @@ void sb__archive_end(sb__archive_t* ar, int kept) {
   uv_close((uv_handle_t*)&ar->delay, on_handle_closed);
   uv_close((uv_handle_t*)&ar->backoff, on_handle_closed);
   sb__archive_retention_check(s->broker);
-}
-
-/* The sidecar step that follows a failure: close the .tmp if open, else remove it. */
-static void ar_json_cleanup(sb__archive_t* ar) {
-  uv_loop_t* loop = ar->sink.stream->broker->loop;
-  ar->json_failed = 1;
-  if (ar->tmp_fd >= 0)
-    ar_submitted(ar, AR_JSON_CLOSE, uv_fs_close(loop, &ar->req, ar->tmp_fd, on_fs));
-  else
-    ar_submitted(ar, AR_JSON_UNLINK, uv_fs_unlink(loop, &ar->req, ar->tmp_path, on_fs));
 }
 
 /* A sidecar request failed: the first failure is kept for when the sidecar is given
@@ -568,28 +418,13 @@ static void ar_claim(sb__archive_t* ar) {
     return;
   }
   /* A link in the .log's place takes the next sequence number, as any file does. */
-  ar_submit_open(ar, AR_LOG_OPEN, ar->log_path,
-                 UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL);
-}
-
-/* The .log that failed is flushed (what it took is kept), then closed, one step at a
- * time; 1 while a step was submitted, 0 once it is closed. */
-static int ar_close_failed_log(sb__archive_t* ar) {
-  uv_loop_t* loop = ar->sink.stream->broker->loop;
-  if (ar->log_fd < 0)
-    return 0;
-  if (ar->pre_sync == 1) {
-    ar->pre_sync = 2;
-    ar_submitted(ar, AR_BREAK_SYNC, uv_fs_fsync(loop, &ar->req, ar->log_fd, on_fs));
-  } else {
-    ar_submitted(ar, AR_BREAK_CLOSE, uv_fs_close(loop, &ar->req, ar->log_fd, on_fs));
-  }
-  return 1;
+  sb__archive_io_open(ar, AR_LOG_OPEN, ar->log_path,
+                      UV_FS_O_WRONLY | UV_FS_O_CREAT | UV_FS_O_EXCL);
 }
 
 /* Broken: the failed .log is flushed and closed, then the retry waits for its time. */
 static void ar_step_broken(sb__archive_t* ar) {
-  if (ar_close_failed_log(ar))
+  if (sb__archive_io_close_failed_log(ar))
     return;
   if (ar->retry_due) {
     ar->retry_due = 0;
@@ -611,7 +446,9 @@ static void ar_step_reopen(sb__archive_t* ar) {
     ar->new_segment = 1;
   if (ar->new_segment) {
     if (ar->log_fd >= 0) {
-      ar_submitted(ar, AR_BREAK_CLOSE, uv_fs_close(loop, &ar->req, ar->log_fd, on_fs));
+      sb__archive_io_submitted(
+          ar, AR_BREAK_CLOSE,
+          uv_fs_close(loop, &ar->req, ar->log_fd, sb__archive_io_on_fs));
       return;
     }
     if (!ar->window_known) {
@@ -626,15 +463,16 @@ static void ar_step_reopen(sb__archive_t* ar) {
     return;
   }
   if (!ar->log_done && ar->log_fd < 0) {
-    ar_submit_open(ar, AR_LOG_REOPEN, ar->log_path, UV_FS_O_WRONLY);
+    sb__archive_io_open(ar, AR_LOG_REOPEN, ar->log_path, UV_FS_O_WRONLY);
     return;
   }
   if (!ar->log_done && !ar->checked) {
-    ar_submitted(ar, AR_LOG_STAT, uv_fs_fstat(loop, &ar->req, ar->log_fd, on_fs));
+    sb__archive_io_submitted(
+        ar, AR_LOG_STAT, uv_fs_fstat(loop, &ar->req, ar->log_fd, sb__archive_io_on_fs));
     return;
   }
   if (ar->json_pending) {
-    ar_submit_json_open(ar);
+    sb__archive_io_json_open(ar);
     return;
   }
   sb__archive_spool_writable(ar);
@@ -646,12 +484,14 @@ static void ar_step_reopen(sb__archive_t* ar) {
 static int ar_step_drain(sb__archive_t* ar) {
   uv_loop_t* loop = ar->sink.stream->broker->loop;
   if (ar->head != NULL) {
-    ar_submit_data(ar);
+    sb__archive_io_data(ar);
     return 1;
   }
   if (ar->unsynced > 0 && (ar->hole || ar->unsynced >= AR_FLUSH_BYTES ||
                            sb__archive_spool_caught_up(ar) || ar->finishing)) {
-    ar_submitted(ar, AR_LOG_FLUSH, uv_fs_fsync(loop, &ar->req, ar->log_fd, on_fs));
+    sb__archive_io_submitted(
+        ar, AR_LOG_FLUSH,
+        uv_fs_fsync(loop, &ar->req, ar->log_fd, sb__archive_io_on_fs));
     return 1;
   }
   if (ar->hole) {
@@ -679,7 +519,7 @@ static void ar_step_stopping(sb__archive_t* ar) {
   }
   if (!ar->wq_direct)
     sb__archive_drop_queue(ar);
-  if (ar_close_failed_log(ar))
+  if (sb__archive_io_close_failed_log(ar))
     return;
   if (ar->appends_out > 0 || ar->reading)
     return;
@@ -727,20 +567,24 @@ void sb__archive_step(sb__archive_t* ar) {
     return;
   }
   if (ar->json_pending) {
-    ar_submit_json_open(ar);
+    sb__archive_io_json_open(ar);
     return;
   }
   if (ar->head && !ar->failed) {
-    ar_submit_data(ar);
+    sb__archive_io_data(ar);
     return;
   }
   if (!ar->finishing)
     return;
   if (ar->log_fd >= 0) {
     if (!ar->failed && !ar->synced)
-      ar_submitted(ar, AR_LOG_SYNC, uv_fs_fsync(loop, &ar->req, ar->log_fd, on_fs));
+      sb__archive_io_submitted(
+          ar, AR_LOG_SYNC,
+          uv_fs_fsync(loop, &ar->req, ar->log_fd, sb__archive_io_on_fs));
     else
-      ar_submitted(ar, AR_LOG_CLOSE, uv_fs_close(loop, &ar->req, ar->log_fd, on_fs));
+      sb__archive_io_submitted(
+          ar, AR_LOG_CLOSE,
+          uv_fs_close(loop, &ar->req, ar->log_fd, sb__archive_io_on_fs));
     return;
   }
   if (ar->claimed && !ar->final_json_done) {
@@ -761,54 +605,6 @@ void sb__archive_step(sb__archive_t* ar) {
  * sidecar): the rename is tried again, 20 ms apart, for up to a second.
  */
 #define AR_RENAME_TRIES 50
-
-static void rename_retry_work(uv_work_t* w) {
-  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
-  uv_fs_t req;
-  uv_sleep(20);
-  ar->work_result = uv_fs_rename(NULL, &req, ar->tmp_path, ar->json_path, NULL);
-  uv_fs_req_cleanup(&req);
-}
-
-static void rename_retry_done(uv_work_t* w, int status) {
-  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
-  ar_complete(ar, status < 0 ? status : ar->work_result);
-}
-
-/*
- * When the closing sidecar cannot be written beside the old one (a full disk has no
- * block for the .tmp), it is written over the opening one, whose block is already
- * there: not atomic, but a half-written sidecar is what the scan at start repairs,
- * and a sidecar that says the archive failed is worth more than none. Threadpool.
- */
-static void inplace_work(uv_work_t* w) {
-  sb__archive_t* ar = SB_CONTAINER_OF(w, sb__archive_t, work);
-  uv_fs_t req;
-  uv_buf_t buf = uv_buf_init(ar->json, (unsigned)ar->json_len);
-  int fd, r;
-  fd =
-      uv_fs_open(NULL, &req, ar->json_path, UV_FS_O_WRONLY | UV_FS_O_NOFOLLOW, 0, NULL);
-  uv_fs_req_cleanup(&req);
-  if (fd < 0) {
-    ar->work_result = fd;
-    return;
-  }
-  r = uv_fs_write(NULL, &req, fd, &buf, 1, 0, NULL);
-  uv_fs_req_cleanup(&req);
-  if (r >= 0 && (size_t)r != ar->json_len)
-    r = UV_ENOSPC;
-  if (r >= 0) {
-    r = uv_fs_ftruncate(NULL, &req, fd, (int64_t)ar->json_len, NULL);
-    uv_fs_req_cleanup(&req);
-  }
-  if (r >= 0) {
-    r = uv_fs_fsync(NULL, &req, fd, NULL);
-    uv_fs_req_cleanup(&req);
-  }
-  uv_fs_close(NULL, &req, fd, NULL);
-  uv_fs_req_cleanup(&req);
-  ar->work_result = r < 0 ? r : 0;
-}
 
 static void ar_complete(sb__archive_t* ar, int r) {
   sb__stream_t* s = ar->sink.stream;
@@ -930,8 +726,9 @@ static void ar_complete(sb__archive_t* ar, int r) {
       ar->tmp_cleared = 1;
       SB_LOG_W("archive", "%s was in the way of the sidecar: removed, never followed",
                ar->tmp_path);
-      ar_submitted(ar, AR_JSON_CLEAR,
-                   uv_fs_unlink(loop, &ar->req, ar->tmp_path, on_fs));
+      sb__archive_io_submitted(
+          ar, AR_JSON_CLEAR,
+          uv_fs_unlink(loop, &ar->req, ar->tmp_path, sb__archive_io_on_fs));
       break;
     }
     ar->tmp_cleared = 0;
@@ -941,54 +738,62 @@ static void ar_complete(sb__archive_t* ar, int r) {
       goto unlinked;
     }
     ar->tmp_fd = (uv_file)r;
-    ar_submit_json_write(ar);
+    sb__archive_io_json_write(ar);
     break;
   case AR_JSON_CLEAR:
-    ar_submit_json_open(ar); /* a failed unlink shows as the open's EEXIST */
+    sb__archive_io_json_open(ar); /* a failed unlink shows as the open's EEXIST */
     break;
   case AR_JSON_WRITE:
     if (r <= 0) {
       ar_json_failed(ar, "writing", ar->tmp_path, r < 0 ? r : UV_EIO);
-      ar_json_cleanup(ar);
+      sb__archive_io_json_cleanup(ar);
       break;
     }
     ar->json_off += (size_t)r;
     if (ar->json_off < ar->json_len)
-      ar_submit_json_write(ar);
+      sb__archive_io_json_write(ar);
     else if (ar->json_final)
-      ar_submitted(ar, AR_JSON_SYNC, uv_fs_fsync(loop, &ar->req, ar->tmp_fd, on_fs));
+      sb__archive_io_submitted(
+          ar, AR_JSON_SYNC,
+          uv_fs_fsync(loop, &ar->req, ar->tmp_fd, sb__archive_io_on_fs));
     else
-      ar_submitted(ar, AR_JSON_CLOSE, uv_fs_close(loop, &ar->req, ar->tmp_fd, on_fs));
+      sb__archive_io_submitted(
+          ar, AR_JSON_CLOSE,
+          uv_fs_close(loop, &ar->req, ar->tmp_fd, sb__archive_io_on_fs));
     break;
   case AR_JSON_SYNC:
     if (r < 0)
       ar_json_failed(ar, "flushing (fsync)", ar->tmp_path, r);
-    ar_submitted(ar, AR_JSON_CLOSE, uv_fs_close(loop, &ar->req, ar->tmp_fd, on_fs));
+    sb__archive_io_submitted(
+        ar, AR_JSON_CLOSE,
+        uv_fs_close(loop, &ar->req, ar->tmp_fd, sb__archive_io_on_fs));
     break;
   case AR_JSON_CLOSE:
     ar->tmp_fd = -1;
     if (r < 0 && !ar->json_failed)
       ar_json_failed(ar, "closing", ar->tmp_path, r);
     if (ar->json_failed) {
-      ar_json_cleanup(ar);
+      sb__archive_io_json_cleanup(ar);
       break;
     }
-    ar_submitted(ar, AR_JSON_RENAME,
-                 uv_fs_rename(loop, &ar->req, ar->tmp_path, ar->json_path, on_fs));
+    sb__archive_io_submitted(ar, AR_JSON_RENAME,
+                             uv_fs_rename(loop, &ar->req, ar->tmp_path, ar->json_path,
+                                          sb__archive_io_on_fs));
     break;
   case AR_JSON_RENAME:
     if ((r == UV_EACCES || r == UV_EPERM || r == UV_EBUSY) &&
         ar->renames_tried < AR_RENAME_TRIES) {
       ar->renames_tried++;
       ar->op = AR_JSON_RENAME;
-      if (uv_queue_work(loop, &ar->work, rename_retry_work, rename_retry_done) == 0)
+      if (uv_queue_work(loop, &ar->work, sb__archive_io_rename_work,
+                        sb__archive_io_work_done) == 0)
         break;
       ar->op = AR_NONE;
     }
     ar->renames_tried = 0;
     if (r < 0) {
       ar_json_failed(ar, "renaming to", ar->json_path, r);
-      ar_json_cleanup(ar);
+      sb__archive_io_json_cleanup(ar);
       break;
     }
     ar->json_pending = 0;
@@ -1005,7 +810,8 @@ static void ar_complete(sb__archive_t* ar, int r) {
       ar->inplace_tried = 1;
       sb__archive_sidecar_make(ar, 1); /* again: it may say more now */
       ar->op = AR_JSON_INPLACE;
-      if (uv_queue_work(loop, &ar->work, inplace_work, rename_retry_done) == 0)
+      if (uv_queue_work(loop, &ar->work, sb__archive_io_inplace_work,
+                        sb__archive_io_work_done) == 0)
         break;
       ar->op = AR_NONE;
     }
@@ -1127,6 +933,8 @@ static void ar_read_tag(sb__archive_t* ar) {
   ar->known = sb__archive_index_known(s->broker->archive, sb__archive_index_key(s), 0);
 }
 
+static const ar_writer_ops_t ar_writer_ops = {ar_complete};
+
 /* A sink with its paths; no handle or request yet. */
 static sb__archive_t* ar_new(sb__stream_t* s, const char* archive_dir) {
   sb__archive_t* ar = sb__xcalloc(1, sizeof(*ar));
@@ -1138,6 +946,7 @@ static sb__archive_t* ar_new(sb__stream_t* s, const char* archive_dir) {
   ar->sink.stop = ar_stop;
   ar->sink.describe = ar_describe;
   ar->sink.stream = s;
+  ar->up = &ar_writer_ops;
   ar->log_fd = -1;
   ar->tmp_fd = -1;
   ar->wq_direct = 1;

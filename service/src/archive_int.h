@@ -8,6 +8,37 @@
 
 #include "internal.h"
 
+/* How many sequence numbers a stream tries before it gives up. */
+#define AR_MAX_SEQ 100000u
+/* One write request takes at most this many chunks and bytes. */
+#define AR_MAX_BUFS 64
+#define AR_MAX_BATCH (1024u * 1024u)
+/* Draining the spool, the .log is flushed (and the spool told) at least this often. */
+#define AR_FLUSH_BYTES (8u * 1024u * 1024u)
+
+/* The file request in flight (ar->op). */
+enum {
+  AR_NONE = 0,
+  AR_LOG_OPEN,   /* claims a sequence number: O_CREAT | O_EXCL */
+  AR_LOG_REOPEN, /* a retry: the claimed .log again */
+  AR_LOG_STAT,   /* ... and its size, to go on only where it ends */
+  AR_LOG_WRITE,
+  AR_LOG_FLUSH, /* draining: fsync before the spool forgets what was written */
+  AR_LOG_SYNC,  /* the end: fsync */
+  AR_LOG_CLOSE,
+  AR_BREAK_SYNC,  /* a .log that failed: what it holds is flushed ... */
+  AR_BREAK_CLOSE, /* ... and it is closed (results only logged) */
+  AR_JSON_OPEN,
+  AR_JSON_CLEAR, /* what was in the .tmp's place is removed, then the open again */
+  AR_JSON_WRITE,
+  AR_JSON_SYNC,
+  AR_JSON_CLOSE,
+  AR_JSON_RENAME,
+  AR_JSON_UNLINK,
+  AR_JSON_INPLACE,
+  AR_LOG_DELAY
+};
+
 /* What the archive knows of one name: the end of its data (bytes, or datagrams for
  * datagram streams) over every segment archived, for gaps. */
 typedef struct ar_known_s {
@@ -62,12 +93,24 @@ typedef enum {
   AR_DRAINING    /* the .log is written again, from the spool, until it catches up */
 } sb__archive_route_t;
 
+/*
+ * What the files below the writer (archive_io.c, archive_spool.c) call up through: the
+ * writer's functions, given to each sink when it is made, so that no lower file calls
+ * an upper one.
+ */
+struct sb__archive_s;
 typedef struct {
+  /* A file request finished with result (a libuv error, or what it returns). */
+  void (*complete)(struct sb__archive_s* ar, int result);
+} ar_writer_ops_t;
+
+typedef struct sb__archive_s {
   sb__sink_t sink;
-  uv_fs_t req;        /* the one file request; valid while op != AR_NONE */
-  uv_idle_t idle;     /* defers a failed submission; closing it ends the sink */
-  uv_timer_t delay;   /* the test-only write delay */
-  uv_timer_t backoff; /* the next retry of a .log that could not be written */
+  const ar_writer_ops_t* up; /* the writer, for the files below it */
+  uv_fs_t req;               /* the one file request; valid while op != AR_NONE */
+  uv_idle_t idle;            /* defers a failed submission; closing it ends the sink */
+  uv_timer_t delay;          /* the test-only write delay */
+  uv_timer_t backoff;        /* the next retry of a .log that could not be written */
   int open_handles;
   int op;
   int deferred; /* result of a request that could not be submitted */
@@ -260,6 +303,33 @@ typedef struct {
 
 /* Scans dir (depth levels below the root) and every directory below it. */
 void sb__archive_recovery_scan(ar_scan_t* sc, const char* dir, int depth);
+
+/* ---- archive_io.c ---- */
+
+/* The callback of every libuv file request of a sink. */
+void sb__archive_io_on_fs(uv_fs_t* req);
+/* Records the request in flight (op); one that could not be submitted (r < 0)
+ * completes on the next loop turn with r. */
+void sb__archive_io_submitted(sb__archive_t* ar, int op, int r);
+/* Opens path (a .log or the .tmp) on the threadpool through sb__file_open. */
+void sb__archive_io_open(sb__archive_t* ar, int op, const char* path, int flags);
+/* Creates the sidecar's .tmp (exclusively), its text made again if it failed before. */
+void sb__archive_io_json_open(sb__archive_t* ar);
+/* Writes the rest of the sidecar's text to the .tmp. */
+void sb__archive_io_json_write(sb__archive_t* ar);
+/* Writes the head of the queue at the .log's end (one batch). */
+void sb__archive_io_data(sb__archive_t* ar);
+/* The sidecar step after a failure: closes the .tmp if open, else removes it. */
+void sb__archive_io_json_cleanup(sb__archive_t* ar);
+/* Flushes (if due) and closes a .log that failed; 1 while a step was submitted, 0
+ * once it is closed. */
+int sb__archive_io_close_failed_log(sb__archive_t* ar);
+/* Work: the sidecar's rename tried again after 20 ms. */
+void sb__archive_io_rename_work(uv_work_t* w);
+/* Work: the closing sidecar written over the opening one. */
+void sb__archive_io_inplace_work(uv_work_t* w);
+/* The done callback of both: completes with the work's result. */
+void sb__archive_io_work_done(uv_work_t* w, int status);
 
 /* ---- archive.c, for archive_spool.c ---- */
 
