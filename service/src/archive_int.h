@@ -331,7 +331,28 @@ void sb__archive_io_inplace_work(uv_work_t* w);
 /* The done callback of both: completes with the work's result. */
 void sb__archive_io_work_done(uv_work_t* w, int status);
 
-/* ---- archive.c, for archive_spool.c ---- */
+/* ---- archive_writer.c ---- */
+
+/* A file error that retrying cannot cure, or any once the stream has failed: logged,
+ * counted, and the client's connection closed; the files are still closed. */
+void sb__archive_fail(sb__archive_t* ar, const char* what, const char* path, int err,
+                      const char* why);
+/* A file request failed: the spool and a retry when it may pass, else a failure. */
+void sb__archive_break(sb__archive_t* ar, const char* what, const char* path, int r);
+/* sb__mkdir_p's errors, said as a person would look for them. */
+const char* sb__archive_mkdir_why(int err);
+/* The segment's paths from the stem and the sequence number. */
+void sb__archive_set_paths(sb__archive_t* ar);
+/* n written bytes leave the queue (counted, tracked, the name's end raised). */
+void sb__archive_consume(sb__archive_t* ar, size_t n);
+/* The segment cannot go on: the stream goes on in a new one (gone: no .log left). */
+void sb__archive_leave_segment(sb__archive_t* ar, int gone);
+/* A sidecar request failed: the first failure is kept for sb__archive_json_gave_up. */
+void sb__archive_json_failed(sb__archive_t* ar, const char* what, const char* path,
+                             int r);
+/* The sidecar could not be written in any way: retried with the archive, or a
+ * failure. */
+void sb__archive_json_gave_up(sb__archive_t* ar);
 
 /* Decides and submits the sink's next request (nothing when one is in flight). */
 void sb__archive_step(sb__archive_t* ar);
