@@ -102,6 +102,12 @@ struct sb__archive_s;
 typedef struct {
   /* A file request finished with result (a libuv error, or what it returns). */
   void (*complete)(struct sb__archive_s* ar, int result);
+  /* The writer's functions of the same names (archive_writer.c). */
+  void (*step)(struct sb__archive_s* ar);
+  void (*notify)(struct sb__archive_s* ar);
+  void (*drop_queue)(struct sb__archive_s* ar);
+  void (*maybe_done)(struct sb__archive_s* ar);
+  void (*end)(struct sb__archive_s* ar, int kept);
 } ar_writer_ops_t;
 
 typedef struct sb__archive_s {
@@ -212,9 +218,15 @@ static inline unsigned long long sb__archive_id(const sb__archive_t* ar) {
 }
 
 /* Whether the .log ends on a datagram boundary (always, for other types). */
-int sb__archive_at_boundary(const sb__archive_t* ar);
+static inline int sb__archive_at_boundary(const sb__archive_t* ar) {
+  return ar->sink.stream->props.type != SB_DATAGRAM ||
+         (!ar->wdg.in_body && !ar->wdg.pending_end && ar->wdg.varint.nbytes == 0);
+}
+
 /* The datagram index of the .log's next datagram (datagram streams). */
-uint64_t sb__archive_dgram_index(const sb__archive_t* ar);
+static inline uint64_t sb__archive_dgram_index(const sb__archive_t* ar) {
+  return ar->seg_mark + ar->wdg.count;
+}
 
 /* ---- archive_path.c ---- */
 

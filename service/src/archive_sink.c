@@ -351,7 +351,12 @@ static void ar_read_tag(sb__archive_t* ar) {
   ar->known = sb__archive_index_known(s->broker->archive, sb__archive_index_key(s), 0);
 }
 
-static const ar_writer_ops_t ar_writer_ops = {ar_complete};
+static const ar_writer_ops_t ar_writer_ops = {ar_complete,
+                                              sb__archive_step,
+                                              sb__archive_notify,
+                                              sb__archive_drop_queue,
+                                              sb__archive_maybe_done,
+                                              sb__archive_end};
 
 /* A sink with its paths; no handle or request yet. */
 static sb__archive_t* ar_new(sb__stream_t* s, const char* archive_dir) {

@@ -96,7 +96,7 @@ static void drain_wake(sb__broker_t* b) {
     if (ar->drain_wait) {
       ar->drain_wait = 0;
       st->drain_waiters--;
-      sb__archive_step(ar);
+      ar->up->step(ar);
     }
   }
 }
@@ -119,7 +119,7 @@ static void on_backoff(uv_timer_t* t) {
   sb__archive_t* ar = t->data;
   if (ar->route == AR_BROKEN)
     ar->retry_due = 1;
-  sb__archive_step(ar); /* or a read that failed for now, again */
+  ar->up->step(ar); /* or a read that failed for now, again */
 }
 
 /* ---- jobs ---- */
@@ -131,7 +131,7 @@ static void on_job(sb__spool_job_t* j) {
     SB_LOG_W("spool", "stream %llu \"%s\": forgetting what the archive holds: %s",
              sb__archive_id(ar), ar->sink.stream->props.name, sb_strerror(j->status));
   free(j);
-  sb__archive_maybe_done(ar);
+  ar->up->maybe_done(ar);
 }
 
 /* The spool refused the stream's data from byte `from` on (its cap, a full disk): that
@@ -165,8 +165,8 @@ static void on_opened(sb__spool_job_t* j) {
   free(j->props);
   free(j);
   sb__archive_spool_durable(ar);
-  sb__archive_step(ar);
-  sb__archive_maybe_done(ar);
+  ar->up->step(ar);
+  ar->up->maybe_done(ar);
 }
 
 static void on_appended(sb__spool_job_t* j) {
@@ -185,10 +185,10 @@ static void on_appended(sb__spool_job_t* j) {
   }
   sb__chunk_free(c);
   free(j);
-  sb__archive_notify(ar);
+  ar->up->notify(ar);
   sb__archive_spool_durable(ar);
-  sb__archive_step(ar);
-  sb__archive_maybe_done(ar);
+  ar->up->step(ar);
+  ar->up->maybe_done(ar);
 }
 
 /*
@@ -297,7 +297,7 @@ static void ar_turn(sb__archive_t* ar) {
       c = next;
     }
   } else {
-    sb__archive_drop_queue(ar);
+    ar->up->drop_queue(ar);
   }
   ar->read_off = sb__archive_written(ar);
 }
@@ -349,7 +349,7 @@ void sb__archive_spool_break(sb__archive_t* ar, const char* what, const char* pa
   if (ar->log_fd >= 0 && ar->pre_sync == 0)
     ar->pre_sync = 1;
   uv_timer_start(&ar->backoff, on_backoff, ar_backoff(ar), 0);
-  sb__archive_notify(ar);
+  ar->up->notify(ar);
 }
 
 /* Other streams whose archive failed retry now: one stream found it writable. */
@@ -367,7 +367,7 @@ static void ar_kick(sb__broker_t* b, sb__archive_t* self) {
       continue;
     uv_timer_stop(&o->backoff);
     o->retry_due = 1;
-    sb__archive_step(o);
+    o->up->step(o);
   }
 }
 
@@ -511,8 +511,8 @@ static void on_window(sb__spool_job_t* j) {
   }
   free(j);
   drain_wake(b);
-  sb__archive_step(ar);
-  sb__archive_maybe_done(ar);
+  ar->up->step(ar);
+  ar->up->maybe_done(ar);
 }
 
 void sb__archive_spool_read_window(sb__archive_t* ar) {
@@ -520,7 +520,7 @@ void sb__archive_spool_read_window(sb__archive_t* ar) {
   sb__spool_job_t* j;
   if (!ar->row) {
     ar_window(ar, NULL); /* nothing waits in the spool */
-    sb__archive_step(ar);
+    ar->up->step(ar);
     return;
   }
   j = job_new(ar, SB__SPOOL_READ, on_window);
@@ -571,8 +571,8 @@ static void on_read(sb__spool_job_t* j) {
   }
   free(j);
   drain_wake(b);
-  sb__archive_step(ar);
-  sb__archive_maybe_done(ar);
+  ar->up->step(ar);
+  ar->up->maybe_done(ar);
 }
 
 int sb__archive_spool_caught_up(const sb__archive_t* ar) {
@@ -638,7 +638,7 @@ static void on_acked(sb__spool_job_t* j) {
     ar->ack_again = 0;
     sb__archive_spool_flushed(ar);
   }
-  sb__archive_maybe_done(ar);
+  ar->up->maybe_done(ar);
 }
 
 /* The spool forgets what the .log holds, but the chunk of its last resend point (a
@@ -707,13 +707,13 @@ void sb__archive_spool_resume(sb__archive_t* ar, const sb__spool_resume_t* r) {
   ar->gap_check = 1;
   if (r->chunks == 0) {
     /* Nothing of it is left to write (its end was written; the row stayed). */
-    sb__archive_end(ar, 0);
+    ar->up->end(ar, 0);
     return;
   }
   ar->route = AR_REOPENING;
   ar->new_segment = 1;
   ar->window_known = 0;
-  sb__archive_step(ar);
+  ar->up->step(ar);
 }
 
 void sb__archive_spool_describe(sb__archive_t* ar, void* object) {

@@ -34,15 +34,6 @@ void sb__archive_drop_queue(sb__archive_t* ar) {
   ar->tail = NULL;
 }
 
-int sb__archive_at_boundary(const sb__archive_t* ar) {
-  return ar->sink.stream->props.type != SB_DATAGRAM ||
-         (!ar->wdg.in_body && !ar->wdg.pending_end && ar->wdg.varint.nbytes == 0);
-}
-
-uint64_t sb__archive_dgram_index(const sb__archive_t* ar) {
-  return ar->seg_mark + ar->wdg.count;
-}
-
 /*
  * A file error that retrying cannot cure (a name too long, an invalid argument), or
  * any error once the stream has failed: logged (the call, the path and the system's
