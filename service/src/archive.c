@@ -64,6 +64,7 @@
  *   archive_sidecar.c   the sidecar's text, reads and writes
  *   archive_retention.c deleting the oldest segments
  *   archive_spool.c     a stream's way through the spool while its files fail
+ *   archive_drain.c     the spool read back into the .log
  *   archive_io.c        a sink's file requests
  *   archive_writer.c    a stream's queue, segments, failures and next request
  *   archive_sink.c      the sink contract, and what each finished request means

@@ -1,7 +1,8 @@
 /*
- * archive_int.h - what the files of the archive share: archive.c (names to paths, the
- * file sink, the scan at start, retention) and archive_spool.c (a stream's way through
- * the spool while its files cannot be written). Other modules include internal.h only.
+ * archive_int.h - what the archive's files share (archive.c and archive_*.c; their
+ * layers are listed in archive.c): the archive's state, one stream's sink, and each
+ * file's functions for the others, in sections by file, lowest first. Included by the
+ * archive's files only; other modules include internal.h (and so archive.h).
  */
 #ifndef SB_SERVICE_ARCHIVE_INT_H
 #define SB_SERVICE_ARCHIVE_INT_H
@@ -217,6 +218,15 @@ static inline unsigned long long sb__archive_id(const sb__archive_t* ar) {
   return (unsigned long long)ar->sink.stream->id;
 }
 
+static inline sb__broker_t* sb__archive_broker(const sb__archive_t* ar) {
+  return ar->sink.stream->broker;
+}
+
+/* The end of what the spool can give back: committed, and never past a refusal. */
+static inline uint64_t sb__archive_spooled_end(const sb__archive_t* ar) {
+  return ar->committed < ar->trunc_off ? ar->committed : ar->trunc_off;
+}
+
 /* Whether the .log ends on a datagram boundary (always, for other types). */
 static inline int sb__archive_at_boundary(const sb__archive_t* ar) {
   return ar->sink.stream->props.type != SB_DATAGRAM ||
@@ -390,18 +400,14 @@ void sb__archive_spool_writable(sb__archive_t* ar);
 void sb__archive_spool_wrote(sb__archive_t* ar);
 /* A chunk read from the client while the route is not direct. */
 void sb__archive_spool_append(sb__archive_t* ar, sb__chunk_t* c);
-/* Reads the spool's window: the oldest resend point on, the start of a new segment. */
-void sb__archive_spool_read_window(sb__archive_t* ar);
-/* Draining: reads the next part of the spool, or waits for what is out. Returns 0 once
- * the .log has caught up with the spool (the route is direct again). */
-int sb__archive_spool_next(sb__archive_t* ar);
-/* Whether draining has read everything the spool holds (time to flush). */
-int sb__archive_spool_caught_up(const sb__archive_t* ar);
-/* The .log is flushed up to sb__archive_written: the spool may forget what is before.
- */
-void sb__archive_spool_flushed(sb__archive_t* ar);
-/* Read-back bytes left the write queue (written or dropped). */
-void sb__archive_spool_released(sb__archive_t* ar, uint64_t n);
+/* A spool job of the stream (counted in jobs_out until its done runs). */
+sb__spool_job_t* sb__archive_spool_job(sb__archive_t* ar, sb__spool_op_t op,
+                                       void (*done)(sb__spool_job_t*));
+/* The done of a job whose result is only logged. */
+void sb__archive_spool_job_done(sb__spool_job_t* j);
+/* The backoff timer's callback: the retry is due. */
+void sb__archive_spool_on_backoff(uv_timer_t* t);
+
 /* Tells the stream once every byte read from its client is stored. */
 void sb__archive_spool_durable(sb__archive_t* ar);
 /* The sink ends: its row goes unless kept (the service stops with data in it). */
@@ -412,5 +418,20 @@ void sb__archive_spool_resume(sb__archive_t* ar, const sb__spool_resume_t* r);
 void sb__archive_spool_describe(sb__archive_t* ar, void* cjson_object);
 /* Adds the archive's writability and what waits in the spool to the status. */
 void sb__archive_spool_status(sb__broker_t* b, void* cjson_object);
+
+/* ---- archive_drain.c ---- */
+
+/* Reads the spool's window: the oldest resend point on, the start of a new segment. */
+void sb__archive_drain_window(sb__archive_t* ar);
+/* Draining: reads the next part of the spool, or waits for what is out. Returns 0 once
+ * the .log has caught up with the spool (the route is direct again). */
+int sb__archive_drain_next(sb__archive_t* ar);
+/* Whether draining has read everything the spool holds (time to flush). */
+int sb__archive_drain_caught_up(const sb__archive_t* ar);
+/* The .log is flushed up to sb__archive_written: the spool may forget what is before.
+ */
+void sb__archive_drain_flushed(sb__archive_t* ar);
+/* Read-back bytes left the write queue (written or dropped). */
+void sb__archive_drain_released(sb__archive_t* ar, uint64_t n);
 
 #endif /* SB_SERVICE_ARCHIVE_INT_H */

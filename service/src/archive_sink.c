@@ -100,7 +100,7 @@ static void ar_complete(sb__archive_t* ar, int r) {
       sb__archive_break(ar, "flushing (fsync)", ar->log_path, r);
     } else {
       ar->unsynced = 0;
-      sb__archive_spool_flushed(ar);
+      sb__archive_drain_flushed(ar);
     }
     break;
   case AR_LOG_SYNC:

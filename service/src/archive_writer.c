@@ -28,7 +28,7 @@ void sb__archive_drop_queue(sb__archive_t* ar) {
     if (ar->wq_direct)
       ar->sink.queued -= left;
     else
-      sb__archive_spool_released(ar, left);
+      sb__archive_drain_released(ar, left);
     sb__chunk_free(c);
   }
   ar->tail = NULL;
@@ -150,7 +150,7 @@ void sb__archive_consume(sb__archive_t* ar, size_t n) {
   } else {
     ar->unsynced += n;
     b->counters.bytes_spooled += n;
-    sb__archive_spool_released(ar, n);
+    sb__archive_drain_released(ar, n);
   }
   while (n > 0 && ar->head) {
     sb__chunk_t* c = ar->head;
@@ -388,7 +388,7 @@ static void ar_step_reopen(sb__archive_t* ar) {
     }
     if (!ar->window_known) {
       if (!ar->reading)
-        sb__archive_spool_read_window(ar);
+        sb__archive_drain_window(ar);
       return;
     }
     ar_begin_segment(ar);
@@ -423,7 +423,7 @@ static int ar_step_drain(sb__archive_t* ar) {
     return 1;
   }
   if (ar->unsynced > 0 && (ar->hole || ar->unsynced >= AR_FLUSH_BYTES ||
-                           sb__archive_spool_caught_up(ar) || ar->finishing)) {
+                           sb__archive_drain_caught_up(ar) || ar->finishing)) {
     sb__archive_io_submitted(
         ar, AR_LOG_FLUSH,
         uv_fs_fsync(loop, &ar->req, ar->log_fd, sb__archive_io_on_fs));
@@ -436,7 +436,7 @@ static int ar_step_drain(sb__archive_t* ar) {
     sb__archive_step(ar);
     return 1;
   }
-  return sb__archive_spool_next(ar);
+  return sb__archive_drain_next(ar);
 }
 
 /*
@@ -446,7 +446,7 @@ static int ar_step_drain(sb__archive_t* ar) {
  */
 static void ar_step_stopping(sb__archive_t* ar) {
   if (ar->route == AR_DRAINING && ar->head == NULL && !ar->hole &&
-      sb__archive_spool_caught_up(ar)) {
+      sb__archive_drain_caught_up(ar)) {
     if (ar_step_drain(ar))
       return;
     sb__archive_step(ar); /* direct */
