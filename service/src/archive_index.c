@@ -17,20 +17,9 @@ static uint64_t ar_name_hash(const char* name) {
 sb__archive_state_t* sb__archive_index_state(sb__broker_t* b) {
   sb__archive_state_t* st = b->archive;
   if (st == NULL) {
-    const char* delay = getenv("SB_TEST_ARCHIVE_WRITE_DELAY_MS");
     st = b->archive = sb__xcalloc(1, sizeof(*st));
     st->nbuckets = 1024;
     st->buckets = sb__xcalloc(st->nbuckets, sizeof(*st->buckets));
-    /* For tests only: every data write of the archive waits this long before it is
-     * submitted (a timer; the loop never sleeps), so that a test can make an archive
-     * upstream slow and kill it mid-stream. */
-    if (delay != NULL && delay[0] != '\0') {
-      st->write_delay_ms = strtoull(delay, NULL, 10);
-      SB_LOG_W("archive",
-               "SB_TEST_ARCHIVE_WRITE_DELAY_MS: every write waits %llu ms "
-               "(for tests only)",
-               (unsigned long long)st->write_delay_ms);
-    }
   }
   return st;
 }

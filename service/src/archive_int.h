@@ -36,8 +36,7 @@ enum {
   AR_JSON_CLOSE,
   AR_JSON_RENAME,
   AR_JSON_UNLINK,
-  AR_JSON_INPLACE,
-  AR_LOG_DELAY
+  AR_JSON_INPLACE
 };
 
 /* What the archive knows of one name: the end of its data (bytes, or datagrams for
@@ -65,7 +64,6 @@ struct sb__archive_state_s {
    * close later are added at the end, in the order they close). */
   ar_closed_t* closed;
   size_t head, nclosed, closed_cap;
-  uint64_t write_delay_ms; /* SB_TEST_ARCHIVE_WRITE_DELAY_MS */
   /* Retention: one batch of deletions at a time, on the threadpool. */
   sb__broker_t* broker;
   uv_timer_t timer; /* the age check, every minute; NULL data until started */
@@ -116,7 +114,6 @@ typedef struct sb__archive_s {
   const ar_writer_ops_t* up; /* the writer, for the files below it */
   uv_fs_t req;               /* the one file request; valid while op != AR_NONE */
   uv_idle_t idle;            /* defers a failed submission; closing it ends the sink */
-  uv_timer_t delay;          /* the test-only write delay */
   uv_timer_t backoff;        /* the next retry of a .log that could not be written */
   int open_handles;
   int op;

@@ -79,7 +79,7 @@ void sb__archive_io_json_write(sb__archive_t* ar) {
 }
 
 /* Up to AR_MAX_BUFS chunks and AR_MAX_BATCH bytes per request, at the file's end. */
-static void ar_submit_data_write(sb__archive_t* ar) {
+void sb__archive_io_data(sb__archive_t* ar) {
   uv_buf_t bufs[AR_MAX_BUFS];
   unsigned n = 0;
   size_t total = 0, off = ar->head_off;
@@ -97,25 +97,6 @@ static void ar_submit_data_write(sb__archive_t* ar) {
                            uv_fs_write(ar->sink.stream->broker->loop, &ar->req,
                                        ar->log_fd, bufs, n, ar->offset,
                                        sb__archive_io_on_fs));
-}
-
-static void on_delay(uv_timer_t* t) {
-  sb__archive_t* ar = SB_CONTAINER_OF(t, sb__archive_t, delay);
-  if (ar->head != NULL && !ar->failed && ar->log_fd >= 0)
-    ar_submit_data_write(ar);
-  else
-    ar->up->complete(ar, 0);
-}
-
-/* The next data write: at once, or after the test-only delay. */
-void sb__archive_io_data(sb__archive_t* ar) {
-  sb__archive_state_t* st = ar->sink.stream->broker->archive;
-  if (st->write_delay_ms > 0) {
-    ar->op = AR_LOG_DELAY;
-    uv_timer_start(&ar->delay, on_delay, st->write_delay_ms, 0);
-  } else {
-    ar_submit_data_write(ar);
-  }
 }
 
 /* The sidecar step that follows a failure: close the .tmp if open, else remove it. */

@@ -82,8 +82,6 @@ static void ar_complete(sb__archive_t* ar, int r) {
       ar->checked = 1;
     }
     break;
-  case AR_LOG_DELAY:
-    break; /* the data went or failed meanwhile */
   case AR_LOG_WRITE:
     if (r < 0)
       sb__archive_break(ar, "writing", ar->log_path, r);
@@ -393,10 +391,9 @@ static sb__archive_t* ar_new(sb__stream_t* s, const char* archive_dir) {
 static void ar_start_handles(sb__archive_t* ar) {
   uv_loop_t* loop = ar->sink.stream->broker->loop;
   uv_idle_init(loop, &ar->idle);
-  uv_timer_init(loop, &ar->delay);
   uv_timer_init(loop, &ar->backoff);
-  ar->idle.data = ar->delay.data = ar->backoff.data = ar;
-  ar->open_handles = 3;
+  ar->idle.data = ar->backoff.data = ar;
+  ar->open_handles = 2;
 }
 
 /*

@@ -217,7 +217,6 @@ void sb__archive_end(sb__archive_t* ar, int kept) {
   }
   sb__archive_spool_end(ar, kept);
   uv_close((uv_handle_t*)&ar->idle, on_handle_closed);
-  uv_close((uv_handle_t*)&ar->delay, on_handle_closed);
   uv_close((uv_handle_t*)&ar->backoff, on_handle_closed);
   sb__archive_retention_check(s->broker);
 }

@@ -7,7 +7,6 @@
   X(archive_disk_full)                                                                 \
   X(archive_recovery_after_kill)                                                       \
   X(archive_gaps)                                                                      \
-  X(archive_write_delay)                                                               \
   X(archive_retention)
 
 #endif

@@ -599,61 +599,6 @@ TEST_IMPL(archive_gaps) {
   ASSERT_OK(uv_loop_close(&loop));
 }
 
-/*
- * SB_TEST_ARCHIVE_WRITE_DELAY_MS holds every data write back (here far longer than
- * the test): the data is read from the client but not in the .log when the service
- * is killed, and the next start finds the stream open with 0 bytes.
- */
-TEST_IMPL(archive_write_delay) {
-  uv_loop_t loop;
-  sb_it_daemon_t d;
-  sb_client_t* c;
-  sb_stream_t* s;
-  sb_stream_opts_t o;
-  cJSON *st, *doc;
-  size_t len;
-  char* got;
-  int tries;
-  ASSERT_OK(uv_loop_init(&loop));
-  ASSERT_OK(uv_os_setenv("SB_TEST_ARCHIVE_WRITE_DELAY_MS", "600000"));
-  sb_it_daemon_start(&d, &loop, "ardelay", NULL, NULL);
-  ASSERT_OK(uv_os_unsetenv("SB_TEST_ARCHIVE_WRITE_DELAY_MS"));
-  ASSERT(sb_it_contains(d.log.data, d.log.len, "SB_TEST_ARCHIVE_WRITE_DELAY_MS"));
-  ASSERT_OK(sb_client_open(&c, d.address));
-  memset(&o, 0, sizeof(o));
-  o.name = "delay/a";
-  ASSERT_OK(sb_stream_open(c, &o, &s));
-  ASSERT_OK(sb_stream_write(s, "held back\n", 10));
-  sb_it_daemon_wait_log(&d, "archived to", 1, 30000);
-  /* Read by the service (its counter says so), yet not written. */
-  for (tries = 0;; tries++) {
-    st = status(&loop, &d);
-    if (counter(st, "bytes_in") == 10)
-      break;
-    cJSON_Delete(st);
-    ASSERT_LT(tries, 1000);
-  }
-  ASSERT_EQ(counter(st, "bytes_out"), 0);
-  cJSON_Delete(st);
-  got = read_archived(d.archive_dir, "delay/a", 0, ".log", &len);
-  ASSERT_NOT_NULL(got);
-  ASSERT_EQ(len, 0);
-  free(got);
-  sb_it_daemon_kill(&d, SIGKILL);
-  sb_it_daemon_wait_exit(&d, 30000);
-  sb_stream_close(s);
-  sb_client_close(c);
-  sb_it_daemon_restart(&d);
-  /* Only the first run had the delay (the log spans both). */
-  ASSERT_EQ(sb_it_count(d.log.data, d.log.len, "every write waits"), 1);
-  doc = sidecar(d.archive_dir, "delay/a", 0);
-  ASSERT(jtrue(doc, "recovered"));
-  ASSERT_EQ(jnum(doc, "bytes"), 0);
-  cJSON_Delete(doc);
-  sb_it_daemon_close(&d);
-  ASSERT_OK(uv_loop_close(&loop));
-}
-
 /* ---- retention ---- */
 
 static uint64_t segment_size(const char* archive_dir, const char* name) {
