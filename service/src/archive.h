@@ -9,7 +9,7 @@
 #ifndef SB_SERVICE_ARCHIVE_H
 #define SB_SERVICE_ARCHIVE_H
 
-/* ---- archive.c ---- */
+/* ---- archive.c, archive_sink.c, archive_path.c ---- */
 
 /*
  * An archive sink for a stream whose handshake is done: the data goes to
