@@ -6,6 +6,7 @@
   X(archive_long_names)                                                                \
   X(archive_disk_full)                                                                 \
   X(archive_recovery_after_kill)                                                       \
+  X(archive_recovery_empty_open)                                                       \
   X(archive_gaps)                                                                      \
   X(archive_retention)
 

@@ -599,6 +599,51 @@ TEST_IMPL(archive_gaps) {
   ASSERT_OK(uv_loop_close(&loop));
 }
 
+static int path_there(void* arg) {
+  uv_fs_t req;
+  int r = uv_fs_stat(NULL, &req, (const char*)arg, NULL);
+  uv_fs_req_cleanup(&req);
+  return r == 0;
+}
+
+/*
+ * A stream open, its .log still empty beside its opening sidecar, when the service is
+ * SIGKILLed: the next start finishes it as one left open ("recovered", "complete":
+ * false, 0 bytes), never removes it as an empty .log without a sidecar.
+ */
+TEST_IMPL(archive_recovery_empty_open) {
+  uv_loop_t loop;
+  sb_it_daemon_t d;
+  sb_client_t* c;
+  sb_stream_t* s;
+  sb_stream_opts_t o;
+  cJSON* doc;
+  char* json;
+  ASSERT_OK(uv_loop_init(&loop));
+  sb_it_daemon_start(&d, &loop, "aremptyopen", NULL, NULL);
+  ASSERT_OK(sb_client_open(&c, d.address));
+  memset(&o, 0, sizeof(o));
+  o.name = "empty/open";
+  ASSERT_OK(sb_stream_open(c, &o, &s));
+  sb_it_daemon_wait_log(&d, "archived to", 1, 30000);
+  json = archive_file(d.archive_dir, "empty/open", 0, ".json");
+  ASSERT(sb_it_run_until(&loop, 30000, path_there, json));
+  sb_it_daemon_kill(&d, SIGKILL);
+  sb_it_daemon_wait_exit(&d, 30000);
+  sb_stream_close(s);
+  sb_client_close(c);
+  sb_it_daemon_restart(&d);
+  doc = sidecar(d.archive_dir, "empty/open", 0);
+  ASSERT(jtrue(doc, "recovered"));
+  ASSERT(!jtrue(doc, "complete"));
+  ASSERT_EQ(jnum(doc, "bytes"), 0);
+  cJSON_Delete(doc);
+  ASSERT_EQ(sb_it_count(d.log.data, d.log.len, "left empty and without a sidecar"), 0);
+  free(json);
+  sb_it_daemon_close(&d);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
 /* ---- retention ---- */
 
 static uint64_t segment_size(const char* archive_dir, const char* name) {
