@@ -1,232 +1,53 @@
 /*
- * archive.h - what the files of the archive share: archive.c (names to paths, the file
- * sink, the scan at start, retention) and archive_spool.c (a stream's way through the
- * spool while its files cannot be written). Other modules include internal.h only.
+ * archive.h - the archive: with no upstream configured, each stream is written to files
+ * of its own under the archive directory (archive.c and the archive_*.c files; what
+ * those share is archive_int.h).
+ *
+ * Included by internal.h, after the stream, spool and upstream declarations it uses; a
+ * module includes internal.h, not this file.
  */
 #ifndef SB_SERVICE_ARCHIVE_H
 #define SB_SERVICE_ARCHIVE_H
 
-#include "internal.h"
+/* ---- archive.c, archive_sink.c, archive_path.c ---- */
 
-/* What the archive knows of one name: the end of its data (bytes, or datagrams for
- * datagram streams) over every segment archived, for gaps. */
-typedef struct ar_known_s {
-  struct ar_known_s* next;
-  uint64_t end;
-  char name[];
-} ar_known_t;
-
-/* A closed segment, as retention sees it. */
-typedef struct {
-  char* stem;     /* ARCHIVE_DIR/PATH or PATH+N, without the extension */
-  uint64_t bytes; /* .log and .json together */
-  uint64_t files; /* of them, 1 or 2 */
-  int64_t time;   /* when it was closed (the .log's last change), Unix seconds */
-} ar_closed_t;
-
-struct sb__archive_state_s {
-  ar_known_t** buckets;
-  size_t nbuckets;
-  uint64_t bytes; /* files of the archive (.log and .json), as known */
-  uint64_t files;
-  /* Closed segments, oldest first from closed[head] (sorted at start; streams that
-   * close later are added at the end, in the order they close). */
-  ar_closed_t* closed;
-  size_t head, nclosed, closed_cap;
-  uint64_t write_delay_ms; /* SB_TEST_ARCHIVE_WRITE_DELAY_MS */
-  /* Retention: one batch of deletions at a time, on the threadpool. */
-  sb__broker_t* broker;
-  uv_timer_t timer; /* the age check, every minute; NULL data until started */
-  int timer_started;
-  uv_work_t work;
-  int busy, again, closing;
-  ar_closed_t* victims;
-  size_t nvictims;
-  int* results;             /* per victim: files deleted, or a negative libuv error */
-  uint64_t* deleted;        /* per victim: bytes deleted */
-  uint64_t removed_streams; /* by retention since start */
-  /* The spool route (archive_spool.c). */
-  uint64_t outages;       /* streams whose files cannot be written now */
-  uint64_t waiting;       /* streams with data in the spool for the archive */
-  uint64_t drain_bytes;   /* read back from the spool and not yet written */
-  uint64_t drain_waiters; /* streams waiting for drain_bytes to fall */
-  char* last_error;       /* what failed last, for sbctl status */
-  sb__time_t last_error_at;
-};
-
-/* Where a stream's data goes (one state per sink; see archive_spool.c). */
-typedef enum {
-  AR_DIRECT = 0, /* to its .log as it is read */
-  AR_BROKEN,     /* the .log cannot be written: to the spool, a retry is due */
-  AR_REOPENING,  /* a retry: the .log is being opened again */
-  AR_DRAINING    /* the .log is written again, from the spool, until it catches up */
-} sb__archive_route_t;
-
-typedef struct {
-  sb__sink_t sink;
-  uv_fs_t req;        /* the one file request; valid while op != AR_NONE */
-  uv_idle_t idle;     /* defers a failed submission; closing it ends the sink */
-  uv_timer_t delay;   /* the test-only write delay */
-  uv_timer_t backoff; /* the next retry of a .log that could not be written */
-  int open_handles;
-  int op;
-  int deferred; /* result of a request that could not be submitted */
-  char* stem;   /* ARCHIVE_DIR/PATH, platform separators */
-  char* parent; /* its directory, made again by a retry */
-  char* log_path;
-  char* json_path;
-  char* tmp_path;
-  unsigned seq;
-  uv_file log_fd; /* -1 when not open */
-  uv_file tmp_fd;
-  int64_t offset; /* bytes in the segment's .log */
-  /* The write queue: chunks from the client (wq_direct: counted in sink.queued), or
-   * read back from the spool (counted in the state's drain_bytes). */
-  sb__chunk_t *head, *tail;
-  size_t head_off; /* bytes of head already written */
-  int wq_direct;
-  char* json; /* sidecar text being written */
-  size_t json_len, json_off;
-  uint64_t json_bytes; /* size of the sidecar on disk */
-  int json_pending;    /* the sidecar is to be written next */
-  int json_final;      /* ... in its closing version (fsync before the rename) */
-  int json_failed;     /* the current sidecar write failed: clean up the .tmp */
-  int json_err;        /* ... with this libuv error (the first), what and where */
-  const char* json_what;
-  char* json_where;
-  int inplace_tried; /* the closing sidecar was written over the old one instead */
-  int tmp_cleared;   /* something in the .tmp's place was removed for this open */
-  int claimed;       /* log_path is ours */
-  int finishing;
-  int synced;
-  int log_done; /* the .log is complete, flushed and closed: only the closing
-                   sidecar is left */
-  int final_json_done;
-  int failed; /* data is dropped from now on */
-  int paused; /* queued went above the watermark; the stream waits for drained */
-  int ending;
-  int done_told;   /* sb__stream_sink_done was called */
-  int in_complete; /* inside ar_complete: finish must not step */
-  int err;         /* first error, for done */
-  char* err_text;  /* what failed, for the log and the sidecar */
-  sb__time_t closed;
-  int has_closed;
-  uv_work_t work; /* a file opened, a sidecar rename tried again, or written in place */
-  int work_result;
-  const char* open_path; /* the file opened by work: log_path or tmp_path */
-  int open_flags;
-  unsigned renames_tried;
-  ar_known_t* known; /* this name's entry */
-  uint64_t start;    /* the streambroker.offset tag the stream came with (0: none) */
-  int gap;           /* 1: data gap_from..gap_to never arrived; 2: nothing known */
-  uint64_t gap_from, gap_to;
-  /* Segments: a stream whose .log was lost or damaged while it could not be written,
-   * or that resumes from the spool after a restart, goes on in a new segment (the
-   * next sequence number) tagged with where it starts, as a reopened stream is. */
-  uint64_t seg_start;    /* stream byte offset of the .log's first byte */
-  uint64_t seg_mark;     /* its resend mark: the byte offset, or the datagram index */
-  int resumed;           /* from the spool, at start: no client */
-  sb__time_t seg_opened; /* when a segment after the stream's first was begun */
-  int has_seg_opened;
-  int gap_check;   /* resumed: its gap is checked once the spool says where it starts */
-  sb__dgram_t wdg; /* datagram framing of the bytes the .log holds */
-  sb__buf_t dg_tail; /* the .log's bytes after its last datagram boundary */
-  /* The route (archive_spool.c). */
-  sb__archive_route_t route;
-  int in_outage;      /* counted in the state's outages: logged once */
-  unsigned attempt;   /* retries that failed in this outage */
-  uint64_t outage_ms; /* uv_now when it began */
-  int retry_due;      /* the backoff ran out: reopen once the last request is done */
-  int pre_sync;       /* the broken .log is to be flushed before it is closed */
-  int checked;        /* the reopened .log was found intact, at its length */
-  int new_segment;    /* the reopen starts a new segment */
-  int window_known;   /* ... whose start the spool has said (seg_start, seg_mark) */
-  int hole;          /* the spool lacks data: a new segment once the queue is written */
-  int64_t sid;       /* the stream's spool row */
-  int row;           /* submitted */
-  int waiting;       /* counted in the state's waiting */
-  uint64_t next_off; /* bytes read from the client (resumed: the spool's end) */
-  uint64_t next_seq;
-  uint64_t committed; /* the spool holds the stream's data up to here */
-  uint64_t read_off;  /* read back up to here */
-  uint64_t trunc_off; /* the spool refused data from here on (UINT64_MAX: never) */
-  uint64_t unsynced;  /* written from the spool since the last fsync */
-  uint64_t spooled;   /* bytes that went through the spool */
-  uint64_t hole_off;  /* ... at this byte offset */
-  uint64_t corrupt;   /* bytes the spool found damaged (left out of reads) */
-  uint64_t lost;      /* bytes the spool lost (dropped at its cap, damaged) */
-  uint64_t stat_size; /* the reopened .log's size */
-  int jobs_out, appends_out, reading, ack_out, ack_again, drain_wait, durable_told;
-} sb__archive_t;
-
-/* The stream's byte offset of the next byte the .log takes. */
-static inline uint64_t sb__archive_written(const sb__archive_t* ar) {
-  return ar->seg_start + (uint64_t)ar->offset;
-}
-
-static inline unsigned long long sb__archive_id(const sb__archive_t* ar) {
-  return (unsigned long long)ar->sink.stream->id;
-}
-
-/* Whether the .log ends on a datagram boundary (always, for other types). */
-int sb__archive_at_boundary(const sb__archive_t* ar);
-/* The datagram index of the .log's next datagram (datagram streams). */
-uint64_t sb__archive_dgram_index(const sb__archive_t* ar);
-
-/* ---- archive.c, for archive_spool.c ---- */
-
-/* Decides and submits the sink's next request (nothing when one is in flight). */
-void sb__archive_step(sb__archive_t* ar);
-/* Lets a paused client go on once the queue allows it. */
-void sb__archive_notify(sb__archive_t* ar);
-/* Empties the write queue (its accounting included). */
-void sb__archive_drop_queue(sb__archive_t* ar);
-/* Ends a sink for good when everything is done: done runs once its handles are
- * closed and no spool job is out. */
-void sb__archive_maybe_done(sb__archive_t* ar);
-/* Ends the sink: kept, its data stays in the spool for the next start. */
-void sb__archive_end(sb__archive_t* ar, int kept);
-/* Records the first error of a stream (done reports it, the sidecar says it). */
-void sb__archive_set_error(sb__archive_t* ar, int err, const char* what,
-                           const char* path, const char* why);
-/* Records a gap before the segment: data from..to never arrived (or was lost). */
-void sb__archive_gap(sb__archive_t* ar, uint64_t from, uint64_t to);
-/* The gap check of a stream that starts at `at` (its tag plus the segment's mark). */
-void sb__archive_check_gap(sb__archive_t* ar, uint64_t at);
-
-/* ---- archive_spool.c ---- */
-
-/* A file request failed and can be retried: counts and logs the outage once (or a
- * retry that failed), turns the stream to the spool and schedules the next retry. */
-void sb__archive_spool_break(sb__archive_t* ar, const char* what, const char* path,
-                             const char* why);
-/* The reopen worked: the spool drains into the .log. */
-void sb__archive_spool_writable(sb__archive_t* ar);
-/* A write worked: the outage, if any, ends (logged, counted; the others retry now). */
-void sb__archive_spool_wrote(sb__archive_t* ar);
-/* A chunk read from the client while the route is not direct. */
-void sb__archive_spool_append(sb__archive_t* ar, sb__chunk_t* c);
-/* Reads the spool's window: the oldest resend point on, the start of a new segment. */
-void sb__archive_spool_read_window(sb__archive_t* ar);
-/* Draining: reads the next part of the spool, or waits for what is out. Returns 0 once
- * the .log has caught up with the spool (the route is direct again). */
-int sb__archive_spool_next(sb__archive_t* ar);
-/* Whether draining has read everything the spool holds (time to flush). */
-int sb__archive_spool_caught_up(const sb__archive_t* ar);
-/* The .log is flushed up to sb__archive_written: the spool may forget what is before.
+/*
+ * An archive sink for a stream whose handshake is done: the data goes to
+ * ARCHIVE_DIR/<name>.log (datagram streams keep their varint framing) and the
+ * properties to <name>.json, written when the stream opens and rewritten when it
+ * closes (with the close time and the byte and datagram counts). Returns NULL after
+ * logging when the files cannot be created.
  */
-void sb__archive_spool_flushed(sb__archive_t* ar);
-/* Read-back bytes left the write queue (written or dropped). */
-void sb__archive_spool_released(sb__archive_t* ar, uint64_t n);
-/* Tells the stream once every byte read from its client is stored. */
-void sb__archive_spool_durable(sb__archive_t* ar);
-/* The sink ends: its row goes unless kept (the service stops with data in it). */
-void sb__archive_spool_end(sb__archive_t* ar, int kept);
-/* Sets up a sink for a stream resumed from the spool. */
-void sb__archive_spool_resume(sb__archive_t* ar, const sb__spool_resume_t* r);
-/* Adds the route's state to a stream's entry (admin "streams"). */
-void sb__archive_spool_describe(sb__archive_t* ar, void* cjson_object);
-/* Adds the archive's writability and what waits in the spool to the status. */
-void sb__archive_spool_status(sb__broker_t* b, void* cjson_object);
+sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir);
+/*
+ * The relative path (with '/' separators) for a stream name: each segment is kept when
+ * it is safe, and otherwise changed so that no ".." or "." segment, no absolute path
+ * and no Windows device name (CON, NUL, COM1, ...) or reserved character can result.
+ * Returns a new string (free()).
+ */
+char* sb__archive_path(const char* name);
+
+typedef struct sb__archive_state_s sb__archive_state_t;
+struct sb__broker_s;
+/*
+ * Archive mode, at start (loop thread, after the control pipe is bound so that a
+ * second instance never touches a running one's files, before serving): scans
+ * ARCHIVE_DIR, finishes every stream an earlier run left unclosed (sidecar written
+ * with "complete": false, "recovered": true; stale .json.tmp removed), and learns
+ * each name's known end (for gaps) and the archive's size (for retention). Errors
+ * are logged; returns 0 (a damaged archive does not stop the service).
+ */
+int sb__archive_open(struct sb__broker_s* b);
+/* Frees what sb__archive_open made (after every stream is gone). */
+void sb__archive_close(struct sb__broker_s* b);
+/* Adds the archive's figures to the admin status (a cJSON object). */
+void sb__archive_describe(struct sb__broker_s* b, void* cjson_object);
+/* Retention changed (a reload): its timer runs when archive_max_age is set, and a
+ * check runs now. */
+void sb__archive_reconfigure(struct sb__broker_s* b);
+
+/* A sink for a stream left in the spool by an earlier run (its client is gone): it is
+ * archived, in a new segment, once the archive can write (archive_spool.c). */
+sb__sink_t* sb__archive_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r);
 
 #endif /* SB_SERVICE_ARCHIVE_H */

@@ -1,6 +1,7 @@
 /*
  * archive_spool.c - an archive stream's way through the spool while its files cannot
- * be written.
+ * be written: the route, the outage and its retries, the stream's row and appends
+ * (reading them back into the .log is archive_drain.c's).
  *
  * An archive is a sink like an upstream: when a stream's .log (or its directory, or
  * its sidecar) cannot be written - read-only, no permission, a full disk, a missing
@@ -22,8 +23,8 @@
  * back into the .log; a failure goes back to BROKEN) -> DIRECT.
  *
  * Datagram streams: a new segment must begin on a datagram boundary, so when the .log
- * fails inside a datagram the spool gets that datagram from its start (archive.c keeps
- * the .log's bytes since its last boundary), and the spool keeps, when it forgets
+ * fails inside a datagram the spool gets that datagram from its start (archive_writer.c
+ * keeps the .log's bytes since its last boundary), and the spool keeps, when it forgets
  * what was written, the chunk of the last boundary (its ACK is not exact): the spool's
  * window always starts on one, with its datagram index.
  *
@@ -40,24 +41,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "archive.h"
+#include "archive_int.h"
 
-/* One read of the spool takes at most this many bytes (and one chunk more). */
-#define AR_READ_LIMIT (256u * 1024u)
-/* A read that failed for now (the database busy) is tried again after this. */
-#define AR_READ_RETRY_MS 1000
-
-static sb__broker_t* ar_broker(const sb__archive_t* ar) {
-  return ar->sink.stream->broker;
-}
-
-/* The end of what the spool can give back: committed, and never past a refusal. */
-static uint64_t ar_spool_end(const sb__archive_t* ar) {
-  return ar->committed < ar->trunc_off ? ar->committed : ar->trunc_off;
-}
-
-static sb__spool_job_t* job_new(sb__archive_t* ar, sb__spool_op_t op,
-                                void (*done)(sb__spool_job_t*)) {
+sb__spool_job_t* sb__archive_spool_job(sb__archive_t* ar, sb__spool_op_t op,
+                                       void (*done)(sb__spool_job_t*)) {
   sb__spool_job_t* j = sb__xcalloc(1, sizeof(*j));
   j->op = op;
   j->sid = ar->sid;
@@ -67,71 +54,31 @@ static sb__spool_job_t* job_new(sb__archive_t* ar, sb__spool_op_t op,
   return j;
 }
 
-static void free_chunks(sb__chunk_t* c) {
-  while (c) {
-    sb__chunk_t* next = c->next;
-    sb__chunk_free(c);
-    c = next;
-  }
-}
-
-/* ---- memory for read-back data ---- */
-
-static int drain_full(const sb__broker_t* b) {
-  return b->archive->drain_bytes + AR_READ_LIMIT > b->cfg.replay_memory_max / 4;
-}
-
-/* Streams waiting for room to read the spool go on, in the order of the stream list,
- * while there is room. In archive mode every sink is an archive sink. */
-static void drain_wake(sb__broker_t* b) {
-  sb__archive_state_t* st = b->archive;
-  sb__stream_t* s;
-  if (st->drain_waiters == 0 || b->cfg.upstream != NULL)
-    return;
-  for (s = b->streams; s && st->drain_waiters > 0 && !drain_full(b); s = s->next) {
-    sb__archive_t* ar;
-    if (s->sink == NULL)
-      continue;
-    ar = SB_CONTAINER_OF(s->sink, sb__archive_t, sink);
-    if (ar->drain_wait) {
-      ar->drain_wait = 0;
-      st->drain_waiters--;
-      sb__archive_step(ar);
-    }
-  }
-}
-
-void sb__archive_spool_released(sb__archive_t* ar, uint64_t n) {
-  sb__archive_state_t* st = ar_broker(ar)->archive;
-  st->drain_bytes -= n < st->drain_bytes ? n : st->drain_bytes;
-  drain_wake(ar_broker(ar));
-}
-
 /* ---- retries ---- */
 
 /* The delay before retry number `attempt` + 1: doubling from backoff_initial_ms,
  * capped at backoff_max_ms, drawn from its upper half (jitter). */
 static uint64_t ar_backoff(const sb__archive_t* ar) {
-  return sb__backoff_ms(&ar_broker(ar)->cfg, ar->attempt);
+  return sb__backoff_ms(&sb__archive_broker(ar)->cfg, ar->attempt);
 }
 
-static void on_backoff(uv_timer_t* t) {
+void sb__archive_spool_on_backoff(uv_timer_t* t) {
   sb__archive_t* ar = t->data;
   if (ar->route == AR_BROKEN)
     ar->retry_due = 1;
-  sb__archive_step(ar); /* or a read that failed for now, again */
+  ar->up->step(ar); /* or a read that failed for now, again */
 }
 
 /* ---- jobs ---- */
 
-static void on_job(sb__spool_job_t* j) {
+void sb__archive_spool_job_done(sb__spool_job_t* j) {
   sb__archive_t* ar = j->data;
   ar->jobs_out--;
   if (j->status != 0)
     SB_LOG_W("spool", "stream %llu \"%s\": forgetting what the archive holds: %s",
              sb__archive_id(ar), ar->sink.stream->props.name, sb_strerror(j->status));
   free(j);
-  sb__archive_maybe_done(ar);
+  ar->up->maybe_done(ar);
 }
 
 /* The spool refused the stream's data from byte `from` on (its cap, a full disk): that
@@ -165,8 +112,8 @@ static void on_opened(sb__spool_job_t* j) {
   free(j->props);
   free(j);
   sb__archive_spool_durable(ar);
-  sb__archive_step(ar);
-  sb__archive_maybe_done(ar);
+  ar->up->step(ar);
+  ar->up->maybe_done(ar);
 }
 
 static void on_appended(sb__spool_job_t* j) {
@@ -185,10 +132,10 @@ static void on_appended(sb__spool_job_t* j) {
   }
   sb__chunk_free(c);
   free(j);
-  sb__archive_notify(ar);
+  ar->up->notify(ar);
   sb__archive_spool_durable(ar);
-  sb__archive_step(ar);
-  sb__archive_maybe_done(ar);
+  ar->up->step(ar);
+  ar->up->maybe_done(ar);
 }
 
 /*
@@ -208,7 +155,7 @@ static void ar_append(sb__archive_t* ar, sb__chunk_t* c, uint64_t add,
     sb__chunk_free(c);
     return;
   }
-  j = job_new(ar, SB__SPOOL_APPEND, on_appended);
+  j = sb__archive_spool_job(ar, SB__SPOOL_APPEND, on_appended);
   j->seq = ar->next_seq++;
   j->chunk = c;
   j->limit = counted;
@@ -243,7 +190,7 @@ static void ar_open_row(sb__archive_t* ar) {
   if (sb__props_encode_json(&s->props, &json) != 0 || json.err)
     abort(); /* properties that decoded always encode */
   sb__buf_putc(&json, '\0');
-  j = job_new(ar, SB__SPOOL_OPEN, on_opened);
+  j = sb__archive_spool_job(ar, SB__SPOOL_OPEN, on_opened);
   j->props = sb__xstrdup(json.data);
   j->type = s->props.type;
   j->off = written;
@@ -261,7 +208,7 @@ static void ar_open_row(sb__archive_t* ar) {
 }
 
 void sb__archive_spool_append(sb__archive_t* ar, sb__chunk_t* c) {
-  uint64_t wm = ar_broker(ar)->cfg.upstream_high_watermark;
+  uint64_t wm = sb__archive_broker(ar)->cfg.upstream_high_watermark;
   ar_open_row(ar);
   ar_append(ar, c, c->len, c->len);
   if (ar->sink.queued > wm)
@@ -297,7 +244,7 @@ static void ar_turn(sb__archive_t* ar) {
       c = next;
     }
   } else {
-    sb__archive_drop_queue(ar);
+    ar->up->drop_queue(ar);
   }
   ar->read_off = sb__archive_written(ar);
 }
@@ -348,8 +295,8 @@ void sb__archive_spool_break(sb__archive_t* ar, const char* what, const char* pa
   ar->retry_due = 0;
   if (ar->log_fd >= 0 && ar->pre_sync == 0)
     ar->pre_sync = 1;
-  uv_timer_start(&ar->backoff, on_backoff, ar_backoff(ar), 0);
-  sb__archive_notify(ar);
+  uv_timer_start(&ar->backoff, sb__archive_spool_on_backoff, ar_backoff(ar), 0);
+  ar->up->notify(ar);
 }
 
 /* Other streams whose archive failed retry now: one stream found it writable. */
@@ -367,7 +314,7 @@ static void ar_kick(sb__broker_t* b, sb__archive_t* self) {
       continue;
     uv_timer_stop(&o->backoff);
     o->retry_due = 1;
-    sb__archive_step(o);
+    o->up->step(o);
   }
 }
 
@@ -396,284 +343,21 @@ void sb__archive_spool_wrote(sb__archive_t* ar) {
   ar_kick(b, ar);
 }
 
-/* ---- reading back ---- */
-
-/* Queues a chunk read back from the spool for the .log, cut to what is not written yet
- * and to the spool's end. */
-static void ar_take(sb__archive_t* ar, sb__chunk_t* c, uint64_t end) {
-  sb__archive_state_t* st = ar_broker(ar)->archive;
-  if (c->off < ar->read_off) {
-    size_t skip = (size_t)(ar->read_off - c->off);
-    memmove(c->data, c->data + skip, c->len - skip);
-    c->len -= skip;
-    c->off += skip;
-    c->mark = ar->sink.stream->props.type != SB_DATAGRAM ? (int64_t)c->off : -1;
-  }
-  if (c->off + c->len > end)
-    c->len = (size_t)(end - c->off);
-  c->next = NULL;
-  if (ar->tail)
-    ar->tail->next = c;
-  else
-    ar->head = c;
-  ar->tail = c;
-  ar->read_off = c->off + c->len;
-  st->drain_bytes += c->len;
-}
-
-/* Bytes the spool no longer has (dropped at its cap, or damaged): counted by cause;
- * the stream's sidecar says it is incomplete (dropped_bytes, and the gap). */
-static void ar_count_lost(sb__archive_t* ar, uint64_t lost) {
-  sb__stream_t* s = ar->sink.stream;
-  uint64_t corrupt = lost < ar->corrupt ? lost : ar->corrupt;
-  ar->corrupt -= corrupt;
-  ar->lost += lost;
-  s->broker->counters.bytes_dropped_corrupt += corrupt;
-  s->broker->counters.bytes_dropped_full += lost - corrupt;
-  s->bytes_dropped += lost;
-}
-
-/*
- * Where a new segment begins: the spool's first resend point (the window's first
- * chunk; after a hole, the first chunk past it that starts a datagram), with its mark.
- * Without one, where the .log ended.
- */
-static void ar_window(sb__archive_t* ar, sb__chunk_t* c) {
-  sb__stream_t* s = ar->sink.stream;
-  int dgram = s->props.type == SB_DATAGRAM;
-  uint64_t end = ar_spool_end(ar), at, mark;
-  sb__chunk_t* next;
-  if (c != NULL) {
-    at = c->off;
-    mark = (uint64_t)c->mark;
-  } else if (ar->hole) {
-    at = end;
-    mark = dgram ? sb__archive_dgram_index(ar) : end;
-  } else {
-    at = sb__archive_written(ar);
-    mark = dgram ? sb__archive_dgram_index(ar) : at;
-  }
-  if (ar->gap_check) {
-    /* Resumed: where the archive's segments of the name end says whether a gap. */
-    ar->gap_check = 0;
-    sb__archive_check_gap(ar, ar->start + mark);
-  } else {
-    /* The spool's data should start where the .log ends (or at the hole): what is
-     * missing before its first resend point was dropped at its cap, or damaged. */
-    uint64_t from = ar->hole ? ar->hole_off : sb__archive_written(ar);
-    if (at > from) {
-      ar_count_lost(ar, at - from);
-      SB_LOG_E("archive",
-               "stream %llu \"%s\": bytes %llu to %llu are no longer in the spool "
-               "(dropped at its cap, or damaged); its archive goes on after them, in a "
-               "segment tagged with where",
-               sb__archive_id(ar), s->props.name, (unsigned long long)from,
-               (unsigned long long)at);
-      sb__archive_gap(ar, ar->start + (dgram ? sb__archive_dgram_index(ar) : from),
-                      ar->start + mark);
-    }
-  }
-  ar->hole = 0;
-  ar->seg_start = at;
-  ar->seg_mark = mark;
-  ar->window_known = 1;
-  ar->read_off = at;
-  for (; c; c = next) {
-    next = c->next;
-    if (c->off >= end || c->off + c->len <= ar->read_off) {
-      sb__chunk_free(c);
-      continue;
-    }
-    ar_take(ar, c, end);
-  }
-}
-
-static void on_window(sb__spool_job_t* j) {
-  sb__archive_t* ar = j->data;
-  sb__broker_t* b = ar_broker(ar);
-  sb__chunk_t* c = j->chunk;
-  ar->jobs_out--;
-  ar->reading = 0;
-  b->archive->drain_bytes -= AR_READ_LIMIT;
-  ar->corrupt += j->corrupt;
-  if (ar->ending || ar->route != AR_REOPENING || b->stopping) {
-    free_chunks(c);
-  } else if (j->status == SB_EBUSY && c == NULL) {
-    uv_timer_start(&ar->backoff, on_backoff, AR_READ_RETRY_MS, 0);
-  } else {
-    /* After a hole, chunks inside a datagram cannot begin a segment. */
-    while (c && c->mark < 0) {
-      sb__chunk_t* next = c->next;
-      sb__chunk_free(c);
-      c = next;
-    }
-    ar_window(ar, c);
-  }
-  free(j);
-  drain_wake(b);
-  sb__archive_step(ar);
-  sb__archive_maybe_done(ar);
-}
-
-void sb__archive_spool_read_window(sb__archive_t* ar) {
-  sb__broker_t* b = ar_broker(ar);
-  sb__spool_job_t* j;
-  if (!ar->row) {
-    ar_window(ar, NULL); /* nothing waits in the spool */
-    sb__archive_step(ar);
-    return;
-  }
-  j = job_new(ar, SB__SPOOL_READ, on_window);
-  j->window = !ar->hole;
-  j->off = ar->hole ? ar->hole_off : 0;
-  j->limit = AR_READ_LIMIT;
-  ar->reading = 1;
-  b->archive->drain_bytes += AR_READ_LIMIT;
-  sb__spool_submit(b->spool, j);
-}
-
-/*
- * Chunks read back, in order. One that starts past where the .log is (the spool lost
- * what is between: dropped at its cap, or damaged) is a hole: what comes before it is
- * written and flushed, then the stream goes on in a new segment past it.
- */
-static void on_read(sb__spool_job_t* j) {
-  sb__archive_t* ar = j->data;
-  sb__broker_t* b = ar_broker(ar);
-  sb__chunk_t *c = j->chunk, *next;
-  uint64_t end = ar_spool_end(ar), before = ar->read_off;
-  ar->jobs_out--;
-  ar->reading = 0;
-  b->archive->drain_bytes -= AR_READ_LIMIT;
-  ar->corrupt += j->corrupt;
-  if (ar->ending || ar->route != AR_DRAINING || b->stopping) {
-    free_chunks(c);
-  } else if (j->status == SB_EBUSY && c == NULL) {
-    uv_timer_start(&ar->backoff, on_backoff, AR_READ_RETRY_MS, 0);
-  } else {
-    for (; c; c = next) {
-      next = c->next;
-      if (ar->hole || c->off >= end || c->off + c->len <= ar->read_off) {
-        sb__chunk_free(c);
-      } else if (c->off > ar->read_off) {
-        ar->hole = 1;
-        ar->hole_off = ar->read_off;
-        sb__chunk_free(c);
-      } else {
-        ar_take(ar, c, end);
-      }
-    }
-    /* Nothing where the spool's data should be, or a damaged page: a hole too. */
-    if (!ar->hole && ar->read_off < end && (ar->read_off == before || j->status != 0)) {
-      ar->hole = 1;
-      ar->hole_off = ar->read_off;
-    }
-  }
-  free(j);
-  drain_wake(b);
-  sb__archive_step(ar);
-  sb__archive_maybe_done(ar);
-}
-
-int sb__archive_spool_caught_up(const sb__archive_t* ar) {
-  return !ar->reading && ar->appends_out == 0 &&
-         (!ar->row || ar->read_off >= ar_spool_end(ar));
-}
-
-/* The .log has everything the spool held: the row goes, the route is direct again. */
-static void ar_direct_again(sb__archive_t* ar) {
-  sb__stream_t* s = ar->sink.stream;
-  sb__broker_t* b = s->broker;
-  if (ar->row) {
-    sb__spool_submit(b->spool, job_new(ar, SB__SPOOL_FORGET, on_job));
-    ar->row = 0;
-  }
-  if (ar->waiting) {
-    ar->waiting = 0;
-    b->archive->waiting--;
-  }
-  ar->route = AR_DIRECT;
-  ar->wq_direct = 1;
-  sb__archive_spool_wrote(ar); /* nothing needed writing: the reopen was enough */
-  if (ar->spooled > 0)
-    SB_LOG_I("archive",
-             "stream %llu \"%s\": the archive has caught up with the spool (%llu bytes "
-             "went through it); written directly again",
-             sb__archive_id(ar), s->props.name, (unsigned long long)ar->spooled);
-}
-
-int sb__archive_spool_next(sb__archive_t* ar) {
-  sb__broker_t* b = ar_broker(ar);
-  sb__spool_job_t* j;
-  if (ar->reading)
-    return 1;
-  if (ar->row && ar->read_off < ar_spool_end(ar)) {
-    if (drain_full(b)) {
-      if (!ar->drain_wait) {
-        ar->drain_wait = 1;
-        b->archive->drain_waiters++;
-      }
-      return 1;
-    }
-    j = job_new(ar, SB__SPOOL_READ, on_read);
-    j->off = ar->read_off;
-    j->limit = AR_READ_LIMIT;
-    ar->reading = 1;
-    b->archive->drain_bytes += AR_READ_LIMIT;
-    sb__spool_submit(b->spool, j);
-    return 1;
-  }
-  if (ar->appends_out > 0)
-    return 1; /* more is on its way to the spool */
-  ar_direct_again(ar);
-  return 0;
-}
-
-static void on_acked(sb__spool_job_t* j) {
-  sb__archive_t* ar = j->data;
-  ar->jobs_out--;
-  ar->ack_out = 0;
-  free(j);
-  if (ar->ack_again && !ar->ending) {
-    ar->ack_again = 0;
-    sb__archive_spool_flushed(ar);
-  }
-  sb__archive_maybe_done(ar);
-}
-
-/* The spool forgets what the .log holds, but the chunk of its last resend point (a
- * new segment's start, should one be needed). */
-void sb__archive_spool_flushed(sb__archive_t* ar) {
-  sb__spool_job_t* j;
-  if (!ar->row)
-    return;
-  if (ar->ack_out) {
-    ar->ack_again = 1;
-    return;
-  }
-  j = job_new(ar, SB__SPOOL_ACK, on_acked);
-  j->off = sb__archive_written(ar);
-  j->trim = j->off;
-  j->exact = 0;
-  ar->ack_out = 1;
-  sb__spool_submit(ar_broker(ar)->spool, j);
-}
-
 /* Every byte read from the client is stored: in the spool (committed), or in the .log
  * and flushed (what it held when it failed was flushed then). */
 void sb__archive_spool_durable(sb__archive_t* ar) {
   if (ar->durable_told || !ar->finishing || ar->route == AR_DIRECT ||
       ar->pre_sync != 0 || ar->appends_out > 0)
     return;
-  if (ar->row &&
-      ar_spool_end(ar) < (ar->next_off < ar->trunc_off ? ar->next_off : ar->trunc_off))
+  if (ar->row && sb__archive_spooled_end(ar) <
+                     (ar->next_off < ar->trunc_off ? ar->next_off : ar->trunc_off))
     return;
   ar->durable_told = 1;
   sb__stream_sink_durable(ar->sink.stream);
 }
 
 void sb__archive_spool_end(sb__archive_t* ar, int kept) {
-  sb__archive_state_t* st = ar_broker(ar)->archive;
+  sb__archive_state_t* st = sb__archive_broker(ar)->archive;
   if (ar->in_outage) {
     ar->in_outage = 0;
     st->outages--;
@@ -687,13 +371,15 @@ void sb__archive_spool_end(sb__archive_t* ar, int kept) {
     st->drain_waiters--;
   }
   if (ar->row && !kept) {
-    sb__spool_submit(ar_broker(ar)->spool, job_new(ar, SB__SPOOL_FORGET, on_job));
+    sb__spool_submit(
+        sb__archive_broker(ar)->spool,
+        sb__archive_spool_job(ar, SB__SPOOL_FORGET, sb__archive_spool_job_done));
     ar->row = 0;
   }
 }
 
 void sb__archive_spool_resume(sb__archive_t* ar, const sb__spool_resume_t* r) {
-  sb__archive_state_t* st = ar_broker(ar)->archive;
+  sb__archive_state_t* st = sb__archive_broker(ar)->archive;
   ar->resumed = 1;
   ar->finishing = 1;
   ar->durable_told = 1; /* its client is gone */
@@ -707,20 +393,20 @@ void sb__archive_spool_resume(sb__archive_t* ar, const sb__spool_resume_t* r) {
   ar->gap_check = 1;
   if (r->chunks == 0) {
     /* Nothing of it is left to write (its end was written; the row stayed). */
-    sb__archive_end(ar, 0);
+    ar->up->end(ar, 0);
     return;
   }
   ar->route = AR_REOPENING;
   ar->new_segment = 1;
   ar->window_known = 0;
-  sb__archive_step(ar);
+  ar->up->step(ar);
 }
 
 void sb__archive_spool_describe(sb__archive_t* ar, void* object) {
   static const char* const states[] = {"writing", "cannot-write", "retrying",
                                        "draining"};
   cJSON* o = object;
-  uint64_t written = sb__archive_written(ar), end = ar_spool_end(ar);
+  uint64_t written = sb__archive_written(ar), end = sb__archive_spooled_end(ar);
   cJSON_AddStringToObject(o, "archive", states[ar->route]);
   cJSON_AddStringToObject(o, "route", ar->route == AR_DIRECT ? "direct" : "spool");
   cJSON_AddNumberToObject(o, "bytes_in_spool",
@@ -742,7 +428,7 @@ void sb__archive_spool_status(sb__broker_t* b, void* object) {
     if (s->sink == NULL)
       continue;
     ar = SB_CONTAINER_OF(s->sink, sb__archive_t, sink);
-    end = ar_spool_end(ar);
+    end = sb__archive_spooled_end(ar);
     if (ar->row && end > sb__archive_written(ar))
       bytes += end - sb__archive_written(ar);
   }

@@ -25,6 +25,9 @@
  * once BYTES of its data were read and stored, and is closed 100 ms later, as by an
  * upstream that breaks mid-stream),
  * "open-ns PREFIX/" (undoes close-ns),
+ * "pace MS" (after each read of an accepted stream's data the whole process sleeps MS
+ * milliseconds, as an upstream whose disk is slow: its socket buffers fill; 0 ends
+ * it; a restarted process is not paced),
  * "hold-and-die NAME" (the next stream accepted as NAME is read but not stored, as
  * by an upstream that has not written it yet, and at its end of input the process
  * exits at once, as one killed at that moment would, with its connections open),
@@ -32,7 +35,7 @@
  * End of stdin is a quit too, so a test that dies takes this process with it.
  * Events on stdout, one a line, flushed: "ready", "accepted NAME",
  * "refused NAME duplicate", "refused NAME namespace", "ended NAME BYTES", "cut NAME",
- * "read-closed NAME BYTES", "read-close BYTES COUNT", "opened-ns PREFIX/",
+ * "read-closed NAME BYTES", "read-close BYTES COUNT", "opened-ns PREFIX/", "pace MS",
  * "holding NAME" (the command took effect), "dying NAME BYTES" (held bytes, lost),
  * "bad-handshake ERROR", "closed-ns PREFIX/" (the command took effect), and
  * "error TEXT" for a command it cannot carry out.
@@ -78,6 +81,7 @@ static size_t nclosed_ns;
 static char* hold_name; /* hold-and-die's NAME, until a stream of it is accepted */
 static uint64_t read_close_bytes; /* read-close BYTES */
 static unsigned read_close_left;  /* read-close COUNT, less the streams it closed */
+static unsigned pace_ms;          /* pace MS */
 static uv_timer_t reaper;         /* closes the read-close connections that are due */
 
 static void die(const char* fmt, ...) {
@@ -345,6 +349,8 @@ static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     return;
   }
   store(c, buf->base, (size_t)n);
+  if (pace_ms > 0)
+    uv_sleep(pace_ms);
 }
 
 static void on_connection(uv_stream_t* srv, int status) {
@@ -423,6 +429,9 @@ static void command(const char* line) {
     free(hold_name);
     hold_name = dup_str(line + 13);
     event("holding %s", line + 13);
+  } else if (strncmp(line, "pace ", 5) == 0) {
+    pace_ms = (unsigned)strtoul(line + 5, NULL, 10);
+    event("pace %u", pace_ms);
   } else if (strcmp(line, "quit") == 0) {
     quit();
   } else {

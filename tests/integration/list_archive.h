@@ -6,8 +6,8 @@
   X(archive_long_names)                                                                \
   X(archive_disk_full)                                                                 \
   X(archive_recovery_after_kill)                                                       \
+  X(archive_recovery_empty_open)                                                       \
   X(archive_gaps)                                                                      \
-  X(archive_write_delay)                                                               \
   X(archive_retention)
 
 #endif

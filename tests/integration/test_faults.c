@@ -15,6 +15,7 @@
 #include <unistd.h>
 #endif
 
+#include "butler.h"
 #include "helpers.h"
 #include "streams.h"
 #include "task.h"
@@ -289,70 +290,116 @@ static void slow_writer_run(void* arg) {
   w->result = sb_it_write_stream(w->address, w->name, w->len);
 }
 
+/* What the butler stored of a stream reaches at_least bytes (its .data files). */
 typedef struct {
-  char path[1100];
+  sb_it_butler_t* bt;
+  const char* name;
   uint64_t at_least;
-} file_wait_t;
+} stored_wait_t;
 
-static int file_reached(void* arg) {
-  file_wait_t* f = arg;
-  uv_fs_t req;
-  int r = uv_fs_stat(NULL, &req, f->path, NULL);
-  uint64_t size = r == 0 ? req.statbuf.st_size : 0;
-  uv_fs_req_cleanup(&req);
-  return size >= f->at_least;
+static int stored_reached(void* arg) {
+  stored_wait_t* f = arg;
+  sb_it_blist_t l;
+  uint64_t got = 0;
+  size_t i;
+  sb_it_butler_list(f->bt, &l);
+  for (i = 0; i < l.n; i++)
+    if (strcmp(l.s[i].original, f->name) == 0)
+      got += l.s[i].len;
+  sb_it_blist_free(&l);
+  return got >= f->at_least;
+}
+
+/* The stream reassembles from the butler's segments to len bytes, the last one ended
+ * with the sender's end of stream. */
+typedef struct {
+  sb_it_butler_t* bt;
+  const char* name;
+  size_t len;
+} whole_wait_t;
+
+static int stored_whole(void* arg) {
+  whole_wait_t* f = arg;
+  sb_it_blist_t l;
+  sb__buf_t got = {0};
+  char why[512];
+  int whole = 0;
+  size_t i;
+  sb_it_butler_list(f->bt, &l);
+  if (sb_it_butler_reassemble(&l, f->name, &got, NULL, why, sizeof(why)) == 0 &&
+      got.len == f->len)
+    for (i = l.n; i-- > 0;)
+      if (strcmp(l.s[i].original, f->name) == 0) {
+        whole = l.s[i].complete;
+        break;
+      }
+  sb__buf_free(&got);
+  sb_it_blist_free(&l);
+  return whole;
 }
 
 /*
- * A default upstream broker whose archive writes are slow (a test-only delay) holds a
- * full queue and socket buffers of what it read when it is SIGKILLed mid-stream. The
- * default broker in front (replay window 4 MiB against the upstream's 1 MiB
- * watermark) resends all of it: the stream arrives whole, without a gap.
+ * An upstream that reads slowly (the test butler, paced: it sleeps after each read, as
+ * one whose disk is slow) has full socket buffers of what the broker in front sent
+ * when it is killed mid-stream. The default broker in front (replay window 4 MiB)
+ * resends what the upstream never stored: the stream arrives whole, without a gap,
+ * reassembled from the butler's segments by their offset tags.
  */
 TEST_IMPL(faults_slow_upstream_killed_mid_stream) {
   uv_loop_t loop;
-  sb_it_daemon_t up, b;
+  sb_it_butler_t bt;
+  sb_it_daemon_t b;
   slow_writer_t w;
-  file_wait_t f;
+  stored_wait_t f;
+  whole_wait_t whole;
+  sb_it_blist_t l;
   sb__buf_t got = {0}, want = {0};
+  char why[512];
   int segs;
   uv_loop_init(&loop);
-  ASSERT_OK(uv_os_setenv("SB_TEST_ARCHIVE_WRITE_DELAY_MS", "200"));
-  sb_it_daemon_start(&up, &loop, "fsku", NULL, "\"log_level\": \"info\"");
-  ASSERT_OK(uv_os_unsetenv("SB_TEST_ARCHIVE_WRITE_DELAY_MS"));
-  sb_it_daemon_start(&b, &loop, "fskb", up.address,
+  sb_it_butler_start(&bt, &loop, "fsku");
+  sb_it_butler_command(&bt, "pace 20");
+  sb_it_butler_wait(&bt, "pace 20", 1, 30000);
+  sb_it_daemon_start(&b, &loop, "fskb", bt.address,
                      "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200, "
                      "\"log_level\": \"info\"");
   w.address = b.address;
   w.name = "slow/stream";
   w.len = 12000000;
   w.result = -1;
-  snprintf(f.path, sizeof(f.path), "%s/slow/stream.log", up.archive_dir);
+  f.bt = &bt;
+  f.name = w.name;
   f.at_least = 2000000;
   {
     uv_thread_t t;
     ASSERT_OK(uv_thread_create(&t, slow_writer_run, &w));
-    /* Killed once its file holds 2 MB: the rest of what it read is in its queue. */
-    ASSERT(sb_it_run_until(&loop, 60000, file_reached, &f));
-    sb_it_daemon_kill(&up, SIGKILL);
-    sb_it_daemon_wait_exit(&up, 30000);
-    sb_it_daemon_restart(&up); /* without the delay */
+    /* Killed once it stored 2 MB: what it was sent after that is in the buffers. */
+    ASSERT(sb_it_run_until(&loop, 60000, stored_reached, &f));
+    sb_it_butler_kill(&bt);
+    sb_it_butler_restart(&bt); /* not paced */
     uv_thread_join(&t);
   }
   ASSERT_OK(w.result);
   sb_it_daemon_wait_log(&b, "\"slow/stream\" closed: ", 1, 120000);
-  sb_it_wait_settled1(&loop, up.archive_dir, "slow/stream");
-  /* The upstream saw no segment start past what it held of the stream. */
-  ASSERT(!sb_it_contains(up.log.data, up.log.len, "never arrived"));
-  segs = sb_it_reassemble(up.archive_dir, "slow/stream", &got, 0, NULL);
-  ASSERT(segs >= 2);
+  whole.bt = &bt;
+  whole.name = w.name;
+  whole.len = w.len;
+  if (!sb_it_run_until(&loop, 120000, stored_whole, &whole)) {
+    sb_it_butler_dump(&bt);
+    sb_it_daemon_dump(&b);
+  }
+  sb_it_butler_list(&bt, &l);
+  if (sb_it_butler_reassemble(&l, w.name, &got, &segs, why, sizeof(why)) != 0)
+    fprintf(stderr, "reassembling %s: %s\n", w.name, why);
   ASSERT_EQ(got.len, w.len);
-  sb_it_content("slow/stream", w.len, &want);
+  ASSERT(segs >= 2);
+  sb_it_content(w.name, w.len, &want);
   ASSERT(memcmp(got.data, want.data, w.len) == 0);
+  sb_it_blist_free(&l);
   sb__buf_free(&got);
   sb__buf_free(&want);
   sb_it_daemon_close(&b);
-  sb_it_daemon_close(&up);
+  sb_it_butler_close(&bt);
   uv_loop_close(&loop);
 }
 
