@@ -10,42 +10,22 @@
 #include "archive_int.h"
 #include "tags.h"
 
-static uint64_t ar_name_hash(const char* name) {
-  return sb__archive_path_hash(0xcbf29ce484222325ull, 'K', name, strlen(name));
-}
-
 sb__archive_state_t* sb__archive_index_state(sb__broker_t* b) {
-  sb__archive_state_t* st = b->archive;
-  if (st == NULL) {
-    st = b->archive = sb__xcalloc(1, sizeof(*st));
-    st->nbuckets = 1024;
-    st->buckets = sb__xcalloc(st->nbuckets, sizeof(*st->buckets));
-  }
-  return st;
+  if (b->archive == NULL)
+    b->archive = sb__xcalloc(1, sizeof(*b->archive));
+  return b->archive;
 }
 
 /* The entry of a name, made (end 0) when create and absent. */
 ar_known_t* sb__archive_index_known(sb__archive_state_t* st, const char* name,
                                     int create) {
-  size_t at = (size_t)(ar_name_hash(name) % st->nbuckets), n;
-  ar_known_t* k;
-  for (k = st->buckets[at]; k != NULL; k = k->next)
-    if (strcmp(k->name, name) == 0)
-      return k;
-  if (!create)
-    return NULL;
-  n = strlen(name);
-  k = sb__xmalloc(sizeof(*k) + n + 1);
-  memcpy(k->name, name, n + 1);
-  k->end = 0;
-  k->next = st->buckets[at];
-  st->buckets[at] = k;
-  return k;
+  return create ? sb__strset_add(&st->known, name, NULL)
+                : sb__strset_find(&st->known, name);
 }
 
 void sb__archive_index_end(ar_known_t* k, uint64_t end) {
-  if (k != NULL && end > k->end)
-    k->end = end;
+  if (k != NULL && end > k->value)
+    k->value = end;
 }
 
 void sb__archive_index_add_closed(sb__archive_state_t* st, const char* stem,
@@ -95,18 +75,10 @@ int sb__archive_index_closed_cmp(const void* a, const void* b) {
 
 void sb__archive_index_free(sb__archive_state_t* st) {
   size_t i;
-  for (i = 0; i < st->nbuckets; i++) {
-    ar_known_t* k = st->buckets[i];
-    while (k) {
-      ar_known_t* next = k->next;
-      free(k);
-      k = next;
-    }
-  }
+  sb__strset_clear(&st->known);
   for (i = st->head; i < st->nclosed; i++)
     free(st->closed[i].stem);
   free(st->closed);
-  free(st->buckets);
   free(st->last_error);
   free(st);
 }
@@ -151,8 +123,8 @@ void sb__archive_check_gap(sb__archive_t* ar, uint64_t at) {
   int dgram = s->props.type == SB_DATAGRAM;
   ar_known_t* k =
       ar->known ? ar->known : sb__archive_index_known(st, sb__archive_index_key(s), 0);
-  if (at > 0 && (k == NULL || k->end < at)) {
-    uint64_t from = k ? k->end : 0;
+  if (at > 0 && (k == NULL || k->value < at)) {
+    uint64_t from = k ? k->value : 0;
     sb__archive_gap(ar, from, at);
     ar->gap = k ? 1 : 2;
     SB_LOG_W("archive",

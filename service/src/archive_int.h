@@ -8,6 +8,7 @@
 #define SB_SERVICE_ARCHIVE_INT_H
 
 #include "internal.h"
+#include "strset.h"
 
 /* How many sequence numbers a stream tries before it gives up. */
 #define AR_MAX_SEQ 100000u
@@ -39,13 +40,10 @@ enum {
   AR_JSON_INPLACE
 };
 
-/* What the archive knows of one name: the end of its data (bytes, or datagrams for
- * datagram streams) over every segment archived, for gaps. */
-typedef struct ar_known_s {
-  struct ar_known_s* next;
-  uint64_t end;
-  char name[];
-} ar_known_t;
+/* What the archive knows of one name, an entry of the index (a string set): its value
+ * is the end of the name's data (bytes, or datagrams for datagram streams) over every
+ * segment archived, for gaps. */
+typedef sb__strset_entry_t ar_known_t;
 
 /* A closed segment, as retention sees it. */
 typedef struct {
@@ -56,9 +54,8 @@ typedef struct {
 } ar_closed_t;
 
 struct sb__archive_state_s {
-  ar_known_t** buckets;
-  size_t nbuckets;
-  uint64_t bytes; /* files of the archive (.log and .json), as known */
+  sb__strset_t known; /* every name archived: ar_known_t */
+  uint64_t bytes;     /* files of the archive (.log and .json), as known */
   uint64_t files;
   /* Closed segments, oldest first from closed[head] (sorted at start; streams that
    * close later are added at the end, in the order they close). */
@@ -237,9 +234,6 @@ static inline uint64_t sb__archive_dgram_index(const sb__archive_t* ar) {
 
 /* ---- archive_path.c ---- */
 
-/* The stable 64-bit hash (FNV-1a, finalized) of kind and p[0..n), from h: for the
- * shortened names, and the index's buckets. */
-uint64_t sb__archive_path_hash(uint64_t h, char kind, const char* p, size_t n);
 /* STEM.ext, or STEM+SEQ.ext when seq > 0 (a new string). */
 char* sb__archive_path_with(const char* stem, unsigned seq, const char* ext);
 /* ARCHIVE_DIR joined with each segment of the mapped path rel, with the platform's

@@ -120,7 +120,7 @@ static size_t ar_map_segment(const char* seg, size_t n, int last, char* out) {
 /* FNV-1a, 64 bits, with the murmur3 finalizer so that every input bit reaches every
  * output bit; two different offset bases give 128 bits. Stable across versions and
  * platforms: the names of existing files depend on it. */
-uint64_t sb__archive_path_hash(uint64_t h, char kind, const char* p, size_t n) {
+static uint64_t path_hash(uint64_t h, char kind, const char* p, size_t n) {
   size_t i;
   h = (h ^ (unsigned char)kind) * 0x100000001b3ull;
   for (i = 0; i < n; i++)
@@ -140,8 +140,8 @@ static size_t ar_shorten(const char* m, size_t mlen, char kind, const char* orig
   static const char hex[] = "0123456789abcdef";
   uint64_t h[2];
   size_t i = 0, o, k;
-  h[0] = sb__archive_path_hash(0xcbf29ce484222325ull, kind, orig, olen);
-  h[1] = sb__archive_path_hash(0x84222325cbf29ce4ull, kind, orig, olen);
+  h[0] = path_hash(0xcbf29ce484222325ull, kind, orig, olen);
+  h[1] = path_hash(0x84222325cbf29ce4ull, kind, orig, olen);
   /* The prefix ends between escapes: "%XX" is never cut. */
   while (i < mlen) {
     size_t step = m[i] == '%' && mlen > 1 ? 3 : 1;
