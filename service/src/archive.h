@@ -16,9 +16,10 @@
  * ARCHIVE_DIR/<name>.log (datagram streams keep their varint framing) and the
  * properties to <name>.json, written when the stream opens and rewritten when it
  * closes (with the close time and the byte and datagram counts). Returns NULL after
- * logging when the files cannot be created.
+ * logging when the files cannot be created. The sink reports to its stream through
+ * events.
  */
-sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir);
+sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const sb__sink_events_t* events);
 /*
  * The relative path (with '/' separators) for a stream name: each segment is kept when
  * it is safe, and otherwise changed so that no ".." or "." segment, no absolute path
@@ -48,6 +49,7 @@ void sb__archive_reconfigure(struct sb__broker_s* b);
 
 /* A sink for a stream left in the spool by an earlier run (its client is gone): it is
  * archived, in a new segment, once the archive can write (archive_spool.c). */
-sb__sink_t* sb__archive_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r);
+sb__sink_t* sb__archive_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r,
+                                    const sb__sink_events_t* events);
 
 #endif /* SB_SERVICE_ARCHIVE_H */

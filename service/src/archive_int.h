@@ -149,7 +149,7 @@ typedef struct sb__archive_s {
   int failed; /* data is dropped from now on */
   int paused; /* queued went above the watermark; the stream waits for drained */
   int ending;
-  int done_told;   /* sb__stream_sink_done was called */
+  int done_told;   /* sb__sink_done was called */
   int in_complete; /* inside ar_complete: finish must not step */
   int err;         /* first error, for done */
   char* err_text;  /* what failed, for the log and the sidecar */

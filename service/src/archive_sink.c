@@ -109,7 +109,7 @@ static void ar_complete(sb__archive_t* ar, int r) {
     } else if (!ar->durable_told) {
       /* Every byte read is on disk: the client's connection may close now. */
       ar->durable_told = 1;
-      sb__stream_sink_durable(s);
+      sb__sink_durable(&ar->sink);
     }
     break;
   case AR_LOG_CLOSE:
@@ -357,7 +357,8 @@ static const ar_writer_ops_t ar_writer_ops = {ar_complete,
                                               sb__archive_end};
 
 /* A sink with its paths; no handle or request yet. */
-static sb__archive_t* ar_new(sb__stream_t* s, const char* archive_dir) {
+static sb__archive_t* ar_new(sb__stream_t* s, const char* archive_dir,
+                             const sb__sink_events_t* events) {
   sb__archive_t* ar = sb__xcalloc(1, sizeof(*ar));
   char* rel = sb__archive_path(s->props.name);
   sb__archive_index_state(s->broker);
@@ -367,6 +368,7 @@ static sb__archive_t* ar_new(sb__stream_t* s, const char* archive_dir) {
   ar->sink.stop = ar_stop;
   ar->sink.describe = ar_describe;
   ar->sink.stream = s;
+  ar->sink.events = events;
   ar->up = &ar_writer_ops;
   ar->log_fd = -1;
   ar->tmp_fd = -1;
@@ -403,8 +405,9 @@ static void ar_start_handles(sb__archive_t* ar) {
  * first byte and the archive is tried again later; a path the system refuses outright
  * refuses the stream. Every file operation after that runs on the threadpool.
  */
-sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir) {
-  sb__archive_t* ar = ar_new(s, archive_dir);
+sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const sb__sink_events_t* events) {
+  const char* archive_dir = s->broker->cfg.archive_dir;
+  sb__archive_t* ar = ar_new(s, archive_dir, events);
   int r = sb__mkdir_p(ar->parent);
   if (r == 0)
     r = sb__path_check_links(archive_dir, ar->parent);
@@ -431,8 +434,9 @@ sb__sink_t* sb__archive_sink_create(sb__stream_t* s, const char* archive_dir) {
 
 /* A stream left in the spool by an earlier run: archived in a new segment from the
  * spool's window once the archive can write. */
-sb__sink_t* sb__archive_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r) {
-  sb__archive_t* ar = ar_new(s, s->broker->cfg.archive_dir);
+sb__sink_t* sb__archive_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r,
+                                    const sb__sink_events_t* events) {
+  sb__archive_t* ar = ar_new(s, s->broker->cfg.archive_dir, events);
   ar_start_handles(ar);
   sb__archive_spool_resume(ar, r);
   return &ar->sink;

@@ -101,7 +101,7 @@ static void ar_refused(sb__archive_t* ar, uint64_t from, int status) {
   sb__archive_set_error(ar, status, "spooling (the archive could not write)", where,
                         sb_strerror(status));
   if (!s->client_eof)
-    sb__stream_stop(s);
+    sb__sink_cut(&ar->sink);
 }
 
 static void on_opened(sb__spool_job_t* j) {
@@ -353,7 +353,7 @@ void sb__archive_spool_durable(sb__archive_t* ar) {
                      (ar->next_off < ar->trunc_off ? ar->next_off : ar->trunc_off))
     return;
   ar->durable_told = 1;
-  sb__stream_sink_durable(ar->sink.stream);
+  sb__sink_durable(&ar->sink);
 }
 
 void sb__archive_spool_end(sb__archive_t* ar, int kept) {

@@ -15,7 +15,7 @@ void sb__archive_notify(sb__archive_t* ar) {
   uint64_t wm = ar->sink.stream->broker->cfg.upstream_high_watermark;
   if (ar->paused && (ar->failed || ar->sink.queued <= wm / 2)) {
     ar->paused = 0;
-    sb__stream_sink_drained(ar->sink.stream);
+    sb__sink_drained(&ar->sink);
   }
 }
 
@@ -65,7 +65,7 @@ void sb__archive_fail(sb__archive_t* ar, const char* what, const char* path, int
     ar->wq_direct = 1;
     uv_timer_stop(&ar->backoff);
     if (!s->client_eof)
-      sb__stream_stop(s); /* finish comes back here; ar_complete steps after */
+      sb__sink_cut(&ar->sink); /* finish comes back here; ar_complete steps after */
     sb__archive_notify(ar);
   }
 }
@@ -175,7 +175,7 @@ void sb__archive_consume(sb__archive_t* ar, size_t n) {
 void sb__archive_maybe_done(sb__archive_t* ar) {
   if (ar->ending && ar->open_handles == 0 && ar->jobs_out == 0 && !ar->done_told) {
     ar->done_told = 1;
-    sb__stream_sink_done(ar->sink.stream, ar->sink.stream->kept ? 0 : ar->err);
+    sb__sink_done(&ar->sink, ar->sink.stream->kept ? 0 : ar->err);
   }
 }
 

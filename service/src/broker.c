@@ -224,7 +224,7 @@ static void on_connection(sb__listener_t* l, void* arg) {
   sb__stream_start(b, s);
 }
 
-void sb__broker_stream_gone(sb__broker_t* b, sb__stream_t* s) {
+static void on_stream_gone(sb__broker_t* b, sb__stream_t* s) {
   sb__streamlist_remove(b, s);
   if (s->client_eof)
     b->ndetached--;
@@ -248,7 +248,10 @@ static void on_upstream_appeared(void* arg) {
            n);
 }
 
-void sb__broker_upstream_changed(sb__broker_t* b) {
+/* The upstream address changed (a reload): the watch follows the new address, and
+ * streams waiting in backoff dial it now; connected ones stay on the old upstream
+ * until their connection ends. */
+static void broker_upstream_changed(sb__broker_t* b) {
   if (b->stopping || b->cfg.upstream == NULL)
     return;
   sb__upstream_watch_stop(b->upstream_watch);
@@ -325,7 +328,8 @@ static int broker_lock(sb__broker_t* b) {
   return r;
 }
 
-void sb__broker_limits(sb__broker_t* b) {
+/* The limits that follow from the config: at start and after each reload. */
+static void broker_limits(sb__broker_t* b) {
   const sb__config_t* cfg = &b->cfg;
   b->per_user = cfg->max_streams_per_user ? cfg->max_streams_per_user
                                           : (cfg->max_streams + 3) / 4;
@@ -335,13 +339,23 @@ void sb__broker_limits(sb__broker_t* b) {
   b->hs_per_user = (cfg->max_handshakes + 3) / 4;
 }
 
+static void on_reload_applied(sb__broker_t* b, int upstream_changed) {
+  broker_limits(b);
+  if (upstream_changed)
+    broker_upstream_changed(b);
+}
+
 int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) {
   char path[1024];
   const char* test_instances;
   int r, instances = SB__CONTROL_INSTANCES;
   b->loop = loop;
   b->cfg = *cfg;
-  sb__broker_limits(b);
+  /* The mode chooses the streams' sink: forwarded upstream, or archived. */
+  b->sink_create = cfg->upstream ? sb__upstream_sink_create : sb__archive_sink_create;
+  b->sink_resume = cfg->upstream ? sb__upstream_sink_resume : sb__archive_sink_resume;
+  b->stream_gone = on_stream_gone;
+  broker_limits(b);
   if ((r = broker_lock(b)) != 0)
     return r;
   if ((r = sb__listener_bind_path(cfg->control_pipe, path, sizeof(path))) != 0) {
@@ -395,7 +409,7 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
   uv_unref((uv_handle_t*)&b->stop_async);
   uv_timer_init(loop, &b->stop_timer);
   b->stop_timer.data = b;
-  sb__reload_start(b);
+  sb__reload_start(b, on_reload_applied);
   SB_LOG_I("listener", "serving %s (%s)", cfg->control_pipe,
            cfg->upstream ? cfg->upstream : "archive mode");
   return 0;

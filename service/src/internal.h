@@ -219,6 +219,13 @@ typedef struct sb__broker_s {
   uv_signal_t sigint, sigterm;
   int stopping;
   sb__stream_t* streams; /* live streams */
+  /* What the broker gives its streams (set by sb__broker_start, by the mode): the sink
+   * a stream writes to, and where a stream says it is gone. A stream calls these,
+   * never a broker function or a sink's constructor itself. */
+  sb__sink_t* (*sink_create)(sb__stream_t* s, const sb__sink_events_t* events);
+  sb__sink_t* (*sink_resume)(sb__stream_t* s, const sb__spool_resume_t* r,
+                             const sb__sink_events_t* events);
+  void (*stream_gone)(struct sb__broker_s* b, sb__stream_t* s);
   uint64_t nstreams;
   uint64_t ndetached; /* of those, streams whose client is gone (draining the spool) */
   uint64_t nhandshakes; /* of those, connections still in their handshake */
@@ -266,6 +273,7 @@ typedef struct sb__broker_s {
   const char* config_path;
   uv_signal_t sighup;
   uv_async_t reload_async;
+  void (*reload_applied)(struct sb__broker_s* b, int upstream_changed);
   sb__config_t* reloaded;
   uint64_t reloads;               /* reloads applied */
   uint64_t reload_failures;       /* reloads refused (the config did not load) */
@@ -290,8 +298,6 @@ void sb__broker_stop(sb__broker_t* b);
 void sb__broker_abort(sb__broker_t* b);
 /* Closes the broker's last handle, after on_stopped. */
 void sb__broker_close(sb__broker_t* b);
-/* Called by stream.c when a stream is gone. */
-void sb__broker_stream_gone(sb__broker_t* b, sb__stream_t* s);
 /* Starts a stream on an accepted connection (stream.c). */
 void sb__stream_start(sb__broker_t* b, sb__stream_t* s);
 /* Ends a stream early: stops reading, finishes its sink (stream.c). */
@@ -332,17 +338,13 @@ int sb__broker_client_log_ok(sb__broker_t* b, const char* user);
  */
 int sb__broker_reload(sb__broker_t* b, void* report, char* err, size_t err_size);
 /* Starts the reload signal and async (sb__broker_start) / closes them (the stop; each
- * close adds to pending_closes and runs done). */
-void sb__reload_start(sb__broker_t* b);
+ * close adds to pending_closes and runs done). After a reload applied, applied(b,
+ * upstream_changed) lets the broker re-derive what follows from the config. */
+void sb__reload_start(sb__broker_t* b,
+                      void (*applied)(sb__broker_t* b, int upstream_changed));
 void sb__reload_stop(sb__broker_t* b, uv_close_cb done);
 /* Frees what reloads loaded (sb__broker_close). */
 void sb__reload_free(sb__broker_t* b);
-/* Re-derives the limits that follow from the config (broker.c). */
-void sb__broker_limits(sb__broker_t* b);
-/* The upstream address changed (a reload): the watch follows the new address, and
- * streams waiting in backoff dial it now; connected ones stay on the old upstream
- * until their connection ends (broker.c). */
-void sb__broker_upstream_changed(sb__broker_t* b);
 /* The signal that asks for a reload: POSIX SIGHUP; Windows 0 (none: sbctl reload or
  * the service control PARAMCHANGE). */
 int sb__reload_signal(void);

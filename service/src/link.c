@@ -166,7 +166,7 @@ void sb__link_broken(sb__upstream_t* up, int err) {
           (unsigned long long)(sb__link_given_up_delay(up->given_up_rounds) / 1000));
       sb__link_close(up);
       if (!s->client_eof)
-        sb__stream_stop(s);
+        sb__sink_cut(&up->sink);
       return;
     }
     b->counters.upstream_reopens++;
@@ -253,7 +253,7 @@ static void on_write(uv_write_t* req, int status) {
   if (!up->spooling)
     sb__window_trim(up);
   if (drained)
-    sb__stream_sink_drained(up_stream(up));
+    sb__sink_drained(&up->sink);
   sb__link_pump(up);
 }
 

@@ -197,9 +197,7 @@ int sb__broker_reload(sb__broker_t* b, void* report, char* err, size_t err_size)
     else
       *rl_str(cur, k) = *rl_str(n, k); /* owned by n, kept in b->reloaded */
   }
-  sb__broker_limits(b);
-  if (up_changed)
-    sb__broker_upstream_changed(b);
+  b->reload_applied(b, up_changed);
   sb__archive_reconfigure(b);
   if (b->reloaded != NULL) {
     sb__config_free(b->reloaded);
@@ -231,7 +229,9 @@ static void on_reload_async(uv_async_t* a) {
   sb__broker_reload(b, NULL, err, sizeof(err));
 }
 
-void sb__reload_start(sb__broker_t* b) {
+void sb__reload_start(sb__broker_t* b,
+                      void (*applied)(sb__broker_t* b, int upstream_changed)) {
+  b->reload_applied = applied;
   int signum = sb__reload_signal();
   uv_async_init(b->loop, &b->reload_async, on_reload_async);
   b->reload_async.data = b;

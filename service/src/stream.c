@@ -12,11 +12,25 @@
 
 static const char* const sb__type_name[] = {"text", "binary", "datagram"};
 
+static void stream_sink_drained(sb__stream_t* s);
+static void stream_sink_hold(sb__stream_t* s, int hold);
+static void stream_sink_durable(sb__stream_t* s);
+static void stream_sink_done(sb__stream_t* s, int err);
+
+/* What the stream's sink tells it (stream.h); below, with the stream's answers. */
+static void on_sink_drained(sb__sink_t* sink);
+static void on_sink_hold(sb__sink_t* sink, int hold);
+static void on_sink_durable(sb__sink_t* sink);
+static void on_sink_cut(sb__sink_t* sink);
+static void on_sink_done(sb__sink_t* sink, int err);
+static const sb__sink_events_t stream_sink_events = {
+    on_sink_drained, on_sink_hold, on_sink_durable, on_sink_cut, on_sink_done};
+
 static void stream_maybe_free(sb__stream_t* s) {
   sb__broker_t* b = s->broker;
   if (s->pending_closes > 0 || s->sink != NULL || !s->closing)
     return;
-  sb__broker_stream_gone(b, s);
+  b->stream_gone(b, s);
   sb__handshake_destroy(&s->hs);
   sb__props_free(&s->props);
   free(s);
@@ -265,8 +279,7 @@ static void handshake_done(sb__stream_t* s) {
            (unsigned long long)s->id, s->props.name, sb__type_name[s->props.type],
            sb__log_text(ctype, sizeof(ctype), s->props.content_type),
            (long long)s->peer_pid);
-  s->sink = b->cfg.upstream ? sb__upstream_sink_create(s)
-                            : sb__archive_sink_create(s, b->cfg.archive_dir);
+  s->sink = b->sink_create(s, &stream_sink_events);
   if (s->sink == NULL) {
     b->counters.client_errors++;
     stream_end(s);
@@ -278,7 +291,7 @@ static void on_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
   const char* p = buf->base;
   size_t len = n > 0 ? (size_t)n : 0;
   if (n == UV_ENOBUFS && s->sink != NULL) {
-    sb__stream_sink_hold(s, 1); /* released when the budget has room again */
+    stream_sink_hold(s, 1); /* released when the budget has room again */
     return;
   }
   if (n == UV_ENOBUFS && !s->handshaken) {
@@ -417,18 +430,17 @@ void sb__stream_resume(sb__broker_t* b, const sb__spool_resume_t* r) {
            (unsigned long long)s->id, s->props.name, (unsigned long long)r->end,
            (unsigned long long)r->acked,
            b->cfg.upstream ? "upstream" : "to the archive");
-  s->sink =
-      b->cfg.upstream ? sb__upstream_sink_resume(s, r) : sb__archive_sink_resume(s, r);
+  s->sink = b->sink_resume(s, r, &stream_sink_events);
 }
 
-void sb__stream_sink_drained(sb__stream_t* s) {
+static void stream_sink_drained(sb__stream_t* s) {
   if (s->client_eof || s->reading || s->closing || s->sink == NULL || s->sink->hold)
     return;
   if (uv_read_start((uv_stream_t*)&s->client, on_alloc, on_read) == 0)
     s->reading = 1;
 }
 
-void sb__stream_sink_hold(sb__stream_t* s, int hold) {
+static void stream_sink_hold(sb__stream_t* s, int hold) {
   if (s->sink == NULL)
     return;
   s->sink->hold = hold;
@@ -436,16 +448,16 @@ void sb__stream_sink_hold(sb__stream_t* s, int hold) {
     uv_read_stop((uv_stream_t*)&s->client);
     s->reading = 0;
   } else if (!hold && s->sink->queued <= s->broker->cfg.upstream_high_watermark) {
-    sb__stream_sink_drained(s);
+    stream_sink_drained(s);
   }
 }
 
-void sb__stream_sink_durable(sb__stream_t* s) {
+static void stream_sink_durable(sb__stream_t* s) {
   if (s->client_eof)
     stream_close_client(s);
 }
 
-void sb__stream_sink_done(sb__stream_t* s, int err) {
+static void stream_sink_done(sb__stream_t* s, int err) {
   sb__broker_t* b = s->broker;
   sb__sink_t* sink = s->sink;
   b->counters.streams_closed++;
@@ -477,4 +489,24 @@ void sb__stream_sink_done(sb__stream_t* s, int err) {
   stream_end(s);
   stream_close_client(s);
   stream_maybe_free(s);
+}
+
+static void on_sink_drained(sb__sink_t* sink) {
+  stream_sink_drained(sink->stream);
+}
+
+static void on_sink_hold(sb__sink_t* sink, int hold) {
+  stream_sink_hold(sink->stream, hold);
+}
+
+static void on_sink_durable(sb__sink_t* sink) {
+  stream_sink_durable(sink->stream);
+}
+
+static void on_sink_cut(sb__sink_t* sink) {
+  sb__stream_stop(sink->stream);
+}
+
+static void on_sink_done(sb__sink_t* sink, int err) {
+  stream_sink_done(sink->stream, err);
 }

@@ -38,13 +38,34 @@ typedef struct sb__sink_s sb__sink_t;
 typedef struct sb__stream_s sb__stream_t;
 
 /*
- * A sink takes its stream's bytes in order and tells the stream about progress. The
- * stream calls write (ownership of the chunk passes to the sink, even on error), then
- * finish once at the end (client EOF or error), then never again. The sink calls
- * sb__stream_sink_drained() when its queue falls to half the watermark or below after
- * having been above the watermark (or when it starts dropping data after an error), and
- * sb__stream_sink_done() exactly once after finish when everything is flushed and
- * closed (err 0) or it failed (err < 0); the stream frees the sink only after that.
+ * How a sink reports to its stream: set by the stream when it takes the sink (the
+ * sink calls them through the sb__sink_* functions below, never a stream or broker
+ * function, so that the sinks stay below the stream).
+ */
+typedef struct {
+  /* The queue fell to half the watermark or below after having been above it (or
+   * the sink started dropping data after an error): reading may go on. */
+  void (*drained)(sb__sink_t* sink);
+  /* Pause (1) or let go on (0) the client's reads, whatever the queue. */
+  void (*hold)(sb__sink_t* sink, int hold);
+  /* Every byte read from the client is stored (spool committed): after the client's
+   * EOF, its connection is closed only now (or at done), so that a broker in front of
+   * this one, waiting for the connection's end, forgets the stream only once it is
+   * safe here. */
+  void (*durable)(sb__sink_t* sink);
+  /* The sink cannot take the stream (its spool row failed, the archive gave up):
+   * reading stops and the client's connection ends now; finish follows. */
+  void (*cut)(sb__sink_t* sink);
+  /* Exactly once after finish: everything flushed and closed (err 0) or failed
+   * (err < 0). The stream frees the sink after it. */
+  void (*done)(sb__sink_t* sink, int err);
+} sb__sink_events_t;
+
+/*
+ * A sink takes its stream's bytes in order and tells the stream about progress
+ * through events. The stream calls write (ownership of the chunk passes to the sink,
+ * even on error), then finish once at the end (client EOF or error), then never
+ * again.
  */
 struct sb__sink_s {
   void (*write)(sb__sink_t* sink, sb__chunk_t* chunk);
@@ -55,12 +76,29 @@ struct sb__sink_s {
   void (*stop)(sb__sink_t* sink);
   /* Adds the sink's state to a cJSON object (admin "streams"); may be NULL. */
   void (*describe)(sb__sink_t* sink, void* cjson_object);
-  sb__stream_t* stream;
-  uint64_t queued;   /* bytes accepted but not yet written */
+  const sb__sink_events_t* events; /* the stream's, set when it takes the sink */
+  sb__stream_t* stream;            /* whose data it takes (read-only for the sink) */
+  uint64_t queued;                 /* bytes accepted but not yet written */
   int one_at_a_time; /* pause the client after each read until queued is 0 again */
   int hold;          /* pause the client until released (the sink is short of memory):
-                        set with sb__stream_sink_hold */
+                        set with sb__sink_hold */
 };
+
+static inline void sb__sink_drained(sb__sink_t* sink) {
+  sink->events->drained(sink);
+}
+static inline void sb__sink_hold(sb__sink_t* sink, int hold) {
+  sink->events->hold(sink, hold);
+}
+static inline void sb__sink_durable(sb__sink_t* sink) {
+  sink->events->durable(sink);
+}
+static inline void sb__sink_cut(sb__sink_t* sink) {
+  sink->events->cut(sink);
+}
+static inline void sb__sink_done(sb__sink_t* sink, int err) {
+  sink->events->done(sink, err);
+}
 
 /* ---- stream.c ---- */
 
@@ -80,9 +118,9 @@ struct sb__stream_s {
   int client_eof; /* client finished (EOF or error) */
   int closing;    /* handles are being closed */
   int pending_closes;
-  int kept; /* set by the sink before done: not delivered, kept in the spool for the
-               next start (the service stops) */
-  uint64_t id;    /* per-broker serial, for logs */
+  int kept;    /* set by the sink before done: not delivered, kept in the spool for the
+                  next start (the service stops) */
+  uint64_t id; /* per-broker serial, for logs */
   uint64_t bytes; /* payload bytes read from the client */
   uint64_t datagrams;
   uint64_t bytes_refused; /* not taken by the spool (cap, full disk): never delivered */
@@ -97,16 +135,5 @@ struct sb__stream_s {
   sb__time_t opened;
   struct sb__stream_s *prev, *next; /* broker's list of live streams */
 };
-
-/* Called by a sink; see sb__sink_t. */
-void sb__stream_sink_drained(sb__stream_t* s);
-/* Every byte read from the client is stored (spool committed): after the client's
- * EOF, its connection is closed only now (or at done), so that a broker in front of
- * this one, waiting for the connection's end, forgets the stream only once it is safe
- * here. */
-/* Pauses (hold 1) or lets go on (hold 0) the client's reads, whatever the queue. */
-void sb__stream_sink_hold(sb__stream_t* s, int hold);
-void sb__stream_sink_durable(sb__stream_t* s);
-void sb__stream_sink_done(sb__stream_t* s, int err);
 
 #endif /* SB_SERVICE_STREAM_H */

@@ -111,19 +111,19 @@ static void budget_hold(sb__budget_t* bud, void* pusher, int on) {
   if (pusher != NULL) {
     sb__upstream_t* up = pusher;
     if (!up_stream(up)->client_eof)
-      sb__stream_sink_hold(up_stream(up), 1);
+      sb__sink_hold(&up->sink, 1);
     return;
   }
   if (on) {
     b->counters.window_holds++;
     for (s = b->streams; s; s = s->next)
       if (s->sink && !s->client_eof)
-        sb__stream_sink_hold(s, 1);
+        sb__sink_hold(s->sink, 1);
     return;
   }
   for (s = b->streams; s; s = s->next)
     if (s->sink && s->sink->hold)
-      sb__stream_sink_hold(s, 0);
+      sb__sink_hold(s->sink, 0);
 }
 
 /* A stream waiting for room to read the spool (1) or to dial (2: a reopen reads its
@@ -193,7 +193,7 @@ void sb__upstream_names_free(struct sb__broker_s* b) {
 static void on_final_closed(uv_handle_t* h) {
   sb__upstream_t* up = h->data;
   if (--up->pending_closes == 0)
-    sb__stream_sink_done(up_stream(up), 0);
+    sb__sink_done(&up->sink, 0);
 }
 
 static void up_close_all(sb__upstream_t* up) {
@@ -243,7 +243,7 @@ static void up_maybe_done(sb__upstream_t* up) {
     /* Every byte read is in the spool (a live stream's is once the upstream confirmed
      * its end, at done): the client's connection may close now. */
     up->durable_told = 1;
-    sb__stream_sink_durable(up_stream(up));
+    sb__sink_durable(&up->sink);
   }
   if (up->conn_done) {
     if (!up->forget_sent && up->opened) {
@@ -316,7 +316,7 @@ static void on_appended(sb__spool_job_t* j) {
     if (from > up->committed)
       up->committed = from;
     if (!s->client_eof)
-      sb__stream_stop(s);
+      sb__sink_cut(&up->sink);
   } else {
     if (c->off + c->len > up->committed)
       up->committed = c->off + c->len;
@@ -326,7 +326,7 @@ static void on_appended(sb__spool_job_t* j) {
   sb__chunk_free(c);
   free(j);
   if (up->sink.queued <= hw / 2)
-    sb__stream_sink_drained(s);
+    sb__sink_drained(&up->sink);
   sb__link_pump(up);
   up_maybe_done(up);
 }
@@ -435,8 +435,9 @@ static void up_describe(sb__sink_t* sink, void* object) {
   cJSON_AddNumberToObject(o, "refusals", up->refusals);
 }
 
-static sb__upstream_t* up_new(sb__stream_t* s) {
+static sb__upstream_t* up_new(sb__stream_t* s, const sb__sink_events_t* events) {
   sb__upstream_t* up = sb__xcalloc(1, sizeof(*up));
+  up->sink.events = events;
   up->sink.write = up_write;
   up->sink.finish = up_finish;
   up->sink.destroy = up_destroy;
@@ -482,7 +483,7 @@ static void on_opened(sb__spool_job_t* j) {
       s->bytes_refused += up->next_off - up->open_off;
     }
     if (!s->client_eof)
-      sb__stream_stop(s);
+      sb__sink_cut(&up->sink);
   }
   free(j->props);
   free(j);
@@ -490,8 +491,8 @@ static void on_opened(sb__spool_job_t* j) {
   up_maybe_done(up);
 }
 
-sb__sink_t* sb__upstream_sink_create(sb__stream_t* s) {
-  sb__upstream_t* up = up_new(s);
+sb__sink_t* sb__upstream_sink_create(sb__stream_t* s, const sb__sink_events_t* events) {
+  sb__upstream_t* up = up_new(s, events);
   sb__props_t props;
   sb__buf_t json = {0};
   if (sb__props_copy(&props, &s->props) != 0)
@@ -514,8 +515,9 @@ sb__sink_t* sb__upstream_sink_create(sb__stream_t* s) {
   return &up->sink;
 }
 
-sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r) {
-  sb__upstream_t* up = up_new(s);
+sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* r,
+                                     const sb__sink_events_t* events) {
+  sb__upstream_t* up = up_new(s, events);
   up->props = sb__xstrdup(r->props);
   up->sid = r->sid;
   up->next_off = up->committed = r->end;

@@ -73,7 +73,7 @@ static void spill_committed(sb__upstream_t* up) {
   up->sink.queued -= up->spill_q;
   up->spill_q = 0;
   if (up->sink.queued <= up->b->cfg.upstream_high_watermark / 2)
-    sb__stream_sink_drained(up_stream(up));
+    sb__sink_drained(&up->sink);
 }
 
 static void on_spilled(sb__spool_job_t* j) {
