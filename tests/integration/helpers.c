@@ -685,42 +685,33 @@ void sb_it_daemon_dump(sb_it_daemon_t* d) {
           (int)d->log.len, d->log.data ? d->log.data : "");
 }
 
-struct sb_it_thread {
-  uv_async_t done;
-  void (*fn)(void*);
-  void* arg;
-  int finished;
-};
-
 static void thread_main(void* arg) {
-  struct sb_it_thread* t = arg;
+  sb_it_thread_t* t = arg;
   t->fn(t->arg);
-  uv_async_send(&t->done);
+  t->done = 1;
 }
 
-static void on_thread_done(uv_async_t* a) {
-  struct sb_it_thread* t = a->data;
-  t->finished = 1;
+void sb_it_thread_start(sb_it_thread_t* t, void (*fn)(void*), void* arg) {
+  t->fn = fn;
+  t->arg = arg;
+  t->done = 0;
+  ASSERT_OK(uv_thread_create(&t->tid, thread_main, t));
 }
 
-static void on_async_closed(uv_handle_t* h) {
-  struct sb_it_thread* t = h->data;
-  t->finished = 2;
+int sb_it_thread_done(void* arg) {
+  return ((sb_it_thread_t*)arg)->done;
+}
+
+void sb_it_thread_join(uv_loop_t* loop, sb_it_thread_t* t, uint64_t ms) {
+  if (!sb_it_run_until(loop, ms, sb_it_thread_done, t))
+    sb_test_fail(__FILE__, __LINE__, "a writer thread still runs after %llu ms",
+                 (unsigned long long)ms);
+  ASSERT_OK(uv_thread_join(&t->tid));
 }
 
 void sb_it_run_thread(uv_loop_t* loop, void (*fn)(void*), void* arg) {
-  struct sb_it_thread t;
-  uv_thread_t tid;
-  memset(&t, 0, sizeof(t));
-  t.fn = fn;
-  t.arg = arg;
-  ASSERT_OK(uv_async_init(loop, &t.done, on_thread_done));
-  t.done.data = &t;
-  ASSERT_OK(uv_thread_create(&tid, thread_main, &t));
-  while (!t.finished)
-    uv_run(loop, UV_RUN_ONCE);
-  ASSERT_OK(uv_thread_join(&tid));
-  uv_close((uv_handle_t*)&t.done, on_async_closed);
-  while (t.finished != 2)
-    uv_run(loop, UV_RUN_ONCE);
+  sb_it_thread_t t;
+  sb_it_thread_start(&t, fn, arg);
+  /* No bound of its own: the test's timeout is the bound, as it always was. */
+  sb_it_thread_join(loop, &t, UINT64_MAX / 1000000);
 }

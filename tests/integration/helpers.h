@@ -155,6 +155,25 @@ void sb_it_daemon_dump(sb_it_daemon_t* d);
  * loop turn, and a timer makes a turn at least every 50 ms. */
 int sb_it_run_until(uv_loop_t* loop, uint64_t ms, int (*done)(void* arg), void* arg);
 
+/*
+ * A writer (or any client of the broker) on a thread of its own, while the test's loop
+ * starts, kills and restarts daemons: fn(arg) runs until it returns, and done is set
+ * then. fn tells the test what it wrote through arg; the test tells fn to stop the
+ * same way. Every writer thread of the tests is started and joined through this.
+ */
+typedef struct {
+  uv_thread_t tid;
+  void (*fn)(void* arg);
+  void* arg;
+  volatile int done;
+} sb_it_thread_t;
+
+void sb_it_thread_start(sb_it_thread_t* t, void (*fn)(void*), void* arg);
+/* Whether fn has returned (arg is the sb_it_thread_t), for sb_it_run_until. */
+int sb_it_thread_done(void* arg);
+/* Runs the loop until fn has returned (failing the test after ms), and joins it. */
+void sb_it_thread_join(uv_loop_t* loop, sb_it_thread_t* t, uint64_t ms);
+
 /* Runs fn(arg) on a thread while the loop runs (daemons' logs keep being read), and
  * returns when fn has returned. */
 void sb_it_run_thread(uv_loop_t* loop, void (*fn)(void*), void* arg);

@@ -301,11 +301,14 @@ void sb_it_writer_run(void* arg) {
       break;
   }
   sb__buf_free(&batch);
-  w->done = 1;
+}
+
+void sb_it_writer_start(sb_it_writer_t* w) {
+  sb_it_thread_start(&w->thread, sb_it_writer_run, w);
 }
 
 int sb_it_writer_finished(void* arg) {
-  return ((sb_it_writer_t*)arg)->done;
+  return ((sb_it_writer_t*)arg)->thread.done;
 }
 
 void sb_it_writer_free(sb_it_writer_t* w) {

@@ -343,7 +343,6 @@ static void check_names(const sb_it_blist_t* l) {
 typedef struct {
   char address[256];
   size_t bytes; /* per stream */
-  volatile int done;
   int err;
 } twenty_t;
 
@@ -386,7 +385,6 @@ static void twenty_writer(void* arg) {
     }
     sb_client_close(clients[i]);
   }
-  t->done = 1;
 }
 
 /*
@@ -458,7 +456,6 @@ typedef struct {
   const char* name;  /* a text stream */
   const char* dname; /* a datagram stream beside it, its handshake without timestamp */
   volatile int stop;
-  volatile int done;
   size_t written;   /* bytes of the text stream */
   size_t datagrams; /* datagrams sent */
   int err;
@@ -560,11 +557,6 @@ close_client:
   sb_client_close(client);
 out:
   sb__buf_free(&text);
-  w->done = 1;
-}
-
-static int live_writer_done(void* arg) {
-  return ((live_writer_t*)arg)->done;
 }
 
 /* How much the butler's nth accepted segment of name (any of its names) holds. */
@@ -713,7 +705,7 @@ TEST_IMPL(butler_connection_cut) {
   sb_it_butler_t bt;
   sb_it_daemon_t b;
   live_writer_t w;
-  uv_thread_t tid;
+  sb_it_thread_t th;
   sb__buf_t want = {0};
   /* More than a second's worth from the writer (a quarter under Wine, as slow). */
   const size_t step = sb_it_is_windows() ? 384 * 1024 : 1536 * 1024;
@@ -725,7 +717,7 @@ TEST_IMPL(butler_connection_cut) {
   sb_it_butler_start(&bt, &loop, "bcut");
   sb_it_daemon_start(&b, &loop, "bcutb", bt.address, B_CONFIG);
   snprintf(w.address, sizeof(w.address), "%s", b.address);
-  ASSERT_OK(uv_thread_create(&tid, live_writer_run, &w));
+  sb_it_thread_start(&th, live_writer_run, &w);
 
   sb_it_butler_wait(&bt, "accepted cut/live", 1, 30000);
   sb_it_butler_wait(&bt, "accepted cut/dgram", 1, 30000);
@@ -744,8 +736,7 @@ TEST_IMPL(butler_connection_cut) {
   wait_segment(&bt, "cut/live", 2, step / 2);
 
   w.stop = 1;
-  ASSERT(sb_it_run_until(&loop, 60000, live_writer_done, &w));
-  ASSERT_OK(uv_thread_join(&tid));
+  sb_it_thread_join(&loop, &th, 60000);
   ASSERT_OK(w.err);
   content("cut/live", w.written, &want);
   wait_whole(&bt, "cut/live", want.len);
@@ -769,7 +760,6 @@ typedef struct {
   char address[256];
   volatile int go;   /* set once the butler refused a closed/ stream */
   volatile int stop; /* set once both closed/ streams were given up */
-  volatile int done;
   size_t flow_bytes;
   int err;
 } ns_writer_t;
@@ -825,11 +815,6 @@ static void ns_writer_run(void* arg) {
   sb_stream_close(a);
   sb_client_close(client);
   sb__buf_free(&text);
-  w->done = 1;
-}
-
-static int ns_writer_done(void* arg) {
-  return ((ns_writer_t*)arg)->done;
 }
 
 #define MAX_REFUSALS 4
@@ -868,7 +853,7 @@ TEST_IMPL(butler_closed_namespace) {
   sb_it_butler_t bt;
   sb_it_daemon_t b;
   ns_writer_t w;
-  uv_thread_t tid;
+  sb_it_thread_t th;
   sb_it_result_t res;
   char cfg[256], needle[64];
   const char* given_up = "\"upstream\":\"given-up\"";
@@ -886,7 +871,7 @@ TEST_IMPL(butler_closed_namespace) {
            MAX_REFUSALS);
   sb_it_daemon_start(&b, &loop, "bnsb", bt.address, cfg);
   snprintf(w.address, sizeof(w.address), "%s", b.address);
-  ASSERT_OK(uv_thread_create(&tid, ns_writer_run, &w));
+  sb_it_thread_start(&th, ns_writer_run, &w);
 
   sb_it_butler_wait(&bt, "refused closed/a", 1, 30000);
   sb_it_butler_wait(&bt, "refused closed/b", 1, 30000);
@@ -915,8 +900,7 @@ TEST_IMPL(butler_closed_namespace) {
     uv_sleep(100);
   }
   w.stop = 1;
-  ASSERT(sb_it_run_until(&loop, 60000, ns_writer_done, &w));
-  ASSERT_OK(uv_thread_join(&tid));
+  sb_it_thread_join(&loop, &th, 60000);
   ASSERT_OK(w.err);
   run_sbctl(&loop, b.admin_address, "--json", "streams", &res);
   ASSERT_EQ(res.exit_status, 0);
@@ -1252,10 +1236,6 @@ static void run_archive(uv_loop_t* loop, const char* a1, const char* a2, const c
   sb_it_run(loop, argv, NULL, "", 0, NULL, 0, res);
 }
 
-static int twenty_done(void* arg) {
-  return ((twenty_t*)arg)->done;
-}
-
 /* sbctl archive ls, once no stream in it is still open. */
 static void archive_ls_settled(uv_loop_t* loop, const char* dir, sb_it_result_t* res) {
   int tries;
@@ -1280,7 +1260,7 @@ TEST_IMPL(butler_archive_cat_twenty_ids) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
   twenty_t t;
-  uv_thread_t tid;
+  sb_it_thread_t th;
   sb_it_result_t res, cat;
   sb__buf_t want = {0};
   int seen[NCLIENTS], kill, nstdout = 0, multi = 0, c;
@@ -1292,7 +1272,7 @@ TEST_IMPL(butler_archive_cat_twenty_ids) {
   sb_it_daemon_start(&up, &loop, "acu", NULL, "\"upstream_high_watermark\": 65536");
   sb_it_daemon_start(&b, &loop, "acb", up.address, B_CONFIG);
   snprintf(t.address, sizeof(t.address), "%s", b.address);
-  ASSERT_OK(uv_thread_create(&tid, twenty_writer, &t));
+  sb_it_thread_start(&th, twenty_writer, &t);
   for (kill = 0; kill < 2; kill++) {
     sb_it_pause_ms(&loop, 300);
     sb_it_daemon_kill(&up, SIGKILL);
@@ -1300,8 +1280,7 @@ TEST_IMPL(butler_archive_cat_twenty_ids) {
     sb_it_pause_ms(&loop, 150);
     sb_it_daemon_restart(&up);
   }
-  ASSERT(sb_it_run_until(&loop, 240000, twenty_done, &t));
-  ASSERT_OK(uv_thread_join(&tid));
+  sb_it_thread_join(&loop, &th, 240000);
   ASSERT_OK(t.err);
   sb_it_daemon_wait_log(&b, "closed: ", 2 * NCLIENTS, 240000);
   archive_ls_settled(&loop, up.archive_dir, &res);
