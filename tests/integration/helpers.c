@@ -179,6 +179,28 @@ static char** make_env(const char* const* extra) {
   return env;
 }
 
+void sb_it_run_tool(uv_loop_t* loop, const char* tool, const char* const* args,
+                    const void* in, size_t in_len, sb_it_result_t* res) {
+  sb_it_run_tool_as(loop, tool, args, in, in_len, res, -1, -1);
+}
+
+void sb_it_run_tool_as(uv_loop_t* loop, const char* tool, const char* const* args,
+                       const void* in, size_t in_len, sb_it_result_t* res, int uid,
+                       int gid) {
+  char prog[4096];
+  const char* argv[32];
+  int n = 0;
+  sb_it_program(tool, prog, sizeof(prog));
+  argv[n++] = prog;
+  while (args && args[n - 1]) {
+    ASSERT_LT(n, 31);
+    argv[n] = args[n - 1];
+    n++;
+  }
+  argv[n] = NULL;
+  sb_it_run_as(loop, argv, NULL, in ? in : "", in ? in_len : 0, NULL, 0, res, uid, gid);
+}
+
 void sb_it_run(uv_loop_t* loop, const char* const* argv, const char* const* env,
                const void* in, size_t in_len, sb_it_recorder_t* rec, int wait_conns,
                sb_it_result_t* res) {

@@ -77,6 +77,22 @@ void sb_it_run_as(uv_loop_t* loop, const char* const* argv, const char* const* e
                   const void* in, size_t in_len, sb_it_recorder_t* rec, int wait_conns,
                   sb_it_result_t* res, int uid, int gid);
 void sb_it_result_free(sb_it_result_t* res);
+
+/* A tool's arguments as a NULL-terminated array: SB_IT_ARGS("--admin", addr, "status").
+ * A NULL among them ends them there (an optional last argument). */
+#define SB_IT_ARGS(...) ((const char* const[]){__VA_ARGS__, NULL})
+
+/*
+ * Runs one of the programs built beside the tests ("sbctl", "sbcat": sb_it_program)
+ * with args after its path (NULL-terminated, or NULL) and in (in_len bytes; NULL: an
+ * empty stdin) as its stdin, as sb_it_run does: every tool run of the tests goes
+ * through here. The _as form runs it as user uid and group gid (-1, -1: as the test).
+ */
+void sb_it_run_tool(uv_loop_t* loop, const char* tool, const char* const* args,
+                    const void* in, size_t in_len, sb_it_result_t* res);
+void sb_it_run_tool_as(uv_loop_t* loop, const char* tool, const char* const* args,
+                       const void* in, size_t in_len, sb_it_result_t* res, int uid,
+                       int gid);
 /* Whether haystack (len bytes) contains the NUL-terminated needle. */
 int sb_it_contains(const char* haystack, size_t len, const char* needle);
 /* How many times needle occurs in haystack. */

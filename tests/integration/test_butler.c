@@ -34,18 +34,11 @@ static void content(const char* label, size_t len, sb__buf_t* out) {
   ASSERT_OK(out->err);
 }
 
-static void run_sbcat(uv_loop_t* loop, const char* address, const char* name,
-                      const char* input, sb_it_result_t* res) {
-  char prog[4096];
-  const char* argv[] = {prog, "--name", name, "--server", address, NULL};
-  sb_it_program("sbcat", prog, sizeof(prog));
-  sb_it_run(loop, argv, NULL, input, strlen(input), NULL, 0, res);
-}
-
 static void sbcat_ok(uv_loop_t* loop, const char* address, const char* name,
                      const char* input) {
   sb_it_result_t res;
-  run_sbcat(loop, address, name, input, &res);
+  sb_it_run_tool(loop, "sbcat", SB_IT_ARGS("--name", name, "--server", address), input,
+                 strlen(input), &res);
   if (res.exit_status != 0)
     sb_test_fail(__FILE__, __LINE__, "sbcat --name %s: exit %d: %s", name,
                  (int)res.exit_status, res.err.data);
@@ -57,16 +50,9 @@ static void sbcat_ok(uv_loop_t* loop, const char* address, const char* name,
 static void sbcat_any(uv_loop_t* loop, const char* address, const char* name,
                       const char* input) {
   sb_it_result_t res;
-  run_sbcat(loop, address, name, input, &res);
+  sb_it_run_tool(loop, "sbcat", SB_IT_ARGS("--name", name, "--server", address), input,
+                 strlen(input), &res);
   sb_it_result_free(&res);
-}
-
-static void run_sbctl(uv_loop_t* loop, const char* admin, const char* a1,
-                      const char* a2, sb_it_result_t* res) {
-  char prog[4096];
-  const char* argv[] = {prog, "--admin", admin, a1, a2, NULL};
-  sb_it_program("sbctl", prog, sizeof(prog));
-  sb_it_run(loop, argv, NULL, "", 0, NULL, 0, res);
 }
 
 static const sb_it_bstream_t* find_stream(const sb_it_blist_t* l, const char* name,
@@ -883,7 +869,9 @@ TEST_IMPL(butler_closed_namespace) {
   snprintf(needle, sizeof(needle), "\"streams_given_up\":2");
   for (tries = 0;; tries++) {
     int ok;
-    run_sbctl(&loop, b.admin_address, "--json", "status", &res);
+    sb_it_run_tool(&loop, "sbctl",
+                   SB_IT_ARGS("--admin", b.admin_address, "--json", "status"), NULL, 0,
+                   &res);
     ASSERT_EQ(res.exit_status, 0);
     ok = sb_it_contains(res.out.data, res.out.len, needle);
     if (ok || tries == 300) {
@@ -902,7 +890,9 @@ TEST_IMPL(butler_closed_namespace) {
   w.stop = 1;
   sb_it_thread_join(&loop, &th, 60000);
   ASSERT_OK(w.err);
-  run_sbctl(&loop, b.admin_address, "--json", "streams", &res);
+  sb_it_run_tool(&loop, "sbctl",
+                 SB_IT_ARGS("--admin", b.admin_address, "--json", "streams"), NULL, 0,
+                 &res);
   ASSERT_EQ(res.exit_status, 0);
   if (sb_it_count(res.out.data, res.out.len, given_up) != 2)
     fprintf(stderr, "sbctl streams: %s\n", res.out.data);
@@ -1135,7 +1125,9 @@ TEST_IMPL(butler_given_up_retried) {
 
   sb_it_butler_command(&bt, "open-ns gone/");
   sb_it_butler_wait(&bt, "opened-ns gone/", 1, 30000);
-  run_sbctl(&loop, b.admin_address, "retry", "gone/a", &res);
+  sb_it_run_tool(&loop, "sbctl",
+                 SB_IT_ARGS("--admin", b.admin_address, "retry", "gone/a"), NULL, 0,
+                 &res);
   if (res.exit_status != 0 || !sb_it_contains(res.out.data, res.out.len, "1 given-up"))
     fprintf(stderr, "sbctl retry: %d: %s%s\n", (int)res.exit_status, res.out.data,
             res.err.data);
@@ -1217,30 +1209,12 @@ TEST_IMPL(butler_service_restarts) {
 
 /* ---- sbctl archive: one stream of many of a name, put back together by its id ---- */
 
-static void run_archive(uv_loop_t* loop, const char* a1, const char* a2, const char* a3,
-                        const char* dir, sb_it_result_t* res) {
-  char prog[4096];
-  const char* argv[8];
-  int n = 0;
-  sb_it_program("sbctl", prog, sizeof(prog));
-  argv[n++] = prog;
-  argv[n++] = "archive";
-  argv[n++] = a1;
-  if (a2)
-    argv[n++] = a2;
-  if (a3)
-    argv[n++] = a3;
-  argv[n++] = "--dir";
-  argv[n++] = dir;
-  argv[n] = NULL;
-  sb_it_run(loop, argv, NULL, "", 0, NULL, 0, res);
-}
-
 /* sbctl archive ls, once no stream in it is still open. */
 static void archive_ls_settled(uv_loop_t* loop, const char* dir, sb_it_result_t* res) {
   int tries;
   for (tries = 0;; tries++) {
-    run_archive(loop, "ls", NULL, NULL, dir, res);
+    sb_it_run_tool(loop, "sbctl", SB_IT_ARGS("archive", "ls", "--dir", dir), NULL, 0,
+                   res);
     ASSERT_EQ(res->exit_status, 0);
     if (!sb_it_contains(res->out.data, res->out.len, " open ") || tries == 600)
       return;
@@ -1304,7 +1278,9 @@ TEST_IMPL(butler_archive_cat_twenty_ids) {
       sb_test_fail(__FILE__, __LINE__, "stream %s is %s", id, state);
     ASSERT_EQ(size, t.bytes);
     multi += segs > 1;
-    run_archive(&loop, "cat", id, NULL, up.archive_dir, &cat);
+    sb_it_run_tool(&loop, "sbctl",
+                   SB_IT_ARGS("archive", "cat", id, "--dir", up.archive_dir), NULL, 0,
+                   &cat);
     if (cat.exit_status != 0)
       fprintf(stderr, "sbctl archive cat %s: %s\n", id, cat.err.data);
     ASSERT_EQ(cat.exit_status, 0);
@@ -1328,7 +1304,9 @@ TEST_IMPL(butler_archive_cat_twenty_ids) {
   /* The kills cut some streams into several segments. */
   ASSERT_GT(multi, 0);
   sb_it_result_free(&res);
-  run_archive(&loop, "cat", "stdout", NULL, up.archive_dir, &cat);
+  sb_it_run_tool(&loop, "sbctl",
+                 SB_IT_ARGS("archive", "cat", "stdout", "--dir", up.archive_dir), NULL,
+                 0, &cat);
   ASSERT_EQ(cat.exit_status, 1);
   ASSERT(sb_it_contains(cat.err.data, cat.err.len, "20 streams"));
   sb_it_result_free(&cat);
@@ -1364,12 +1342,17 @@ TEST_IMPL(butler_archive_cat_datagrams) {
     }
     sb__buf_putc(&hex, '\n');
   }
-  run_archive(&loop, "cat", "dg/cat", NULL, up.archive_dir, &res);
+  sb_it_run_tool(&loop, "sbctl",
+                 SB_IT_ARGS("archive", "cat", "dg/cat", "--dir", up.archive_dir), NULL,
+                 0, &res);
   ASSERT_EQ(res.exit_status, 0);
   ASSERT_MEM_EQ(res.out.data, res.out.len, hex.data, hex.len);
   sb_it_result_free(&res);
   datagrams_framed("dg/cat", 2000, &want);
-  run_archive(&loop, "cat", "dg/cat", "--raw", up.archive_dir, &res);
+  sb_it_run_tool(
+      &loop, "sbctl",
+      SB_IT_ARGS("archive", "cat", "dg/cat", "--raw", "--dir", up.archive_dir), NULL, 0,
+      &res);
   ASSERT_EQ(res.exit_status, 0);
   ASSERT_MEM_EQ(res.out.data, res.out.len, want.data, want.len);
   sb_it_result_free(&res);
