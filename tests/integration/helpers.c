@@ -24,7 +24,7 @@ static void on_conn_close(uv_handle_t* h) {
   (void)h;
 }
 
-static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
+void sb_it_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
   static char slab[65536];
   (void)h;
   (void)suggested;
@@ -63,7 +63,7 @@ static void on_connection(uv_stream_t* server, int status) {
   ASSERT_OK(uv_accept(server, (uv_stream_t*)&c->pipe));
   c->pipe.data = r;
   r->nconns++;
-  ASSERT_OK(uv_read_start((uv_stream_t*)&c->pipe, on_alloc, on_conn_read));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&c->pipe, sb_it_alloc, on_conn_read));
 }
 
 int sb_it_recorder_start(sb_it_recorder_t* r, uv_loop_t* loop, const char* bind_path,
@@ -264,8 +264,8 @@ again:
   if (r != 0)
     sb_test_fail(__FILE__, __LINE__, "spawn %s: %s", argv[0], uv_strerror(r));
   run.proc.data = &run;
-  ASSERT_OK(uv_read_start((uv_stream_t*)&run.out, on_alloc, on_out_read));
-  ASSERT_OK(uv_read_start((uv_stream_t*)&run.err, on_alloc, on_out_read));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&run.out, sb_it_alloc, on_out_read));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&run.err, sb_it_alloc, on_out_read));
   run.write.data = &run;
   ASSERT_OK(uv_write(&run.write, (uv_stream_t*)&run.in, &buf, 1, on_written));
   ASSERT_OK(uv_timer_init(loop, &run.timer));
@@ -474,7 +474,7 @@ static void daemon_spawn(sb_it_daemon_t* d) {
   d->running = 1;
   d->err_done = 0;
   d->closed = 0;
-  ASSERT_OK(uv_read_start((uv_stream_t*)&d->err, on_alloc, on_daemon_err));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&d->err, sb_it_alloc, on_daemon_err));
   for (i = 0; envp[i]; i++)
     free(envp[i]);
   free(envp);
@@ -585,8 +585,8 @@ void sb_it_wait_file(uv_loop_t* loop, const char* path, const char* needle, size
   }
 }
 
-void sb_it_daemon_respawn(sb_it_daemon_t* d) {
-  ASSERT(!d->running);
+/* Closes the handles of its last run (once), so that they can be set up again. */
+static void daemon_close_handles(sb_it_daemon_t* d) {
   if (d->closed < 2) {
     uv_close((uv_handle_t*)&d->proc, on_daemon_closed);
     if (!uv_is_closing((uv_handle_t*)&d->err))
@@ -594,6 +594,11 @@ void sb_it_daemon_respawn(sb_it_daemon_t* d) {
     while (d->closed < 2)
       uv_run(d->loop, UV_RUN_ONCE);
   }
+}
+
+void sb_it_daemon_respawn(sb_it_daemon_t* d) {
+  ASSERT(!d->running);
+  daemon_close_handles(d);
   daemon_spawn(d);
 }
 
@@ -692,13 +697,7 @@ void sb_it_daemon_close(sb_it_daemon_t* d) {
      * (its shadow memory); the kill itself cannot fail, so the wait is generous. */
     sb_it_daemon_wait_exit(d, 120000);
   }
-  if (d->closed < 2) {
-    uv_close((uv_handle_t*)&d->proc, on_daemon_closed);
-    if (!uv_is_closing((uv_handle_t*)&d->err))
-      uv_close((uv_handle_t*)&d->err, on_daemon_closed);
-    while (d->closed < 2)
-      uv_run(d->loop, UV_RUN_ONCE);
-  }
+  daemon_close_handles(d);
   sb__buf_free(&d->log);
 }
 

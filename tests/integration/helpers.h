@@ -49,6 +49,10 @@ unsigned long sb_it_os_error(void);
 /* Path of a program built next to the test program ("sbcat" gets ".exe" on Windows). */
 void sb_it_program(const char* name, char* out, size_t size);
 
+/* The read buffer (an alloc_cb) of every pipe the tests read on the loop's thread:
+ * one slab, since each read callback copies out what it keeps before the next read. */
+void sb_it_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+
 int sb_it_recorder_start(sb_it_recorder_t* r, uv_loop_t* loop, const char* bind_path,
                          int backlog, int accept);
 /* Closes the server and every connection. */
