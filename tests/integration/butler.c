@@ -42,14 +42,6 @@ static void track(sb_it_butler_t* b, int on) {
   ASSERT(!on);
 }
 
-static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
-  static char slab[65536];
-  (void)h;
-  (void)suggested;
-  buf->base = slab;
-  buf->len = sizeof(slab);
-}
-
 static void on_out(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
   sb_it_butler_t* b = s->data;
   if (n > 0) {
@@ -111,7 +103,7 @@ static void spawn(sb_it_butler_t* b) {
   b->running = 1;
   b->out_done = 0;
   b->closed = 0;
-  ASSERT_OK(uv_read_start((uv_stream_t*)&b->out, on_alloc, on_out));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&b->out, sb_it_alloc, on_out));
 }
 
 /* Closes the handles of a process that has exited. */

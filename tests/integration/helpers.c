@@ -24,7 +24,7 @@ static void on_conn_close(uv_handle_t* h) {
   (void)h;
 }
 
-static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
+void sb_it_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
   static char slab[65536];
   (void)h;
   (void)suggested;
@@ -63,7 +63,7 @@ static void on_connection(uv_stream_t* server, int status) {
   ASSERT_OK(uv_accept(server, (uv_stream_t*)&c->pipe));
   c->pipe.data = r;
   r->nconns++;
-  ASSERT_OK(uv_read_start((uv_stream_t*)&c->pipe, on_alloc, on_conn_read));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&c->pipe, sb_it_alloc, on_conn_read));
 }
 
 int sb_it_recorder_start(sb_it_recorder_t* r, uv_loop_t* loop, const char* bind_path,
@@ -179,6 +179,28 @@ static char** make_env(const char* const* extra) {
   return env;
 }
 
+void sb_it_run_tool(uv_loop_t* loop, const char* tool, const char* const* args,
+                    const void* in, size_t in_len, sb_it_result_t* res) {
+  sb_it_run_tool_as(loop, tool, args, in, in_len, res, -1, -1);
+}
+
+void sb_it_run_tool_as(uv_loop_t* loop, const char* tool, const char* const* args,
+                       const void* in, size_t in_len, sb_it_result_t* res, int uid,
+                       int gid) {
+  char prog[4096];
+  const char* argv[32];
+  int n = 0;
+  sb_it_program(tool, prog, sizeof(prog));
+  argv[n++] = prog;
+  while (args && args[n - 1]) {
+    ASSERT_LT(n, 31);
+    argv[n] = args[n - 1];
+    n++;
+  }
+  argv[n] = NULL;
+  sb_it_run_as(loop, argv, NULL, in ? in : "", in ? in_len : 0, NULL, 0, res, uid, gid);
+}
+
 void sb_it_run(uv_loop_t* loop, const char* const* argv, const char* const* env,
                const void* in, size_t in_len, sb_it_recorder_t* rec, int wait_conns,
                sb_it_result_t* res) {
@@ -242,8 +264,8 @@ again:
   if (r != 0)
     sb_test_fail(__FILE__, __LINE__, "spawn %s: %s", argv[0], uv_strerror(r));
   run.proc.data = &run;
-  ASSERT_OK(uv_read_start((uv_stream_t*)&run.out, on_alloc, on_out_read));
-  ASSERT_OK(uv_read_start((uv_stream_t*)&run.err, on_alloc, on_out_read));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&run.out, sb_it_alloc, on_out_read));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&run.err, sb_it_alloc, on_out_read));
   run.write.data = &run;
   ASSERT_OK(uv_write(&run.write, (uv_stream_t*)&run.in, &buf, 1, on_written));
   ASSERT_OK(uv_timer_init(loop, &run.timer));
@@ -452,7 +474,7 @@ static void daemon_spawn(sb_it_daemon_t* d) {
   d->running = 1;
   d->err_done = 0;
   d->closed = 0;
-  ASSERT_OK(uv_read_start((uv_stream_t*)&d->err, on_alloc, on_daemon_err));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&d->err, sb_it_alloc, on_daemon_err));
   for (i = 0; envp[i]; i++)
     free(envp[i]);
   free(envp);
@@ -563,8 +585,8 @@ void sb_it_wait_file(uv_loop_t* loop, const char* path, const char* needle, size
   }
 }
 
-void sb_it_daemon_respawn(sb_it_daemon_t* d) {
-  ASSERT(!d->running);
+/* Closes the handles of its last run (once), so that they can be set up again. */
+static void daemon_close_handles(sb_it_daemon_t* d) {
   if (d->closed < 2) {
     uv_close((uv_handle_t*)&d->proc, on_daemon_closed);
     if (!uv_is_closing((uv_handle_t*)&d->err))
@@ -572,6 +594,11 @@ void sb_it_daemon_respawn(sb_it_daemon_t* d) {
     while (d->closed < 2)
       uv_run(d->loop, UV_RUN_ONCE);
   }
+}
+
+void sb_it_daemon_respawn(sb_it_daemon_t* d) {
+  ASSERT(!d->running);
+  daemon_close_handles(d);
   daemon_spawn(d);
 }
 
@@ -670,13 +697,7 @@ void sb_it_daemon_close(sb_it_daemon_t* d) {
      * (its shadow memory); the kill itself cannot fail, so the wait is generous. */
     sb_it_daemon_wait_exit(d, 120000);
   }
-  if (d->closed < 2) {
-    uv_close((uv_handle_t*)&d->proc, on_daemon_closed);
-    if (!uv_is_closing((uv_handle_t*)&d->err))
-      uv_close((uv_handle_t*)&d->err, on_daemon_closed);
-    while (d->closed < 2)
-      uv_run(d->loop, UV_RUN_ONCE);
-  }
+  daemon_close_handles(d);
   sb__buf_free(&d->log);
 }
 
@@ -685,42 +706,33 @@ void sb_it_daemon_dump(sb_it_daemon_t* d) {
           (int)d->log.len, d->log.data ? d->log.data : "");
 }
 
-struct sb_it_thread {
-  uv_async_t done;
-  void (*fn)(void*);
-  void* arg;
-  int finished;
-};
-
 static void thread_main(void* arg) {
-  struct sb_it_thread* t = arg;
+  sb_it_thread_t* t = arg;
   t->fn(t->arg);
-  uv_async_send(&t->done);
+  t->done = 1;
 }
 
-static void on_thread_done(uv_async_t* a) {
-  struct sb_it_thread* t = a->data;
-  t->finished = 1;
+void sb_it_thread_start(sb_it_thread_t* t, void (*fn)(void*), void* arg) {
+  t->fn = fn;
+  t->arg = arg;
+  t->done = 0;
+  ASSERT_OK(uv_thread_create(&t->tid, thread_main, t));
 }
 
-static void on_async_closed(uv_handle_t* h) {
-  struct sb_it_thread* t = h->data;
-  t->finished = 2;
+int sb_it_thread_done(void* arg) {
+  return ((sb_it_thread_t*)arg)->done;
+}
+
+void sb_it_thread_join(uv_loop_t* loop, sb_it_thread_t* t, uint64_t ms) {
+  if (!sb_it_run_until(loop, ms, sb_it_thread_done, t))
+    sb_test_fail(__FILE__, __LINE__, "a writer thread still runs after %llu ms",
+                 (unsigned long long)ms);
+  ASSERT_OK(uv_thread_join(&t->tid));
 }
 
 void sb_it_run_thread(uv_loop_t* loop, void (*fn)(void*), void* arg) {
-  struct sb_it_thread t;
-  uv_thread_t tid;
-  memset(&t, 0, sizeof(t));
-  t.fn = fn;
-  t.arg = arg;
-  ASSERT_OK(uv_async_init(loop, &t.done, on_thread_done));
-  t.done.data = &t;
-  ASSERT_OK(uv_thread_create(&tid, thread_main, &t));
-  while (!t.finished)
-    uv_run(loop, UV_RUN_ONCE);
-  ASSERT_OK(uv_thread_join(&tid));
-  uv_close((uv_handle_t*)&t.done, on_async_closed);
-  while (t.finished != 2)
-    uv_run(loop, UV_RUN_ONCE);
+  sb_it_thread_t t;
+  sb_it_thread_start(&t, fn, arg);
+  /* No bound of its own: the test's timeout is the bound, as it always was. */
+  sb_it_thread_join(loop, &t, UINT64_MAX / 1000000);
 }

@@ -49,6 +49,10 @@ unsigned long sb_it_os_error(void);
 /* Path of a program built next to the test program ("sbcat" gets ".exe" on Windows). */
 void sb_it_program(const char* name, char* out, size_t size);
 
+/* The read buffer (an alloc_cb) of every pipe the tests read on the loop's thread:
+ * one slab, since each read callback copies out what it keeps before the next read. */
+void sb_it_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+
 int sb_it_recorder_start(sb_it_recorder_t* r, uv_loop_t* loop, const char* bind_path,
                          int backlog, int accept);
 /* Closes the server and every connection. */
@@ -77,6 +81,22 @@ void sb_it_run_as(uv_loop_t* loop, const char* const* argv, const char* const* e
                   const void* in, size_t in_len, sb_it_recorder_t* rec, int wait_conns,
                   sb_it_result_t* res, int uid, int gid);
 void sb_it_result_free(sb_it_result_t* res);
+
+/* A tool's arguments as a NULL-terminated array: SB_IT_ARGS("--admin", addr, "status").
+ * A NULL among them ends them there (an optional last argument). */
+#define SB_IT_ARGS(...) ((const char* const[]){__VA_ARGS__, NULL})
+
+/*
+ * Runs one of the programs built beside the tests ("sbctl", "sbcat": sb_it_program)
+ * with args after its path (NULL-terminated, or NULL) and in (in_len bytes; NULL: an
+ * empty stdin) as its stdin, as sb_it_run does: every tool run of the tests goes
+ * through here. The _as form runs it as user uid and group gid (-1, -1: as the test).
+ */
+void sb_it_run_tool(uv_loop_t* loop, const char* tool, const char* const* args,
+                    const void* in, size_t in_len, sb_it_result_t* res);
+void sb_it_run_tool_as(uv_loop_t* loop, const char* tool, const char* const* args,
+                       const void* in, size_t in_len, sb_it_result_t* res, int uid,
+                       int gid);
 /* Whether haystack (len bytes) contains the NUL-terminated needle. */
 int sb_it_contains(const char* haystack, size_t len, const char* needle);
 /* How many times needle occurs in haystack. */
@@ -154,6 +174,25 @@ void sb_it_daemon_dump(sb_it_daemon_t* d);
  * For conditions no loop event reports (a file's contents), done is polled on each
  * loop turn, and a timer makes a turn at least every 50 ms. */
 int sb_it_run_until(uv_loop_t* loop, uint64_t ms, int (*done)(void* arg), void* arg);
+
+/*
+ * A writer (or any client of the broker) on a thread of its own, while the test's loop
+ * starts, kills and restarts daemons: fn(arg) runs until it returns, and done is set
+ * then. fn tells the test what it wrote through arg; the test tells fn to stop the
+ * same way. Every writer thread of the tests is started and joined through this.
+ */
+typedef struct {
+  uv_thread_t tid;
+  void (*fn)(void* arg);
+  void* arg;
+  volatile int done;
+} sb_it_thread_t;
+
+void sb_it_thread_start(sb_it_thread_t* t, void (*fn)(void*), void* arg);
+/* Whether fn has returned (arg is the sb_it_thread_t), for sb_it_run_until. */
+int sb_it_thread_done(void* arg);
+/* Runs the loop until fn has returned (failing the test after ms), and joins it. */
+void sb_it_thread_join(uv_loop_t* loop, sb_it_thread_t* t, uint64_t ms);
 
 /* Runs fn(arg) on a thread while the loop runs (daemons' logs keep being read), and
  * returns when fn has returned. */

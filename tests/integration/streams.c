@@ -301,11 +301,14 @@ void sb_it_writer_run(void* arg) {
       break;
   }
   sb__buf_free(&batch);
-  w->done = 1;
+}
+
+void sb_it_writer_start(sb_it_writer_t* w) {
+  sb_it_thread_start(&w->thread, sb_it_writer_run, w);
 }
 
 int sb_it_writer_finished(void* arg) {
-  return ((sb_it_writer_t*)arg)->done;
+  return ((sb_it_writer_t*)arg)->thread.done;
 }
 
 void sb_it_writer_free(sb_it_writer_t* w) {
@@ -529,15 +532,14 @@ void sb_it_expect_arrived(uv_loop_t* loop, sb_it_daemon_t* b, sb_it_daemon_t* up
 /* Asks the broker (sbctl --json streams) until none of its streams has a spool job out:
  * everything stored has also been handed back to the streams. */
 void sb_it_wait_spool_idle(uv_loop_t* loop, sb_it_daemon_t* d) {
-  char prog[4096];
-  const char* argv[] = {prog, "--admin", d->admin_address, "--json", "streams", NULL};
   int tries;
-  sb_it_program("sbctl", prog, sizeof(prog));
   for (tries = 0; tries < 200; tries++) {
     sb_it_result_t res;
     cJSON *doc, *streams, *st;
     int busy = 0;
-    sb_it_run(loop, argv, NULL, "", 0, NULL, 0, &res);
+    sb_it_run_tool(loop, "sbctl",
+                   SB_IT_ARGS("--admin", d->admin_address, "--json", "streams"), NULL,
+                   0, &res);
     doc = cJSON_ParseWithLength(res.out.data, res.out.len);
     streams = cJSON_GetObjectItemCaseSensitive(doc, "streams");
     cJSON_ArrayForEach(st, streams) {
@@ -555,12 +557,11 @@ void sb_it_wait_spool_idle(uv_loop_t* loop, sb_it_daemon_t* d) {
 }
 
 cJSON* sb_it_admin(uv_loop_t* loop, sb_it_daemon_t* d, const char* command) {
-  char prog[4096];
-  const char* argv[] = {prog, "--admin", d->admin_address, "--json", command, NULL};
   sb_it_result_t res;
   cJSON* doc;
-  sb_it_program("sbctl", prog, sizeof(prog));
-  sb_it_run(loop, argv, NULL, "", 0, NULL, 0, &res);
+  sb_it_run_tool(loop, "sbctl",
+                 SB_IT_ARGS("--admin", d->admin_address, "--json", command), NULL, 0,
+                 &res);
   doc = cJSON_ParseWithLength(res.out.data, res.out.len);
   if (doc == NULL) {
     sb_it_daemon_dump(d);

@@ -41,7 +41,7 @@ typedef struct {
   int binary_every; /* every Nth stream is binary (0: none) */
   size_t min_bytes; /* per stream, before stopping is allowed */
   volatile int stop;
-  volatile int done;
+  sb_it_thread_t thread; /* the thread it writes on (sb_it_writer_start) */
   int reconnect; /* on a failed write, open new streams and go on */
   uv_mutex_t mutex;
   char* names[SB_IT_MAX_NAMES];
@@ -85,6 +85,9 @@ void sb_it_wait_settled1(uv_loop_t* loop, const char* archive_dir, const char* n
 int sb_it_writer_add(sb_it_writer_t* w, const char* name);
 
 void sb_it_writer_run(void* arg);
+
+/* Runs sb_it_writer_run on w->thread; sb_it_thread_join(loop, &w->thread, ms) waits. */
+void sb_it_writer_start(sb_it_writer_t* w);
 
 int sb_it_writer_finished(void* arg);
 

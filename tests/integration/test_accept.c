@@ -48,14 +48,6 @@ static void on_writer_exit(uv_process_t* p, int64_t status, int sig) {
   uv_close((uv_handle_t*)p, on_writer_closed);
 }
 
-static void on_writer_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
-  static char slab[256];
-  (void)h;
-  (void)suggested;
-  buf->base = slab;
-  buf->len = sizeof(slab);
-}
-
 static void on_writer_out(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
   writer_proc_t* w = s->data;
   if (n > 0 && memchr(buf->base, '\n', (size_t)n) != NULL)
@@ -182,7 +174,7 @@ static void spawn_writer(uv_loop_t* loop, writer_proc_t* w, const char* prog,
     sb_it_pause_ms(loop, 200);
   }
   w->proc.data = w;
-  ASSERT_OK(uv_read_start((uv_stream_t*)&w->out, on_writer_alloc, on_writer_out));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&w->out, sb_it_alloc, on_writer_out));
 }
 
 /*

@@ -6,14 +6,6 @@
 #include "platform.h"
 #include "task.h"
 
-static void run_sbctl(uv_loop_t* loop, const char* admin, const char* a1, const char* a2,
-                      sb_it_result_t* res) {
-  char prog[4096];
-  const char* argv[] = {prog, "--admin", admin, a1, a2, NULL};
-  sb_it_program("sbctl", prog, sizeof(prog));
-  sb_it_run(loop, argv, NULL, "", 0, NULL, 0, res);
-}
-
 TEST_IMPL(admin_status_and_streams) {
   uv_loop_t loop;
   sb_it_daemon_t d;
@@ -46,7 +38,9 @@ TEST_IMPL(admin_status_and_streams) {
   sb_it_daemon_wait_log(&d, "bad handshake", 1, 30000);
   /* The data has been read once the streams' byte counts show it. */
 
-  run_sbctl(&loop, d.admin_address, "--json", "status", &res);
+  sb_it_run_tool(&loop, "sbctl",
+                 SB_IT_ARGS("--admin", d.admin_address, "--json", "status"), NULL, 0,
+                 &res);
   ASSERT_EQ(res.exit_status, 0);
   ASSERT(sb_it_contains(res.out.data, res.out.len, "\"streams_open\":2"));
   ASSERT(sb_it_contains(res.out.data, res.out.len, "\"mode\":\"archive\""));
@@ -54,13 +48,16 @@ TEST_IMPL(admin_status_and_streams) {
   ASSERT(sb_it_contains(res.out.data, res.out.len, "\"version\":\"" SB_VERSION_STRING "\""));
   sb_it_result_free(&res);
 
-  run_sbctl(&loop, d.admin_address, "status", NULL, &res);
+  sb_it_run_tool(&loop, "sbctl", SB_IT_ARGS("--admin", d.admin_address, "status"), NULL,
+                 0, &res);
   ASSERT_EQ(res.exit_status, 0);
   ASSERT(sb_it_contains(res.out.data, res.out.len, "streams open:    2"));
   ASSERT(sb_it_contains(res.out.data, res.out.len, "1 SB_EMAGIC"));
   sb_it_result_free(&res);
 
-  run_sbctl(&loop, d.admin_address, "--json", "streams", &res);
+  sb_it_run_tool(&loop, "sbctl",
+                 SB_IT_ARGS("--admin", d.admin_address, "--json", "streams"), NULL, 0,
+                 &res);
   ASSERT_EQ(res.exit_status, 0);
   ASSERT(sb_it_contains(res.out.data, res.out.len, "\"name\":\"admin/one\""));
   ASSERT(sb_it_contains(res.out.data, res.out.len, "\"name\":\"admin/two\""));
@@ -72,7 +69,9 @@ TEST_IMPL(admin_status_and_streams) {
   ASSERT_OK(sb_stream_close(s2));
   sb_client_close(c);
   sb_it_daemon_wait_log(&d, "\" closed: ", 2, 30000);
-  run_sbctl(&loop, d.admin_address, "--json", "status", &res);
+  sb_it_run_tool(&loop, "sbctl",
+                 SB_IT_ARGS("--admin", d.admin_address, "--json", "status"), NULL, 0,
+                 &res);
   ASSERT(sb_it_contains(res.out.data, res.out.len, "\"streams_open\":0"));
   ASSERT(sb_it_contains(res.out.data, res.out.len, "\"bytes_in\":14"));
   sb_it_result_free(&res);
@@ -86,11 +85,13 @@ TEST_IMPL(admin_sbctl_errors) {
   char absent[256], bind[256];
   ASSERT_OK(uv_loop_init(&loop));
   sb_it_address("noadmin", absent, bind, sizeof(absent));
-  run_sbctl(&loop, absent, "status", NULL, &res);
+  sb_it_run_tool(&loop, "sbctl", SB_IT_ARGS("--admin", absent, "status"), NULL, 0,
+                 &res);
   ASSERT_EQ(res.exit_status, 1);
   ASSERT(sb_it_contains(res.err.data, res.err.len, "cannot talk to streambrokerd"));
   sb_it_result_free(&res);
-  run_sbctl(&loop, absent, "launch", NULL, &res);
+  sb_it_run_tool(&loop, "sbctl", SB_IT_ARGS("--admin", absent, "launch"), NULL, 0,
+                 &res);
   ASSERT_EQ(res.exit_status, 2);
   sb_it_result_free(&res);
   ASSERT_OK(uv_loop_close(&loop));
@@ -332,8 +333,7 @@ TEST_IMPL(admin_metrics_prometheus) {
   prom_t p;
   int kind, i;
   const char* path;
-  char prog[4096], saved[700];
-  const char* from[] = {prog, "--from", saved, "metrics", NULL};
+  char saved[700];
   static const char future[] =
       "{\"version\":\"9.9\",\"queue_depth\":7,\"counters\":{\"bytes_in\":5,"
       "\"frobs\":3,\"frob_errors\":{\"EBADF\":2,\"x\\\"y\":1}},\"spool\":{\"bytes\":1.5}}";
@@ -353,7 +353,8 @@ TEST_IMPL(admin_metrics_prometheus) {
   sb_it_daemon_wait_log(&d, "\" closed: ", 1, 30000);
   sb_it_daemon_wait_log(&d, "bad handshake", 1, 30000);
 
-  run_sbctl(&loop, d.admin_address, "metrics", NULL, &res);
+  sb_it_run_tool(&loop, "sbctl", SB_IT_ARGS("--admin", d.admin_address, "metrics"),
+                 NULL, 0, &res);
   ASSERT_EQ(res.exit_status, 0);
   prom_parse(res.out.data, res.out.len, &p);
   for (i = 0; i < p.n; i++) {
@@ -382,8 +383,7 @@ TEST_IMPL(admin_metrics_prometheus) {
   /* Fields added to the status later come out too, by the naming rule. */
   snprintf(saved, sizeof(saved), "%s/status.json", d.dir);
   sb_it_write_file(saved, future, strlen(future));
-  sb_it_program("sbctl", prog, sizeof(prog));
-  sb_it_run(&loop, from, NULL, "", 0, NULL, 0, &res);
+  sb_it_run_tool(&loop, "sbctl", SB_IT_ARGS("--from", saved, "metrics"), NULL, 0, &res);
   ASSERT_EQ(res.exit_status, 0);
   prom_parse(res.out.data, res.out.len, &p);
   ASSERT(sb_it_contains(
@@ -440,7 +440,9 @@ TEST_IMPL(admin_metrics_promtool) {
     ASSERT_OK(sb_stream_write(s[k], "line\n", 5));
   }
   for (k = 0; k < 2; k++) {
-    run_sbctl(&loop, ds[k]->admin_address, "metrics", NULL, &res);
+    sb_it_run_tool(&loop, "sbctl",
+                   SB_IT_ARGS("--admin", ds[k]->admin_address, "metrics"), NULL, 0,
+                   &res);
     ASSERT_EQ(res.exit_status, 0);
     sb__buf_putc(&res.out, '\0'); /* for strstr; not part of the output */
     res.out.len--;
@@ -451,7 +453,9 @@ TEST_IMPL(admin_metrics_promtool) {
       /* The status too: the script runs sbctl metrics --from it through cmd's
        * redirection, as an administrator's task does (a program started here gets
        * binary stdio from libuv, which would hide a CRLF). */
-      run_sbctl(&loop, ds[k]->admin_address, "--json", "status", &st);
+      sb_it_run_tool(&loop, "sbctl",
+                     SB_IT_ARGS("--admin", ds[k]->admin_address, "--json", "status"),
+                     NULL, 0, &st);
       ASSERT_EQ(st.exit_status, 0);
       snprintf(saved, sizeof(saved), "%s/%s-status.json", dir, what[k]);
       sb_it_write_file(saved, st.out.data, st.out.len);
@@ -519,7 +523,9 @@ static void wait_listed(uv_loop_t* loop, const sb_it_daemon_t* d, const char* na
   sb_it_result_t res;
   int i;
   for (i = 0; i < 600; i++) {
-    run_sbctl(loop, d->admin_address, "--json", "streams", &res);
+    sb_it_run_tool(loop, "sbctl",
+                   SB_IT_ARGS("--admin", d->admin_address, "--json", "streams"), NULL,
+                   0, &res);
     if (sb_it_contains(res.out.data, res.out.len, name)) {
       sb_it_result_free(&res);
       return;
@@ -558,7 +564,8 @@ TEST_IMPL(admin_text_archive_and_destinations) {
   wait_listed(&loop, &a, "where/archived");
   wait_listed(&loop, &f, "where/forwarded");
 
-  run_sbctl(&loop, a.admin_address, "status", NULL, &res);
+  sb_it_run_tool(&loop, "sbctl", SB_IT_ARGS("--admin", a.admin_address, "status"), NULL,
+                 0, &res);
   ASSERT_EQ(res.exit_status, 0);
   snprintf(needle, sizeof(needle), "\narchive:         %s: ", a.archive_dir);
   if (!sb_it_contains(res.out.data, res.out.len, needle))
@@ -570,21 +577,24 @@ TEST_IMPL(admin_text_archive_and_destinations) {
                         "streams (0 files, 0 bytes)\n"));
   sb_it_result_free(&res);
 
-  run_sbctl(&loop, a.admin_address, "streams", NULL, &res);
+  sb_it_run_tool(&loop, "sbctl", SB_IT_ARGS("--admin", a.admin_address, "streams"),
+                 NULL, 0, &res);
   ASSERT_EQ(res.exit_status, 0);
   ASSERT(sb_it_contains(res.out.data, res.out.len, "GOES TO"));
   ASSERT(sb_it_contains(res.out.data, res.out.len, a.archive_dir));
   ASSERT(sb_it_contains(res.out.data, res.out.len, "archived.log\n"));
   sb_it_result_free(&res);
 
-  run_sbctl(&loop, f.admin_address, "streams", NULL, &res);
+  sb_it_run_tool(&loop, "sbctl", SB_IT_ARGS("--admin", f.admin_address, "streams"),
+                 NULL, 0, &res);
   ASSERT_EQ(res.exit_status, 0);
   if (!sb_it_contains(res.out.data, res.out.len, "  upstream where/forwarded ("))
     sb_test_fail(__FILE__, __LINE__, "no upstream name in:\n%.*s", (int)res.out.len,
                  res.out.data);
   sb_it_result_free(&res);
   /* Forward mode has no archive section. */
-  run_sbctl(&loop, f.admin_address, "status", NULL, &res);
+  sb_it_run_tool(&loop, "sbctl", SB_IT_ARGS("--admin", f.admin_address, "status"), NULL,
+                 0, &res);
   ASSERT(!sb_it_contains(res.out.data, res.out.len, "\narchive:"));
   sb_it_result_free(&res);
 

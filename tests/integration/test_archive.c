@@ -159,35 +159,21 @@ static void walk(const char* dir, walk_t* w) {
 
 /* ---- running the tools ---- */
 
-static void run_sbcat(uv_loop_t* loop, const char* address, const char* name,
-                      const char* type, const char* tag, const char* in, size_t in_len,
-                      sb_it_result_t* res) {
-  char prog[4096];
-  const char* argv[10];
-  int n = 0;
-  sb_it_program("sbcat", prog, sizeof(prog));
-  argv[n++] = prog;
-  argv[n++] = "--name";
-  argv[n++] = name;
-  argv[n++] = "--server";
-  argv[n++] = address;
-  if (type) {
-    argv[n++] = "--type";
-    argv[n++] = type;
-  }
-  if (tag) {
-    argv[n++] = "--tag";
-    argv[n++] = tag;
-  }
-  argv[n] = NULL;
-  sb_it_run(loop, argv, NULL, in, in_len, NULL, 0, res);
-}
-
 /* sbcat must succeed. */
 static void sbcat_ok(uv_loop_t* loop, sb_it_daemon_t* d, const char* name,
                      const char* type, const char* tag, const char* in) {
   sb_it_result_t res;
-  run_sbcat(loop, d->address, name, type, tag, in, strlen(in), &res);
+  const char* args[9] = {"--name", name, "--server", d->address};
+  int n = 4;
+  if (type) {
+    args[n++] = "--type";
+    args[n++] = type;
+  }
+  if (tag) {
+    args[n++] = "--tag";
+    args[n++] = tag;
+  }
+  sb_it_run_tool(loop, "sbcat", args, in, strlen(in), &res);
   if (res.exit_status != 0) {
     sb_it_daemon_dump(d);
     sb_test_fail(__FILE__, __LINE__, "sbcat \"%.60s\": exit %d: %s", name,
@@ -198,12 +184,11 @@ static void sbcat_ok(uv_loop_t* loop, sb_it_daemon_t* d, const char* name,
 
 /* The daemon's status as JSON (sbctl --json status). */
 static cJSON* status(uv_loop_t* loop, sb_it_daemon_t* d) {
-  char prog[4096];
-  const char* argv[] = {prog, "--admin", d->admin_address, "--json", "status", NULL};
   sb_it_result_t res;
   cJSON* doc;
-  sb_it_program("sbctl", prog, sizeof(prog));
-  sb_it_run(loop, argv, NULL, "", 0, NULL, 0, &res);
+  sb_it_run_tool(loop, "sbctl",
+                 SB_IT_ARGS("--admin", d->admin_address, "--json", "status"), NULL, 0,
+                 &res);
   ASSERT_EQ(res.exit_status, 0);
   doc = cJSON_Parse(res.out.data);
   ASSERT_NOT_NULL(doc);
@@ -345,7 +330,10 @@ TEST_IMPL(archive_disk_full) {
   ASSERT_EQ(fclose(f), 0);
   for (i = 0; i < big; i++)
     data[i] = (char)('a' + (i * 7 + i / 4096) % 26);
-  run_sbcat(&loop, d.address, "full/big", "binary", NULL, data, big, &res);
+  sb_it_run_tool(
+      &loop, "sbcat",
+      SB_IT_ARGS("--name", "full/big", "--server", d.address, "--type", "binary"), data,
+      big, &res);
   if (res.exit_status != 0) {
     sb_it_daemon_dump(&d);
     sb_test_fail(__FILE__, __LINE__, "sbcat exited %d, want 0: %s",

@@ -191,18 +191,16 @@ TEST_IMPL(broker_forwards_all_stream_types) {
   sb_it_daemon_t up, front;
   struct client_job job = {NULL, 0, 300, 50, "it"};
   sb_it_result_t res;
-  char sbcat[4096];
-  const char* argv[] = {
-      sbcat, "--name", "it/sbcat/dgram", "--type", "datagram", "--server", NULL, NULL};
   ASSERT_OK(uv_loop_init(&loop));
   sb_it_daemon_start(&up, &loop, "up", NULL, NULL);
   sb_it_daemon_start(&front, &loop, "front", up.address, NULL);
   job.address = front.address;
   sb_it_run_thread(&loop, client_job_run, &job);
   /* And one datagram stream from sbcat. */
-  sb_it_program("sbcat", sbcat, sizeof(sbcat));
-  argv[6] = front.address;
-  sb_it_run(&loop, argv, NULL, "one\ntwo\n\nfour\n", 14, NULL, 0, &res);
+  sb_it_run_tool(&loop, "sbcat",
+                 SB_IT_ARGS("--name", "it/sbcat/dgram", "--type", "datagram",
+                            "--server", front.address),
+                 "one\ntwo\n\nfour\n", 14, &res);
   ASSERT_EQ(res.exit_status, 0);
   sb_it_result_free(&res);
 
@@ -563,8 +561,7 @@ TEST_IMPL(broker_allowed_groups) {
   sb_it_result_t res;
   uv_passwd_t me;
   uv_fs_t req;
-  char sbcat[4096], path[1024];
-  const char* argv[] = {sbcat, "--name", NULL, "--server", NULL, NULL};
+  char path[1024];
   char* got;
   size_t len;
   int i;
@@ -582,7 +579,6 @@ TEST_IMPL(broker_allowed_groups) {
   if (i != 0)
     TEST_SKIP("running a client as another user needs root");
   ASSERT_OK(uv_loop_init(&loop));
-  sb_it_program("sbcat", sbcat, sizeof(sbcat));
   for (i = 0; i < 2; i++) {
     char extra[128];
     snprintf(extra, sizeof(extra), "\"allowed_groups\": \"%s\"", cases[i].groups);
@@ -590,9 +586,9 @@ TEST_IMPL(broker_allowed_groups) {
     /* Let anyone reach the socket: only allowed_groups decides now. */
     ASSERT_OK(uv_fs_chmod(NULL, &req, d.bind_path, 0666, NULL));
     uv_fs_req_cleanup(&req);
-    argv[2] = cases[i].name;
-    argv[4] = d.address;
-    sb_it_run_as(&loop, argv, NULL, "as nobody\n", 10, NULL, 0, &res, 65534, 65534);
+    sb_it_run_tool_as(&loop, "sbcat",
+                      SB_IT_ARGS("--name", cases[i].name, "--server", d.address),
+                      "as nobody\n", 10, &res, 65534, 65534);
     sb_it_result_free(&res);
     snprintf(path, sizeof(path), "%s/%s.log", d.archive_dir, cases[i].name);
     if (cases[i].allowed) {

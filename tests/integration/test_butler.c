@@ -34,18 +34,11 @@ static void content(const char* label, size_t len, sb__buf_t* out) {
   ASSERT_OK(out->err);
 }
 
-static void run_sbcat(uv_loop_t* loop, const char* address, const char* name,
-                      const char* input, sb_it_result_t* res) {
-  char prog[4096];
-  const char* argv[] = {prog, "--name", name, "--server", address, NULL};
-  sb_it_program("sbcat", prog, sizeof(prog));
-  sb_it_run(loop, argv, NULL, input, strlen(input), NULL, 0, res);
-}
-
 static void sbcat_ok(uv_loop_t* loop, const char* address, const char* name,
                      const char* input) {
   sb_it_result_t res;
-  run_sbcat(loop, address, name, input, &res);
+  sb_it_run_tool(loop, "sbcat", SB_IT_ARGS("--name", name, "--server", address), input,
+                 strlen(input), &res);
   if (res.exit_status != 0)
     sb_test_fail(__FILE__, __LINE__, "sbcat --name %s: exit %d: %s", name,
                  (int)res.exit_status, res.err.data);
@@ -57,16 +50,9 @@ static void sbcat_ok(uv_loop_t* loop, const char* address, const char* name,
 static void sbcat_any(uv_loop_t* loop, const char* address, const char* name,
                       const char* input) {
   sb_it_result_t res;
-  run_sbcat(loop, address, name, input, &res);
+  sb_it_run_tool(loop, "sbcat", SB_IT_ARGS("--name", name, "--server", address), input,
+                 strlen(input), &res);
   sb_it_result_free(&res);
-}
-
-static void run_sbctl(uv_loop_t* loop, const char* admin, const char* a1,
-                      const char* a2, sb_it_result_t* res) {
-  char prog[4096];
-  const char* argv[] = {prog, "--admin", admin, a1, a2, NULL};
-  sb_it_program("sbctl", prog, sizeof(prog));
-  sb_it_run(loop, argv, NULL, "", 0, NULL, 0, res);
 }
 
 static const sb_it_bstream_t* find_stream(const sb_it_blist_t* l, const char* name,
@@ -343,7 +329,6 @@ static void check_names(const sb_it_blist_t* l) {
 typedef struct {
   char address[256];
   size_t bytes; /* per stream */
-  volatile int done;
   int err;
 } twenty_t;
 
@@ -386,7 +371,6 @@ static void twenty_writer(void* arg) {
     }
     sb_client_close(clients[i]);
   }
-  t->done = 1;
 }
 
 /*
@@ -458,7 +442,6 @@ typedef struct {
   const char* name;  /* a text stream */
   const char* dname; /* a datagram stream beside it, its handshake without timestamp */
   volatile int stop;
-  volatile int done;
   size_t written;   /* bytes of the text stream */
   size_t datagrams; /* datagrams sent */
   int err;
@@ -560,11 +543,6 @@ close_client:
   sb_client_close(client);
 out:
   sb__buf_free(&text);
-  w->done = 1;
-}
-
-static int live_writer_done(void* arg) {
-  return ((live_writer_t*)arg)->done;
 }
 
 /* How much the butler's nth accepted segment of name (any of its names) holds. */
@@ -713,7 +691,7 @@ TEST_IMPL(butler_connection_cut) {
   sb_it_butler_t bt;
   sb_it_daemon_t b;
   live_writer_t w;
-  uv_thread_t tid;
+  sb_it_thread_t th;
   sb__buf_t want = {0};
   /* More than a second's worth from the writer (a quarter under Wine, as slow). */
   const size_t step = sb_it_is_windows() ? 384 * 1024 : 1536 * 1024;
@@ -725,7 +703,7 @@ TEST_IMPL(butler_connection_cut) {
   sb_it_butler_start(&bt, &loop, "bcut");
   sb_it_daemon_start(&b, &loop, "bcutb", bt.address, B_CONFIG);
   snprintf(w.address, sizeof(w.address), "%s", b.address);
-  ASSERT_OK(uv_thread_create(&tid, live_writer_run, &w));
+  sb_it_thread_start(&th, live_writer_run, &w);
 
   sb_it_butler_wait(&bt, "accepted cut/live", 1, 30000);
   sb_it_butler_wait(&bt, "accepted cut/dgram", 1, 30000);
@@ -744,8 +722,7 @@ TEST_IMPL(butler_connection_cut) {
   wait_segment(&bt, "cut/live", 2, step / 2);
 
   w.stop = 1;
-  ASSERT(sb_it_run_until(&loop, 60000, live_writer_done, &w));
-  ASSERT_OK(uv_thread_join(&tid));
+  sb_it_thread_join(&loop, &th, 60000);
   ASSERT_OK(w.err);
   content("cut/live", w.written, &want);
   wait_whole(&bt, "cut/live", want.len);
@@ -769,7 +746,6 @@ typedef struct {
   char address[256];
   volatile int go;   /* set once the butler refused a closed/ stream */
   volatile int stop; /* set once both closed/ streams were given up */
-  volatile int done;
   size_t flow_bytes;
   int err;
 } ns_writer_t;
@@ -825,11 +801,6 @@ static void ns_writer_run(void* arg) {
   sb_stream_close(a);
   sb_client_close(client);
   sb__buf_free(&text);
-  w->done = 1;
-}
-
-static int ns_writer_done(void* arg) {
-  return ((ns_writer_t*)arg)->done;
 }
 
 #define MAX_REFUSALS 4
@@ -868,7 +839,7 @@ TEST_IMPL(butler_closed_namespace) {
   sb_it_butler_t bt;
   sb_it_daemon_t b;
   ns_writer_t w;
-  uv_thread_t tid;
+  sb_it_thread_t th;
   sb_it_result_t res;
   char cfg[256], needle[64];
   const char* given_up = "\"upstream\":\"given-up\"";
@@ -886,7 +857,7 @@ TEST_IMPL(butler_closed_namespace) {
            MAX_REFUSALS);
   sb_it_daemon_start(&b, &loop, "bnsb", bt.address, cfg);
   snprintf(w.address, sizeof(w.address), "%s", b.address);
-  ASSERT_OK(uv_thread_create(&tid, ns_writer_run, &w));
+  sb_it_thread_start(&th, ns_writer_run, &w);
 
   sb_it_butler_wait(&bt, "refused closed/a", 1, 30000);
   sb_it_butler_wait(&bt, "refused closed/b", 1, 30000);
@@ -898,7 +869,9 @@ TEST_IMPL(butler_closed_namespace) {
   snprintf(needle, sizeof(needle), "\"streams_given_up\":2");
   for (tries = 0;; tries++) {
     int ok;
-    run_sbctl(&loop, b.admin_address, "--json", "status", &res);
+    sb_it_run_tool(&loop, "sbctl",
+                   SB_IT_ARGS("--admin", b.admin_address, "--json", "status"), NULL, 0,
+                   &res);
     ASSERT_EQ(res.exit_status, 0);
     ok = sb_it_contains(res.out.data, res.out.len, needle);
     if (ok || tries == 300) {
@@ -915,10 +888,11 @@ TEST_IMPL(butler_closed_namespace) {
     uv_sleep(100);
   }
   w.stop = 1;
-  ASSERT(sb_it_run_until(&loop, 60000, ns_writer_done, &w));
-  ASSERT_OK(uv_thread_join(&tid));
+  sb_it_thread_join(&loop, &th, 60000);
   ASSERT_OK(w.err);
-  run_sbctl(&loop, b.admin_address, "--json", "streams", &res);
+  sb_it_run_tool(&loop, "sbctl",
+                 SB_IT_ARGS("--admin", b.admin_address, "--json", "streams"), NULL, 0,
+                 &res);
   ASSERT_EQ(res.exit_status, 0);
   if (sb_it_count(res.out.data, res.out.len, given_up) != 2)
     fprintf(stderr, "sbctl streams: %s\n", res.out.data);
@@ -1151,7 +1125,9 @@ TEST_IMPL(butler_given_up_retried) {
 
   sb_it_butler_command(&bt, "open-ns gone/");
   sb_it_butler_wait(&bt, "opened-ns gone/", 1, 30000);
-  run_sbctl(&loop, b.admin_address, "retry", "gone/a", &res);
+  sb_it_run_tool(&loop, "sbctl",
+                 SB_IT_ARGS("--admin", b.admin_address, "retry", "gone/a"), NULL, 0,
+                 &res);
   if (res.exit_status != 0 || !sb_it_contains(res.out.data, res.out.len, "1 given-up"))
     fprintf(stderr, "sbctl retry: %d: %s%s\n", (int)res.exit_status, res.out.data,
             res.err.data);
@@ -1233,34 +1209,12 @@ TEST_IMPL(butler_service_restarts) {
 
 /* ---- sbctl archive: one stream of many of a name, put back together by its id ---- */
 
-static void run_archive(uv_loop_t* loop, const char* a1, const char* a2, const char* a3,
-                        const char* dir, sb_it_result_t* res) {
-  char prog[4096];
-  const char* argv[8];
-  int n = 0;
-  sb_it_program("sbctl", prog, sizeof(prog));
-  argv[n++] = prog;
-  argv[n++] = "archive";
-  argv[n++] = a1;
-  if (a2)
-    argv[n++] = a2;
-  if (a3)
-    argv[n++] = a3;
-  argv[n++] = "--dir";
-  argv[n++] = dir;
-  argv[n] = NULL;
-  sb_it_run(loop, argv, NULL, "", 0, NULL, 0, res);
-}
-
-static int twenty_done(void* arg) {
-  return ((twenty_t*)arg)->done;
-}
-
 /* sbctl archive ls, once no stream in it is still open. */
 static void archive_ls_settled(uv_loop_t* loop, const char* dir, sb_it_result_t* res) {
   int tries;
   for (tries = 0;; tries++) {
-    run_archive(loop, "ls", NULL, NULL, dir, res);
+    sb_it_run_tool(loop, "sbctl", SB_IT_ARGS("archive", "ls", "--dir", dir), NULL, 0,
+                   res);
     ASSERT_EQ(res->exit_status, 0);
     if (!sb_it_contains(res->out.data, res->out.len, " open ") || tries == 600)
       return;
@@ -1280,7 +1234,7 @@ TEST_IMPL(butler_archive_cat_twenty_ids) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
   twenty_t t;
-  uv_thread_t tid;
+  sb_it_thread_t th;
   sb_it_result_t res, cat;
   sb__buf_t want = {0};
   int seen[NCLIENTS], kill, nstdout = 0, multi = 0, c;
@@ -1292,7 +1246,7 @@ TEST_IMPL(butler_archive_cat_twenty_ids) {
   sb_it_daemon_start(&up, &loop, "acu", NULL, "\"upstream_high_watermark\": 65536");
   sb_it_daemon_start(&b, &loop, "acb", up.address, B_CONFIG);
   snprintf(t.address, sizeof(t.address), "%s", b.address);
-  ASSERT_OK(uv_thread_create(&tid, twenty_writer, &t));
+  sb_it_thread_start(&th, twenty_writer, &t);
   for (kill = 0; kill < 2; kill++) {
     sb_it_pause_ms(&loop, 300);
     sb_it_daemon_kill(&up, SIGKILL);
@@ -1300,8 +1254,7 @@ TEST_IMPL(butler_archive_cat_twenty_ids) {
     sb_it_pause_ms(&loop, 150);
     sb_it_daemon_restart(&up);
   }
-  ASSERT(sb_it_run_until(&loop, 240000, twenty_done, &t));
-  ASSERT_OK(uv_thread_join(&tid));
+  sb_it_thread_join(&loop, &th, 240000);
   ASSERT_OK(t.err);
   sb_it_daemon_wait_log(&b, "closed: ", 2 * NCLIENTS, 240000);
   archive_ls_settled(&loop, up.archive_dir, &res);
@@ -1325,7 +1278,9 @@ TEST_IMPL(butler_archive_cat_twenty_ids) {
       sb_test_fail(__FILE__, __LINE__, "stream %s is %s", id, state);
     ASSERT_EQ(size, t.bytes);
     multi += segs > 1;
-    run_archive(&loop, "cat", id, NULL, up.archive_dir, &cat);
+    sb_it_run_tool(&loop, "sbctl",
+                   SB_IT_ARGS("archive", "cat", id, "--dir", up.archive_dir), NULL, 0,
+                   &cat);
     if (cat.exit_status != 0)
       fprintf(stderr, "sbctl archive cat %s: %s\n", id, cat.err.data);
     ASSERT_EQ(cat.exit_status, 0);
@@ -1349,7 +1304,9 @@ TEST_IMPL(butler_archive_cat_twenty_ids) {
   /* The kills cut some streams into several segments. */
   ASSERT_GT(multi, 0);
   sb_it_result_free(&res);
-  run_archive(&loop, "cat", "stdout", NULL, up.archive_dir, &cat);
+  sb_it_run_tool(&loop, "sbctl",
+                 SB_IT_ARGS("archive", "cat", "stdout", "--dir", up.archive_dir), NULL,
+                 0, &cat);
   ASSERT_EQ(cat.exit_status, 1);
   ASSERT(sb_it_contains(cat.err.data, cat.err.len, "20 streams"));
   sb_it_result_free(&cat);
@@ -1385,12 +1342,17 @@ TEST_IMPL(butler_archive_cat_datagrams) {
     }
     sb__buf_putc(&hex, '\n');
   }
-  run_archive(&loop, "cat", "dg/cat", NULL, up.archive_dir, &res);
+  sb_it_run_tool(&loop, "sbctl",
+                 SB_IT_ARGS("archive", "cat", "dg/cat", "--dir", up.archive_dir), NULL,
+                 0, &res);
   ASSERT_EQ(res.exit_status, 0);
   ASSERT_MEM_EQ(res.out.data, res.out.len, hex.data, hex.len);
   sb_it_result_free(&res);
   datagrams_framed("dg/cat", 2000, &want);
-  run_archive(&loop, "cat", "dg/cat", "--raw", up.archive_dir, &res);
+  sb_it_run_tool(
+      &loop, "sbctl",
+      SB_IT_ARGS("archive", "cat", "dg/cat", "--raw", "--dir", up.archive_dir), NULL, 0,
+      &res);
   ASSERT_EQ(res.exit_status, 0);
   ASSERT_MEM_EQ(res.out.data, res.out.len, want.data, want.len);
   sb_it_result_free(&res);

@@ -589,7 +589,6 @@ TEST_IMPL(faults_broker_killed_loss_bound) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
   sb_it_writer_t* w[8];
-  uv_thread_t thread[8];
   uint32_t x = (uint32_t)uv_hrtime();
   size_t worst = 0, lost_total = 0, streams = 0;
   int i, kill, kills = sb_it_is_windows() ? 5 : 10;
@@ -607,7 +606,7 @@ TEST_IMPL(faults_broker_killed_loss_bound) {
     w[i]->nstreams = 1;
     w[i]->reconnect = 1;
     w[i]->fast = 1;
-    ASSERT_OK(uv_thread_create(&thread[i], sb_it_writer_run, w[i]));
+    sb_it_writer_start(w[i]);
   }
   for (kill = 0; kill < kills; kill++) {
     sb_it_pause_ms(&loop, (uint64_t)sb_it_jitter(&x, 300, 800));
@@ -617,10 +616,8 @@ TEST_IMPL(faults_broker_killed_loss_bound) {
   }
   for (i = 0; i < 8; i++)
     w[i]->stop = 1;
-  for (i = 0; i < 8; i++) {
-    ASSERT(sb_it_run_until(&loop, 120000, sb_it_writer_finished, w[i]));
-    uv_thread_join(&thread[i]);
-  }
+  for (i = 0; i < 8; i++)
+    sb_it_thread_join(&loop, &w[i]->thread, 120000);
   ASSERT(sb_it_run_until(&loop, 240000, sb_it_spool_drained, &b));
   for (i = 0; i < 8; i++) {
     sb_it_settle_t st = {up.archive_dir, w[i]->names, w[i]->nnames, 0};

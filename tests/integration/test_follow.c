@@ -22,14 +22,6 @@ typedef struct {
   int exited, out_done;
 } follower_t;
 
-static void fo_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) {
-  static char slab[65536];
-  (void)h;
-  (void)suggested;
-  buf->base = slab;
-  buf->len = sizeof(slab);
-}
-
 static void fo_out_closed(uv_handle_t* h) {
   ((follower_t*)h->data)->out_done = 1;
 }
@@ -71,7 +63,7 @@ static void follower_start(follower_t* f, sb_it_daemon_t* d, const char* prefix)
   o.stdio_count = 3;
   o.exit_cb = fo_exit;
   ASSERT_OK(uv_spawn(d->loop, &f->proc, &o));
-  ASSERT_OK(uv_read_start((uv_stream_t*)&f->out, fo_alloc, fo_read));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&f->out, sb_it_alloc, fo_read));
 }
 
 struct fo_wait {
@@ -298,7 +290,7 @@ TEST_IMPL(follow_slow_follower) {
   ASSERT_EQ(got.len, SLOW_BYTES);
   sb__buf_free(&got);
 
-  ASSERT_OK(uv_read_start((uv_stream_t*)&r.pipe, fo_alloc, raw_read));
+  ASSERT_OK(uv_read_start((uv_stream_t*)&r.pipe, sb_it_alloc, raw_read));
   if (!sb_it_run_until(&loop, 60000, raw_told_all, &r))
     sb_test_fail(__FILE__, __LINE__,
                  "the follower got %llu bytes and was told of %llu missed, of %u",

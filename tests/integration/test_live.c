@@ -146,7 +146,6 @@ static int kill_loop(uv_loop_t* loop, sb_it_daemon_t* up, const char* durability
   sb_it_writer_t* w = calloc(1, sizeof(*w));
   size_t* committed = calloc(SB_IT_MAX_NAMES, sizeof(size_t));
   size_t* received = calloc(SB_IT_MAX_NAMES, sizeof(size_t));
-  uv_thread_t thread;
   char extra[256], tag[16];
   int kill, reopened = 0, streams;
   ASSERT_NOT_NULL(w);
@@ -164,7 +163,7 @@ static int kill_loop(uv_loop_t* loop, sb_it_daemon_t* up, const char* durability
   snprintf(w->prefix, sizeof(w->prefix), "%s", prefix);
   w->nstreams = 5;
   w->reconnect = 1;
-  ASSERT_OK(uv_thread_create(&thread, sb_it_writer_run, w));
+  sb_it_writer_start(w);
   for (kill = 0; kill < kills; kill++) {
     sb_it_pause_ms(loop, (uint64_t)sb_it_jitter(x, 50, 400));
     sb_it_daemon_kill(&b, SIGKILL);
@@ -180,8 +179,7 @@ static int kill_loop(uv_loop_t* loop, sb_it_daemon_t* up, const char* durability
     sb_it_daemon_restart(&b);
   }
   w->stop = 1;
-  ASSERT(sb_it_run_until(loop, 120000, sb_it_writer_finished, w));
-  uv_thread_join(&thread);
+  sb_it_thread_join(loop, &w->thread, 120000);
   wait_broker_idle(loop, &b, up, 240000);
   ASSERT(w->generations >= kills / 2);
   sb_it_check_streams(loop, w, up->archive_dir, committed, 0, &reopened);
@@ -227,7 +225,7 @@ static int writers_finished(void* arg) {
   writers_t* ws = arg;
   int i;
   for (i = 0; i < ws->n; i++)
-    if (!ws->w[i]->done)
+    if (!ws->w[i]->thread.done)
       return 0;
   return 1;
 }
@@ -273,9 +271,8 @@ static int spool_has_bytes(void* arg) {
 
 /* Starts n fast writers of nstreams streams each (names spool/PREFIX-g0-sS) that stop
  * once each stream has bytes. */
-static void writers_start(writers_t* ws, sb_it_writer_t** w, uv_thread_t* threads,
-                          int n, int nstreams, size_t bytes, const char* address,
-                          const char* prefix) {
+static void writers_start(writers_t* ws, sb_it_writer_t** w, int n, int nstreams,
+                          size_t bytes, const char* address, const char* prefix) {
   int i;
   ws->w = w;
   ws->n = n;
@@ -289,15 +286,14 @@ static void writers_start(writers_t* ws, sb_it_writer_t** w, uv_thread_t* thread
     w[i]->fast = 1;
     w[i]->stop = 1; /* one generation, up to min_bytes a stream */
     w[i]->min_bytes = bytes;
-    ASSERT_OK(uv_thread_create(&threads[i], sb_it_writer_run, w[i]));
+    sb_it_writer_start(w[i]);
   }
 }
 
-static void writers_join(uv_loop_t* loop, writers_t* ws, uv_thread_t* threads) {
+static void writers_join(uv_loop_t* loop, writers_t* ws) {
   int i;
-  ASSERT(sb_it_run_until(loop, 240000, writers_finished, ws));
   for (i = 0; i < ws->n; i++)
-    uv_thread_join(&threads[i]);
+    sb_it_thread_join(loop, &ws->w[i]->thread, 240000);
 }
 
 /*
@@ -311,7 +307,6 @@ TEST_IMPL(live_upstream_stalled) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
   sb_it_writer_t* w[STALL_WRITERS];
-  uv_thread_t threads[STALL_WRITERS];
   writers_t ws;
   written_wait_t ww;
   spool_wait_t sw;
@@ -326,8 +321,7 @@ TEST_IMPL(live_upstream_stalled) {
   sb_it_daemon_start(&b, &loop, "lsb", up.address,
                      "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 200, "
                      "\"log_level\": \"info\"");
-  writers_start(&ws, w, threads, STALL_WRITERS, STALL_STREAMS, STALL_BYTES, b.address,
-                "st");
+  writers_start(&ws, w, STALL_WRITERS, STALL_STREAMS, STALL_BYTES, b.address, "st");
   /* Live first, then the upstream stops reading. */
   ww.ws = &ws;
   ww.at_least = 10000000;
@@ -346,7 +340,7 @@ TEST_IMPL(live_upstream_stalled) {
   ASSERT(sb_it_run_until(&loop, 240000, writers_finished, &ws));
   spool_has_bytes(&sw);
   sb_it_daemon_kill(&up, LIVE_SIGCONT);
-  writers_join(&loop, &ws, threads);
+  writers_join(&loop, &ws);
   total = writers_written(&ws);
   wait_broker_idle(&loop, &b, &up, 240000);
   st = sb_it_admin(&loop, &b, "status");
@@ -401,7 +395,7 @@ typedef struct {
   volatile size_t target; /* write each stream up to this */
   volatile size_t at;     /* the target every stream has reached */
   volatile int finish;    /* close the streams once at the target */
-  volatile int done;
+  sb_it_thread_t thread;
   int err;
   char names[MEM_STREAMS][64];
   size_t written[MEM_STREAMS];
@@ -458,7 +452,6 @@ done:
   if (client)
     sb_client_close(client);
   sb__buf_free(&batch);
-  m->done = 1;
 }
 
 typedef struct {
@@ -470,7 +463,7 @@ static int mem_reached(void* arg) {
   mem_wait_t* mw = arg;
   int i;
   for (i = 0; i < MEM_THREADS; i++)
-    if (mw->m[i].at != mw->target && !mw->m[i].done)
+    if (mw->m[i].at != mw->target && !mw->m[i].thread.done)
       return 0;
   return 1;
 }
@@ -488,7 +481,6 @@ TEST_IMPL(live_memory_budget) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
   mem_writer_t* m = calloc(MEM_THREADS, sizeof(*m));
-  uv_thread_t threads[MEM_THREADS];
   mem_wait_t mw;
   sb__buf_t got = {0}, want = {0};
   char extra[512];
@@ -511,7 +503,7 @@ TEST_IMPL(live_memory_budget) {
     snprintf(m[i].address, sizeof(m[i].address), "%s", b.address);
     m[i].t = i;
     m[i].target = MEM_PHASE1;
-    ASSERT_OK(uv_thread_create(&threads[i], mem_writer_run, &m[i]));
+    sb_it_thread_start(&m[i].thread, mem_writer_run, &m[i]);
   }
   mw.m = m;
   mw.target = MEM_PHASE1;
@@ -534,9 +526,7 @@ TEST_IMPL(live_memory_budget) {
   mw.target = MEM_PHASE2;
   ASSERT(sb_it_run_until(&loop, 240000, mem_reached, &mw));
   for (i = 0; i < MEM_THREADS; i++) {
-    while (!m[i].done)
-      sb_it_pause_ms(&loop, 20);
-    uv_thread_join(&threads[i]);
+    sb_it_thread_join(&loop, &m[i].thread, 240000);
     ASSERT_OK(m[i].err);
   }
   wait_broker_idle(&loop, &b, &up, 240000);
@@ -791,7 +781,6 @@ static size_t healthy_run(uv_loop_t* loop, sb_it_daemon_t* up, const char* durab
                           int64_t* disk_written) {
   sb_it_daemon_t b;
   sb_it_writer_t* w[8];
-  uv_thread_t threads[8];
   writers_t ws;
   char extra[512];
   int64_t before;
@@ -810,8 +799,8 @@ static size_t healthy_run(uv_loop_t* loop, sb_it_daemon_t* up, const char* durab
   sb_it_daemon_wait_log(&b, "reserve of 1048576 bytes in place", 1, 30000);
   before = proc_value(b.proc.pid, "io", "write_bytes:");
   /* Each stream stops below 1 MiB, the upstream watermark: it never waits on it. */
-  writers_start(&ws, w, threads, writers, 50, 900000, b.address, tag);
-  writers_join(loop, &ws, threads);
+  writers_start(&ws, w, writers, 50, 900000, b.address, tag);
+  writers_join(loop, &ws);
   total = writers_written(&ws);
   wait_broker_idle(loop, &b, up, 120000);
   *disk_written =

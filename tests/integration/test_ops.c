@@ -203,12 +203,11 @@ static void rot_check_lines(const char* text, size_t len, int file) {
 /* Whether the service's status holds needle, asked with sbctl, not read from the log:
  * a reader holding a log file open keeps Windows from renaming it. */
 static int rot_status_has(sb_it_daemon_t* d, const char* needle) {
-  char prog[4096];
-  const char* argv[] = {prog, "--admin", d->admin_address, "--json", "status", NULL};
   sb_it_result_t res;
   int done;
-  sb_it_program("sbctl", prog, sizeof(prog));
-  sb_it_run(d->loop, argv, NULL, "", 0, NULL, 0, &res);
+  sb_it_run_tool(d->loop, "sbctl",
+                 SB_IT_ARGS("--admin", d->admin_address, "--json", "status"), NULL, 0,
+                 &res);
   done = sb_it_contains(res.out.data, res.out.len, needle);
   sb_it_result_free(&res);
   return done;

@@ -33,10 +33,8 @@ static void config_edit(sb_it_daemon_t* d, const char* from, const char* to) {
 
 /* sbctl reload; its exit status, with what it printed in res. */
 static int64_t sbctl_reload(sb_it_daemon_t* d, sb_it_result_t* res) {
-  char prog[4096];
-  const char* argv[] = {prog, "--admin", d->admin_address, "reload", NULL};
-  sb_it_program("sbctl", prog, sizeof(prog));
-  sb_it_run(d->loop, argv, NULL, "", 0, NULL, 0, res);
+  sb_it_run_tool(d->loop, "sbctl", SB_IT_ARGS("--admin", d->admin_address, "reload"),
+                 NULL, 0, res);
   return res->exit_status;
 }
 

@@ -172,10 +172,8 @@ static int sec_check_tree(const char* dir, unsigned file_mode, unsigned dir_mode
 
 static void sec_sbcat(uv_loop_t* loop, const char* address, const char* name,
                       const char* text, int uid, int gid, sb_it_result_t* res) {
-  char prog[4096];
-  const char* argv[] = {prog, "--name", name, "--server", address, NULL};
-  sb_it_program("sbcat", prog, sizeof(prog));
-  sb_it_run_as(loop, argv, NULL, text, strlen(text), NULL, 0, res, uid, gid);
+  sb_it_run_tool_as(loop, "sbcat", SB_IT_ARGS("--name", name, "--server", address),
+                    text, strlen(text), res, uid, gid);
 }
 
 static void sec_sbcat_ok(uv_loop_t* loop, sb_it_daemon_t* d, const char* name,

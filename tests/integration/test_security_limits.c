@@ -54,16 +54,15 @@ TEST_IMPL(security_sidecar_names_client_sid) {
   uv_loop_t loop;
   sb_it_daemon_t d;
   sb_it_result_t res;
-  char sbcat[4096], path[1024];
-  const char* argv[] = {sbcat, "--name", "sid/line", "--server", NULL, NULL};
+  char path[1024];
   char* json;
   size_t len;
   cJSON *root, *sid;
   ASSERT_OK(uv_loop_init(&loop));
   sb_it_daemon_start(&d, &loop, "sid", NULL, NULL);
-  sb_it_program("sbcat", sbcat, sizeof(sbcat));
-  argv[4] = d.address;
-  sb_it_run(&loop, argv, NULL, "who\n", 4, NULL, 0, &res);
+  sb_it_run_tool(&loop, "sbcat",
+                 SB_IT_ARGS("--name", "sid/line", "--server", d.address), "who\n", 4,
+                 &res);
   ASSERT_EQ(res.exit_status, 0);
   sb_it_result_free(&res);
   sb_it_daemon_wait_log(&d, "\"sid/line\" closed: ", 1, 60000);
@@ -349,10 +348,8 @@ static void daemon_start(sb_it_daemon_t* d, uv_loop_t* loop, const char* tag,
 /* Runs sbcat (as uid/gid, or as ourselves with -1) with input as its stream name. */
 static void run_sbcat(uv_loop_t* loop, sb_it_daemon_t* d, const char* name,
                       const char* input, int uid, int gid, sb_it_result_t* res) {
-  char sbcat[4096];
-  const char* argv[] = {sbcat, "--name", name, "--server", d->address, NULL};
-  sb_it_program("sbcat", sbcat, sizeof(sbcat));
-  sb_it_run_as(loop, argv, NULL, input, strlen(input), NULL, 0, res, uid, gid);
+  sb_it_run_tool_as(loop, "sbcat", SB_IT_ARGS("--name", name, "--server", d->address),
+                    input, strlen(input), res, uid, gid);
 }
 
 /* The archived stream's bytes equal input. */

@@ -134,7 +134,6 @@ TEST_IMPL(spool_upstream_killed_repeatedly) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
   sb_it_writer_t* w = calloc(1, sizeof(*w));
-  uv_thread_t thread;
   int kill, reopened = 0;
   uv_loop_init(&loop);
   uv_mutex_init(&w->mutex);
@@ -148,7 +147,7 @@ TEST_IMPL(spool_upstream_killed_repeatedly) {
   w->nstreams = 50;
   w->binary_every = 2;
   w->min_bytes = 20000;
-  ASSERT_OK(uv_thread_create(&thread, sb_it_writer_run, w));
+  sb_it_writer_start(w);
   for (kill = 0; kill < 6; kill++) {
     sb_it_pause_ms(&loop, 300);
     sb_it_daemon_kill(&up, SIGKILL);
@@ -157,8 +156,7 @@ TEST_IMPL(spool_upstream_killed_repeatedly) {
     sb_it_daemon_restart(&up);
   }
   w->stop = 1;
-  ASSERT(sb_it_run_until(&loop, 120000, sb_it_writer_finished, w));
-  uv_thread_join(&thread);
+  sb_it_thread_join(&loop, &w->thread, 120000);
   if (!sb_it_run_until(&loop, 240000, fifty_closed, &b)) {
     sb_it_daemon_dump(&up);
     sb_it_daemon_wait_log(&b, "closed: ", 50, 1);
@@ -190,7 +188,7 @@ static size_t datagram(uint64_t k, char* out, size_t size) {
 typedef struct {
   char address[256];
   volatile int stop;
-  volatile int done;
+  sb_it_thread_t thread;
   volatile uint64_t sent;
   uint64_t kill_at;
   int err;
@@ -218,16 +216,11 @@ static void dgram_writer_run(void* arg) {
       w->err = sb_stream_close(s);
     sb_client_close(client);
   }
-  w->done = 1;
 }
 
 static int dgram_writer_reached(void* arg) {
   dgram_writer_t* w = arg;
-  return w->sent >= w->kill_at || w->done;
-}
-
-static int dgram_writer_finished(void* arg) {
-  return ((dgram_writer_t*)arg)->done;
+  return w->sent >= w->kill_at || w->thread.done;
 }
 
 /*
@@ -239,7 +232,6 @@ TEST_IMPL(spool_datagram_stream_reopened) {
   uv_loop_t loop;
   sb_it_daemon_t up, b;
   dgram_writer_t w;
-  uv_thread_t thread;
   char** got = NULL;
   uint64_t ngot = 0, k;
   int i, kill, nseg, nsegments = 0, past_start = 0;
@@ -255,7 +247,7 @@ TEST_IMPL(spool_datagram_stream_reopened) {
                      "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 300, "
                      "\"log_level\": \"info\", \"replay_window\": 524288");
   snprintf(w.address, sizeof(w.address), "%s", b.address);
-  ASSERT_OK(uv_thread_create(&thread, dgram_writer_run, &w));
+  sb_it_thread_start(&w.thread, dgram_writer_run, &w);
   for (kill = 0; kill < 4; kill++) {
     /* Kills 2500 datagrams (about 1 MB) apart, so that later ones fall past the
      * window, whatever the writer's speed (Wine's is a tenth of Linux's). */
@@ -266,8 +258,7 @@ TEST_IMPL(spool_datagram_stream_reopened) {
     sb_it_daemon_restart(&up);
   }
   w.stop = 1;
-  ASSERT(sb_it_run_until(&loop, 120000, dgram_writer_finished, &w));
-  uv_thread_join(&thread);
+  sb_it_thread_join(&loop, &w.thread, 120000);
   ASSERT_OK(w.err);
   sb_it_daemon_wait_log(&b, "\"spool/datagrams\" closed: ", 1, 120000);
   sb_it_wait_settled1(&loop, up.archive_dir, "spool/datagrams");
@@ -343,7 +334,7 @@ typedef struct {
   char address[256];
   const char* name;
   volatile int stop;
-  volatile int done;
+  sb_it_thread_t thread;
   volatile uint64_t written; /* bytes whose write returned */
   uint64_t max;              /* stops by itself past this */
   uint64_t hold_at;          /* waits there until released (0: never) */
@@ -376,11 +367,6 @@ static void text_writer_run(void* arg) {
     sb_client_close(client);
   }
   sb__buf_free(&data);
-  w->done = 1;
-}
-
-static int text_writer_finished(void* arg) {
-  return ((text_writer_t*)arg)->done;
 }
 
 typedef struct {
@@ -390,7 +376,7 @@ typedef struct {
 
 static int text_writer_reached(void* arg) {
   text_reached_t* r = arg;
-  return r->w->written >= r->at || r->w->done;
+  return r->w->written >= r->at || r->w->thread.done;
 }
 
 /*
@@ -437,7 +423,6 @@ TEST_IMPL(spool_resent_counted) {
   sb_it_daemon_t up, b;
   text_writer_t w;
   text_reached_t r;
-  uv_thread_t thread;
   uint64_t end, overlap;
   int kill, gaps;
   double resent;
@@ -451,7 +436,7 @@ TEST_IMPL(spool_resent_counted) {
   sb_it_daemon_start(&b, &loop, "sprcb", up.address,
                      "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 300");
   snprintf(w.address, sizeof(w.address), "%s", b.address);
-  ASSERT_OK(uv_thread_create(&thread, text_writer_run, &w));
+  sb_it_thread_start(&w.thread, text_writer_run, &w);
   r.w = &w;
   for (kill = 0; kill < 4; kill++) {
     r.at = (uint64_t)(kill + 1) * step;
@@ -460,8 +445,7 @@ TEST_IMPL(spool_resent_counted) {
     sb_it_daemon_wait_exit(&up, 30000);
     sb_it_daemon_restart(&up);
   }
-  ASSERT(sb_it_run_until(&loop, 240000, text_writer_finished, &w));
-  uv_thread_join(&thread);
+  sb_it_thread_join(&loop, &w.thread, 240000);
   ASSERT_OK(w.err);
   ASSERT_EQ(w.written, w.max);
   sb_it_daemon_wait_log(&b, "\"resent/a\" closed: ", 1, 120000);
@@ -494,7 +478,6 @@ TEST_IMPL(spool_window_too_small_gap_recorded) {
   sb_it_daemon_t up, b;
   text_writer_t w;
   text_reached_t r;
-  uv_thread_t thread;
   uint64_t end, overlap;
   int gaps;
   cJSON* st;
@@ -512,7 +495,7 @@ TEST_IMPL(spool_window_too_small_gap_recorded) {
                      "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 300, "
                      "\"replay_window\": 65536");
   snprintf(w.address, sizeof(w.address), "%s", b.address);
-  ASSERT_OK(uv_thread_create(&thread, text_writer_run, &w));
+  sb_it_thread_start(&w.thread, text_writer_run, &w);
   r.w = &w;
   r.at = 1u << 20;
   ASSERT(sb_it_run_until(&loop, 120000, text_writer_reached, &r));
@@ -524,8 +507,7 @@ TEST_IMPL(spool_window_too_small_gap_recorded) {
   sb_it_daemon_kill(&up, SIGKILL);
   sb_it_daemon_wait_exit(&up, 30000);
   sb_it_daemon_restart(&up);
-  ASSERT(sb_it_run_until(&loop, 240000, text_writer_finished, &w));
-  uv_thread_join(&thread);
+  sb_it_thread_join(&loop, &w.thread, 240000);
   ASSERT_OK(w.err);
   sb_it_daemon_wait_log(&b, "\"gap/a\" closed: ", 1, 120000);
   sb_it_wait_settled1(&loop, up.archive_dir, "gap/a");
