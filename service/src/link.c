@@ -250,7 +250,7 @@ static void on_write(uv_write_t* req, int status) {
     sb__link_broken(up, sb__uv_err(status));
     return;
   }
-  if (!up->spooling)
+  if (up->route == SB__ROUTE_LIVE)
     sb__window_trim(up);
   if (drained)
     sb__stream_sink_drained(up_stream(up));

@@ -165,7 +165,8 @@ static void on_acked(sb__spool_job_t* j);
 void sb__readback_ack(sb__upstream_t* up) {
   sb__spool_job_t* j;
   uint64_t window = up->b->cfg.replay_window;
-  if (up->ack_out || up->acked <= up->db_acked || up->closing || !up->spooling)
+  if (up->ack_out || up->acked <= up->db_acked || up->closing ||
+      up->route == SB__ROUTE_LIVE)
     return;
   j = job_new(up, SB__SPOOL_ACK, on_acked);
   j->off = up->acked;

@@ -159,22 +159,23 @@ static void up_open_row(sb__upstream_t* up) {
 /* A spooling stream goes live again once the spool gave back everything it read and
  * the connection keeps up. */
 static void up_maybe_live(sb__upstream_t* up) {
-  if (!up->spooling || up->b->cfg.durability != SB__DURABILITY_BACKLOG ||
+  if (up->route == SB__ROUTE_LIVE || up->b->cfg.durability != SB__DURABILITY_BACKLOG ||
       up->b->stopping || up->closing || !up->connected || up->hs_pending ||
       up->conn_ending || up->gap || up->hole || up->reading_spool ||
       up->trunc_off != UINT64_MAX || up->given_up || up->sink.queued > 0 ||
       up->send_off != up->next_off || up->committed < up->next_off ||
       up->inflight > up->b->cfg.upstream_high_watermark / 2)
     return;
-  up->spooling = 0;
+  up->route = SB__ROUTE_LIVE;
   up->spool_part = up->next_off;
 }
 
 /* Whether a chunk that starts at off may go live: the connection takes data and
  * nothing older waits. */
 static int up_can_go_live(sb__upstream_t* up, uint64_t off) {
-  return !up->spooling && up->connected && !up->hs_pending && !up->conn_ending &&
-         !up->gap && !up->hole && up->send_off == off && off < up->trunc_off;
+  return up->route == SB__ROUTE_LIVE && up->connected && !up->hs_pending &&
+         !up->conn_ending && !up->gap && !up->hole && up->send_off == off &&
+         off < up->trunc_off;
 }
 
 /* Whether a chunk that starts at off may go upstream now. */
@@ -238,7 +239,7 @@ static void on_forgotten(sb__spool_job_t* j) {
 static void up_maybe_done(sb__upstream_t* up) {
   if (up->closing || !up->finishing)
     return;
-  if (!up->durable_told && up->spooling && up->spill_out == 0 &&
+  if (!up->durable_told && up->route == SB__ROUTE_SPOOL && up->spill_out == 0 &&
       up->committed >= up_end(up) && up->sink.queued == 0) {
     /* Every byte read is in the spool (a live stream's is once the upstream confirmed
      * its end, at done): the client's connection may close now. */
@@ -343,7 +344,7 @@ static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
     sb__chunk_free(c);
     return;
   }
-  if (!up->spooling) {
+  if (up->route == SB__ROUTE_LIVE) {
     if (up_can_go_live(up, c->off)) {
       sb__link_send_live(up, c);
       return;
@@ -406,6 +407,12 @@ static void up_destroy(sb__sink_t* sink) {
   free(up);
 }
 
+/* The status JSON's "route" names (sbctl streams). */
+static const char* const route_names[] = {
+    [SB__ROUTE_LIVE] = "live",
+    [SB__ROUTE_SPOOL] = "spool",
+};
+
 /* For sbctl streams: where the stream stands on its way upstream. */
 static void up_describe(sb__sink_t* sink, void* object) {
   sb__upstream_t* up = up_of(sink);
@@ -419,7 +426,7 @@ static void up_describe(sb__sink_t* sink, void* object) {
                       : up->pipe_open   ? "disconnecting"
                                         : "waiting";
   cJSON_AddStringToObject(o, "upstream", state);
-  cJSON_AddStringToObject(o, "route", up->spooling ? "spool" : "live");
+  cJSON_AddStringToObject(o, "route", route_names[up->route]);
   cJSON_AddNumberToObject(o, "window_bytes", (double)up->mem_bytes);
   if (up->drain_wait)
     cJSON_AddStringToObject(o, "waiting_for_memory",
@@ -453,7 +460,8 @@ static sb__upstream_t* up_new(sb__stream_t* s) {
   up->trunc_off = UINT64_MAX;
   up->proc.pid = -1;
   /* "backlog": live until a chunk cannot go live; the others spool every byte. */
-  up->spooling = s->broker->cfg.durability != SB__DURABILITY_BACKLOG;
+  up->route = s->broker->cfg.durability != SB__DURABILITY_BACKLOG ? SB__ROUTE_SPOOL
+                                                                  : SB__ROUTE_LIVE;
   uv_timer_init(s->broker->loop, &up->timer);
   up->timer.data = up;
   uv_timer_init(s->broker->loop, &up->read_timer);
@@ -508,7 +516,7 @@ sb__sink_t* sb__upstream_sink_create(sb__stream_t* s) {
   sb__buf_free(&json);
   up->sid = sb__spool_new_sid(s->broker->spool);
   /* A live stream gets its row only when it first needs the spool. */
-  if (up->spooling)
+  if (up->route == SB__ROUTE_SPOOL)
     up_open_row(up);
   sb__link_dial(up);
   return &up->sink;
@@ -525,7 +533,7 @@ sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* 
   up->sent_max = r->acked; /* as far as this service knows, sent before */
   up->reopen = 1;
   up->finishing = 1;
-  up->spooling = 1;
+  up->route = SB__ROUTE_SPOOL;
   up->opened = 1;
   if (r->chunks == 0) {
     /* Nothing of it is left to send (a live stream's row, its window trimmed): the

@@ -21,6 +21,14 @@
 
 struct sb__upstream_s;
 
+/* The route a stream's chunks take. Live (durability "backlog", while the connection
+ * keeps up): written upstream at once and kept in the memory window. Spool: appended
+ * to the spool first (always, but for live streams). */
+typedef enum {
+  SB__ROUTE_LIVE,
+  SB__ROUTE_SPOOL,
+} sb__route_t;
+
 /*
  * What the lower files of the module ask of the upper ones, so that calls only go
  * down (upstream.c -> link.c -> readback.c, window.c, confirm.c -> budget.c,
@@ -97,7 +105,7 @@ typedef struct sb__upstream_s {
   int grace;     /* stopping: the grace timer runs */
   int closing, pending_closes;
   /* The live route (durability "backlog"). */
-  int spooling;           /* chunks go to the spool (always, but for live streams) */
+  sb__route_t route;      /* live, or through the spool */
   int opened;             /* the stream's row was submitted to the spool */
   uint64_t open_off;      /* next_off then: bytes before it went live */
   uv_timer_t stall_timer; /* live, above the watermark: turn to the spool */
