@@ -157,30 +157,32 @@ static void up_open_row(sb__upstream_t* up) {
   sb__spool_submit(up->b->spool, j);
 }
 
+/* Whether the connection takes a chunk that starts at off now: it is open, no gap or
+ * hole waits for a reopen, nothing older waits, and the spool did not refuse it. The
+ * one test both routes build on. */
+static int up_takes(sb__upstream_t* up, uint64_t off) {
+  return up->state == SB__LINK_OPEN && !up->gap && !up->hole && up->send_off == off &&
+         off < up->trunc_off;
+}
+
+/* Whether a spooled chunk that starts at off may also go upstream now, beside its
+ * append: the connection takes it and holds less than the high watermark. */
+static int up_can_send(sb__upstream_t* up, uint64_t off) {
+  return up_takes(up, off) && up->inflight < up->b->cfg.upstream_high_watermark;
+}
+
 /* A spooling stream goes live again once the spool gave back everything it read and
- * the connection keeps up. */
+ * the connection keeps up: it would take the next chunk, and it is not refused, busy
+ * reading, holding queued data, or past half the high watermark. */
 static void up_maybe_live(sb__upstream_t* up) {
-  if (up->route == SB__ROUTE_LIVE || up->b->cfg.durability != SB__DURABILITY_BACKLOG ||
-      up->b->stopping || up->closing || up->state != SB__LINK_OPEN || up->gap ||
-      up->hole || up->reading_spool || up_refused(up) || up->sink.queued > 0 ||
-      up->send_off != up->next_off || up->committed < up->next_off ||
+  if (up->route != SB__ROUTE_SPOOL || up->b->cfg.durability != SB__DURABILITY_BACKLOG ||
+      up->b->stopping || up->closing || !up_takes(up, up->next_off) ||
+      up->reading_spool || up_refused(up) || up->sink.queued > 0 ||
+      up->committed < up->next_off ||
       up->inflight > up->b->cfg.upstream_high_watermark / 2)
     return;
   up->route = SB__ROUTE_LIVE;
   up->spool_part = up->next_off;
-}
-
-/* Whether a chunk that starts at off may go live: the connection takes data and
- * nothing older waits. */
-static int up_can_go_live(sb__upstream_t* up, uint64_t off) {
-  return up->route == SB__ROUTE_LIVE && up->state == SB__LINK_OPEN && !up->gap &&
-         !up->hole && up->send_off == off && off < up->trunc_off;
-}
-
-/* Whether a chunk that starts at off may go upstream now. */
-static int up_can_send(sb__upstream_t* up, uint64_t off) {
-  return up->state == SB__LINK_OPEN && !up->gap && !up->hole && up->send_off == off &&
-         off < up->trunc_off && up->inflight < up->b->cfg.upstream_high_watermark;
 }
 
 void sb__upstream_names_free(struct sb__broker_s* b) {
@@ -348,7 +350,7 @@ static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
     return;
   }
   if (up->route == SB__ROUTE_LIVE) {
-    if (up_can_go_live(up, c->off)) {
+    if (up_takes(up, c->off)) {
       sb__link_send_live(up, c);
       return;
     }
