@@ -72,11 +72,11 @@ static void on_conn_closed(uv_handle_t* h) {
     up->ops->maybe_done(up);
     return;
   }
-  if (up->lingering) {
+  if (up->state == SB__LINK_LINGERING) {
     uv_timer_start(&up->timer, on_linger, up->b->cfg.upstream_end_linger_ms, 0);
     return;
   }
-  if (up->given_up) {
+  if (up->state == SB__LINK_GIVEN_UP) {
     uv_timer_start(&up->timer, on_given_up_timer,
                    sb__link_given_up_delay(up->given_up_rounds), 0);
     return;
@@ -91,17 +91,18 @@ static void on_conn_closed(uv_handle_t* h) {
     delay = up->b->cfg.backoff_initial_ms;
     up->attempt = 0;
   }
+  up->state = SB__LINK_BACKOFF;
   uv_timer_start(&up->timer, on_retry, delay, 0);
 }
 
 /* Tries a given-up stream again now, with upstream_max_refusals refusals to go. */
 void sb__link_retry_given_up(sb__upstream_t* up, const char* why) {
-  if (!up->given_up || up->closing)
+  if (up->state != SB__LINK_GIVEN_UP || up->closing)
     return;
   SB_LOG_I("upstream", "stream %llu \"%s\": given up before; trying it again (%s)",
            up_id(up), up_name(up), why);
   uv_timer_stop(&up->timer);
-  up->given_up = 0;
+  up->state = SB__LINK_IDLE;
   up->given_up_rounds++;
   up->refusals = 0;
   up->attempt = 0;
@@ -115,7 +116,7 @@ static void on_given_up_timer(uv_timer_t* t) {
 static void up_retry_all_given_up(sb__broker_t* b) {
   sb__stream_t* s;
   for (s = b->streams; s; s = s->next)
-    if (s->sink != NULL && up_of(s->sink)->given_up)
+    if (s->sink != NULL && up_of(s->sink)->state == SB__LINK_GIVEN_UP)
       sb__link_retry_given_up(up_of(s->sink), "the upstream is back");
 }
 
@@ -124,9 +125,8 @@ void sb__link_close(sb__upstream_t* up) {
   if (!up->pipe_open)
     return;
   up->pipe_open = 0;
-  up->connected = 0;
-  up->hs_pending = 0;
-  up->conn_ending = 0;
+  if (sb__link_connected(up->state))
+    up->state = SB__LINK_IDLE;
   up->gen++;
   up->pipe_closing = 1;
   uv_timer_stop(&up->timer);
@@ -152,7 +152,7 @@ void sb__link_broken(sb__upstream_t* up, int err) {
       uint64_t end = up_end(up);
       if (from > end)
         from = end;
-      up->given_up = 1;
+      up->state = SB__LINK_GIVEN_UP;
       b->counters.streams_given_up++;
       SB_LOG_E(
           "upstream",
@@ -250,7 +250,7 @@ static void on_write(uv_write_t* req, int status) {
     sb__link_broken(up, sb__uv_err(status));
     return;
   }
-  if (!up->spooling)
+  if (up->route == SB__ROUTE_LIVE)
     sb__window_trim(up);
   if (drained)
     sb__sink_drained(&up->sink);
@@ -415,7 +415,8 @@ void sb__link_end_lost(sb__upstream_t* up) {
            "stored the stream's end (byte %llu); resending from its replay window",
            up_id(up), up_name(up), (long long)up->proc.pid,
            (unsigned long long)up->sent_max);
-  up->lingering = 0;
+  if (up->state == SB__LINK_LINGERING)
+    up->state = SB__LINK_IDLE;
   up->end_resend = 1;
   sb__window_spill(up, 1);
   up->reopen = 1;
@@ -425,6 +426,7 @@ void sb__link_end_lost(sb__upstream_t* up) {
     sb__link_close(up); /* on_conn_closed dials */
   } else {
     uv_timer_stop(&up->timer);
+    up->state = SB__LINK_BACKOFF;
     uv_timer_start(&up->timer, on_retry, b->cfg.backoff_initial_ms, 0);
   }
 }
@@ -464,15 +466,15 @@ void sb__link_end_read(sb__upstream_t* up) {
     sb__link_close(up);
     return;
   }
-  up->lingering = 1;
+  up->state = SB__LINK_LINGERING;
   sb__link_close(up); /* on_conn_closed starts the linger */
 }
 
 static void on_linger(uv_timer_t* t) {
   sb__upstream_t* up = t->data;
-  if (!up->lingering || up->closing)
+  if (up->state != SB__LINK_LINGERING || up->closing)
     return;
-  up->lingering = 0;
+  up->state = SB__LINK_IDLE;
   if (sb__link_proc_alive(up) == 0) {
     sb__link_end_lost(up);
     return;
@@ -484,7 +486,7 @@ static void on_linger(uv_timer_t* t) {
 /* What to do next on the connection. */
 void sb__link_pump(sb__upstream_t* up) {
   uint64_t hw = up->b->cfg.upstream_high_watermark;
-  if (up->closing || !up->connected || up->hs_pending || up->conn_ending)
+  if (up->closing || up->state != SB__LINK_OPEN)
     return;
   sb__readback_ack(up);
   if (up->gap) {
@@ -505,8 +507,8 @@ void sb__link_pump(sb__upstream_t* up) {
     /* Data read back from the spool shares the memory budget: past it, the stream
      * waits for other streams' writes to make room. */
     if (sb__budget_drain_full(&up->b->budget)) {
-      if (!up->drain_wait) {
-        up->drain_wait = 1;
+      if (!up->read_wait) {
+        up->read_wait = 1;
         sb__budget_wait(&up->b->budget, &up->waiter);
       }
     } else {
@@ -517,7 +519,10 @@ void sb__link_pump(sb__upstream_t* up) {
 }
 
 static void on_retry(uv_timer_t* t) {
-  sb__link_dial(t->data);
+  sb__upstream_t* up = t->data;
+  if (up->state == SB__LINK_BACKOFF)
+    up->state = SB__LINK_IDLE;
+  sb__link_dial(up);
 }
 
 /*
@@ -531,22 +536,23 @@ void sb__link_dial(sb__upstream_t* up) {
   uint64_t delay;
   int r, ur;
   /* The handle is reused only once its last close is done (on_conn_closed dials). */
-  if (up->closing || up->pipe_open || up->pipe_closing || up->given_up || up->lingering)
+  if (up->closing || up->pipe_open || up->pipe_closing ||
+      up->state == SB__LINK_GIVEN_UP || up->state == SB__LINK_LINGERING)
     return;
   if (b->stopping) {
     up->ops->maybe_done(up);
     return;
   }
-  if (up->drain_wait == 2)
+  if (up->state == SB__LINK_WAIT_MEMORY)
     return; /* the budget's wake dials */
-  if (up->drain_wait == 1) {
+  if (up->read_wait) {
     /* Waiting to read the spool means nothing without a connection. */
-    up->drain_wait = 0;
+    up->read_wait = 0;
     sb__budget_unwait(&b->budget, &up->waiter);
   }
   if (up->reopen && sb__budget_drain_full(&b->budget)) {
     /* A reopen reads its window back at once: it waits for room in the budget. */
-    up->drain_wait = 2;
+    up->state = SB__LINK_WAIT_MEMORY;
     sb__budget_wait(&b->budget, &up->waiter);
     return;
   }
@@ -579,7 +585,7 @@ void sb__link_dial(sb__upstream_t* up) {
               up_name(up), b->cfg.upstream, up->attempt);
     up->attempt = 0;
     up->dial_warned = 0;
-    up->connected = 1;
+    up->state = SB__LINK_OPEN;
     up->conn_written = up->conn_hs = up->conn_read = 0;
     up->conn_read_known = 0;
     up->conn_at = uv_now(b->loop);
@@ -597,7 +603,7 @@ void sb__link_dial(sb__upstream_t* up) {
       up->send_off = up->gap_off;
       sb__link_handshake(up, 1, up->gap_mark);
     } else if (up->reopen) {
-      up->hs_pending = 1;
+      up->state = SB__LINK_OPENING;
       sb__readback_read(up, 1);
     } else {
       sb__link_handshake(up, 0, 0);
@@ -630,5 +636,6 @@ void sb__link_dial(sb__upstream_t* up) {
              (unsigned long long)delay, sb_strerror(r));
   }
   up->attempt++;
+  up->state = SB__LINK_BACKOFF;
   uv_timer_start(&up->timer, on_retry, delay, 0);
 }

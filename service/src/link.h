@@ -1,9 +1,40 @@
 /*
- * link.h - a stream's upstream connection (link.c). Included by upstream.c and
- * link.c, after upstream_int.h; the files below link.c reach it through up->ops.
+ * link.h - a stream's upstream connection (link.c): its state (sb__link_state_t) and
+ * its functions. Included by upstream_int.h (for the state), so by every file of the
+ * upstream module; upstream.c and link.c call the functions: the files below link.c
+ * reach them through up->ops.
  */
 #ifndef SB_SERVICE_LINK_H
 #define SB_SERVICE_LINK_H
+
+/*
+ * Where a stream's upstream connection stands: one state at a time. Beside it, the
+ * pipe handle's own facts (pipe_open, pipe_closing: its libuv lifetime) and the
+ * sink's final close (closing) stay flags of sb__upstream_t.
+ */
+typedef enum {
+  SB__LINK_IDLE,        /* no connection, and no dial pending */
+  SB__LINK_BACKOFF,     /* no connection: the next dial waits on the timer */
+  SB__LINK_WAIT_MEMORY, /* a reopen waits for room in the budget before it dials
+                           (it reads its window back at once) */
+  SB__LINK_OPENING,     /* connected; a reopen reads its window back before its
+                           handshake */
+  SB__LINK_OPEN,        /* connected: the connection takes data */
+  SB__LINK_ENDING,      /* every byte written: the end waits for the upstream's
+                           confirmation (POSIX: its EOF; Windows: the flush) */
+  SB__LINK_LINGERING,   /* the upstream read the end but could not say it stored it:
+                           the window is kept for upstream_end_linger_ms (timer) */
+  SB__LINK_GIVEN_UP,    /* refused too often: no dials until its retry timer, the
+                           upstream appearing, or sbctl retry */
+} sb__link_state_t;
+
+/* Whether the state is one of a connection that was made (the pipe is open). */
+static inline int sb__link_connected(sb__link_state_t s) {
+  return s == SB__LINK_OPENING || s == SB__LINK_OPEN || s == SB__LINK_ENDING;
+}
+
+/* Defined in upstream_int.h, which includes this header before it. */
+typedef struct sb__upstream_s sb__upstream_t;
 
 /* One dial attempt now (or a wait: for room in the budget, for a close to finish). */
 void sb__link_dial(sb__upstream_t* up);

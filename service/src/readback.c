@@ -45,7 +45,7 @@ static void up_take_chunks(sb__upstream_t* up, sb__chunk_t* c) {
     next = c->next;
     c->next = NULL;
     /* Past a refusal (trunc_off) nothing goes upstream: the stream ends there. */
-    if (!up->gap && up->connected && !up->hs_pending &&
+    if (!up->gap && (up->state == SB__LINK_OPEN || up->state == SB__LINK_ENDING) &&
         c->off + c->len > up->send_off && c->off < up->trunc_off) {
       if (c->off > up->send_off || (up->hole && c->off == up->send_off)) {
         if (c->mark >= 0) {
@@ -90,7 +90,8 @@ static void on_read_spool(sb__spool_job_t* j) {
       uv_timer_start(&up->read_timer, on_read_retry, SB__READ_RETRY_MS, 0);
     return;
   }
-  if (!j->window && c == NULL && up->connected && !up->hs_pending &&
+  if (!j->window && c == NULL &&
+      (up->state == SB__LINK_OPEN || up->state == SB__LINK_ENDING) &&
       up->send_off < up->committed) {
     uint64_t lost = up->committed - up->send_off;
     SB_LOG_E("upstream",
@@ -103,14 +104,14 @@ static void on_read_spool(sb__spool_job_t* j) {
     up->send_off = up->committed;
     up->hole = 1;
   }
-  if (up->hs_pending && j->window && up->connected) {
+  if (up->state == SB__LINK_OPENING && j->window) {
     /* The reopen's start: the oldest resend point in the spool (or, when the spool
      * holds nothing of the stream, where its data ends now). */
     uint64_t start = c ? c->off : up->committed;
     int64_t mark = c ? c->mark : (int64_t)start;
     if (c == NULL && up_stream(up)->props.type == SB_DATAGRAM && start > 0)
       mark = -1; /* a datagram index is not known here: the tag is left out */
-    up->hs_pending = 0;
+    up->state = SB__LINK_OPEN;
     if (start > up->acked) {
       /* The window lost its start (dropped at the cap, or a checksum failed): what
        * the broken connection may not have delivered cannot all be resent. */
@@ -165,7 +166,8 @@ static void on_acked(sb__spool_job_t* j);
 void sb__readback_ack(sb__upstream_t* up) {
   sb__spool_job_t* j;
   uint64_t window = up->b->cfg.replay_window;
-  if (up->ack_out || up->acked <= up->db_acked || up->closing || !up->spooling)
+  if (up->ack_out || up->acked <= up->db_acked || up->closing ||
+      up->route == SB__ROUTE_LIVE)
     return;
   j = job_new(up, SB__SPOOL_ACK, on_acked);
   j->off = up->acked;

@@ -130,13 +130,14 @@ static void budget_hold(sb__budget_t* bud, void* pusher, int on) {
  * window first) goes on. */
 static void budget_wake(sb__budget_t* bud, sb__budget_waiter_t* w) {
   sb__upstream_t* up = SB_CONTAINER_OF(w, sb__upstream_t, waiter);
-  int dial = up->drain_wait == 2;
   (void)bud;
-  up->drain_wait = 0;
-  if (dial)
+  if (up->state == SB__LINK_WAIT_MEMORY) {
+    up->state = SB__LINK_IDLE;
     sb__link_dial(up);
-  else
+  } else {
+    up->read_wait = 0;
     sb__link_pump(up);
+  }
 }
 
 static const sb__budget_ops_t budget_ops = {budget_spill, budget_hold, budget_wake};
@@ -156,32 +157,32 @@ static void up_open_row(sb__upstream_t* up) {
   sb__spool_submit(up->b->spool, j);
 }
 
+/* Whether the connection takes a chunk that starts at off now: it is open, no gap or
+ * hole waits for a reopen, nothing older waits, and the spool did not refuse it. The
+ * one test both routes build on. */
+static int up_takes(sb__upstream_t* up, uint64_t off) {
+  return up->state == SB__LINK_OPEN && !up->gap && !up->hole && up->send_off == off &&
+         off < up->trunc_off;
+}
+
+/* Whether a spooled chunk that starts at off may also go upstream now, beside its
+ * append: the connection takes it and holds less than the high watermark. */
+static int up_can_send(sb__upstream_t* up, uint64_t off) {
+  return up_takes(up, off) && up->inflight < up->b->cfg.upstream_high_watermark;
+}
+
 /* A spooling stream goes live again once the spool gave back everything it read and
- * the connection keeps up. */
+ * the connection keeps up: it would take the next chunk, and it is not refused, busy
+ * reading, holding queued data, or past half the high watermark. */
 static void up_maybe_live(sb__upstream_t* up) {
-  if (!up->spooling || up->b->cfg.durability != SB__DURABILITY_BACKLOG ||
-      up->b->stopping || up->closing || !up->connected || up->hs_pending ||
-      up->conn_ending || up->gap || up->hole || up->reading_spool ||
-      up->trunc_off != UINT64_MAX || up->given_up || up->sink.queued > 0 ||
-      up->send_off != up->next_off || up->committed < up->next_off ||
+  if (up->route != SB__ROUTE_SPOOL || up->b->cfg.durability != SB__DURABILITY_BACKLOG ||
+      up->b->stopping || up->closing || !up_takes(up, up->next_off) ||
+      up->reading_spool || up_refused(up) || up->sink.queued > 0 ||
+      up->committed < up->next_off ||
       up->inflight > up->b->cfg.upstream_high_watermark / 2)
     return;
-  up->spooling = 0;
+  up->route = SB__ROUTE_LIVE;
   up->spool_part = up->next_off;
-}
-
-/* Whether a chunk that starts at off may go live: the connection takes data and
- * nothing older waits. */
-static int up_can_go_live(sb__upstream_t* up, uint64_t off) {
-  return !up->spooling && up->connected && !up->hs_pending && !up->conn_ending &&
-         !up->gap && !up->hole && up->send_off == off && off < up->trunc_off;
-}
-
-/* Whether a chunk that starts at off may go upstream now. */
-static int up_can_send(sb__upstream_t* up, uint64_t off) {
-  return up->connected && !up->hs_pending && !up->conn_ending && !up->gap &&
-         !up->hole && up->send_off == off && off < up->trunc_off &&
-         up->inflight < up->b->cfg.upstream_high_watermark;
 }
 
 void sb__upstream_names_free(struct sb__broker_s* b) {
@@ -204,8 +205,10 @@ static void up_close_all(sb__upstream_t* up) {
   /* A connection still closing (a Windows pipe waits for its cancelled writes) is
    * counted too: the sink, and the handle in it, must outlive its close. */
   up->pending_closes = 3 + up->pipe_open + up->pipe_closing;
-  if (up->drain_wait) {
-    up->drain_wait = 0;
+  if (up->read_wait || up->state == SB__LINK_WAIT_MEMORY) {
+    up->read_wait = 0;
+    if (up->state == SB__LINK_WAIT_MEMORY)
+      up->state = SB__LINK_IDLE;
     sb__budget_unwait(&up->b->budget, &up->waiter);
   }
   sb__window_clear(up);
@@ -215,7 +218,8 @@ static void up_close_all(sb__upstream_t* up) {
   uv_close((uv_handle_t*)&up->stall_timer, on_final_closed);
   if (up->pipe_open) {
     up->pipe_open = 0;
-    up->connected = 0;
+    if (sb__link_connected(up->state))
+      up->state = SB__LINK_IDLE;
     uv_close((uv_handle_t*)&up->pipe, on_final_closed);
   }
 }
@@ -238,7 +242,7 @@ static void on_forgotten(sb__spool_job_t* j) {
 static void up_maybe_done(sb__upstream_t* up) {
   if (up->closing || !up->finishing)
     return;
-  if (!up->durable_told && up->spooling && up->spill_out == 0 &&
+  if (!up->durable_told && up->route == SB__ROUTE_SPOOL && up->spill_out == 0 &&
       up->committed >= up_end(up) && up->sink.queued == 0) {
     /* Every byte read is in the spool (a live stream's is once the upstream confirmed
      * its end, at done): the client's connection may close now. */
@@ -263,7 +267,7 @@ static void up_maybe_done(sb__upstream_t* up) {
 
 int sb__upstream_retry(sb__sink_t* sink) {
   sb__upstream_t* up = up_of(sink);
-  if (!up->given_up || up->closing)
+  if (up->state != SB__LINK_GIVEN_UP || up->closing)
     return 0;
   sb__link_retry_given_up(up, "sbctl retry");
   return 1;
@@ -271,15 +275,17 @@ int sb__upstream_retry(sb__sink_t* sink) {
 
 void sb__upstream_kick(sb__sink_t* sink) {
   sb__upstream_t* up = up_of(sink);
-  if (up->given_up) {
+  if (up->state == SB__LINK_GIVEN_UP) {
     /* A new upstream has seen none of its names refused: worth a try at once. */
     sb__link_retry_given_up(up, "the upstream appeared");
     return;
   }
-  if (up->closing || up->pipe_open || up->given_up || up->refusals > 0 ||
-      up->lingering || !uv_is_active((uv_handle_t*)&up->timer))
+  if (up->closing || up->pipe_open || up->refusals > 0 ||
+      up->state == SB__LINK_LINGERING || !uv_is_active((uv_handle_t*)&up->timer))
     return;
   uv_timer_stop(&up->timer);
+  if (up->state == SB__LINK_BACKOFF)
+    up->state = SB__LINK_IDLE;
   sb__link_dial(up);
 }
 
@@ -301,7 +307,7 @@ static void on_appended(sb__spool_job_t* j) {
     uint64_t from = c->off > up->send_off ? c->off
                     : up->send_off < end  ? up->send_off
                                           : end;
-    if (up->trunc_off == UINT64_MAX) {
+    if (!up_refused(up)) {
       up->trunc_off = from;
       b->counters.streams_refused_full++;
       SB_LOG_E("spool",
@@ -337,14 +343,14 @@ static void up_write(sb__sink_t* sink, sb__chunk_t* c) {
   sb__spool_job_t* j;
   c->off = up->next_off;
   up->next_off += c->len;
-  if (up->trunc_off != UINT64_MAX || up->closing) {
+  if (up_refused(up) || up->closing) {
     b->counters.bytes_refused_full += c->len;
     up_stream(up)->bytes_refused += c->len;
     sb__chunk_free(c);
     return;
   }
-  if (!up->spooling) {
-    if (up_can_go_live(up, c->off)) {
+  if (up->route == SB__ROUTE_LIVE) {
+    if (up_takes(up, c->off)) {
       sb__link_send_live(up, c);
       return;
     }
@@ -392,6 +398,8 @@ static void up_finish(sb__sink_t* sink) {
       uv_timer_start(&up->timer, on_grace, SB__STOP_GRACE_MS, 0);
     } else if (!up->pipe_open) {
       uv_timer_stop(&up->timer);
+      if (up->state == SB__LINK_BACKOFF)
+        up->state = SB__LINK_IDLE;
     }
   }
   sb__link_pump(up);
@@ -406,24 +414,43 @@ static void up_destroy(sb__sink_t* sink) {
   free(up);
 }
 
+/* The status JSON's "route" names (sbctl streams). */
+static const char* const route_names[] = {
+    [SB__ROUTE_LIVE] = "live",
+    [SB__ROUTE_SPOOL] = "spool",
+};
+
+/* The status JSON's "upstream" names of the connection's states (sbctl streams). */
+static const char* const link_state_names[] = {
+    [SB__LINK_IDLE] = "waiting",
+    [SB__LINK_BACKOFF] = "waiting",
+    [SB__LINK_WAIT_MEMORY] = "waiting",
+    [SB__LINK_OPENING] = "reopening",
+    [SB__LINK_OPEN] = "connected",
+    [SB__LINK_ENDING] = "ending",
+    [SB__LINK_LINGERING] = "confirming-end",
+    [SB__LINK_GIVEN_UP] = "given-up",
+};
+
 /* For sbctl streams: where the stream stands on its way upstream. */
 static void up_describe(sb__sink_t* sink, void* object) {
   sb__upstream_t* up = up_of(sink);
   cJSON* o = object;
-  const char* state = up->given_up      ? "given-up"
-                      : up->closing     ? "closing"
-                      : up->lingering   ? "confirming-end"
-                      : up->conn_ending ? "ending"
-                      : up->hs_pending  ? "reopening"
-                      : up->connected   ? "connected"
-                      : up->pipe_open   ? "disconnecting"
-                                        : "waiting";
+  const char* state = link_state_names[up->state];
+  /* A given-up stream says so even while its sink closes; a pipe still open without
+   * a connection made (its dial failed at once) is closing. */
+  if (up->state != SB__LINK_GIVEN_UP && up->closing)
+    state = "closing";
+  else if (up->pipe_open &&
+           (up->state == SB__LINK_IDLE || up->state == SB__LINK_BACKOFF ||
+            up->state == SB__LINK_WAIT_MEMORY))
+    state = "disconnecting";
   cJSON_AddStringToObject(o, "upstream", state);
-  cJSON_AddStringToObject(o, "route", up->spooling ? "spool" : "live");
+  cJSON_AddStringToObject(o, "route", route_names[up->route]);
   cJSON_AddNumberToObject(o, "window_bytes", (double)up->mem_bytes);
-  if (up->drain_wait)
+  if (up->state == SB__LINK_WAIT_MEMORY || up->read_wait)
     cJSON_AddStringToObject(o, "waiting_for_memory",
-                            up->drain_wait == 2 ? "dial" : "read");
+                            up->state == SB__LINK_WAIT_MEMORY ? "dial" : "read");
   cJSON_AddNumberToObject(o, "bytes_spooled", (double)up->committed);
   cJSON_AddNumberToObject(o, "bytes_sent", (double)up->send_off);
   cJSON_AddNumberToObject(o, "bytes_acked", (double)up->acked);
@@ -451,10 +478,11 @@ static sb__upstream_t* up_new(sb__stream_t* s, const sb__sink_events_t* events) 
   up->b = s->broker;
   sb__budget_setup(&s->broker->budget, &s->broker->cfg.replay_memory_max,
                    SB__SPOOL_READ_LIMIT, &budget_ops, s->broker);
-  up->trunc_off = UINT64_MAX;
+  up->trunc_off = SB__TRUNC_NONE;
   up->proc.pid = -1;
   /* "backlog": live until a chunk cannot go live; the others spool every byte. */
-  up->spooling = s->broker->cfg.durability != SB__DURABILITY_BACKLOG;
+  up->route = s->broker->cfg.durability != SB__DURABILITY_BACKLOG ? SB__ROUTE_SPOOL
+                                                                  : SB__ROUTE_LIVE;
   uv_timer_init(s->broker->loop, &up->timer);
   up->timer.data = up;
   uv_timer_init(s->broker->loop, &up->read_timer);
@@ -474,7 +502,7 @@ static void on_opened(sb__spool_job_t* j) {
              "refused (its client is closed)",
              up_id(up), up_name(up), sb_strerror(j->status));
     /* Bytes sent live before the stream needed the spool are not refused. */
-    if (up->trunc_off == UINT64_MAX) {
+    if (!up_refused(up)) {
       up->trunc_off = up->open_off;
       up->b->counters.streams_refused_full++;
     }
@@ -509,7 +537,7 @@ sb__sink_t* sb__upstream_sink_create(sb__stream_t* s, const sb__sink_events_t* e
   sb__buf_free(&json);
   up->sid = sb__spool_new_sid(s->broker->spool);
   /* A live stream gets its row only when it first needs the spool. */
-  if (up->spooling)
+  if (up->route == SB__ROUTE_SPOOL)
     up_open_row(up);
   sb__link_dial(up);
   return &up->sink;
@@ -527,7 +555,7 @@ sb__sink_t* sb__upstream_sink_resume(sb__stream_t* s, const sb__spool_resume_t* 
   up->sent_max = r->acked; /* as far as this service knows, sent before */
   up->reopen = 1;
   up->finishing = 1;
-  up->spooling = 1;
+  up->route = SB__ROUTE_SPOOL;
   up->opened = 1;
   if (r->chunks == 0) {
     /* Nothing of it is left to send (a live stream's row, its window trimmed): the

@@ -1,7 +1,7 @@
 /*
  * upstream_int.h - the upstream sink's private header: one stream's state on its way
  * upstream (sb__upstream_t), shared by the files of the upstream module (upstream.c,
- * link.c, window.c, readback.c, win/ and posix/ confirm.c),
+ * link.c, window.c, readback.c, win/ and posix/ confirm.c, and the unit tests),
  * as libuv's uv-common.h is. No other file includes it: the rest of the service sees
  * upstream.h only.
  */
@@ -12,14 +12,25 @@
 #include <string.h>
 
 #include "internal.h"
+#include "link.h"
 
 /* A read of the spool takes up to this much (counted in the budget). */
 #define SB__SPOOL_READ_LIMIT (256u * 1024u)
 /* A live stream whose connection holds more than the high watermark this long turns
  * to the spool (its client was paused meanwhile: a moment, not an outage). */
 #define SB__LIVE_STALL_MS 500
+/* trunc_off while the spool never refused the stream's data. */
+#define SB__TRUNC_NONE UINT64_MAX
 
 struct sb__upstream_s;
+
+/* The route a stream's chunks take. Live (durability "backlog", while the connection
+ * keeps up): written upstream at once and kept in the memory window. Spool: appended
+ * to the spool first (always, but for live streams). */
+typedef enum {
+  SB__ROUTE_LIVE,
+  SB__ROUTE_SPOOL,
+} sb__route_t;
 
 /*
  * What the lower files of the module ask of the upper ones, so that calls only go
@@ -43,7 +54,7 @@ typedef struct {
   void (*final_closed)(uv_handle_t* h);
 } sb__upstream_ops_t;
 
-typedef struct sb__upstream_s {
+struct sb__upstream_s {
   sb__sink_t sink;
   const sb__upstream_ops_t* ops; /* the upper files' functions, for the lower ones */
   sb__broker_t* b;
@@ -57,8 +68,6 @@ typedef struct sb__upstream_s {
   unsigned refusals;        /* refusals in a row */
   unsigned name_n;          /* suffix of the name in use: 0 for the original */
   char* up_name;            /* the name the stream goes upstream under now */
-  int given_up;             /* refused too often: no dials until its retry timer, the
-                               upstream appearing, or sbctl retry */
   unsigned given_up_rounds; /* times given up: the retry backoff's step */
   uint64_t conn_written;    /* bytes of the current connection whose write completed,
                                handshake included */
@@ -72,16 +81,12 @@ typedef struct sb__upstream_s {
   uv_shutdown_t shutdown;
   uint64_t gen; /* connection number: writes of an old connection are ignored */
   unsigned attempt;
-  int pipe_open;    /* pipe handle initialised and not closed */
-  int pipe_closing; /* pipe handle closing, its callback not run yet */
-  int connected;    /* the current connection may take data */
-  int hs_pending;   /* connected, waiting for the window read before its handshake */
-  int conn_ending;  /* shutdown sent, waiting for the upstream's EOF */
-  int conn_done;    /* the connection ended cleanly after the last byte */
-  int lingering;    /* the upstream read the end but could not say it stored it: the
-                       window is kept for upstream_end_linger_ms (timer) */
-  int end_resend;   /* the upstream died before confirming the end: the next reopen
-                       says where it starts */
+  int pipe_open;          /* pipe handle initialised and not closed */
+  int pipe_closing;       /* pipe handle closing, its callback not run yet */
+  sb__link_state_t state; /* the connection's (link.h) */
+  int conn_done;          /* the connection ended cleanly after the last byte */
+  int end_resend; /* the upstream died before confirming the end: the next reopen
+                     says where it starts */
   sb__upstream_proc_t proc; /* the process serving the last connection */
   uint64_t sent_max; /* the furthest offset ever handed to a connection: bytes sent
                         below it are counted as resent */
@@ -90,14 +95,14 @@ typedef struct sb__upstream_s {
   uint64_t gap_off;
   int64_t gap_mark;
   uint64_t next_off, next_seq, committed, send_off, acked, db_acked, inflight;
-  uint64_t trunc_off; /* the spool refused data from here on (UINT64_MAX: never) */
+  uint64_t trunc_off; /* the spool refused data from here on (SB__TRUNC_NONE: never) */
   uint64_t dropped;   /* bytes lost to drop-oldest or refusal before going upstream */
   int reading_spool, ack_out, jobs_out, forget_sent;
   int finishing; /* the client is done (or gone): nothing more will be written */
   int grace;     /* stopping: the grace timer runs */
   int closing, pending_closes;
   /* The live route (durability "backlog"). */
-  int spooling;           /* chunks go to the spool (always, but for live streams) */
+  sb__route_t route;      /* live, or through the spool */
   int opened;             /* the stream's row was submitted to the spool */
   uint64_t open_off;      /* next_off then: bytes before it went live */
   uv_timer_t stall_timer; /* live, above the watermark: turn to the spool */
@@ -113,11 +118,11 @@ typedef struct sb__upstream_s {
                           released when the spill commits */
   sb__budget_window_t win;    /* in the budget's windows, oldest first */
   int dial_warned;            /* the dials' failure was logged as a warning */
-  sb__budget_waiter_t waiter; /* in the budget's waiters while drain_wait */
-  int drain_wait; /* waiting in the budget (waiter): 1 to read the spool, 2 to
-                     dial (a reopen reads its window first) */
+  sb__budget_waiter_t waiter; /* in the budget's waiters while read_wait, or in
+                                 state SB__LINK_WAIT_MEMORY (to dial) */
+  int read_wait;              /* waiting in the budget (waiter) to read the spool */
   void* flush; /* Windows: the end's FlushFileBuffers, while it runs (win/confirm.c) */
-} sb__upstream_t;
+};
 
 typedef struct {
   uv_write_t req;
@@ -144,6 +149,11 @@ static inline unsigned long long up_id(sb__upstream_t* up) {
 
 static inline const char* up_name(sb__upstream_t* up) {
   return up->sink.stream->props.name;
+}
+
+/* Whether the spool refused the stream's data (from trunc_off on). */
+static inline int up_refused(sb__upstream_t* up) {
+  return up->trunc_off != SB__TRUNC_NONE;
 }
 
 /* The end of the stream's data as far as the upstream is concerned. */

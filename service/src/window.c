@@ -124,7 +124,7 @@ static void spill_join(sb__upstream_t* up, sb__chunk_t* join) {
  */
 void sb__window_spill(sb__upstream_t* up, int route) {
   sb__chunk_t* join = NULL;
-  if (up->spooling || up->closing)
+  if (up->route == SB__ROUTE_SPOOL || up->closing)
     return;
   up->ops->open_row(up);
   /* The cursor first, so that a resume after a restart starts at the window; and what
@@ -164,7 +164,7 @@ void sb__window_spill(sb__upstream_t* up, int route) {
   if (route) {
     /* What was in flight stays queued (its client paused) until the spill commits: a
      * service killed meanwhile loses no more than one watermark of a stream. */
-    up->spooling = 1;
+    up->route = SB__ROUTE_SPOOL;
     up->spill_q += up->live_q;
     up->live_q = 0;
     up->live_epoch++;
@@ -195,7 +195,7 @@ void sb__window_clear(sb__upstream_t* up) {
 
 void sb__window_on_stall(uv_timer_t* t) {
   sb__upstream_t* up = t->data;
-  if (up->spooling || up->closing ||
+  if (up->route == SB__ROUTE_SPOOL || up->closing ||
       up->live_q <= up->b->cfg.upstream_high_watermark / 2)
     return;
   SB_LOG_I("upstream",

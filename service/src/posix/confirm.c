@@ -10,13 +10,13 @@
 
 void sb__confirm_timeout(uv_timer_t* t) {
   sb__upstream_t* up = t->data;
-  if (up->conn_ending && !up->closing)
+  if (up->state == SB__LINK_ENDING && !up->closing)
     up->ops->end_unconfirmed(up);
 }
 
 static void on_shutdown(uv_shutdown_t* req, int status) {
   sb__upstream_t* up = req->data;
-  if (status < 0 && status != UV_ECANCELED && up->conn_ending)
+  if (status < 0 && status != UV_ECANCELED && up->state == SB__LINK_ENDING)
     up->ops->broken(up, sb__uv_err(status));
 }
 
@@ -49,7 +49,7 @@ static void on_up_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
   (void)buf;
   if (n >= 0)
     return; /* a stream server sends nothing; ignore it if it does */
-  if (n == UV_EOF && up->conn_ending) {
+  if (n == UV_EOF && up->state == SB__LINK_ENDING) {
     up_end_closed(up);
     return;
   }
@@ -58,7 +58,7 @@ static void on_up_read(uv_stream_t* h, ssize_t n, const uv_buf_t* buf) {
 
 int sb__confirm_end(sb__upstream_t* up) {
   int r;
-  up->conn_ending = 1;
+  up->state = SB__LINK_ENDING;
   up->shutdown.data = up;
   if ((r = uv_shutdown(&up->shutdown, (uv_stream_t*)&up->pipe, on_shutdown)) != 0) {
     up->ops->broken(up, sb__uv_err(r));

@@ -129,7 +129,7 @@ static void flush_done(uv_work_t* w, int status) {
              "stream %llu: the end's flush was cancelled after %u tries that found it "
              "not begun",
              up_id(up), f->cancels + 1);
-  if (f->gen == up->gen && !up->closing && up->conn_ending) {
+  if (f->gen == up->gen && !up->closing && up->state == SB__LINK_ENDING) {
     uv_timer_stop(&up->timer);
     if (status == 0 && f->ok) {
       up->ops->end_read(up);
@@ -153,7 +153,7 @@ static void flush_done(uv_work_t* w, int status) {
 void sb__confirm_timeout(uv_timer_t* t) {
   sb__upstream_t* up = t->data;
   sb__flush_t* f = up->flush;
-  if (f == NULL || !up->conn_ending || up->closing)
+  if (f == NULL || up->state != SB__LINK_ENDING || up->closing)
     return;
   if (flush_cancel(f)) {
     /* The worker published its thread but has not entered the flush: try again until
@@ -192,7 +192,7 @@ int sb__confirm_end(sb__upstream_t* up) {
   f->gen = up->gen;
   InitializeSRWLock(&f->lock);
   up->flush = f;
-  up->conn_ending = 1;
+  up->state = SB__LINK_ENDING;
   up->jobs_out++;
   uv_queue_work(up->b->loop, &f->work, flush_work, flush_done);
   return 0;
