@@ -472,49 +472,69 @@ TEST_IMPL(spool_resent_counted) {
  * the 64 KiB window), then killed. The reopen starts past what U holds: U records the
  * gap (its sidecar and counters), and B logs where the reopen starts; nothing is lost
  * silently. Linux only: Windows has no job control.
+ *
+ * B keeps its window in whole chunks of up to 128 KiB (its reads), so a window may
+ * hold up to 192 KiB and, now and then, cover all U lost (a socket holds about 200
+ * KiB): then the stream arrives whole, which is checked, and the attempt is made again
+ * with another stream; one of five must leave a gap.
  */
-TEST_IMPL(spool_window_too_small_gap_recorded) {
-  uv_loop_t loop;
-  sb_it_daemon_t up, b;
+static int gap_attempt(uv_loop_t* loop, sb_it_daemon_t* up, sb_it_daemon_t* b,
+                       const char* name) {
   text_writer_t w;
   text_reached_t r;
-  uint64_t end, overlap;
+  uint64_t end;
   int gaps;
-  cJSON* st;
-  if (SPOOL_SIGSTOP == 0)
-    TEST_SKIP("Windows has no SIGSTOP to hold the upstream's reads");
-  uv_loop_init(&loop);
+  char needle[128];
   memset(&w, 0, sizeof(w));
-  w.name = "gap/a";
+  w.name = name;
   w.max = 8u << 20;
   /* The writer waits at 1 MiB until U is stopped: on a loaded machine it could
    * otherwise be done before the stop, and nothing would stall. */
   w.hold_at = 1u << 20;
+  snprintf(w.address, sizeof(w.address), "%s", b->address);
+  sb_it_thread_start(&w.thread, text_writer_run, &w);
+  r.w = &w;
+  r.at = 1u << 20;
+  ASSERT(sb_it_run_until(loop, 120000, text_writer_reached, &r));
+  sb_it_daemon_kill(up, SPOOL_SIGSTOP);
+  w.released = 1;
+  /* B turns the stream to the spool once U has held its watermark half a second:
+   * by then U's socket is full. */
+  snprintf(needle, sizeof(needle), "\"%s\": the upstream has not taken", name);
+  sb_it_daemon_wait_log(b, needle, 1, 60000);
+  sb_it_daemon_kill(up, SIGKILL);
+  sb_it_daemon_wait_exit(up, 30000);
+  sb_it_daemon_restart(up);
+  sb_it_thread_join(loop, &w.thread, 240000);
+  ASSERT_OK(w.err);
+  snprintf(needle, sizeof(needle), "\"%s\" closed: ", name);
+  sb_it_daemon_wait_log(b, needle, 1, 120000);
+  sb_it_wait_settled1(loop, up->archive_dir, name);
+  archived_overlap(up->archive_dir, name, &end, &gaps);
+  ASSERT_EQ(end, w.max);
+  ASSERT_LE(gaps, 1);
+  if (gaps == 0)
+    fprintf(stderr, "%s: the window covered what U lost; trying again\n", name);
+  return gaps;
+}
+
+TEST_IMPL(spool_window_too_small_gap_recorded) {
+  static const char* const names[] = {"gap/a", "gap/b", "gap/c", "gap/d", "gap/e"};
+  uv_loop_t loop;
+  sb_it_daemon_t up, b;
+  cJSON* st;
+  int i, gaps = 0;
+  if (SPOOL_SIGSTOP == 0)
+    TEST_SKIP("Windows has no SIGSTOP to hold the upstream's reads");
+  uv_loop_init(&loop);
   sb_it_daemon_start(&up, &loop, "spgpu", NULL, "\"upstream_high_watermark\": 65536");
   sb_it_daemon_start(&b, &loop, "spgpb", up.address,
                      "\"backoff_initial_ms\": 20, \"backoff_max_ms\": 300, "
                      "\"replay_window\": 65536");
-  snprintf(w.address, sizeof(w.address), "%s", b.address);
-  sb_it_thread_start(&w.thread, text_writer_run, &w);
-  r.w = &w;
-  r.at = 1u << 20;
-  ASSERT(sb_it_run_until(&loop, 120000, text_writer_reached, &r));
-  sb_it_daemon_kill(&up, SPOOL_SIGSTOP);
-  w.released = 1;
-  /* B turns the stream to the spool once U has held its watermark half a second:
-   * by then U's socket is full. */
-  sb_it_daemon_wait_log(&b, "spooling until it catches up", 1, 60000);
-  sb_it_daemon_kill(&up, SIGKILL);
-  sb_it_daemon_wait_exit(&up, 30000);
-  sb_it_daemon_restart(&up);
-  sb_it_thread_join(&loop, &w.thread, 240000);
-  ASSERT_OK(w.err);
-  sb_it_daemon_wait_log(&b, "\"gap/a\" closed: ", 1, 120000);
-  sb_it_wait_settled1(&loop, up.archive_dir, "gap/a");
-  overlap = archived_overlap(up.archive_dir, "gap/a", &end, &gaps);
-  (void)overlap;
-  ASSERT_EQ(end, w.max);
+  for (i = 0; i < 5 && gaps == 0; i++)
+    gaps = gap_attempt(&loop, &up, &b, names[i]);
   ASSERT_EQ(gaps, 1);
+  /* The restarted U counts the gap of the last attempt only (counters are per run). */
   st = sb_it_admin(&loop, &up, "status");
   ASSERT_EQ(sb_it_json_num(st, "counters.archive_gaps"), 1);
   ASSERT_GT(sb_it_json_num(st, "counters.archive_gap_bytes"), 0);
