@@ -21,16 +21,11 @@
 #include <uv.h>
 
 #include "protocol.h"
+#include "alloc.h"
 #include "counters.h"
 
 #define SB_CONTAINER_OF(ptr, type, field) ((type*)((char*)(ptr)-offsetof(type, field)))
 
-/* The service aborts with a message on a failed small allocation (never on client
- * input sizes, which are bounded by limits first). */
-void* sb__xmalloc(size_t n);
-void* sb__xcalloc(size_t n, size_t size);
-void* sb__xrealloc(void* p, size_t n);
-char* sb__xstrdup(const char* s);
 
 /* ---- log.c ---- */
 
