@@ -22,6 +22,7 @@
 
 #include "protocol.h"
 #include "alloc.h"
+#include "paths.h"
 #include "counters.h"
 
 #define SB_CONTAINER_OF(ptr, type, field) ((type*)((char*)(ptr)-offsetof(type, field)))
@@ -700,8 +701,6 @@ int sb__path_check_links(const char* root, const char* path);
  * absent one is left for the service to make. POSIX: sb__mkdir_p. 0, or SB_E* with
  * why. */
 int sb__path_make_private(const char* path, char* why, size_t size);
-/* Joins two path parts with the platform's separator; returns a new string. */
-char* sb__path_join(const char* a, const char* b);
 /* Whether a path is absolute: POSIX, it starts with '/'; Windows, a drive letter, ':'
  * and a separator, or a UNC or long ("\\?\") path. A path relative to the current
  * drive or to a drive's current directory is not. */
