@@ -23,6 +23,7 @@
 #include "protocol.h"
 #include "alloc.h"
 #include "paths.h"
+#include "admin.h"
 #include "counters.h"
 
 #define SB_CONTAINER_OF(ptr, type, field) ((type*)((char*)(ptr)-offsetof(type, field)))
@@ -426,15 +427,6 @@ int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
                        const char* what, int admin_only, const char* sddl,
                        int instances, sb__listener_cb cb, void* arg,
                        sb__counters_t* counters);
-/*
- * sbctl's connection to the admin pipe at path: pipe is initialised (uv_pipe_init);
- * cb(req, status) runs once connected (Windows: before this returns). Windows opens
- * the pipe itself with SECURITY_IDENTIFICATION (the server cannot act as the
- * administrator) and checks that the server is the service (SB_ESERVER otherwise).
- * 0, or SB_E* (cb then never runs).
- */
-int sb__admin_connect(uv_loop_t* loop, uv_pipe_t* pipe, uv_connect_t* req,
-                      const char* path, uv_connect_cb cb);
 /* From the callback only: opens client (initialised, not yet open) on the waiting
  * connection. 0, or SB_E* after logging (the connection is then lost, and counted). */
 int sb__listener_accept(sb__listener_t* l, uv_pipe_t* client);
@@ -447,8 +439,6 @@ void sb__listener_stop(sb__listener_t* l, void (*closed)(void* arg), void* arg);
 /* Instances of the control pipe kept waiting (Windows), and of the admin pipe. */
 #define SB__CONTROL_INSTANCES 64
 #define SB__ADMIN_INSTANCES 4
-/* The bind path for an address of this platform's kind (SB_EADDRESS otherwise). */
-int sb__listener_bind_path(const char* address, char* out, size_t size);
 /* What the service knows of a connected client. */
 #define SB__PEER_GROUPS_MAX 1024
 typedef struct {
@@ -718,8 +708,6 @@ char* sb__path_long(const char* path);
  * win/fsname.c) */
 int sb__fs_name_taken(int uv_err, const char* path);
 
-/* Translates a libuv error to SB_E*, once, at the boundary. */
-int sb__uv_err(int uv_err);
 
 /* The delay before retry number step (0: the first) of something that failed for now
  * (an upstream dial, an archive that cannot write): backoff_initial_ms doubled at each
