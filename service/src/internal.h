@@ -624,9 +624,6 @@ void sb__notify_close(void);
 /* ---- platform (posix/platform.c, win/platform.c) ---- */
 
 /* Platform defaults for paths. */
-const char* sb__default_control_pipe(void);
-const char* sb__default_admin_pipe(void);
-const char* sb__default_data_dir(void);
 /* Where a service whose log_file is empty logs: Windows, DATA_DIR\logs\
  * streambrokerd.log; POSIX, NULL (standard error, which the journal keeps). */
 const char* sb__default_service_log(void);
@@ -673,9 +670,6 @@ int sb__dir_secure(const char* key, const char* shown, const char* dir, unsigned
 uv_file sb__file_open(const char* path, int flags);
 /* The log file, opened the same way for appending; NULL with errno set. */
 FILE* sb__file_append(const char* path);
-/* A file to read (the config): fopen(path, "rb"), close-on-exec on POSIX. NULL with
- * errno set. */
-FILE* sb__file_read(const char* path);
 /*
  * Windows: whether path (a directory or file; absent is fine) is the service's own:
  * not a link (reparse point), owned by SYSTEM, Administrators or the service, and
