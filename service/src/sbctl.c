@@ -23,7 +23,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "admin.h"
+#include "alloc.h"
+#include "counters.h"
+#include "paths.h"
+#include "protocol.h"
 #include "tools.h"
 #include "sbctl_archive.h"
 #include "sbctl_metrics.h"
