@@ -22,7 +22,7 @@
 int sb__admin_connect(uv_loop_t* loop, uv_pipe_t* pipe, uv_connect_t* req,
                       const char* path, uv_connect_cb cb);
 /* The bind path for an address of this platform's kind (SB_EADDRESS otherwise). */
-int sb__listener_bind_path(const char* address, char* out, size_t size);
+int sb__address_bind_path(const char* address, char* out, size_t size);
 
 /* Translates a libuv error to SB_E*, once, at the boundary. */
 int sb__uv_err(int uv_err);

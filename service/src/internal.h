@@ -408,7 +408,7 @@ typedef struct sb__listener_s sb__listener_t;
 typedef void (*sb__listener_cb)(sb__listener_t* l, void* arg);
 
 /*
- * Binds path (from sb__listener_bind_path) with its access rules and starts
+ * Binds path (from sb__address_bind_path) with its access rules and starts
  * accepting. POSIX: creates the socket's directory (0750), removes a stale socket of a
  * dead instance, SB_EEXIST while another instance serves it; mode 0600 (admin_only)
  * or 0660 before listen. Windows: every instance is created with the security

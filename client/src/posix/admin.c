@@ -6,7 +6,7 @@
 #include "protocol.h"
 #include "../admin.h"
 
-int sb__listener_bind_path(const char* address, char* out, size_t size) {
+int sb__address_bind_path(const char* address, char* out, size_t size) {
   int kind;
   const char* path;
   if (sb__address_parse(address, &kind, &path) != 0 || kind != SB__ADDR_UNIX ||

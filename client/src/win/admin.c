@@ -11,7 +11,7 @@
 #include "../admin.h"
 #include "pipe.h"
 
-int sb__listener_bind_path(const char* address, char* out, size_t size) {
+int sb__address_bind_path(const char* address, char* out, size_t size) {
   int kind;
   const char* name;
   if (sb__address_parse(address, &kind, &name) != 0 || kind != SB__ADDR_PIPE ||
