@@ -28,7 +28,6 @@
 
 #define SB_CONTAINER_OF(ptr, type, field) ((type*)((char*)(ptr)-offsetof(type, field)))
 
-
 /* ---- log.c ---- */
 
 enum { SB_LOG_ERROR = 0, SB_LOG_WARN = 1, SB_LOG_INFO = 2, SB_LOG_DEBUG = 3 };
@@ -701,7 +700,6 @@ char* sb__path_long(const char* path);
  * deleted while another process holds it ("delete pending"). (posix/fsname.c,
  * win/fsname.c) */
 int sb__fs_name_taken(int uv_err, const char* path);
-
 
 /* The delay before retry number step (0: the first) of something that failed for now
  * (an upstream dial, an archive that cannot write): backoff_initial_ms doubled at each

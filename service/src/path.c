@@ -1,8 +1,8 @@
 /*
  * path.c - paths, written once for both platforms: making a directory with its
- * parents (joining two parts is the client library's, paths.c). The separator is the platform's (path.h); the making of
- * one directory and a path's root too, given by the platform's sb__mkdir_p. Calls
- * nothing of the platform files.
+ * parents (joining two parts is the client library's, paths.c). The separator is the
+ * platform's (path.h); the making of one directory and a path's root too, given by the
+ * platform's sb__mkdir_p. Calls nothing of the platform files.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -584,4 +584,3 @@ uv_file sb__file_open(const char* path, int flags) {
 FILE* sb__file_append(const char* path) {
   return sb__wfopen(path, L"ab");
 }
-
