@@ -320,7 +320,7 @@ int sb__admin_start(sb__broker_t* b) {
     sb__time_t now = sb__time_now();
     process_started_s = (double)now.sec + (double)(now.nsec / 1000000) / 1000.0;
   }
-  if ((r = sb__listener_bind_path(b->cfg.admin_pipe, path, sizeof(path))) != 0) {
+  if ((r = sb__address_bind_path(b->cfg.admin_pipe, path, sizeof(path))) != 0) {
     SB_LOG_E("admin", "admin_pipe \"%s\": %s", b->cfg.admin_pipe, sb_strerror(r));
     return r;
   }

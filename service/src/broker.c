@@ -358,7 +358,7 @@ int sb__broker_start(sb__broker_t* b, uv_loop_t* loop, const sb__config_t* cfg) 
   broker_limits(b);
   if ((r = broker_lock(b)) != 0)
     return r;
-  if ((r = sb__listener_bind_path(cfg->control_pipe, path, sizeof(path))) != 0) {
+  if ((r = sb__address_bind_path(cfg->control_pipe, path, sizeof(path))) != 0) {
     SB_LOG_E("listener", "control_pipe \"%s\": %s", cfg->control_pipe, sb_strerror(r));
     return r;
   }

@@ -21,16 +21,12 @@
 #include <uv.h>
 
 #include "protocol.h"
+#include "alloc.h"
+#include "paths.h"
+#include "admin.h"
 #include "counters.h"
 
 #define SB_CONTAINER_OF(ptr, type, field) ((type*)((char*)(ptr)-offsetof(type, field)))
-
-/* The service aborts with a message on a failed small allocation (never on client
- * input sizes, which are bounded by limits first). */
-void* sb__xmalloc(size_t n);
-void* sb__xcalloc(size_t n, size_t size);
-void* sb__xrealloc(void* p, size_t n);
-char* sb__xstrdup(const char* s);
 
 /* ---- log.c ---- */
 
@@ -411,7 +407,7 @@ typedef struct sb__listener_s sb__listener_t;
 typedef void (*sb__listener_cb)(sb__listener_t* l, void* arg);
 
 /*
- * Binds path (from sb__listener_bind_path) with its access rules and starts
+ * Binds path (from sb__address_bind_path) with its access rules and starts
  * accepting. POSIX: creates the socket's directory (0750), removes a stale socket of a
  * dead instance, SB_EEXIST while another instance serves it; mode 0600 (admin_only)
  * or 0660 before listen. Windows: every instance is created with the security
@@ -430,15 +426,6 @@ int sb__listener_start(sb__listener_t** out, uv_loop_t* loop, const char* path,
                        const char* what, int admin_only, const char* sddl,
                        int instances, sb__listener_cb cb, void* arg,
                        sb__counters_t* counters);
-/*
- * sbctl's connection to the admin pipe at path: pipe is initialised (uv_pipe_init);
- * cb(req, status) runs once connected (Windows: before this returns). Windows opens
- * the pipe itself with SECURITY_IDENTIFICATION (the server cannot act as the
- * administrator) and checks that the server is the service (SB_ESERVER otherwise).
- * 0, or SB_E* (cb then never runs).
- */
-int sb__admin_connect(uv_loop_t* loop, uv_pipe_t* pipe, uv_connect_t* req,
-                      const char* path, uv_connect_cb cb);
 /* From the callback only: opens client (initialised, not yet open) on the waiting
  * connection. 0, or SB_E* after logging (the connection is then lost, and counted). */
 int sb__listener_accept(sb__listener_t* l, uv_pipe_t* client);
@@ -451,8 +438,6 @@ void sb__listener_stop(sb__listener_t* l, void (*closed)(void* arg), void* arg);
 /* Instances of the control pipe kept waiting (Windows), and of the admin pipe. */
 #define SB__CONTROL_INSTANCES 64
 #define SB__ADMIN_INSTANCES 4
-/* The bind path for an address of this platform's kind (SB_EADDRESS otherwise). */
-int sb__listener_bind_path(const char* address, char* out, size_t size);
 /* What the service knows of a connected client. */
 #define SB__PEER_GROUPS_MAX 1024
 typedef struct {
@@ -638,9 +623,6 @@ void sb__notify_close(void);
 /* ---- platform (posix/platform.c, win/platform.c) ---- */
 
 /* Platform defaults for paths. */
-const char* sb__default_control_pipe(void);
-const char* sb__default_admin_pipe(void);
-const char* sb__default_data_dir(void);
 /* Where a service whose log_file is empty logs: Windows, DATA_DIR\logs\
  * streambrokerd.log; POSIX, NULL (standard error, which the journal keeps). */
 const char* sb__default_service_log(void);
@@ -687,9 +669,6 @@ int sb__dir_secure(const char* key, const char* shown, const char* dir, unsigned
 uv_file sb__file_open(const char* path, int flags);
 /* The log file, opened the same way for appending; NULL with errno set. */
 FILE* sb__file_append(const char* path);
-/* A file to read (the config): fopen(path, "rb"), close-on-exec on POSIX. NULL with
- * errno set. */
-FILE* sb__file_read(const char* path);
 /*
  * Windows: whether path (a directory or file; absent is fine) is the service's own:
  * not a link (reparse point), owned by SYSTEM, Administrators or the service, and
@@ -705,8 +684,6 @@ int sb__path_check_links(const char* root, const char* path);
  * absent one is left for the service to make. POSIX: sb__mkdir_p. 0, or SB_E* with
  * why. */
 int sb__path_make_private(const char* path, char* why, size_t size);
-/* Joins two path parts with the platform's separator; returns a new string. */
-char* sb__path_join(const char* a, const char* b);
 /* Whether a path is absolute: POSIX, it starts with '/'; Windows, a drive letter, ':'
  * and a separator, or a UNC or long ("\\?\") path. A path relative to the current
  * drive or to a drive's current directory is not. */
@@ -723,9 +700,6 @@ char* sb__path_long(const char* path);
  * deleted while another process holds it ("delete pending"). (posix/fsname.c,
  * win/fsname.c) */
 int sb__fs_name_taken(int uv_err, const char* path);
-
-/* Translates a libuv error to SB_E*, once, at the boundary. */
-int sb__uv_err(int uv_err);
 
 /* The delay before retry number step (0: the first) of something that failed for now
  * (an upstream dial, an archive that cannot write): backoff_initial_ms doubled at each

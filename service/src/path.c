@@ -1,8 +1,8 @@
 /*
- * path.c - paths, written once for both platforms: joining two parts, and making a
- * directory with its parents. The separator is the platform's (path.h); the making of
- * one directory and a path's root too, given by the platform's sb__mkdir_p. Calls
- * nothing of the platform files.
+ * path.c - paths, written once for both platforms: making a directory with its
+ * parents (joining two parts is the client library's, paths.c). The separator is the
+ * platform's (path.h); the making of one directory and a path's root too, given by the
+ * platform's sb__mkdir_p. Calls nothing of the platform files.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,24 +34,4 @@ int sb__path_mkdirs(const char* path, int (*root_len)(const char* path),
     r = mkdir_one(p);
   free(p);
   return r;
-}
-
-/* One separator between the parts however many each brings; an empty part gives the
- * other one unchanged. */
-char* sb__path_join(const char* a, const char* b) {
-  size_t la = strlen(a), lb = strlen(b);
-  char* out;
-  if (la == 0 || lb == 0)
-    return sb__xstrdup(la == 0 ? b : a);
-  while (la > 0 && SB__IS_PATH_SEP(a[la - 1]))
-    la--;
-  while (lb > 0 && SB__IS_PATH_SEP(b[0])) {
-    b++;
-    lb--;
-  }
-  out = sb__xmalloc(la + lb + 2);
-  memcpy(out, a, la);
-  out[la] = SB__PATH_SEP;
-  memcpy(out + la + 1, b, lb + 1);
-  return out;
 }

@@ -1,6 +1,6 @@
 /*
- * path.h - a platform header: the path separator, and path.c's making of directories,
- * written once for both platforms (each platform's sb__mkdir_p gives it what differs).
+ * path.h - path.c's making of directories, written once for both platforms (each
+ * platform's sb__mkdir_p gives it what differs).
  * Included by path.c and the two platform.c files only.
  */
 #ifndef SB_PATH_H
@@ -8,14 +8,8 @@
 
 #include <stddef.h>
 
-#ifdef _WIN32
-/* Windows writes '\' and reads either. */
-#define SB__PATH_SEP '\\'
-#define SB__IS_PATH_SEP(c) ((c) == '/' || (c) == '\\')
-#else
-#define SB__PATH_SEP '/'
-#define SB__IS_PATH_SEP(c) ((c) == '/')
-#endif
+/* The separator: the client library's. */
+#include "paths.h"
 
 /*
  * Makes the directory path and each of its ancestors below its root, in turn, through

@@ -23,7 +23,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "admin.h"
+#include "alloc.h"
+#include "counters.h"
+#include "paths.h"
+#include "protocol.h"
 #include "tools.h"
 #include "sbctl_archive.h"
 #include "sbctl_metrics.h"
@@ -344,7 +348,7 @@ int main(int argc, char** argv) {
   }
   if (address == NULL)
     address = sb__default_admin_pipe();
-  if (sb__listener_bind_path(address, path, sizeof(path)) != 0) {
+  if (sb__address_bind_path(address, path, sizeof(path)) != 0) {
     fprintf(stderr, "sbctl: invalid admin address \"%s\"\n", address);
     return 2;
   }

@@ -24,8 +24,11 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <uv.h>
 
-#include "internal.h"
+#include "alloc.h"
+#include "paths.h"
+#include "protocol.h"
 #include "sbctl_archive.h"
 #include "tags.h"
 

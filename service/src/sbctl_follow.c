@@ -10,7 +10,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "admin.h"
+#include "alloc.h"
+#include "protocol.h"
 
 /* A partial text line longer than this is printed without waiting for its end. */
 #define FL_LINE_MAX (64u * 1024u)

@@ -1,40 +1,9 @@
-/* util.c - allocation that aborts on failure, chunks, and libuv error translation. */
+/* util.c - chunks, and backoff with jitter. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
-
-/* The service can do nothing useful without small allocations (redis zmalloc does the
- * same); sizes that come from clients are bounded by limits before they get here. */
-static void* sb__oom(size_t n) {
-  fprintf(stderr, "streambrokerd: out of memory (%zu bytes)\n", n);
-  fflush(stderr);
-  abort();
-}
-
-void* sb__xmalloc(size_t n) {
-  void* p = malloc(n ? n : 1);
-  return p ? p : sb__oom(n);
-}
-
-void* sb__xcalloc(size_t n, size_t size) {
-  void* p;
-  if (size != 0 && n > (size_t)-1 / size)
-    return sb__oom((size_t)-1);
-  p = calloc(n ? n : 1, size ? size : 1);
-  return p ? p : sb__oom(n * size);
-}
-
-void* sb__xrealloc(void* p, size_t n) {
-  void* q = realloc(p, n ? n : 1);
-  return q ? q : sb__oom(n);
-}
-
-char* sb__xstrdup(const char* s) {
-  size_t n = strlen(s) + 1;
-  return memcpy(sb__xmalloc(n), s, n);
-}
 
 sb__chunk_t* sb__chunk_new(const void* data, size_t len) {
   sb__chunk_t* c = sb__xmalloc(sizeof(*c) + len);
@@ -86,44 +55,6 @@ void sb__chunk_free(sb__chunk_t* c) {
     return;
   }
   free(c);
-}
-
-/* The one place libuv's codes become ours; anything unexpected is an I/O error that
- * the caller logs with libuv's own name for it. */
-int sb__uv_err(int e) {
-  switch (e) {
-  case 0:
-    return 0;
-  case UV_ENOENT:
-    return SB_ENOENT;
-  case UV_EACCES:
-  case UV_EPERM:
-    return SB_EACCES;
-  case UV_EADDRINUSE:
-  case UV_EEXIST:
-    return SB_EEXIST;
-  case UV_ENOSPC:
-    return SB_ENOSPC;
-  case UV_ENOMEM:
-    return SB_ENOMEM;
-  case UV_EPIPE:
-  case UV_ECONNRESET:
-  case UV_EOF:
-    return SB_EPIPE;
-  case UV_ETIMEDOUT:
-    return SB_ETIMEDOUT;
-  case UV_ECANCELED:
-    return SB_ECANCELED;
-  case UV_EINVAL:
-    return SB_EINVAL;
-  case UV_EBUSY:
-  case UV_EAGAIN:
-    return SB_EBUSY;
-  case UV_ECONNREFUSED:
-    return SB_ENOSERVER;
-  default:
-    return SB_EIO;
-  }
 }
 
 /* xorshift64: jitter needs spread, not quality; seeded from the clock once. Loop

@@ -273,7 +273,7 @@ TEST_IMPL(follow_slow_follower) {
   ASSERT_OK(uv_loop_init(&loop));
   sb_it_daemon_start(&d, &loop, "followslow", NULL, "\"log_level\": \"info\"");
   memset(&r, 0, sizeof(r));
-  ASSERT_OK(sb__listener_bind_path(d.admin_address, path, sizeof(path)));
+  ASSERT_OK(sb__address_bind_path(d.admin_address, path, sizeof(path)));
   ASSERT_OK(uv_pipe_init(&loop, &r.pipe, 0));
   r.pipe.data = &r;
   r.connect.data = &r;

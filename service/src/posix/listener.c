@@ -13,16 +13,6 @@
 
 #include "../internal.h"
 
-int sb__listener_bind_path(const char* address, char* out, size_t size) {
-  int kind;
-  const char* path;
-  if (sb__address_parse(address, &kind, &path) != 0 || kind != SB__ADDR_UNIX ||
-      strlen(path) >= size)
-    return SB_EADDRESS;
-  memcpy(out, path, strlen(path) + 1);
-  return 0;
-}
-
 /*
  * A socket file left by a dead instance refuses connections: it is removed. One that
  * accepts belongs to a live instance: we refuse to start rather than steal its name.
@@ -339,12 +329,4 @@ int sb__peer_allowed(const sb__peer_t* peer, const char* allowed_groups, char* w
              "holds %d supplementary groups)",
              (long long)peer->uid, (long long)peer->gid, allowed_groups, peer->ngroups);
   return ok;
-}
-
-/* The socket's mode (0600, the service's user) decides who serves and who talks. */
-int sb__admin_connect(uv_loop_t* loop, uv_pipe_t* pipe, uv_connect_t* req,
-                      const char* path, uv_connect_cb cb) {
-  (void)loop;
-  uv_pipe_connect(req, pipe, path, cb);
-  return 0;
 }

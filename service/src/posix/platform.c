@@ -18,18 +18,6 @@
 #include "oserror.h"
 #include "../path.h"
 
-const char* sb__default_control_pipe(void) {
-  return "unix:/run/streambroker/streambroker.sock";
-}
-
-const char* sb__default_admin_pipe(void) {
-  return "unix:/run/streambroker/admin.sock";
-}
-
-const char* sb__default_data_dir(void) {
-  return "/var/lib/streambroker";
-}
-
 /* Standard error: the journal keeps it under systemd, the terminal otherwise. */
 const char* sb__default_service_log(void) {
   return NULL;
@@ -355,18 +343,6 @@ FILE* sb__file_append(const char* path) {
     return NULL;
   }
   if ((f = fdopen(fd, "ab")) == NULL)
-    close(fd);
-  return f;
-}
-
-/* Close-on-exec, as every descriptor of the service; a link is followed (a config
- * kept elsewhere by a configuration tool is usual). */
-FILE* sb__file_read(const char* path) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  FILE* f;
-  if (fd < 0)
-    return NULL;
-  if ((f = fdopen(fd, "rb")) == NULL)
     close(fd);
   return f;
 }

@@ -27,9 +27,7 @@
 #include <string.h>
 
 #include "../internal.h"
-#include "oserror.h"
 #include "pipesec.h"
-#include "win/pipe.h"
 
 /* The pipes' buffers, as libuv's: what a client may write before the service reads. */
 #define SB__PIPE_BUFFER 65536
@@ -79,17 +77,6 @@ struct sb__listener_s {
   void (*closed)(void* arg);
   void* closed_arg;
 };
-
-int sb__listener_bind_path(const char* address, char* out, size_t size) {
-  int kind;
-  const char* name;
-  if (sb__address_parse(address, &kind, &name) != 0 || kind != SB__ADDR_PIPE ||
-      strlen(name) + 10 > size)
-    return SB_EADDRESS;
-  strcpy(out, "\\\\.\\pipe\\");
-  strcat(out, name);
-  return 0;
-}
 
 /* A connection dropped unread: counted, and logged (up to SB__LOST_LOG_BURST lines a
  * minute; the rest are summed up once the minute is over). */
@@ -561,51 +548,4 @@ int sb__peer_allowed(const sb__peer_t* peer, const char* allowed_groups, char* w
   (void)why;
   (void)why_size;
   return 1;
-}
-
-/*
- * sbctl's dial of the admin pipe, made here rather than by uv_pipe_connect (which
- * asks for no security quality of service, so the server could impersonate the
- * administrator running sbctl at impersonation level): identification level only,
- * and the server checked to be the service before the request is written.
- */
-int sb__admin_connect(uv_loop_t* loop, uv_pipe_t* pipe, uv_connect_t* req,
-                      const char* path, uv_connect_cb cb) {
-  WCHAR wide[300];
-  HANDLE h = INVALID_HANDLE_VALUE;
-  DWORD e = 0;
-  int fd, r, tries;
-  (void)loop;
-  if (MultiByteToWideChar(CP_UTF8, 0, path, -1, wide, 300) == 0)
-    return SB_EADDRESS;
-  for (tries = 0; tries < 50; tries++) {
-    h = CreateFileW(
-        wide, GENERIC_READ | FILE_WRITE_DATA | FILE_WRITE_ATTRIBUTES, 0, NULL,
-        OPEN_EXISTING,
-        FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION, NULL);
-    if (h != INVALID_HANDLE_VALUE || (e = GetLastError()) != ERROR_PIPE_BUSY)
-      break;
-    WaitNamedPipeW(wide, 100);
-  }
-  if (h == INVALID_HANDLE_VALUE) {
-    /* No pipe of that name is no server. */
-    r = sb__err_keep(sb__os_err(e), SB__ERR_BIT(SB_ENOENT) | SB__ERR_BIT(SB_EACCES) |
-                                        SB__ERR_BIT(SB_EBUSY));
-    return r == SB_ENOENT ? SB_ENOSERVER : r;
-  }
-  if ((r = sb__pipe_check_server(h)) != 0) {
-    CloseHandle(h);
-    return r;
-  }
-  if ((fd = _open_osfhandle((intptr_t)h, _O_BINARY)) < 0) {
-    CloseHandle(h);
-    return SB_ELIMIT;
-  }
-  if ((r = uv_pipe_open(pipe, fd)) != 0) {
-    _close(fd);
-    return sb__uv_err(r);
-  }
-  req->handle = (uv_stream_t*)pipe;
-  cb(req, 0);
-  return 0;
 }

@@ -14,77 +14,18 @@
 #include "oserror.h"
 #include "../path.h"
 #include "acl.h"
+#include "win/wide.h"
 
 static uv_once_t sb__paths_once = UV_ONCE_INIT;
-static char* sb__data_dir;    /* %ProgramData%\StreamBroker, UTF-8, never freed */
-static char* sb__config_path; /* sb__data_dir\streambroker.json */
-static char* sb__service_log; /* sb__data_dir\logs\streambrokerd.log */
+static char* sb__config_path; /* sb__default_data_dir()\streambroker.json */
+static char* sb__service_log; /* sb__default_data_dir()\logs\streambrokerd.log */
 
-/* UTF-16 to a new UTF-8 string, or NULL. */
-static char* sb__utf8(const WCHAR* w) {
-  int n = WideCharToMultiByte(CP_UTF8, 0, w, -1, NULL, 0, NULL, NULL);
-  char* s;
-  if (n <= 0)
-    return NULL;
-  s = sb__xmalloc((size_t)n);
-  if (WideCharToMultiByte(CP_UTF8, 0, w, -1, s, n, NULL, NULL) != n) {
-    free(s);
-    return NULL;
-  }
-  return s;
-}
-
-/* UTF-8 to a new UTF-16 string, or NULL for invalid UTF-8. */
-static WCHAR* sb__utf16(const char* s) {
-  int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
-  WCHAR* w;
-  if (n <= 0)
-    return NULL;
-  w = sb__xmalloc((size_t)n * sizeof(WCHAR));
-  if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
-    free(w);
-    return NULL;
-  }
-  return w;
-}
-
-/*
- * ProgramData is asked of the shell (it may have been moved off C:), then of the
- * environment, else the usual place. Computed once: the paths are handed out as
- * plain const char* for the life of the process, possibly to several threads.
- */
+/* Computed once, under the data directory (the client library's, win/defaults.c): the
+ * paths are handed out as plain const char* for the life of the process, possibly to
+ * several threads. */
 static void sb__paths_init(void) {
-  PWSTR known = NULL;
-  WCHAR env[MAX_PATH];
-  char* base = NULL;
-  DWORD n;
-  if (SHGetKnownFolderPath(&FOLDERID_ProgramData, 0, NULL, &known) == S_OK)
-    base = sb__utf8(known);
-  CoTaskMemFree(known);
-  if (base == NULL) {
-    n = GetEnvironmentVariableW(L"PROGRAMDATA", env, MAX_PATH);
-    if (n > 0 && n < MAX_PATH)
-      base = sb__utf8(env);
-  }
-  if (base == NULL)
-    base = sb__xstrdup("C:\\ProgramData");
-  sb__data_dir = sb__path_join(base, "StreamBroker");
-  sb__config_path = sb__path_join(sb__data_dir, "streambroker.json");
-  sb__service_log = sb__path_join(sb__data_dir, "logs\\streambrokerd.log");
-  free(base);
-}
-
-const char* sb__default_control_pipe(void) {
-  return "net.pipe:streambroker";
-}
-
-const char* sb__default_admin_pipe(void) {
-  return "net.pipe:streambroker-admin";
-}
-
-const char* sb__default_data_dir(void) {
-  uv_once(&sb__paths_once, sb__paths_init);
-  return sb__data_dir;
+  sb__config_path = sb__path_join(sb__default_data_dir(), "streambroker.json");
+  sb__service_log = sb__path_join(sb__default_data_dir(), "logs\\streambrokerd.log");
 }
 
 /* A service has no console: its log goes under ProgramData unless log_file says. */
@@ -640,24 +581,6 @@ uv_file sb__file_open(const char* path, int flags) {
   return fd;
 }
 
-/* Paths are UTF-8: fopen would take them in the ANSI code page, so a name with a
- * character outside it would not be found (or another file would be opened). */
-static FILE* sb__wfopen(const char* path, const WCHAR* mode) {
-  WCHAR* w = sb__utf16(path);
-  FILE* f;
-  if (w == NULL) {
-    errno = EINVAL;
-    return NULL;
-  }
-  f = _wfopen(w, mode);
-  free(w);
-  return f;
-}
-
 FILE* sb__file_append(const char* path) {
   return sb__wfopen(path, L"ab");
-}
-
-FILE* sb__file_read(const char* path) {
-  return sb__wfopen(path, L"rb");
 }
