@@ -1,8 +1,9 @@
 /*
  * oserror.h - an operating system's error codes as SB_E* codes: one translation per
- * platform (posix/error.c: errno; win/error.c: Win32 errors, and the C runtime's
- * errno). Included by the client's dialers and by the service's platform files and
- * log.c (the service sees it through the sb_protocol interface).
+ * platform (posix/error.c: errno; win/error.c: Win32 errors), and the C library's
+ * errno values from one table for both (errno.c). Included by the client's dialers
+ * and by the service's platform files and log.c (the service sees it through the
+ * sb_protocol interface).
  *
  * A caller whose contract names fewer codes keeps only those (sb__err_keep); a caller
  * that gives an error a meaning of its own (a dialer: no file there is no server)

@@ -1,10 +1,9 @@
 /*
- * win/error.c - Win32 errors, and the C runtime's errno, as SB_E* codes: the one
- * translation of the OS's errors on Windows, for the client and the service
- * (oserror.h).
+ * win/error.c - Win32 errors as SB_E* codes: the one translation of the OS's errors on
+ * Windows, for the client and the service (oserror.h; the C runtime's errno values
+ * are errno.c's).
  */
 #include <windows.h>
-#include <errno.h>
 
 #include "../oserror.h"
 
@@ -30,20 +29,6 @@ int sb__os_err(unsigned long e) {
   case ERROR_NOT_ENOUGH_MEMORY:
   case ERROR_OUTOFMEMORY:
     return SB_ENOMEM;
-  default:
-    return SB_EIO;
-  }
-}
-
-/* The C runtime keeps errno values of its own (fopen, _wfopen): the same names as
- * POSIX's, so the same table. */
-int sb__crt_err(int e) {
-  switch (e) {
-#define SB__ERRNO_CASE(name, code)                                                     \
-  case name:                                                                           \
-    return code;
-    SB__ERRNO_MAP(SB__ERRNO_CASE)
-#undef SB__ERRNO_CASE
   default:
     return SB_EIO;
   }
