@@ -141,7 +141,7 @@ writer=$!
 exec 7>"$work/fifo"
 echo open >&7
 for _ in $(seq 1 60); do
-  sbctl streams | grep -q quickstart/open && break
+  grep -q quickstart/open <<<"$(sbctl streams)" && break
   sleep 0.5
 done
 for c in 'sbctl status ' 'sbctl streams ' 'sbctl --json streams ' 'sbctl --json status ' \
@@ -151,7 +151,7 @@ for c in 'sbctl status ' 'sbctl streams ' 'sbctl --json streams ' 'sbctl --json 
   $c >"$work/out" || fail "$c failed"
   [ -s "$work/out" ] || fail "$c printed nothing"
 done
-sbctl streams | grep -q "quickstart/open .*$archive/quickstart/open.log" ||
+grep -q "quickstart/open .*$archive/quickstart/open.log" <<<"$(sbctl streams)" ||
   fail "sbctl streams does not say where the stream goes"
 sbctl metrics | promtool check metrics >"$work/lint" 2>&1 || fail "promtool: $(cat "$work/lint")"
 exec 7>&-
@@ -160,10 +160,12 @@ ok "sbctl examples (metrics pass promtool)"
 
 # The service's own examples.
 in_readme 'streambrokerd --check-config FILE'
-streambrokerd --check-config "$work/clone/config/streambroker.json" | grep -q valid ||
+grep -q valid <<<"$(streambrokerd --check-config "$work/clone/config/streambroker.json")" ||
   fail "--check-config"
 in_readme 'streambrokerd --print-config-keys'
-streambrokerd --print-config-keys | grep -q archive_dir || fail "--print-config-keys"
+# The output is read whole before it is searched: grep -q stops at its match, and the
+# writer, still writing, would die of SIGPIPE and fail the pipeline (pipefail).
+grep -q archive_dir <<<"$(streambrokerd --print-config-keys)" || fail "--print-config-keys"
 ok "streambrokerd examples"
 
 # The install after the quick start, staged: it builds what the quick start did not.
